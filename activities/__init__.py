@@ -1,0 +1,1 @@
+"""Activities: thin, typed, idempotent adapters to payment gateways, notifiers and the store."""

@@ -1,0 +1,154 @@
+"""The dunning activities: load a policy, charge, notify, record.
+
+Methods on one class that holds the dependencies (store, gateway, notifier, policies), so a
+test or a deployment swaps a real service for another by construction. All are synchronous
+and run in the worker's thread pool; all are idempotent.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.notify import Notifier, OutboundMessage, UndeliverableError
+from activities.notify.outbox import OutboxNotifier
+from activities.notify.templates import Templates
+from activities.payments import PaymentGateway
+from activities.payments.simulated import SimulatedGateway
+from activities.store import CaseStore, CustomerProfile, Message
+from config.policies import find_policy, load_policies
+from config.settings import CONFIG_DIR, Settings
+from workflows.models import (
+    CaseRecord,
+    ChargeRequest,
+    ChargeResult,
+    Delivery,
+    DeliveryStatus,
+    NotifyRequest,
+    NotifyResult,
+    PolicyRef,
+)
+from workflows.money import format_money
+from workflows.policy import Channel, Policy
+
+
+class DunningActivities:
+    """Everything a dunning case does outside its workflow."""
+
+    def __init__(
+        self,
+        store: CaseStore,
+        gateway: PaymentGateway,
+        notifiers: dict[Channel, Notifier],
+        policies: list[Policy],
+        templates: Templates,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.notifiers = notifiers
+        self.policies = policies
+        self.templates = templates
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DunningActivities:
+        """The activities as configured; bad policies or templates fail here, at start-up."""
+        store = CaseStore(settings.database_url)
+        store.create_schema()
+        outbox = OutboxNotifier()
+        return cls(
+            store=store,
+            gateway=SimulatedGateway(store),
+            notifiers={channel: outbox for channel in Channel},
+            policies=load_policies(settings.policies_dir, settings.declines_file),
+            templates=Templates(CONFIG_DIR / "templates"),
+        )
+
+    def all(self) -> list:
+        """The activity callables to register on a worker."""
+        return [self.load_policy, self.charge, self.notify, self.record]
+
+    @activity.defn
+    def load_policy(self, ref: PolicyRef) -> Policy:
+        """The policy a case is pinned to; loaded once, then kept in the case's history."""
+        return find_policy(self.policies, ref.name, ref.version)
+
+    @activity.defn
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Charge once per attempt: the gateway dedupes on the attempt's idempotency key."""
+        if request.payment_method is None:
+            customer = self.store.get_customer(request.customer_id)
+            if customer is not None and customer.payment_method:
+                request = request.model_copy(update={"payment_method": customer.payment_method})
+        result = self.gateway.charge(request)
+        self.store.record_attempt(request, result)
+        return result
+
+    @activity.defn
+    def notify(self, request: NotifyRequest) -> NotifyResult:
+        """Send one step on each channel, at most once per (case, step, channel)."""
+        customer = self.store.get_customer(request.customer_id)
+        return NotifyResult(
+            deliveries=[self._deliver(request, customer, channel) for channel in request.channels]
+        )
+
+    @activity.defn
+    def record(self, record: CaseRecord) -> None:
+        """Keep the case row current and append its new audit lines."""
+        self.store.record_case(record)
+
+    def _deliver(
+        self, request: NotifyRequest, customer: CustomerProfile | None, channel: Channel
+    ) -> Delivery:
+        recipient = _recipient(customer, channel)
+        if recipient is None:
+            return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail="no contact")
+        locale = customer.locale
+        subject, body = self.templates.render(
+            locale,
+            request.template,
+            channel,
+            {
+                "name": customer.name or "there",
+                "invoice_id": request.invoice_id,
+                "amount": format_money(request.amount_due, request.currency, locale),
+                "deadline": f"{request.deadline:%Y-%m-%d}" if request.deadline else "",
+                "case_id": request.case_id,
+            },
+        )
+        # The row is written before the provider call: a retry finds it and never sends twice.
+        row = self.store.claim_message(
+            Message(
+                case_id=request.case_id,
+                customer_id=request.customer_id,
+                step=request.step,
+                channel=channel.value,
+                template=request.template,
+                recipient=recipient,
+                subject=subject,
+                body=body,
+            )
+        )
+        if row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+            return Delivery(channel=channel, status=DeliveryStatus(row.status), detail="recorded")
+        key = f"{request.case_id}:{request.step}:{channel.value}"
+        message = OutboundMessage(
+            key=key, channel=channel, recipient=recipient, subject=subject, body=body
+        )
+        try:
+            provider_id = self.notifiers[channel].send(message)
+        except UndeliverableError as err:
+            self.store.mark_message(row.id, DeliveryStatus.FAILED)
+            return Delivery(channel=channel, status=DeliveryStatus.FAILED, detail=str(err))
+        self.store.mark_message(row.id, DeliveryStatus.SENT, provider_id)
+        return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=provider_id)
+
+
+def _recipient(customer: CustomerProfile | None, channel: Channel) -> str | None:
+    if customer is None:
+        return None
+    match channel:
+        case Channel.EMAIL:
+            return customer.email
+        case Channel.SMS:
+            return customer.phone
+        case Channel.IN_APP:
+            return customer.customer_id

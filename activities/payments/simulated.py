@@ -1,0 +1,98 @@
+"""A gateway that needs no account and answers by payment-method token.
+
+Tokens are the names of Stripe's test payment methods, so a demo or a test reads like one
+run against Stripe's test mode. Answers are remembered by idempotency key in the store, as
+Stripe does: the same key gives the same answer and never a second charge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from activities.payments import IdempotencyConflict
+from activities.store import CaseStore, SimulatedCharge, utcnow
+from workflows.models import ChargeRequest, ChargeResult
+
+APPROVING_TOKENS = {
+    "pm_card_visa",
+    "pm_card_visa_debit",
+    "pm_card_mastercard",
+    "pm_card_mastercard_debit",
+    "pm_card_amex",
+    "pm_card_discover",
+    "pm_card_jcb",
+    "pm_card_unionpay",
+}
+
+DECLINING_TOKENS = {
+    "pm_card_chargeDeclined": "generic_decline",
+    "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
+    "pm_card_chargeDeclinedLostCard": "lost_card",
+    "pm_card_chargeDeclinedStolenCard": "stolen_card",
+    "pm_card_chargeDeclinedExpiredCard": "expired_card",
+    "pm_card_chargeDeclinedIncorrectCvc": "incorrect_cvc",
+    "pm_card_chargeDeclinedProcessingError": "processing_error",
+    "pm_card_chargeDeclinedVelocityLimitExceeded": "card_velocity_exceeded",
+    "pm_card_authenticationRequired": "authentication_required",
+}
+
+# Not a Stripe token: declines with insufficient funds until attempt N, then approves.
+RECOVERS_ON = re.compile(r"^pm_sim_recovers_on_attempt_(\d+)$")
+
+
+def simulated_answer(request: ChargeRequest) -> ChargeResult:
+    """The answer a token gets, before idempotency: pure, so tests can name expectations."""
+    token = request.payment_method
+    if token is None:
+        return ChargeResult(approved=False, decline_code="no_payment_method")
+    if token in APPROVING_TOKENS:
+        return ChargeResult(approved=True)
+    if token in DECLINING_TOKENS:
+        return ChargeResult(approved=False, decline_code=DECLINING_TOKENS[token])
+    if match := RECOVERS_ON.match(token):
+        if request.attempt >= int(match.group(1)):
+            return ChargeResult(approved=True)
+        return ChargeResult(approved=False, decline_code="insufficient_funds")
+    return ChargeResult(approved=False, decline_code="invalid_payment_method")
+
+
+class SimulatedGateway:
+    """`PaymentGateway` for demos and tests; charges are rows in the store."""
+
+    def __init__(self, store: CaseStore) -> None:
+        self.store = store
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Answer by token; replay the stored answer for a key already seen."""
+        fingerprint = _fingerprint(request)
+        stored = self.store.simulated_charge(request.idempotency_key)
+        if stored is None:
+            answer = simulated_answer(request)
+            stored = self.store.save_simulated_charge(
+                SimulatedCharge(
+                    idempotency_key=request.idempotency_key,
+                    fingerprint=fingerprint,
+                    approved=answer.approved,
+                    decline_code=answer.decline_code,
+                    reference="ch_sim_" + fingerprint[:16],
+                    created_at=utcnow(),
+                )
+            )
+        if stored.fingerprint != fingerprint:
+            raise IdempotencyConflict(
+                f"idempotency key {request.idempotency_key} was used with other parameters"
+            )
+        return ChargeResult(
+            approved=stored.approved,
+            decline_code=stored.decline_code,
+            reference=stored.reference,
+            message="approved" if stored.approved else f"declined: {stored.decline_code}",
+        )
+
+
+def _fingerprint(request: ChargeRequest) -> str:
+    """What must match for a key to be replayed: like Stripe, the request's parameters."""
+    fields = request.model_dump(exclude={"attempt"})
+    fields["key"] = request.idempotency_key
+    return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()

@@ -1,0 +1,330 @@
+"""The case store: customers, cases, charge attempts, messages and the audit trail.
+
+SQLite by default, any SQLAlchemy URL (PostgreSQL in production) through `DATABASE_URL`.
+Contact details live here and only here: workflows hold the customer id.
+Every write is idempotent (keyed by case and attempt, case and step and channel, case and
+audit sequence), so a retried activity never writes a row twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, EmailStr
+from pydantic import Field as Check
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from workflows.models import ID_PATTERN, CaseRecord, ChargeRequest, ChargeResult, TimelineEntry
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, for rows written outside workflows."""
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were written in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _timestamp(**kwargs):
+    return Field(sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class CustomerProfile(BaseModel):
+    """A customer's contact details: the only place a name, email or phone number lives."""
+
+    customer_id: str = Check(pattern=ID_PATTERN)
+    name: str | None = Check(default=None, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Check(default=None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
+    locale: str = "en"
+    time_zone: str = "UTC"
+    payment_method: str | None = None
+
+
+class Customer(SQLModel, table=True):
+    """Customers and how to reach them."""
+
+    __tablename__ = "customers"
+    customer_id: str = Field(primary_key=True)
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    locale: str = "en"
+    time_zone: str = "UTC"
+    payment_method: str | None = None
+    updated_at: datetime = _timestamp(nullable=False)
+
+
+class Case(SQLModel, table=True):
+    """One dunning case per failed invoice, kept current by the workflow."""
+
+    __tablename__ = "cases"
+    case_id: str = Field(primary_key=True)
+    invoice_id: str = Field(index=True)
+    customer_id: str = Field(index=True)
+    status: str = Field(index=True)
+    amount_due: int
+    amount_recovered: int = 0
+    currency: str
+    policy: str
+    policy_version: int
+    opened_at: datetime = _timestamp(nullable=False)
+    closed_at: datetime | None = _timestamp(nullable=True)
+    updated_at: datetime = _timestamp(nullable=False)
+
+
+class ChargeAttempt(SQLModel, table=True):
+    """Each charge attempt and the gateway's answer."""
+
+    __tablename__ = "charge_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    attempt: int
+    idempotency_key: str = Field(unique=True)
+    amount: int
+    currency: str
+    payment_method: str | None = None
+    approved: bool
+    decline_code: str | None = None
+    reference: str | None = None
+    at: datetime = _timestamp(nullable=False)
+
+
+class Message(SQLModel, table=True):
+    """The outbox: one row per (case, step, channel), written before the provider is called."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("case_id", "step", "channel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    customer_id: str
+    step: str
+    channel: str
+    template: str
+    recipient: str
+    subject: str = ""
+    body: str
+    status: str = "pending"
+    provider_id: str | None = None
+    created_at: datetime = _timestamp(nullable=False)
+    sent_at: datetime | None = _timestamp(nullable=True)
+
+
+class CaseEvent(SQLModel, table=True):
+    """The audit trail: everything that happened to a case, who did it and why."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    seq: int
+    at: datetime = _timestamp(nullable=False)
+    kind: str
+    actor: str
+    detail: str = ""
+
+
+class SimulatedCharge(SQLModel, table=True):
+    """The simulated gateway's memory of idempotency keys, as Stripe keeps them."""
+
+    __tablename__ = "simulated_charges"
+    idempotency_key: str = Field(primary_key=True)
+    fingerprint: str
+    approved: bool
+    decline_code: str | None = None
+    reference: str
+    created_at: datetime = _timestamp(nullable=False)
+
+
+class CaseStore:
+    """Typed access to the store; safe to share between activity threads."""
+
+    def __init__(self, database_url: str) -> None:
+        if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
+            Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"check_same_thread": False} if database_url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(database_url, connect_args=connect_args)
+
+    def create_schema(self) -> None:
+        """Create every table that does not exist yet (safe to call on every start)."""
+        SQLModel.metadata.create_all(self.engine)
+
+    def session(self) -> Session:
+        """A new session; use it as a context manager."""
+        return Session(self.engine, expire_on_commit=False)
+
+    # Customers -----------------------------------------------------------------------------
+
+    def upsert_customer(self, profile: CustomerProfile) -> None:
+        """Create or update a customer's contact details."""
+        with self.session() as session:
+            row = session.get(Customer, profile.customer_id) or Customer(
+                customer_id=profile.customer_id
+            )
+            for field, value in profile.model_dump(exclude={"customer_id"}).items():
+                setattr(row, field, value)
+            row.updated_at = utcnow()
+            session.add(row)
+            session.commit()
+
+    def get_customer(self, customer_id: str) -> CustomerProfile | None:
+        """A customer's contact details, or None for an unknown customer."""
+        with self.session() as session:
+            row = session.get(Customer, customer_id)
+        if row is None:
+            return None
+        return CustomerProfile.model_validate(row.model_dump(exclude={"updated_at"}))
+
+    # Cases and audit -----------------------------------------------------------------------
+
+    def record_case(self, record: CaseRecord) -> None:
+        """Upsert the case row and add audit lines not already stored."""
+        with self.session() as session:
+            row = session.get(Case, record.case_id) or Case(
+                case_id=record.case_id, opened_at=record.opened_at, **_case_ids(record)
+            )
+            for field in ("status", "amount_due", "amount_recovered", "closed_at"):
+                setattr(row, field, getattr(record, field))
+            row.updated_at = utcnow()
+            session.add(row)
+            known = set(
+                session.exec(select(CaseEvent.seq).where(CaseEvent.case_id == record.case_id))
+            )
+            for entry in record.entries:
+                if entry.seq not in known:
+                    session.add(CaseEvent(case_id=record.case_id, **entry.model_dump()))
+            session.commit()
+
+    def get_case(self, case_id: str) -> Case | None:
+        """The case row, or None."""
+        with self.session() as session:
+            return session.get(Case, case_id)
+
+    def case_events(self, case_id: str) -> list[TimelineEntry]:
+        """The stored audit trail of a case, oldest first."""
+        with self.session() as session:
+            rows = session.exec(
+                select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq)
+            ).all()
+        return [
+            TimelineEntry(seq=r.seq, at=_utc(r.at), kind=r.kind, actor=r.actor, detail=r.detail)
+            for r in rows
+        ]
+
+    # Charges -------------------------------------------------------------------------------
+
+    def record_attempt(self, request: ChargeRequest, result: ChargeResult) -> None:
+        """Store an attempt's answer once, however often the activity runs."""
+        row = ChargeAttempt(
+            case_id=request.case_id,
+            attempt=request.attempt,
+            idempotency_key=request.idempotency_key,
+            amount=request.amount,
+            currency=request.currency,
+            payment_method=request.payment_method,
+            approved=result.approved,
+            decline_code=result.decline_code,
+            reference=result.reference,
+            at=utcnow(),
+        )
+        with self.session() as session:
+            if session.exec(
+                select(ChargeAttempt).where(
+                    ChargeAttempt.idempotency_key == request.idempotency_key
+                )
+            ).first():
+                return
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # a concurrent retry stored it first
+
+    def attempts(self, case_id: str) -> list[ChargeAttempt]:
+        """A case's charge attempts, in order."""
+        with self.session() as session:
+            return list(
+                session.exec(
+                    select(ChargeAttempt)
+                    .where(ChargeAttempt.case_id == case_id)
+                    .order_by(ChargeAttempt.attempt)
+                )
+            )
+
+    # Messages ------------------------------------------------------------------------------
+
+    def claim_message(self, message: Message) -> Message:
+        """The row for (case, step, channel): the stored one if any, else `message`, stored."""
+        with self.session() as session:
+            existing = self._find_message(session, message)
+            if existing is not None:
+                return existing
+            message.created_at = utcnow()
+            session.add(message)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return self._find_message(session, message)
+            session.refresh(message)
+            return message
+
+    def mark_message(self, message_id: int, status: str, provider_id: str | None = None) -> None:
+        """Record what the provider did with a message."""
+        with self.session() as session:
+            row = session.get(Message, message_id)
+            row.status = status
+            row.provider_id = provider_id
+            if status == "sent":
+                row.sent_at = utcnow()
+            session.add(row)
+            session.commit()
+
+    def messages(self, case_id: str) -> list[Message]:
+        """A case's messages, oldest first."""
+        with self.session() as session:
+            return list(
+                session.exec(select(Message).where(Message.case_id == case_id).order_by(Message.id))
+            )
+
+    @staticmethod
+    def _find_message(session: Session, message: Message) -> Message | None:
+        return session.exec(
+            select(Message).where(
+                Message.case_id == message.case_id,
+                Message.step == message.step,
+                Message.channel == message.channel,
+            )
+        ).first()
+
+    # Simulated gateway ---------------------------------------------------------------------
+
+    def simulated_charge(self, key: str) -> SimulatedCharge | None:
+        """What the simulated gateway answered for an idempotency key, if it has seen it."""
+        with self.session() as session:
+            return session.get(SimulatedCharge, key)
+
+    def save_simulated_charge(self, charge: SimulatedCharge) -> SimulatedCharge:
+        """Remember an answer; when a concurrent call stored one first, that one wins."""
+        with self.session() as session:
+            session.add(charge)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return session.get(SimulatedCharge, charge.idempotency_key)
+            return charge
+
+
+def _case_ids(record: CaseRecord) -> dict:
+    return record.model_dump(
+        include={"invoice_id", "customer_id", "currency", "policy", "policy_version"}
+    )

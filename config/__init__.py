@@ -1,0 +1,1 @@
+"""Settings and the data the business edits: policies, decline codes, message templates."""

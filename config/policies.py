@@ -1,0 +1,80 @@
+"""Load and validate the policy files in `config/policies/` and the decline table.
+
+Each file is `<name>-v<version>.toml`; several versions of one policy live side by side so
+running cases keep theirs while new cases take the newest.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from workflows.policy import DeclineTable, Policy
+
+
+class PolicyError(ValueError):
+    """A policy file is missing or invalid; the message names the file and the field."""
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PolicyError(f"{path}: file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _explain(path: Path, exc: ValidationError) -> PolicyError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in exc.errors()
+    )
+    return PolicyError(f"{path}: {problems}")
+
+
+def load_declines(path: Path) -> DeclineTable:
+    """The decline table, validated."""
+    try:
+        return DeclineTable.model_validate(_read_toml(path))
+    except ValidationError as exc:
+        raise _explain(path, exc) from exc
+
+
+def load_policy_file(path: Path, declines: DeclineTable) -> Policy:
+    """One policy file, validated, with the decline table folded in."""
+    data = _read_toml(path)
+    data.setdefault("declines", declines.model_dump())
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(path, exc) from exc
+    expected = f"{policy.name}-v{policy.version}.toml"
+    if path.name != expected:
+        raise PolicyError(f"{path}: a file holding {policy.label} must be named {expected}")
+    return policy
+
+
+def load_policies(policies_dir: Path, declines_file: Path) -> list[Policy]:
+    """Every policy in the folder; the first bad file stops the load with its reason."""
+    declines = load_declines(declines_file)
+    files = sorted(policies_dir.glob("*.toml"))
+    if not files:
+        raise PolicyError(f"{policies_dir}: no policy files (*.toml)")
+    return [load_policy_file(path, declines) for path in files]
+
+
+def find_policy(policies: list[Policy], name: str, version: int | None = None) -> Policy:
+    """The named policy at `version`, or its newest version when none is given."""
+    matching = [p for p in policies if p.name == name]
+    if not matching:
+        known = ", ".join(sorted({p.name for p in policies}))
+        raise PolicyError(f"unknown policy {name!r} (known: {known})")
+    if version is None:
+        return max(matching, key=lambda p: p.version)
+    for policy in matching:
+        if policy.version == version:
+            return policy
+    versions = ", ".join(str(p.version) for p in sorted(matching, key=lambda p: p.version))
+    raise PolicyError(f"policy {name!r} has no version {version} (has: {versions})")

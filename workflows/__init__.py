@@ -1,0 +1,1 @@
+"""Dunning workflows: the pure policy core and its durable Temporal driver."""

@@ -1,0 +1,298 @@
+"""The state of one dunning case and the pure rules that fold events into it.
+
+Every change takes `now` from the caller (the workflow passes `workflow.now()`), so the same
+events replay to the same state. An event that makes no sense in the current state (resume
+when not paused, a payment after the case ended) is written to the timeline as ignored and
+changes nothing else: a confused caller never crashes a case.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from workflows.models import (
+    AttemptView,
+    CancelRequest,
+    CaseInput,
+    CaseStatus,
+    ChargeResult,
+    Delivery,
+    DeliveryStatus,
+    DisputeOpened,
+    DisputeResolved,
+    MessageView,
+    PauseRequest,
+    PaymentMethodUpdated,
+    PaymentReceived,
+    ResumeRequest,
+    TimelineEntry,
+)
+from workflows.policy import DeclineClass, Outcome, Policy, Tone
+
+
+class CaseState(BaseModel):
+    """What the workflow remembers about a case: ids, amounts and facts, never contact data."""
+
+    case: CaseInput
+    policy: Policy
+    opened_at: AwareDatetime
+    amount_due: int
+    amount_recovered: int = 0
+    payment_method: str | None = None
+    attempts: list[AttemptView] = Field(default_factory=list)
+    scheduled_retries_done: int = 0
+    last_charge_at: AwareDatetime | None = None
+    awaiting: DeclineClass | None = None
+    method_updated_at: AwareDatetime | None = None
+    reminders_done: list[int] = Field(default_factory=list)
+    final_notice_at: AwareDatetime | None = None
+    messages: list[MessageView] = Field(default_factory=list)
+    pause: PauseRequest | None = None
+    dispute_reason: str | None = None
+    held_since: AwareDatetime | None = None
+    time_held: timedelta = timedelta(0)
+    outcome: Outcome | None = None
+    outcome_reason: str = ""
+    closed_at: AwareDatetime | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+    @classmethod
+    def open(cls, case: CaseInput, policy: Policy, now: datetime) -> CaseState:
+        """A new case; a hard decline at the start means no retry until a new card arrives."""
+        state = cls(
+            case=case,
+            policy=policy,
+            opened_at=now,
+            amount_due=case.amount_due,
+            payment_method=case.payment_method,
+        )
+        code = case.failure.decline_code or "unknown"
+        state.note(now, "opened", detail=f"{policy.label}; payment failed: {code}")
+        state._classify(case.failure.decline_code, now)
+        return state
+
+    # Derived facts -------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True once the case has an outcome; no charge or reminder follows."""
+        return self.outcome is not None
+
+    @property
+    def status(self) -> CaseStatus:
+        """The one word operators filter on (search attribute `DunningStatus`)."""
+        if self.outcome is not None:
+            return CaseStatus(self.outcome.value)
+        if self.dispute_reason is not None:
+            return CaseStatus.DISPUTED
+        if self.pause is not None:
+            return CaseStatus.PAUSED
+        if self.awaiting is DeclineClass.NEVER_RETRY:
+            return CaseStatus.AWAITING_PAYMENT_METHOD
+        if self.awaiting is DeclineClass.NEEDS_CUSTOMER_ACTION:
+            return CaseStatus.AWAITING_CUSTOMER_ACTION
+        return CaseStatus.ACTIVE
+
+    @property
+    def schedule_origin(self) -> datetime:
+        """The failure time moved on by the time the case was held: holding stops the clock."""
+        return self.case.failure.failed_at + self.time_held
+
+    @property
+    def messages_sent(self) -> int:
+        """Deliveries that actually went out, across steps and channels."""
+        return sum(d.status is DeliveryStatus.SENT for m in self.messages for d in m.deliveries)
+
+    # Charges and messages ------------------------------------------------------------------
+
+    def record_attempt(
+        self, attempt: int, scheduled: bool, result: ChargeResult, now: datetime
+    ) -> None:
+        """Fold one charge result in: approved recovers the case, a decline is classified."""
+        decline_class = (
+            None if result.approved else self.policy.declines.classify(result.decline_code)
+        )
+        self.attempts.append(
+            AttemptView(
+                attempt=attempt,
+                at=now,
+                approved=result.approved,
+                decline_code=result.decline_code,
+                decline_class=decline_class,
+            )
+        )
+        self.last_charge_at = now
+        if scheduled:
+            self.scheduled_retries_done += 1
+        else:
+            self.method_updated_at = None
+        if result.approved:
+            self.amount_recovered += self.amount_due
+            self.amount_due = 0
+            self._finish(Outcome.RECOVERED, f"charge attempt {attempt} approved", now)
+            return
+        self.note(now, "charge_declined", detail=f"attempt {attempt}: {result.decline_code}")
+        self._classify(result.decline_code, now)
+
+    def record_charge_error(self, attempt: int, message: str, now: datetime) -> None:
+        """The gateway could not be reached for good: try the same attempt (same key) later."""
+        self.last_charge_at = now
+        self.note(now, "charge_error", detail=f"attempt {attempt}: {message}"[:300])
+
+    def record_message(
+        self, step: str, template: str, deliveries: list[Delivery], now: datetime
+    ) -> None:
+        """Remember a message step so it is never sent again."""
+        self.messages.append(
+            MessageView(step=step, at=now, template=template, deliveries=deliveries)
+        )
+        summary = ", ".join(f"{d.channel}: {d.status}" for d in deliveries)
+        self.note(now, "message", detail=f"{step} ({template}) {summary}")
+
+    def mark_reminders_done(self, indexes: list[int], tone: Tone | None, now: datetime) -> None:
+        """Reminders sent or passed over; the final notice's time moves the collections date."""
+        self.reminders_done.extend(i for i in indexes if i not in self.reminders_done)
+        if tone is Tone.FINAL and self.final_notice_at is None:
+            self.final_notice_at = now
+
+    def _classify(self, decline_code: str | None, now: datetime) -> None:
+        decline_class = self.policy.declines.classify(decline_code)
+        awaiting = None if decline_class is DeclineClass.RETRY_LATER else decline_class
+        if awaiting is not None and awaiting is not self.awaiting:
+            self.note(now, "awaiting_customer", detail=f"{decline_code}: {decline_class}")
+        self.awaiting = awaiting
+
+    # Signals -------------------------------------------------------------------------------
+
+    def receive_payment(self, payment: PaymentReceived, now: datetime) -> None:
+        """A payment made elsewhere; a partial one lowers what is due and the case goes on."""
+        if self._ignored_when_finished("payment_received", payment.actor, now):
+            return
+        paid = min(payment.amount, self.amount_due)
+        self.amount_due -= paid
+        self.amount_recovered += paid
+        ref = f" ref {payment.reference}" if payment.reference else ""
+        self.note(now, "payment_received", payment.actor, f"{payment.amount}{ref}")
+        if self.amount_due == 0:
+            self._finish(Outcome.RECOVERED, f"payment received{ref}", now)
+
+    def update_payment_method(self, update: PaymentMethodUpdated, now: datetime) -> None:
+        """A new payment method: charge it soon, even after a hard decline."""
+        if self._ignored_when_finished("payment_method_updated", update.actor, now):
+            return
+        if update.payment_method:
+            self.payment_method = update.payment_method
+        self.method_updated_at = now
+        self.note(now, "payment_method_updated", update.actor, update.payment_method or "")
+
+    def open_dispute(self, dispute: DisputeOpened, now: datetime) -> None:
+        """Stop charging and messaging while the customer disputes a charge."""
+        if self._ignored_when_finished("dispute_opened", dispute.actor, now):
+            return
+        if self.dispute_reason is not None:
+            self.note(now, "ignored", dispute.actor, "dispute_opened: a dispute is already open")
+            return
+        self.dispute_reason = dispute.reason or "dispute opened"
+        self._hold(now)
+        self.note(now, "dispute_opened", dispute.actor, dispute.reason)
+
+    def resolve_dispute(self, resolution: DisputeResolved, now: datetime) -> None:
+        """Won: the case goes on where it stopped. Lost: the case is cancelled."""
+        if self._ignored_when_finished("dispute_resolved", resolution.actor, now):
+            return
+        if self.dispute_reason is None:
+            self.note(now, "ignored", resolution.actor, "dispute_resolved: no dispute is open")
+            return
+        self.dispute_reason = None
+        self._release(now)
+        verdict = "won" if resolution.won else "lost"
+        self.note(now, "dispute_resolved", resolution.actor, verdict)
+        if not resolution.won:
+            self._finish(Outcome.CANCELLED, "dispute lost", now)
+
+    def refuse_pause(self) -> str | None:
+        """Why a pause makes no sense now, or None when it does."""
+        if self.finished:
+            return f"case {self.case.case_id} is already {self.status}"
+        if self.pause is not None:
+            return f"case {self.case.case_id} is already paused by {self.pause.actor}"
+        return None
+
+    def refuse_resume(self) -> str | None:
+        """Why a resume makes no sense now, or None when it does."""
+        if self.finished:
+            return f"case {self.case.case_id} is already {self.status}"
+        if self.pause is None:
+            return f"case {self.case.case_id} is not paused"
+        return None
+
+    def hold(self, request: PauseRequest, now: datetime) -> None:
+        """Pause: no charge and no message until resumed or until `request.until`."""
+        refusal = self.refuse_pause()
+        if refusal is not None:
+            self.note(now, "ignored", request.actor, f"pause: {refusal}")
+            return
+        if request.until is not None and request.until <= now:
+            self.note(now, "ignored", request.actor, "pause: `until` is already past")
+            return
+        self.pause = request
+        self._hold(now)
+        until = f" until {request.until:%Y-%m-%d %H:%M} UTC" if request.until else ""
+        self.note(now, "paused", request.actor, f"{request.reason}{until}")
+
+    def release(self, request: ResumeRequest, now: datetime) -> None:
+        """Resume a paused case; the schedule moves on by the time it was paused."""
+        refusal = self.refuse_resume()
+        if refusal is not None:
+            self.note(now, "ignored", request.actor, f"resume: {refusal}")
+            return
+        self.pause = None
+        self._release(now)
+        self.note(now, "resumed", request.actor)
+
+    def expire_pause(self, now: datetime) -> None:
+        """Resume by itself once a pause's `until` has come."""
+        if self.pause is not None and self.pause.until is not None and self.pause.until <= now:
+            self.release(ResumeRequest(actor="dunning"), now)
+
+    def cancel(self, request: CancelRequest, now: datetime) -> None:
+        """Stop dunning for good."""
+        if self._ignored_when_finished("cancel", request.actor, now):
+            return
+        self.note(now, "cancel", request.actor, request.reason)
+        self._finish(Outcome.CANCELLED, request.reason, now)
+
+    def conclude(self, outcome: Outcome, reason: str, now: datetime) -> None:
+        """End the case with an outcome the schedule reached (e.g. collections)."""
+        if not self.finished:
+            self._finish(outcome, reason, now)
+
+    # Helpers -------------------------------------------------------------------------------
+
+    def note(self, now: datetime, kind: str, actor: str = "dunning", detail: str = "") -> None:
+        """Append one line to the audit timeline."""
+        self.timeline.append(
+            TimelineEntry(seq=len(self.timeline) + 1, at=now, kind=kind, actor=actor, detail=detail)
+        )
+
+    def _ignored_when_finished(self, kind: str, actor: str, now: datetime) -> bool:
+        if self.finished:
+            self.note(now, "ignored", actor, f"{kind}: case is already {self.status}")
+        return self.finished
+
+    def _hold(self, now: datetime) -> None:
+        if self.held_since is None:
+            self.held_since = now
+
+    def _release(self, now: datetime) -> None:
+        if self.held_since is not None and self.pause is None and self.dispute_reason is None:
+            self.time_held += now - self.held_since
+            self.held_since = None
+
+    def _finish(self, outcome: Outcome, reason: str, now: datetime) -> None:
+        self.outcome = outcome
+        self.outcome_reason = reason
+        self.closed_at = now
+        self.note(now, outcome.value, detail=reason)

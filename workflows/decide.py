@@ -1,0 +1,183 @@
+"""The policy core: from a case's state, its policy and the time, the one next step.
+
+Pure (no I/O, no Temporal import), so every timing rule is unit-tested without a server and
+the workflow is only its durable driver: decide, carry the step out, fold the result in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel
+
+from workflows.case import CaseState
+from workflows.policy import Channel, DeclineClass, Outcome, Tone
+
+
+class Charge(BaseModel):
+    """Charge the invoice now; `scheduled` is False for a retry of a new payment method."""
+
+    kind: Literal["charge"] = "charge"
+    attempt: int
+    scheduled: bool
+    label: str
+
+
+class Notify(BaseModel):
+    """Send one message step; `covers` are the reminder indexes it settles (late ones fold in)."""
+
+    kind: Literal["notify"] = "notify"
+    step: str
+    template: str
+    tone: Tone | None
+    channels: list[Channel]
+    covers: list[int] = []
+    deadline: AwareDatetime | None = None
+
+
+class Wait(BaseModel):
+    """Sleep until `until` (forever when None) or until a signal changes the case."""
+
+    kind: Literal["wait"] = "wait"
+    until: AwareDatetime | None
+    reason: str
+
+
+class AwaitPaymentMethod(BaseModel):
+    """The card cannot pay: wait for a new one, reminding the customer on schedule."""
+
+    kind: Literal["await_payment_method"] = "await_payment_method"
+    until: AwareDatetime | None
+    reason: str
+
+
+class Finish(BaseModel):
+    """End the case, after the outcome's message when the policy sends one."""
+
+    kind: Literal["finish"] = "finish"
+    outcome: Outcome
+    reason: str
+    message: Notify | None = None
+
+
+Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish
+
+
+def decide(state: CaseState, now: datetime) -> Step:
+    """The next step for this case at `now`, under the policy the case started with."""
+    if state.outcome is not None:
+        return _finish(state, state.outcome, state.outcome_reason)
+    if state.dispute_reason is not None:
+        return Wait(until=None, reason=f"while the dispute is open ({state.dispute_reason})")
+    if state.pause is not None:
+        return Wait(until=state.pause.until, reason=f"while paused by {state.pause.actor}")
+
+    charge_at = next_charge_at(state)
+    if charge_at is not None and charge_at <= now:
+        return _charge(state)
+
+    due = [i for i in _unsent_reminders(state) if reminder_at(state, i) <= now]
+    if due:
+        return _reminder(state, due)
+
+    deadline = collections_at(state)
+    if now >= deadline:
+        return _finish(state, Outcome.COLLECTIONS, "the dunning schedule is exhausted")
+
+    wakeups = [(deadline, "before the case goes to collections")]
+    wakeups += [
+        (reminder_at(state, i), _reminder_label(state, i)) for i in _unsent_reminders(state)
+    ]
+    if charge_at is not None:
+        wakeups.append((charge_at, f"before {_charge(state).label}"))
+    until, reason = min(wakeups, key=lambda w: w[0])
+    if state.awaiting is not None and charge_at is None:
+        return AwaitPaymentMethod(until=until, reason=reason)
+    return Wait(until=until, reason=reason)
+
+
+def next_charge_at(state: CaseState) -> datetime | None:
+    """When the next charge is due, or None when no charge may happen."""
+    policy = state.policy
+    if len(state.attempts) >= policy.max_charge_attempts:
+        return None
+    if state.method_updated_at is not None:
+        at = state.method_updated_at + policy.retry_after_method_update
+    elif state.awaiting is not None:
+        return None
+    elif state.scheduled_retries_done < len(policy.retries):
+        at = state.schedule_origin + policy.retries[state.scheduled_retries_done]
+    else:
+        return None
+    if state.last_charge_at is not None:
+        at = max(at, state.last_charge_at + policy.min_retry_gap)
+    return at
+
+
+def reminder_at(state: CaseState, index: int) -> datetime:
+    """When reminder `index` of the policy is due."""
+    return state.schedule_origin + state.policy.reminders[index].after
+
+
+def collections_at(state: CaseState) -> datetime:
+    """When the case goes to collections: never sooner after the final notice than planned."""
+    policy = state.policy
+    deadline = state.schedule_origin + policy.collections_after
+    finals = [r for r in policy.reminders if r.tone is Tone.FINAL]
+    if finals and state.final_notice_at is not None:
+        deadline = max(deadline, state.final_notice_at + policy.collections_after - finals[0].after)
+    return deadline
+
+
+def _unsent_reminders(state: CaseState) -> list[int]:
+    return [i for i in range(len(state.policy.reminders)) if i not in state.reminders_done]
+
+
+def _charge(state: CaseState) -> Charge:
+    attempt = len(state.attempts) + 1
+    if state.method_updated_at is not None:
+        return Charge(attempt=attempt, scheduled=False, label="a charge of the new payment method")
+    retry = state.scheduled_retries_done + 1
+    return Charge(
+        attempt=attempt, scheduled=True, label=f"retry {retry} of {len(state.policy.retries)}"
+    )
+
+
+def _reminder(state: CaseState, due: list[int]) -> Notify:
+    """Only the latest due reminder goes out: after an outage nobody gets a burst."""
+    index = due[-1]
+    reminder = state.policy.reminders[index]
+    return Notify(
+        step=f"reminder-{index + 1}",
+        template=_reminder_template(state, reminder.tone),
+        tone=reminder.tone,
+        channels=list(reminder.channels),
+        covers=due,
+        deadline=state.schedule_origin + state.policy.collections_after,
+    )
+
+
+def _reminder_template(state: CaseState, tone: Tone) -> str:
+    if tone is Tone.FINAL:
+        return "final_notice"
+    if state.awaiting is DeclineClass.NEVER_RETRY:
+        return "card_update"
+    if state.awaiting is DeclineClass.NEEDS_CUSTOMER_ACTION:
+        return "authentication_needed"
+    return f"reminder_{tone}"
+
+
+def _reminder_label(state: CaseState, index: int) -> str:
+    tone = state.policy.reminders[index].tone
+    return "before the final notice" if tone is Tone.FINAL else f"before the {tone} reminder"
+
+
+def _finish(state: CaseState, outcome: Outcome, reason: str) -> Finish:
+    channels = state.policy.outcome_messages.get(outcome, [])
+    message = None
+    if channels:
+        message = Notify(
+            step=f"outcome-{outcome}", template=outcome.value, tone=None, channels=list(channels)
+        )
+    return Finish(outcome=outcome, reason=reason, message=message)

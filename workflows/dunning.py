@@ -1,0 +1,361 @@
+"""DunningWorkflow: one failed invoice, driven durably from failure to outcome.
+
+It reads top to bottom like the process: load the pinned policy, then loop — ask the policy
+core for the next step, carry it out through an activity or a signal-interruptible wait,
+fold the result into the case — until the core says the case is finished.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.case import CaseState
+    from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
+    from workflows.models import (
+        CancelRequest,
+        CaseInput,
+        CaseRecord,
+        CaseResult,
+        CaseView,
+        ChargeRequest,
+        ChargeResult,
+        DisputeOpened,
+        DisputeResolved,
+        NotifyRequest,
+        NotifyResult,
+        PauseRequest,
+        PaymentMethodUpdated,
+        PaymentReceived,
+        PolicyRef,
+        ResumeRequest,
+    )
+    from workflows.policy import Policy
+    from workflows.search import case_search_attributes
+
+# Charges retry transient gateway trouble for a long time: the idempotency key of the attempt
+# makes every retry safe, and giving up would only delay the customer's recovery.
+CHARGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(minutes=30),
+    maximum_attempts=20,
+    non_retryable_error_types=["GatewayConfigError"],
+)
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=10)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+
+
+@workflow.defn
+class DunningWorkflow:
+    """A dunning case. Workflow id: ``dunning-<invoice id>``. Result: `CaseResult`."""
+
+    def __init__(self) -> None:
+        self._state: CaseState | None = None
+        self._step: Step | None = None
+        self._changed = False
+        self._recorded = 0
+        self._published: dict[str, object] = {}
+        self._early: list[object] = []
+
+    @workflow.run
+    async def run(self, case: CaseInput) -> CaseResult:
+        """Dun the case until it is recovered, cancelled or sent to collections."""
+        policy = await workflow.execute_activity(
+            "load_policy",
+            PolicyRef(name=case.policy_name, version=case.policy_version),
+            result_type=Policy,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"load policy {case.policy_name} v{case.policy_version}",
+        )
+        self._state = CaseState.open(case, policy, workflow.now())
+        for signal in self._early:
+            self._apply(signal)
+
+        while True:
+            self._state.expire_pause(workflow.now())
+            step = decide(self._state, workflow.now())
+            self._step = step
+            self._publish(step)
+            match step:
+                case Charge():
+                    await self._charge(step)
+                case Notify():
+                    await self._notify(step)
+                case Wait() | AwaitPaymentMethod():
+                    await self._record()
+                    await self._wait(step.until, step.reason)
+                case Finish():
+                    return await self._finish(step)
+
+    # Steps ---------------------------------------------------------------------------------
+
+    async def _charge(self, step: Charge) -> None:
+        state = self._state
+        request = ChargeRequest(
+            case_id=state.case.case_id,
+            invoice_id=state.case.invoice_id,
+            customer_id=state.case.customer_id,
+            attempt=step.attempt,
+            amount=state.amount_due,
+            currency=state.case.currency,
+            payment_method=state.payment_method,
+        )
+        try:
+            result = await workflow.execute_activity(
+                "charge",
+                request,
+                result_type=ChargeResult,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=CHARGE_RETRY,
+                summary=f"charge attempt {step.attempt}: {step.label}",
+            )
+        except ActivityError as err:
+            state.record_charge_error(step.attempt, str(err.cause or err), workflow.now())
+            return
+        state.record_attempt(step.attempt, step.scheduled, result, workflow.now())
+
+    async def _notify(self, step: Notify) -> None:
+        state = self._state
+        request = NotifyRequest(
+            case_id=state.case.case_id,
+            invoice_id=state.case.invoice_id,
+            customer_id=state.case.customer_id,
+            step=step.step,
+            template=step.template,
+            tone=step.tone,
+            channels=step.channels,
+            amount_due=state.amount_due,
+            currency=state.case.currency,
+            deadline=step.deadline,
+        )
+        try:
+            result = await workflow.execute_activity(
+                "notify",
+                request,
+                result_type=NotifyResult,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+                summary=f"send {step.template} ({', '.join(step.channels)})",
+            )
+            deliveries = result.deliveries
+        except ActivityError as err:
+            state.note(workflow.now(), "message_error", detail=f"{step.step}: {err.cause or err}")
+            deliveries = []
+        state.record_message(step.step, step.template, deliveries, workflow.now())
+        state.mark_reminders_done(step.covers, step.tone, workflow.now())
+
+    async def _wait(self, until: datetime | None, reason: str) -> None:
+        """Sleep until `until` or until a signal changes the case, whichever comes first."""
+        self._changed = False
+        timeout = None if until is None else max(until - workflow.now(), timedelta(seconds=1))
+        try:
+            await workflow.wait_condition(
+                lambda: self._changed, timeout=timeout, timeout_summary=f"wait {reason}"
+            )
+        except TimeoutError:
+            pass  # the time came; the loop decides what it brings
+
+    async def _finish(self, step: Finish) -> CaseResult:
+        state = self._state
+        state.conclude(step.outcome, step.reason, workflow.now())
+        self._publish(step)
+        if step.message is not None:
+            await self._notify(step.message)
+        await self._record()
+        return CaseResult(
+            case_id=state.case.case_id,
+            invoice_id=state.case.invoice_id,
+            outcome=step.outcome,
+            reason=state.outcome_reason,
+            amount_due=state.amount_due,
+            amount_recovered=state.amount_recovered,
+            currency=state.case.currency,
+            charge_attempts=len(state.attempts),
+            messages_sent=state.messages_sent,
+            opened_at=state.opened_at,
+            closed_at=state.closed_at or workflow.now(),
+            timeline=state.timeline[-50:],
+        )
+
+    async def _record(self) -> None:
+        """Write the case row and the audit lines not yet written (one activity, idempotent)."""
+        state = self._state
+        entries = state.timeline[self._recorded :]
+        record = CaseRecord(
+            case_id=state.case.case_id,
+            invoice_id=state.case.invoice_id,
+            customer_id=state.case.customer_id,
+            status=state.status,
+            amount_due=state.amount_due,
+            amount_recovered=state.amount_recovered,
+            currency=state.case.currency,
+            policy=state.policy.name,
+            policy_version=state.policy.version,
+            opened_at=state.opened_at,
+            closed_at=state.closed_at,
+            entries=entries,
+        )
+        await workflow.execute_activity(
+            "record",
+            record,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"record case ({state.status}, {len(entries)} audit lines)",
+        )
+        self._recorded += len(entries)
+
+    def _publish(self, step: Step) -> None:
+        """Keep the Temporal UI current: search attributes (changed ones only) and details."""
+        state = self._state
+        next_at = getattr(step, "until", None) if not isinstance(step, Charge) else workflow.now()
+        wanted = case_search_attributes(state, next_at)
+        changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
+        if changed:
+            workflow.upsert_search_attributes(
+                [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
+            )
+            self._published.update({k.name: v for k, v in changed})
+        workflow.set_current_details(describe(step))
+
+    # Signals, update and query -------------------------------------------------------------
+
+    def _apply(self, signal: object) -> None:
+        """Fold a signal into the case (or keep it until the case has started)."""
+        if self._state is None:
+            self._early.append(signal)
+            return
+        now = workflow.now()
+        match signal:
+            case PaymentReceived():
+                self._state.receive_payment(signal, now)
+            case PaymentMethodUpdated():
+                self._state.update_payment_method(signal, now)
+            case DisputeOpened():
+                self._state.open_dispute(signal, now)
+            case DisputeResolved():
+                self._state.resolve_dispute(signal, now)
+            case PauseRequest():
+                self._state.hold(signal, now)
+            case ResumeRequest():
+                self._state.release(signal, now)
+            case CancelRequest():
+                self._state.cancel(signal, now)
+        self._changed = True
+
+    @workflow.signal
+    def payment_received(self, payment: PaymentReceived) -> None:
+        """Money arrived elsewhere; the full amount recovers the case."""
+        self._apply(payment)
+
+    @workflow.signal
+    def payment_method_updated(self, update: PaymentMethodUpdated) -> None:
+        """A new payment method: charge it soon."""
+        self._apply(update)
+
+    @workflow.signal
+    def dispute_opened(self, dispute: DisputeOpened) -> None:
+        """Stop charging and messaging until the dispute is resolved."""
+        self._apply(dispute)
+
+    @workflow.signal
+    def dispute_resolved(self, resolution: DisputeResolved) -> None:
+        """Won resumes the case, lost cancels it."""
+        self._apply(resolution)
+
+    @workflow.signal
+    def pause(self, request: PauseRequest) -> None:
+        """Hold the case; ignored (and recorded) when it is finished or already paused."""
+        self._apply(request)
+
+    @workflow.signal
+    def resume(self, request: ResumeRequest) -> None:
+        """Release a paused case; ignored (and recorded) when it is not paused."""
+        self._apply(request)
+
+    @workflow.signal
+    def cancel(self, request: CancelRequest) -> None:
+        """Stop dunning for good."""
+        self._apply(request)
+
+    @workflow.update
+    def pause_case(self, request: PauseRequest) -> CaseView:
+        """Pause and answer with the case's status; refused when a pause makes no sense."""
+        self._apply(request)
+        return self.status()
+
+    @pause_case.validator
+    def _validate_pause(self, request: PauseRequest) -> None:
+        refusal = "case has not started yet" if self._state is None else self._state.refuse_pause()
+        if refusal is None and request.until is not None and request.until <= workflow.now():
+            refusal = "`until` is in the past"
+        if refusal is not None:
+            raise ValueError(refusal)
+
+    @workflow.update
+    def resume_case(self, request: ResumeRequest) -> CaseView:
+        """Resume and answer with the case's status; refused when the case is not paused."""
+        self._apply(request)
+        return self.status()
+
+    @resume_case.validator
+    def _validate_resume(self, request: ResumeRequest) -> None:
+        refusal = "case has not started yet" if self._state is None else self._state.refuse_resume()
+        if refusal is not None:
+            raise ValueError(refusal)
+
+    @workflow.query
+    def status(self) -> CaseView:
+        """Where the case stands, what it will do next and when, and what it has done."""
+        state = self._state
+        if state is None:
+            raise ValueError("case has not started yet")
+        step = self._step
+        return CaseView(
+            case_id=state.case.case_id,
+            invoice_id=state.case.invoice_id,
+            customer_id=state.case.customer_id,
+            status=state.status,
+            policy=state.policy.label,
+            amount_due=state.amount_due,
+            amount_recovered=state.amount_recovered,
+            currency=state.case.currency,
+            next_step=step.kind if step is not None else "start",
+            next_action_at=getattr(step, "until", None),
+            details=describe(step) if step is not None else "starting",
+            attempts=state.attempts,
+            messages=state.messages,
+            paused_by=state.pause.actor if state.pause else None,
+            pause_reason=state.pause.reason if state.pause else None,
+            paused_until=state.pause.until if state.pause else None,
+            dispute_reason=state.dispute_reason,
+            timeline=state.timeline,
+        )
+
+
+_UNSET = object()
+
+
+def describe(step: Step) -> str:
+    """One line for operators, e.g. "waiting until 2026-11-25 09:00 UTC before retry 2 of 4"."""
+    match step:
+        case Charge():
+            return f"charging: {step.label}"
+        case Notify():
+            return f"sending {step.template} by {', '.join(step.channels)}"
+        case Wait() | AwaitPaymentMethod():
+            prefix = (
+                "awaiting a new payment method; " if isinstance(step, AwaitPaymentMethod) else ""
+            )
+            if step.until is None:
+                return f"{prefix}waiting {step.reason}"
+            return f"{prefix}waiting until {step.until:%Y-%m-%d %H:%M} UTC {step.reason}"
+        case Finish():
+            return f"{step.outcome}: {step.reason}"

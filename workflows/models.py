@@ -1,0 +1,274 @@
+"""Typed payloads crossing the workflow boundary: inputs, signals, activity calls, results.
+
+Only ids, amounts and codes travel here: names, email addresses and phone numbers stay in
+the store and are looked up by activities, so no workflow history ever holds them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from workflows.policy import Channel, DeclineClass, Outcome, Tone
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaseStatus(StrEnum):
+    """Where a case stands; finished cases carry their outcome as status."""
+
+    ACTIVE = "active"
+    AWAITING_PAYMENT_METHOD = "awaiting_payment_method"
+    AWAITING_CUSTOMER_ACTION = "awaiting_customer_action"
+    PAUSED = "paused"
+    DISPUTED = "disputed"
+    RECOVERED = "recovered"
+    CANCELLED = "cancelled"
+    COLLECTIONS = "collections"
+
+
+class Failure(_Model):
+    """The failed payment that opened the case."""
+
+    decline_code: str | None = Field(default=None, max_length=100)
+    failed_at: AwareDatetime
+
+
+class CaseInput(_Model):
+    """Everything a case needs to start. Fields may be added; never removed or renamed."""
+
+    case_id: str = Field(pattern=ID_PATTERN)
+    invoice_id: str = Field(pattern=ID_PATTERN)
+    customer_id: str = Field(pattern=ID_PATTERN)
+    amount_due: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO-4217 code.")
+    failure: Failure
+    policy_name: str = "standard"
+    policy_version: int = Field(ge=1)
+    payment_method: str | None = Field(default=None, pattern=ID_PATTERN)
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class PolicyRef(_Model):
+    """Which policy file to load; the version is pinned for the life of a case."""
+
+    name: str
+    version: int | None = None
+
+
+# Signals -----------------------------------------------------------------------------------
+
+
+class PaymentReceived(_Model):
+    """Money arrived outside our charges (bank transfer, phone payment, the invoice page)."""
+
+    amount: int = Field(gt=0)
+    reference: str = Field(default="", max_length=200)
+    actor: str = "system"
+
+
+class PaymentMethodUpdated(_Model):
+    """The customer gave a new payment method: retry soon, even after a hard decline."""
+
+    payment_method: str | None = Field(default=None, pattern=ID_PATTERN)
+    actor: str = "system"
+
+
+class DisputeOpened(_Model):
+    """A chargeback or dispute: stop charging and messaging until it is resolved."""
+
+    reason: str = Field(default="", max_length=500)
+    actor: str = "system"
+
+
+class DisputeResolved(_Model):
+    """Won resumes the case; lost cancels it."""
+
+    won: bool
+    actor: str = "system"
+
+
+class PauseRequest(_Model):
+    """Support holds the case (a ticket, a negotiation); `until` lets it resume by itself."""
+
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(min_length=1, max_length=100)
+    until: AwareDatetime | None = None
+
+
+class ResumeRequest(_Model):
+    """Support releases a paused case."""
+
+    actor: str = Field(min_length=1, max_length=100)
+
+
+class CancelRequest(_Model):
+    """Stop dunning for good (subscription cancelled, invoice voided, written off)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(min_length=1, max_length=100)
+
+
+# Activities --------------------------------------------------------------------------------
+
+
+class ChargeRequest(_Model):
+    """One charge attempt; `idempotency_key` makes a retried activity charge at most once."""
+
+    case_id: str
+    invoice_id: str
+    customer_id: str
+    attempt: int = Field(ge=1)
+    amount: int = Field(gt=0)
+    currency: str
+    payment_method: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """``dunning:<case>:attempt:<n>``: the same attempt always carries the same key."""
+        return f"dunning:{self.case_id}:attempt:{self.attempt}"
+
+
+class ChargeResult(_Model):
+    """What the gateway answered for one attempt."""
+
+    approved: bool
+    decline_code: str | None = None
+    reference: str | None = Field(default=None, description="Gateway's charge or intent id.")
+    message: str = ""
+
+
+class NotifyRequest(_Model):
+    """One step's message to the customer, on one or more channels."""
+
+    case_id: str
+    invoice_id: str
+    customer_id: str
+    step: str = Field(description="Unique within the case, e.g. reminder-2 or outcome.")
+    template: str
+    tone: Tone | None = None
+    channels: list[Channel]
+    amount_due: int
+    currency: str
+    deadline: datetime | None = None
+
+
+class DeliveryStatus(StrEnum):
+    """What happened to a message on one channel."""
+
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class Delivery(_Model):
+    """One channel's result; `detail` never holds an address or a phone number."""
+
+    channel: Channel
+    status: DeliveryStatus
+    detail: str = ""
+
+
+class NotifyResult(_Model):
+    """The result of one step across its channels."""
+
+    deliveries: list[Delivery]
+
+
+class TimelineEntry(_Model):
+    """One line of a case's audit trail: what happened, who did it and why."""
+
+    seq: int
+    at: AwareDatetime
+    kind: str
+    actor: str = "dunning"
+    detail: str = ""
+
+
+class CaseRecord(_Model):
+    """The case row as the store keeps it, with the audit lines not yet written."""
+
+    case_id: str
+    invoice_id: str
+    customer_id: str
+    status: CaseStatus
+    amount_due: int
+    amount_recovered: int
+    currency: str
+    policy: str
+    policy_version: int
+    opened_at: AwareDatetime
+    closed_at: AwareDatetime | None = None
+    entries: list[TimelineEntry] = Field(default_factory=list)
+
+
+# Status and outcome ------------------------------------------------------------------------
+
+
+class AttemptView(_Model):
+    """A charge attempt as shown to operators."""
+
+    attempt: int
+    at: AwareDatetime
+    approved: bool
+    decline_code: str | None = None
+    decline_class: DeclineClass | None = None
+
+
+class MessageView(_Model):
+    """A message step as shown to operators."""
+
+    step: str
+    at: AwareDatetime
+    template: str
+    deliveries: list[Delivery]
+
+
+class CaseView(_Model):
+    """The `status` query's answer: where the case stands and what it will do next."""
+
+    case_id: str
+    invoice_id: str
+    customer_id: str
+    status: CaseStatus
+    policy: str
+    amount_due: int
+    amount_recovered: int
+    currency: str
+    next_step: str
+    next_action_at: AwareDatetime | None = None
+    details: str
+    attempts: list[AttemptView]
+    messages: list[MessageView]
+    paused_by: str | None = None
+    pause_reason: str | None = None
+    paused_until: AwareDatetime | None = None
+    dispute_reason: str | None = None
+    timeline: list[TimelineEntry]
+
+
+class CaseResult(_Model):
+    """The workflow's result: how the case ended, with its figures and a short timeline."""
+
+    case_id: str
+    invoice_id: str
+    outcome: Outcome
+    reason: str
+    amount_due: int
+    amount_recovered: int
+    currency: str
+    charge_attempts: int
+    messages_sent: int
+    opened_at: AwareDatetime
+    closed_at: AwareDatetime
+    timeline: list[TimelineEntry]

@@ -1,0 +1,61 @@
+"""The custom search attributes operators filter cases on in the Temporal UI and `dunning list`.
+
+They must be registered on the server before the first case starts: the worker registers
+them on the bundled dev server, and tests register them on the test servers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from workflows.case import CaseState
+from workflows.models import CaseInput
+
+DUNNING_STATUS = SearchAttributeKey.for_keyword("DunningStatus")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
+AMOUNT_DUE = SearchAttributeKey.for_int("AmountDue")
+CURRENCY = SearchAttributeKey.for_keyword("Currency")
+DUNNING_POLICY = SearchAttributeKey.for_keyword("DunningPolicy")
+RETRY_COUNT = SearchAttributeKey.for_int("RetryCount")
+NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
+
+SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
+    DUNNING_STATUS,
+    CUSTOMER_ID,
+    INVOICE_ID,
+    AMOUNT_DUE,
+    CURRENCY,
+    DUNNING_POLICY,
+    RETRY_COUNT,
+    NEXT_ACTION_AT,
+]
+
+
+def initial_search_attributes(case: CaseInput) -> TypedSearchAttributes:
+    """What a case carries from its start, so it is findable before its first step."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(DUNNING_STATUS, "active"),
+            SearchAttributePair(CUSTOMER_ID, case.customer_id),
+            SearchAttributePair(INVOICE_ID, case.invoice_id),
+            SearchAttributePair(AMOUNT_DUE, case.amount_due),
+            SearchAttributePair(CURRENCY, case.currency),
+            SearchAttributePair(DUNNING_POLICY, case.policy_name),
+            SearchAttributePair(RETRY_COUNT, 0),
+        ]
+    )
+
+
+def case_search_attributes(
+    state: CaseState, next_action_at: datetime | None
+) -> list[tuple[SearchAttributeKey, object]]:
+    """The values a case should show now; None for `NextActionAt` means no action is planned."""
+    return [
+        (DUNNING_STATUS, state.status.value),
+        (AMOUNT_DUE, state.amount_due),
+        (RETRY_COUNT, len(state.attempts)),
+        (NEXT_ACTION_AT, next_action_at),
+    ]
