@@ -7,6 +7,7 @@ fold the result into the case — until the core says the case is finished.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -156,12 +157,11 @@ class DunningWorkflow:
         """Sleep until `until` or until a signal changes the case, whichever comes first."""
         self._changed = False
         timeout = None if until is None else max(until - workflow.now(), timedelta(seconds=1))
-        try:
+        # A timeout is no error: the time came, and the loop decides what it brings.
+        with suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self._changed, timeout=timeout, timeout_summary=f"wait {reason}"
             )
-        except TimeoutError:
-            pass  # the time came; the loop decides what it brings
 
     async def _finish(self, step: Finish) -> CaseResult:
         state = self._state
