@@ -59,7 +59,6 @@ class DunningWorkflow:
 
     def __init__(self) -> None:
         self._state: CaseState | None = None
-        self._step: Step | None = None
         self._changed = False
         self._recorded = 0
         self._published: dict[str, object] = {}
@@ -83,7 +82,6 @@ class DunningWorkflow:
         while True:
             self._state.expire_pause(workflow.now())
             step = decide(self._state, workflow.now())
-            self._step = step
             self._publish(step)
             match step:
                 case Charge():
@@ -317,7 +315,7 @@ class DunningWorkflow:
         state = self._state
         if state is None:
             raise ValueError("case has not started yet")
-        step = self._step
+        step = decide(state, workflow.now())
         return CaseView(
             case_id=state.case.case_id,
             invoice_id=state.case.invoice_id,
@@ -327,9 +325,9 @@ class DunningWorkflow:
             amount_due=state.amount_due,
             amount_recovered=state.amount_recovered,
             currency=state.case.currency,
-            next_step=step.kind if step is not None else "start",
+            next_step=step.kind,
             next_action_at=getattr(step, "until", None),
-            details=describe(step) if step is not None else "starting",
+            details=describe(step),
             attempts=state.attempts,
             messages=state.messages,
             paused_by=state.pause.actor if state.pause else None,

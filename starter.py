@@ -1,0 +1,156 @@
+"""Start dunning cases from billing events: one failed invoice, one case.
+
+    dunning start event.json        # or - for stdin, or flags: see `dunning start --help`
+
+From Python: `await start_case(client, settings, store, BillingEvent(...))`. Contact details
+in the event go to the store; the workflow only ever sees ids and amounts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.store import CaseStore, CustomerProfile
+from config.policies import find_policy, load_policies
+from config.settings import Settings
+from workflows.dunning import DunningWorkflow
+from workflows.models import ID_PATTERN, CaseInput, Failure
+from workflows.money import format_money
+from workflows.search import initial_search_attributes
+
+
+class BillingEvent(BaseModel):
+    """A failed invoice payment, as any billing system can describe it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str = Field(pattern=ID_PATTERN)
+    customer: CustomerProfile
+    amount_due: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
+    currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO-4217 code.")
+    decline_code: str | None = Field(default=None, max_length=100)
+    failed_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    policy: str | None = Field(default=None, description="Defaults to DEFAULT_POLICY.")
+    policy_version: int | None = Field(default=None, description="Defaults to the newest.")
+
+
+class StartResult(BaseModel):
+    """What a start did: `started` is False when the invoice already has a case."""
+
+    workflow_id: str
+    case_id: str
+    started: bool
+    message: str
+
+
+def workflow_id_for(invoice_or_workflow_id: str) -> str:
+    """``dunning-<invoice id>``; a workflow id passes through unchanged."""
+    if invoice_or_workflow_id.startswith("dunning-"):
+        return invoice_or_workflow_id
+    return f"dunning-{invoice_or_workflow_id}"
+
+
+def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
+    """The workflow's input for an event, with the policy version pinned now."""
+    policies = load_policies(settings.policies_dir, settings.declines_file)
+    policy = find_policy(policies, event.policy or settings.default_policy, event.policy_version)
+    return CaseInput(
+        case_id=event.invoice_id,
+        invoice_id=event.invoice_id,
+        customer_id=event.customer.customer_id,
+        amount_due=event.amount_due,
+        currency=event.currency,
+        failure=Failure(
+            decline_code=event.decline_code, failed_at=event.failed_at or datetime.now(UTC)
+        ),
+        policy_name=policy.name,
+        policy_version=policy.version,
+        payment_method=event.customer.payment_method,
+    )
+
+
+async def start_case(
+    client: Client, settings: Settings, store: CaseStore, event: BillingEvent
+) -> StartResult:
+    """Open a case for a failed invoice, at most once per invoice."""
+    case = case_input(event, settings)
+    store.upsert_customer(event.customer)
+    workflow_id = workflow_id_for(case.invoice_id)
+    amount = format_money(case.amount_due, case.currency)
+    try:
+        await client.start_workflow(
+            DunningWorkflow.run,
+            case,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            search_attributes=initial_search_attributes(case),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=(
+                f"Invoice {case.invoice_id} · {amount} · {case.policy_name} v{case.policy_version}"
+            ),
+            static_details=(
+                f"**Customer** {case.customer_id}  \n"
+                f"**Failed** {case.failure.failed_at:%Y-%m-%d %H:%M} UTC, "
+                f"decline `{case.failure.decline_code or 'unknown'}`"
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return StartResult(
+            workflow_id=workflow_id,
+            case_id=case.case_id,
+            started=False,
+            message=f"invoice {case.invoice_id} already has a case ({workflow_id}): not started",
+        )
+    return StartResult(
+        workflow_id=workflow_id,
+        case_id=case.case_id,
+        started=True,
+        message=f"started {workflow_id}: {amount} on {case.policy_name} v{case.policy_version}",
+    )
+
+
+DEMO_CUSTOMERS = [
+    ("ana", "Ana Souza", "pm_sim_recovers_on_attempt_2", 4900, "USD", "insufficient_funds"),
+    ("ben", "Ben Carter", "pm_card_chargeDeclinedStolenCard", 1999, "EUR", "stolen_card"),
+    ("chie", "Chie Sato", "pm_card_chargeDeclinedInsufficientFunds", 4980, "JPY", "do_not_honor"),
+]
+
+
+def demo_events(now: datetime) -> list[BillingEvent]:
+    """Three cases on the demo policy: one recovers on retry 2, one waits for a new card
+    after a hard decline, one goes to collections."""
+    suffix = f"{now:%H%M%S}"
+    return [
+        BillingEvent(
+            invoice_id=f"in_demo_{key}_{suffix}",
+            customer=CustomerProfile(
+                customer_id=f"cus_demo_{key}",
+                name=name,
+                email=f"{key}@example.com",
+                payment_method=payment_method,
+            ),
+            amount_due=amount,
+            currency=currency,
+            decline_code=decline_code,
+            failed_at=now,
+            policy="demo",
+        )
+        for key, name, payment_method, amount, currency, decline_code in DEMO_CUSTOMERS
+    ]
+
+
+async def run_demo(client: Client, settings: Settings, store: CaseStore) -> list[StartResult]:
+    """Start the demo cases and say where to watch them."""
+    results = [
+        await start_case(client, settings, store, event) for event in demo_events(datetime.now(UTC))
+    ]
+    for result in results:
+        print(result.message, flush=True)
+    print("Watch them in the Temporal UI; they finish within about a minute.", flush=True)
+    return results
