@@ -7,6 +7,9 @@ and run in the worker's thread pool; all are idempotent.
 
 from __future__ import annotations
 
+import re
+
+from babel import Locale, UnknownLocaleError
 from temporalio import activity
 
 from activities.notify import Notifier, OutboundMessage, UndeliverableError
@@ -101,7 +104,7 @@ class DunningActivities:
         recipient = _recipient(customer, channel)
         if recipient is None:
             return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail="no contact")
-        locale = customer.locale
+        locale = customer.locale.replace("-", "_")  # BCP-47 (en-GB), as Stripe gives it
         subject, body = self.templates.render(
             locale,
             request.template,
@@ -109,7 +112,11 @@ class DunningActivities:
             {
                 "name": customer.name or "there",
                 "invoice_id": request.invoice_id,
-                "amount": format_money(request.amount_due, request.currency, locale),
+                "amount": format_money(
+                    request.amount_due,
+                    request.currency,
+                    _known_locale(locale, self.templates.default_locale),
+                ),
                 "deadline": f"{request.deadline:%Y-%m-%d}" if request.deadline else "",
                 "case_id": request.case_id,
             },
@@ -137,7 +144,8 @@ class DunningActivities:
             provider_id = self.notifiers[channel].send(message)
         except UndeliverableError as err:
             self.store.mark_message(row.id, DeliveryStatus.FAILED)
-            return Delivery(channel=channel, status=DeliveryStatus.FAILED, detail=str(err))
+            detail = _scrub(str(err), customer)  # Twilio's errors quote the number
+            return Delivery(channel=channel, status=DeliveryStatus.FAILED, detail=detail)
         self.store.mark_message(row.id, DeliveryStatus.SENT, provider_id)
         return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=provider_id)
 
@@ -152,3 +160,20 @@ def _recipient(customer: CustomerProfile | None, channel: Channel) -> str | None
             return customer.phone
         case Channel.IN_APP:
             return customer.customer_id
+
+
+def _known_locale(locale: str, default: str) -> str:
+    """`locale` if Babel knows it, else `default`: an odd locale must not stop a reminder."""
+    try:
+        Locale.parse(locale)
+    except (ValueError, UnknownLocaleError):
+        return default
+    return locale
+
+
+def _scrub(text: str, customer: CustomerProfile) -> str:
+    """A provider's words with the customer's email and phone cut out, for workflow history."""
+    contacts = [customer.email, customer.phone, (customer.phone or "").removeprefix("+")]
+    for contact in filter(None, contacts):
+        text = re.sub(re.escape(contact), "<recipient>", text, flags=re.IGNORECASE)
+    return text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, EmailStr
 from pydantic import Field as Check
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -26,15 +26,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they were written in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware instant, stored in UTC and read back aware on every database.
+
+    SQLite keeps no offset: it would store a +09:00 time's wall clock and hand it back naive,
+    nine hours off. Converting to UTC on the way in makes the stored value the instant.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps instants, give a zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite: written in UTC above
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def _timestamp(**kwargs):
-    return Field(sa_column=Column(DateTime(timezone=True), **kwargs))
+    return Field(sa_column=Column(UTCDateTime(), **kwargs))
 
 
 class CustomerProfile(BaseModel):
@@ -215,7 +233,7 @@ class CaseStore:
                 select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq)
             ).all()
         return [
-            TimelineEntry(seq=r.seq, at=_utc(r.at), kind=r.kind, actor=r.actor, detail=r.detail)
+            TimelineEntry(seq=r.seq, at=r.at, kind=r.kind, actor=r.actor, detail=r.detail)
             for r in rows
         ]
 

@@ -54,6 +54,7 @@ class Templates:
         self, locale: str, name: str, channel: Channel, variables: dict[str, object]
     ) -> tuple[str, str]:
         """(subject, body) of template `name` for `channel`, in `locale` or the default."""
+        locale = locale.replace("-", "_")  # BCP-47 tags (fr-CA) find their language too
         language = locale if (locale, name, "subject") in self._compiled else locale.split("_")[0]
         if (language, name, "subject") not in self._compiled:
             language = self.default_locale
