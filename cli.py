@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     except (UserError, PolicyError, ValueError, OSError) as err:
         print(f"dunning: {_one_line(err)}", file=sys.stderr)
         code = 1
-    sys.exit(code or 0)
+    # The Temporal client's runtime can crash at interpreter exit (sdk-python#300); everything
+    # is done and flushed here, so leave without running interpreter teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 # Commands ----------------------------------------------------------------------------------
@@ -118,9 +122,9 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
-    handle = await _open_case(settings, args.case)
     until = _until(args.until) if args.until else None
     request = _validate(PauseRequest, {"reason": args.reason, "actor": args.actor, "until": until})
+    handle = await _open_case(settings, args.case)
     view = await _update(handle, DunningWorkflow.pause_case, request)
     print(f"paused {handle.id}: {view.details}")
     return 0

@@ -50,7 +50,9 @@ NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attemp
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
+# Short timeouts: when a worker dies mid-activity, another retries it after this long.
+STORE_TIMEOUT = timedelta(seconds=10)
+PROVIDER_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn
@@ -71,7 +73,7 @@ class DunningWorkflow:
             "load_policy",
             PolicyRef(name=case.policy_name, version=case.policy_version),
             result_type=Policy,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
             summary=f"load policy {case.policy_name} v{case.policy_version}",
         )
@@ -81,6 +83,8 @@ class DunningWorkflow:
 
         while True:
             self._state.expire_pause(workflow.now())
+            # The step sees every signal so far; one arriving from here on wakes the next wait.
+            self._changed = False
             step = decide(self._state, workflow.now())
             self._publish(step)
             match step:
@@ -112,7 +116,7 @@ class DunningWorkflow:
                 "charge",
                 request,
                 result_type=ChargeResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
                 summary=f"charge attempt {step.attempt}: {step.label}",
             )
@@ -140,7 +144,7 @@ class DunningWorkflow:
                 "notify",
                 request,
                 result_type=NotifyResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
                 summary=f"send {step.template} ({', '.join(step.channels)})",
             )
@@ -152,8 +156,7 @@ class DunningWorkflow:
         state.mark_reminders_done(step.covers, step.tone, workflow.now())
 
     async def _wait(self, until: datetime | None, reason: str) -> None:
-        """Sleep until `until` or until a signal changes the case, whichever comes first."""
-        self._changed = False
+        """Sleep until `until` or until a signal changed the case since the step was decided."""
         timeout = None if until is None else max(until - workflow.now(), timedelta(seconds=1))
         # A timeout is no error: the time came, and the loop decides what it brings.
         with suppress(TimeoutError):
@@ -204,7 +207,7 @@ class DunningWorkflow:
         await workflow.execute_activity(
             "record",
             record,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
             summary=f"record case ({state.status}, {len(entries)} audit lines)",
         )
