@@ -48,6 +48,9 @@ class CaseState(BaseModel):
     method_updated_at: AwareDatetime | None = None
     reminders_done: list[int] = Field(default_factory=list)
     final_notice_at: AwareDatetime | None = None
+    final_notice_offset: timedelta | None = Field(
+        default=None, description="How far into the schedule the final notice went out."
+    )
     messages: list[MessageView] = Field(default_factory=list)
     pause: PauseRequest | None = None
     dispute_reason: str | None = None
@@ -156,6 +159,8 @@ class CaseState(BaseModel):
         self.reminders_done.extend(i for i in indexes if i not in self.reminders_done)
         if tone is Tone.FINAL and self.final_notice_at is None:
             self.final_notice_at = now
+            # Schedule time, not wall time: a later pause must still move collections on.
+            self.final_notice_offset = now - self.schedule_origin
 
     def _classify(self, decline_code: str | None, now: datetime) -> None:
         decline_class = self.policy.declines.classify(decline_code)

@@ -6,7 +6,7 @@ the workflow is only its durable driver: decide, carry the step out, fold the re
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel
@@ -79,7 +79,7 @@ def decide(state: CaseState, now: datetime) -> Step:
 
     due = [i for i in _unsent_reminders(state) if reminder_at(state, i) <= now]
     if due:
-        return _reminder(state, due)
+        return _reminder(state, due, now)
 
     deadline = collections_at(state)
     if now >= deadline:
@@ -122,12 +122,17 @@ def reminder_at(state: CaseState, index: int) -> datetime:
 
 def collections_at(state: CaseState) -> datetime:
     """When the case goes to collections: never sooner after the final notice than planned."""
+    return _collections_at(state, state.final_notice_offset)
+
+
+def _collections_at(state: CaseState, final_notice_offset: timedelta | None) -> datetime:
+    """Collections for a final notice sent `final_notice_offset` into the schedule."""
     policy = state.policy
-    deadline = state.schedule_origin + policy.collections_after
+    after = policy.collections_after
     finals = [r for r in policy.reminders if r.tone is Tone.FINAL]
-    if finals and state.final_notice_at is not None:
-        deadline = max(deadline, state.final_notice_at + policy.collections_after - finals[0].after)
-    return deadline
+    if finals and final_notice_offset is not None:
+        after = max(after, final_notice_offset + policy.collections_after - finals[0].after)
+    return state.schedule_origin + after
 
 
 def _unsent_reminders(state: CaseState) -> list[int]:
@@ -144,17 +149,21 @@ def _charge(state: CaseState) -> Charge:
     )
 
 
-def _reminder(state: CaseState, due: list[int]) -> Notify:
+def _reminder(state: CaseState, due: list[int], now: datetime) -> Notify:
     """Only the latest due reminder goes out: after an outage nobody gets a burst."""
     index = due[-1]
     reminder = state.policy.reminders[index]
+    offset = state.final_notice_offset
+    if reminder.tone is Tone.FINAL and offset is None:
+        # A late final notice names the later collections date that sending it now sets.
+        offset = now - state.schedule_origin
     return Notify(
         step=f"reminder-{index + 1}",
         template=_reminder_template(state, reminder.tone),
         tone=reminder.tone,
         channels=list(reminder.channels),
         covers=due,
-        deadline=state.schedule_origin + state.policy.collections_after,
+        deadline=_collections_at(state, offset),
     )
 
 

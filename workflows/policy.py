@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Channel(StrEnum):
@@ -57,6 +57,17 @@ class DeclineTable(_Strict):
 
     default: DeclineClass = DeclineClass.RETRY_LATER
     codes: dict[str, DeclineClass] = Field(default_factory=dict)
+
+    @field_validator("codes")
+    @classmethod
+    def _normalise_codes(cls, codes: dict[str, DeclineClass]) -> dict[str, DeclineClass]:
+        # `classify` looks codes up in lower case: a key written "Lost_Card" must still match.
+        normalised: dict[str, DeclineClass] = {}
+        for code, decline_class in codes.items():
+            key = code.strip().lower()
+            if normalised.setdefault(key, decline_class) is not decline_class:
+                raise ValueError(f"{key!r} is listed twice with different classes")
+        return normalised
 
     def classify(self, decline_code: str | None) -> DeclineClass:
         """The class of a decline code; unknown codes get the table's default."""
