@@ -205,6 +205,13 @@ class CaseStore:
 
     def record_case(self, record: CaseRecord) -> None:
         """Upsert the case row and add audit lines not already stored."""
+        try:
+            self._record_case(record)
+        except IntegrityError:
+            # A timed-out attempt of the same activity wrote first: now it is an update.
+            self._record_case(record)
+
+    def _record_case(self, record: CaseRecord) -> None:
         with self.session() as session:
             row = session.get(Case, record.case_id) or Case(
                 case_id=record.case_id, opened_at=record.opened_at, **_case_ids(record)

@@ -125,7 +125,7 @@ def charge(
     """Carry a charge step out with the given gateway answer."""
     assert isinstance(step, Charge), step
     result = ChargeResult(approved=approved, decline_code=None if approved else code)
-    state.record_attempt(step.attempt, step.scheduled, result, now)
+    state.record_attempt(step.attempt, step.scheduled, result, now, step.method_updated_at)
 
 
 def send_due(state: CaseState, now: datetime) -> None:
@@ -634,7 +634,10 @@ def test_new_card_is_charged_after_retry_after_method_update(standard: Policy) -
         until=at(3, 12, 5), reason="before a charge of the new payment method"
     )
     assert decide(state, at(3, 12, 5)) == Charge(
-        attempt=1, scheduled=False, label="a charge of the new payment method"
+        attempt=1,
+        scheduled=False,
+        label="a charge of the new payment method",
+        method_updated_at=at(3, 12),
     )
 
 
@@ -676,6 +679,26 @@ def test_new_card_hard_decline_awaits_another_card(standard: Policy) -> None:
     )
 
 
+def test_card_given_while_the_previous_new_card_is_charged_gets_its_own_charge(
+    standard: Policy,
+) -> None:
+    state = open_case(standard, decline_code=HARD)
+    send_due(state, FAILED_AT)
+    state.update_payment_method(PaymentMethodUpdated(payment_method="pm_first"), at(3))
+    step = decide(state, at(3, 9, 5))
+    # The customer adds another card while the first one's charge is still running.
+    state.update_payment_method(PaymentMethodUpdated(payment_method="pm_second"), at(3, 9, 6))
+    charge(state, step, at(3, 9, 7), code="expired_card")
+
+    assert state.method_updated_at == at(3, 9, 6)
+    assert decide(state, at(3, 21, 7)) == Charge(
+        attempt=2,
+        scheduled=False,
+        label="a charge of the new payment method",
+        method_updated_at=at(3, 9, 6),
+    )
+
+
 def test_new_card_during_soft_schedule_is_charged_out_of_turn(standard: Policy) -> None:
     state = open_case(standard)
     send_due(state, FAILED_AT)
@@ -683,7 +706,10 @@ def test_new_card_during_soft_schedule_is_charged_out_of_turn(standard: Policy) 
 
     assert state.payment_method == "pm_old"  # no new id given: keep charging the default
     assert decide(state, at(1, 15, 5)) == Charge(
-        attempt=1, scheduled=False, label="a charge of the new payment method"
+        attempt=1,
+        scheduled=False,
+        label="a charge of the new payment method",
+        method_updated_at=at(1, 15),
     )
 
 

@@ -347,6 +347,11 @@ def test_valid_policy_has_a_label() -> None:
             {"max_charge_attempts": 1},
             "retries: more scheduled retries than max_charge_attempts allows",
         ),
+        ({"min_retry_gap": timedelta(hours=-1)}, "min_retry_gap: must not be negative"),
+        (
+            {"retry_after_method_update": timedelta(minutes=-5)},
+            "retry_after_method_update: must not be negative",
+        ),
     ],
     ids=[
         "firm-before-gentle",
@@ -358,6 +363,8 @@ def test_valid_policy_has_a_label() -> None:
         "retry-at-collections",
         "reminder-after-collections",
         "retries-over-cap",
+        "negative-retry-gap",
+        "negative-method-update-delay",
     ],
 )
 def test_policy_refuses_a_bad_schedule(changes: dict[str, object], message: str) -> None:

@@ -111,9 +111,17 @@ class CaseState(BaseModel):
     # Charges and messages ------------------------------------------------------------------
 
     def record_attempt(
-        self, attempt: int, scheduled: bool, result: ChargeResult, now: datetime
+        self,
+        attempt: int,
+        scheduled: bool,
+        result: ChargeResult,
+        now: datetime,
+        method_updated_at: datetime | None = None,
     ) -> None:
-        """Fold one charge result in: approved recovers the case, a decline is classified."""
+        """Fold one charge result in: approved recovers the case, a decline is classified.
+
+        A charge of a new payment method answers the update made at `method_updated_at`; a
+        newer update that arrived while it ran still gets its own charge."""
         decline_class = (
             None if result.approved else self.policy.declines.classify(result.decline_code)
         )
@@ -129,7 +137,7 @@ class CaseState(BaseModel):
         self.last_charge_at = now
         if scheduled:
             self.scheduled_retries_done += 1
-        else:
+        elif self.method_updated_at == method_updated_at:
             self.method_updated_at = None
         if result.approved:
             self.amount_recovered += self.amount_due

@@ -22,6 +22,8 @@ class Charge(BaseModel):
     attempt: int
     scheduled: bool
     label: str
+    method_updated_at: AwareDatetime | None = None
+    """For a charge of a new payment method: the update it answers."""
 
 
 class Notify(BaseModel):
@@ -142,7 +144,12 @@ def _unsent_reminders(state: CaseState) -> list[int]:
 def _charge(state: CaseState) -> Charge:
     attempt = len(state.attempts) + 1
     if state.method_updated_at is not None:
-        return Charge(attempt=attempt, scheduled=False, label="a charge of the new payment method")
+        return Charge(
+            attempt=attempt,
+            scheduled=False,
+            label="a charge of the new payment method",
+            method_updated_at=state.method_updated_at,
+        )
     retry = state.scheduled_retries_done + 1
     return Charge(
         attempt=attempt, scheduled=True, label=f"retry {retry} of {len(state.policy.retries)}"

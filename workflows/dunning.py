@@ -123,7 +123,9 @@ class DunningWorkflow:
         except ActivityError as err:
             state.record_charge_error(step.attempt, str(err.cause or err), workflow.now())
             return
-        state.record_attempt(step.attempt, step.scheduled, result, workflow.now())
+        state.record_attempt(
+            step.attempt, step.scheduled, result, workflow.now(), step.method_updated_at
+        )
 
     async def _notify(self, step: Notify) -> None:
         state = self._state

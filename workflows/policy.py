@@ -112,6 +112,9 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _check_schedule(self) -> Policy:
+        for name in ("min_retry_gap", "retry_after_method_update", "collections_after"):
+            if getattr(self, name) < timedelta(0):
+                raise ValueError(f"{name}: must not be negative")
         for name, offsets in (
             ("retries", self.retries),
             ("reminders", [r.after for r in self.reminders]),
