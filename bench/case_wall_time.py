@@ -1,0 +1,109 @@
+"""How long whole dunning cases take in wall time on the time-skipping test server.
+
+    .venv/bin/python bench/case_wall_time.py [--runs 5]
+
+Prints the median wall time of a full 21-day case (schedule exhausted → collections) and of
+one that recovers on retry 2, with the ratio of virtual to wall time. Cases run one at a
+time: the test server's clock is global, so concurrent cases would skip each other's
+activity timeouts. A benchmark, not a test: it prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from activities.dunning import DunningActivities  # noqa: E402
+from activities.store import CustomerProfile  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from worker import bundled_binary  # noqa: E402
+from workflows.dunning import DunningWorkflow  # noqa: E402
+from workflows.models import CaseInput, CaseResult, Failure  # noqa: E402
+from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes  # noqa: E402
+
+
+async def run_case(env: WorkflowEnvironment, payment_method: str, queue: str) -> CaseResult:
+    invoice = f"in_bench_{uuid.uuid4().hex[:10]}"
+    case = CaseInput(
+        case_id=invoice,
+        invoice_id=invoice,
+        customer_id="cus_bench",
+        amount_due=4900,
+        currency="USD",
+        failure=Failure(decline_code="insufficient_funds", failed_at=await env.get_current_time()),
+        policy_version=1,
+        payment_method=payment_method,
+    )
+    return await env.client.execute_workflow(
+        DunningWorkflow.run,
+        case,
+        id=f"dunning-{invoice}",
+        task_queue=queue,
+        search_attributes=initial_search_attributes(case),
+    )
+
+
+async def main(runs: int) -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+    )
+    async with env:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
+            )
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            activities = DunningActivities.from_settings(
+                Settings(database_url=f"sqlite:///{tmp}/bench.db")
+            )
+            activities.store.upsert_customer(
+                CustomerProfile(customer_id="cus_bench", email="bench@example.com")
+            )
+            queue = "bench"
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[DunningWorkflow],
+                activities=activities.all(),
+                activity_executor=ThreadPoolExecutor(16),
+            ):
+                await run_case(env, "pm_card_visa", queue)  # warm-up
+                for label, token in [
+                    ("21-day case to collections", "pm_card_chargeDeclinedInsufficientFunds"),
+                    ("case recovered on retry 2", "pm_sim_recovers_on_attempt_2"),
+                ]:
+                    walls = []
+                    for _ in range(runs):
+                        started = time.perf_counter()
+                        result = await run_case(env, token, queue)
+                        walls.append(time.perf_counter() - started)
+                    days = (result.closed_at - result.opened_at).total_seconds() / 86400
+                    wall = statistics.median(walls)
+                    print(
+                        f"{label}: median {wall * 1000:.0f} ms wall for {days:.1f} virtual days "
+                        f"({result.charge_attempts} charges, {result.messages_sent} messages); "
+                        f"virtual/wall ratio {days * 86400 / wall:,.0f}"
+                    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs of each case (median shown)")
+    asyncio.run(main(parser.parse_args().runs))
