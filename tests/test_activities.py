@@ -205,26 +205,6 @@ def test_every_code_the_gateway_can_answer_is_classified_in_the_decline_table():
     assert declines.classify("no_payment_method") is DeclineClass.NEVER_RETRY
 
 
-@pytest.mark.parametrize(
-    "code",
-    [
-        "incorrect_number",
-        "lost_card",
-        "pickup_card",
-        "stolen_card",
-        "revocation_of_authorization",
-        "revocation_of_all_authorizations",
-        "highest_risk_level",
-        "transaction_not_allowed",
-    ],
-)
-def test_codes_stripe_never_retries_are_never_retried(code):
-    declines = load_declines(CONFIG_DIR / "declines.toml")
-
-    assert declines.classify(code) is DeclineClass.NEVER_RETRY
-    assert declines.classify(code.upper()) is DeclineClass.NEVER_RETRY
-
-
 # Other activities --------------------------------------------------------------------------
 
 

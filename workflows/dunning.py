@@ -216,17 +216,19 @@ class DunningWorkflow:
         self._recorded += len(entries)
 
     def _publish(self, step: Step) -> None:
-        """Keep the Temporal UI current: search attributes (changed ones only) and details."""
-        state = self._state
-        next_at = getattr(step, "until", None) if not isinstance(step, Charge) else workflow.now()
-        wanted = case_search_attributes(state, next_at)
+        """Keep the Temporal UI current: details always, search attributes once the case
+        settles into a wait or an outcome, and only those that changed (each upsert is an
+        action on Temporal Cloud)."""
+        workflow.set_current_details(describe(step))
+        if isinstance(step, Charge | Notify):
+            return
+        wanted = case_search_attributes(self._state, getattr(step, "until", None))
         changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
         if changed:
             workflow.upsert_search_attributes(
                 [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
             )
             self._published.update({k.name: v for k, v in changed})
-        workflow.set_current_details(describe(step))
 
     # Signals, update and query -------------------------------------------------------------
 
