@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import CaseStore
+from config.errors import explain
 from config.policies import PolicyError
 from config.settings import Settings
 from starter import BillingEvent, run_demo, start_case, workflow_id_for
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
             code = asyncio.run(code)
     except KeyboardInterrupt:
         code = 130
+    except ValidationError as err:
+        print(f"dunning: invalid settings: {explain(err)}", file=sys.stderr)
+        code = 1
     except (UserError, PolicyError, ValueError, OSError) as err:
         print(f"dunning: {_one_line(err)}", file=sys.stderr)
         code = 1
@@ -302,20 +306,14 @@ def _validate(model: type, data: dict):
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise UserError(_explain(err)) from err
+        raise UserError(explain(err)) from err
 
 
 def _parse(model: type, raw: str):
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
-        raise UserError(_explain(err)) from err
-
-
-def _explain(err: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()
-    )
+        raise UserError(explain(err)) from err
 
 
 def _read(path: str) -> str:

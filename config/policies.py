@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from config.errors import explain
 from workflows.policy import DeclineTable, Policy
 
 
@@ -30,10 +31,7 @@ def _read_toml(path: Path) -> dict:
 
 
 def _explain(path: Path, exc: ValidationError) -> PolicyError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in exc.errors()
-    )
-    return PolicyError(f"{path}: {problems}")
+    return PolicyError(f"{path}: {explain(exc)}")
 
 
 def load_declines(path: Path) -> DeclineTable:

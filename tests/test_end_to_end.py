@@ -285,3 +285,26 @@ def test_cli_without_a_server_says_so(service_env):
     assert done.returncode == 1
     assert "cannot reach Temporal at 127.0.0.1:1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("DEV_SERVER_PORT", "abc", "invalid settings: dev_server_port: Input should be a valid"),
+        ("TEMPORAL_TLS_CERT", "/etc/cert.pem", "set both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"),
+    ],
+)
+def test_bad_settings_get_one_clear_line(service_env, setting, value, message):
+    done = dunning({**service_env, setting: value}, "list")
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_policy_file_stops_the_worker_with_its_reason(service_env, tmp_path):
+    policies = Path(service_env["POLICIES_DIR"])
+    (policies / "fast-v1.toml").write_text(FAST_POLICY.replace('"PT3S", "PT6S"', '"PT6S", "PT3S"'))
+    done = dunning(service_env, "worker")
+    assert done.returncode == 1
+    assert "fast-v1.toml: retries: offsets must be in increasing order" in done.stderr
+    assert "Traceback" not in done.stderr

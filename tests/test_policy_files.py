@@ -234,7 +234,7 @@ def test_missing_field_is_named(tmp_path: Path, declines: DeclineTable) -> None:
 def test_schedule_error_in_a_file_names_the_rule(tmp_path: Path, declines: DeclineTable) -> None:
     path = write_policy(tmp_path, text=SMALL.replace('"P3D"', '"P30D"'))
 
-    with pytest.raises(PolicyError, match=re.escape(f"{path}: (file): Value error, retries: ")):
+    with pytest.raises(PolicyError, match=re.escape(f"{path}: retries: ")):
         load_policy_file(path, declines)
 
 
@@ -506,6 +506,6 @@ def test_table_listing_a_code_twice_with_different_classes_is_refused(tmp_path: 
     table.write_text('[codes]\nlost_card = "never_retry"\nLOST_CARD = "retry_later"\n')
 
     with pytest.raises(
-        PolicyError, match=re.escape("codes: Value error, 'lost_card' is listed twice")
+        PolicyError, match=re.escape("codes: 'lost_card' is listed twice")
     ):
         load_declines(table)
