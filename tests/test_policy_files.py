@@ -505,7 +505,5 @@ def test_table_listing_a_code_twice_with_different_classes_is_refused(tmp_path: 
     table = tmp_path / "declines.toml"
     table.write_text('[codes]\nlost_card = "never_retry"\nLOST_CARD = "retry_later"\n')
 
-    with pytest.raises(
-        PolicyError, match=re.escape("codes: 'lost_card' is listed twice")
-    ):
+    with pytest.raises(PolicyError, match=re.escape("codes: 'lost_card' is listed twice")):
         load_declines(table)
