@@ -515,7 +515,7 @@ def test_reminders_climb_the_standard_ladder(standard: Policy) -> None:
         ("reminder-3", Tone.FIRM, "reminder_firm", [Channel.EMAIL, Channel.SMS]),
         ("reminder-4", Tone.FINAL, "final_notice", [Channel.EMAIL, Channel.SMS, Channel.IN_APP]),
     ]
-    assert state.final_notice_at == at(15)
+    assert state.schedule_origin + state.final_notice_offset == at(15)
 
 
 def test_reminder_after_new_card_uses_the_plain_tone_template() -> None:
@@ -1169,7 +1169,7 @@ def test_final_notice_on_time_keeps_the_collections_date(standard: Policy) -> No
     state = open_case(standard)
     play(state, FAILED_AT, at(16))
 
-    assert state.final_notice_at == at(15)
+    assert state.schedule_origin + state.final_notice_offset == at(15)
     assert collections_at(state) == at(22)
 
 

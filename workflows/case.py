@@ -47,7 +47,6 @@ class CaseState(BaseModel):
     awaiting: DeclineClass | None = None
     method_updated_at: AwareDatetime | None = None
     reminders_done: list[int] = Field(default_factory=list)
-    final_notice_at: AwareDatetime | None = None
     final_notice_offset: timedelta | None = Field(
         default=None, description="How far into the schedule the final notice went out."
     )
@@ -165,8 +164,7 @@ class CaseState(BaseModel):
     def mark_reminders_done(self, indexes: list[int], tone: Tone | None, now: datetime) -> None:
         """Reminders sent or passed over; the final notice's time moves the collections date."""
         self.reminders_done.extend(i for i in indexes if i not in self.reminders_done)
-        if tone is Tone.FINAL and self.final_notice_at is None:
-            self.final_notice_at = now
+        if tone is Tone.FINAL and self.final_notice_offset is None:
             # Schedule time, not wall time: a later pause must still move collections on.
             self.final_notice_offset = now - self.schedule_origin
 
