@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/case_wall_time.py [--runs 5]
 
-Prints the median wall time of a full 21-day case (schedule exhausted → collections) and of
-one that recovers on retry 2, with the ratio of virtual to wall time. Cases run one at a
-time: the test server's clock is global, so concurrent cases would skip each other's
-activity timeouts. A benchmark, not a test: it prints figures and asserts nothing.
+Prints the median wall time of a full 21-day case (schedule exhausted → collections), of a
+30-day one (paused by support for 9 days first) and of one that recovers on retry 2, with
+the ratio of virtual to wall time. Cases run one at a time: the test server's clock is
+global, so concurrent cases would skip each other's activity timeouts.
+A benchmark, not a test: it prints figures and asserts nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,11 +34,14 @@ from activities.store import CustomerProfile  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from worker import bundled_binary  # noqa: E402
 from workflows.dunning import DunningWorkflow  # noqa: E402
-from workflows.models import CaseInput, CaseResult, Failure  # noqa: E402
+from workflows.models import CaseInput, CaseResult, Failure, PauseRequest  # noqa: E402
 from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes  # noqa: E402
 
 
-async def run_case(env: WorkflowEnvironment, payment_method: str, queue: str) -> CaseResult:
+async def run_case(
+    env: WorkflowEnvironment, payment_method: str, queue: str, paused_days: int = 0
+) -> CaseResult:
+    """One case from failure to outcome; support pauses it for `paused_days` at the start."""
     invoice = f"in_bench_{uuid.uuid4().hex[:10]}"
     case = CaseInput(
         case_id=invoice,
@@ -48,13 +53,19 @@ async def run_case(env: WorkflowEnvironment, payment_method: str, queue: str) ->
         policy_version=1,
         payment_method=payment_method,
     )
-    return await env.client.execute_workflow(
+    handle = await env.client.start_workflow(
         DunningWorkflow.run,
         case,
         id=f"dunning-{invoice}",
         task_queue=queue,
         search_attributes=initial_search_attributes(case),
     )
+    if paused_days:
+        until = case.failure.failed_at + timedelta(days=paused_days)
+        await handle.signal(
+            DunningWorkflow.pause, PauseRequest(reason="bench", actor="bench", until=until)
+        )
+    return await handle.result()
 
 
 async def main(runs: int) -> None:
@@ -85,14 +96,16 @@ async def main(runs: int) -> None:
                 activity_executor=ThreadPoolExecutor(16),
             ):
                 await run_case(env, "pm_card_visa", queue)  # warm-up
-                for label, token in [
-                    ("21-day case to collections", "pm_card_chargeDeclinedInsufficientFunds"),
-                    ("case recovered on retry 2", "pm_sim_recovers_on_attempt_2"),
+                declined = "pm_card_chargeDeclinedInsufficientFunds"
+                for label, token, paused_days in [
+                    ("21-day case to collections", declined, 0),
+                    ("30-day case (paused 9 days, then collections)", declined, 9),
+                    ("case recovered on retry 2", "pm_sim_recovers_on_attempt_2", 0),
                 ]:
                     walls = []
                     for _ in range(runs):
                         started = time.perf_counter()
-                        result = await run_case(env, token, queue)
+                        result = await run_case(env, token, queue, paused_days)
                         walls.append(time.perf_counter() - started)
                     days = (result.closed_at - result.opened_at).total_seconds() / 86400
                     wall = statistics.median(walls)
