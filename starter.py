@@ -30,6 +30,7 @@ class BillingEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     invoice_id: str = Field(pattern=ID_PATTERN)
+    subscription_id: str | None = Field(default=None, pattern=ID_PATTERN)
     customer: CustomerProfile
     amount_due: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO-4217 code.")
@@ -71,6 +72,7 @@ def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
         policy_name=policy.name,
         policy_version=policy.version,
         payment_method=event.customer.payment_method,
+        subscription_id=event.subscription_id,
     )
 
 

@@ -29,6 +29,8 @@ from workflows.models import (
     NotifyRequest,
     NotifyResult,
     PolicyRef,
+    WriteBackRequest,
+    WriteBackResult,
 )
 from workflows.money import format_money
 from workflows.policy import Channel, Policy
@@ -67,7 +69,7 @@ class DunningActivities:
 
     def all(self) -> list:
         """The activity callables to register on a worker."""
-        return [self.load_policy, self.charge, self.notify, self.record]
+        return [self.load_policy, self.charge, self.notify, self.record, self.write_back]
 
     @activity.defn
     def load_policy(self, ref: PolicyRef) -> Policy:
@@ -82,8 +84,15 @@ class DunningActivities:
             if customer is not None and customer.payment_method:
                 request = request.model_copy(update={"payment_method": customer.payment_method})
         result = self.gateway.charge(request)
+        if result.payment_method is None:
+            result = result.model_copy(update={"payment_method": request.payment_method})
         self.store.record_attempt(request, result)
         return result
+
+    @activity.defn
+    def write_back(self, request: WriteBackRequest) -> WriteBackResult:
+        """Tell the biller how the case ended; the gateway dedupes on the request's key."""
+        return self.gateway.write_back(request)
 
     @activity.defn
     def notify(self, request: NotifyRequest) -> NotifyResult:

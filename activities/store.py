@@ -88,6 +88,7 @@ class Case(SQLModel, table=True):
     case_id: str = Field(primary_key=True)
     invoice_id: str = Field(index=True)
     customer_id: str = Field(index=True)
+    subscription_id: str | None = Field(default=None, index=True)
     status: str = Field(index=True)
     amount_due: int
     amount_recovered: int = 0
@@ -351,5 +352,12 @@ class CaseStore:
 
 def _case_ids(record: CaseRecord) -> dict:
     return record.model_dump(
-        include={"invoice_id", "customer_id", "currency", "policy", "policy_version"}
+        include={
+            "invoice_id",
+            "customer_id",
+            "subscription_id",
+            "currency",
+            "policy",
+            "policy_version",
+        }
     )

@@ -38,11 +38,20 @@ from workflows.models import (
     DisputeResolved,
     Failure,
     PauseRequest,
+    PaymentFailed,
     PaymentMethodUpdated,
     PaymentReceived,
     ResumeRequest,
 )
-from workflows.policy import Channel, DeclineClass, Outcome, Policy, Tone
+from workflows.policy import (
+    Channel,
+    DeclineClass,
+    DeclineCodes,
+    Outcome,
+    Policy,
+    Tone,
+    WriteBackAction,
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 FAILED_AT = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -373,6 +382,7 @@ def test_exhausted_schedule_goes_to_collections_with_message(standard: Policy) -
         message=Notify(
             step="outcome-collections", template="collections", tone=None, channels=[Channel.EMAIL]
         ),
+        write_back=[WriteBackAction.MARK_UNCOLLECTIBLE, WriteBackAction.CANCEL_SUBSCRIPTION_NOW],
     )
 
 
@@ -617,6 +627,10 @@ def test_hard_decline_case_still_goes_to_collections(standard: Policy) -> None:
                 tone=None,
                 channels=[Channel.EMAIL],
             ),
+            write_back=[
+                WriteBackAction.MARK_UNCOLLECTIBLE,
+                WriteBackAction.CANCEL_SUBSCRIPTION_NOW,
+            ],
         ),
     )
 
@@ -1029,12 +1043,14 @@ def test_full_payment_recovers_the_case(standard: Policy) -> None:
 
     assert (state.amount_due, state.amount_recovered) == (0, AMOUNT)
     assert state.closed_at == at(3)
+    # Paid by phone: the biller has not seen it, so the invoice is marked paid there.
     assert decide(state, at(3)) == Finish(
         outcome=Outcome.RECOVERED,
         reason="payment received ref phone-9",
         message=Notify(
             step="outcome-recovered", template="recovered", tone=None, channels=[Channel.EMAIL]
         ),
+        write_back=[WriteBackAction.MARK_PAID_OUT_OF_BAND],
     )
 
 
@@ -1249,3 +1265,119 @@ def test_reminders_before_the_final_notice_name_the_planned_collections_date(
 
     assert isinstance(firm, Notify)
     assert firm.deadline == at(22)
+
+
+# Network rules, advice codes and the biller's own failures --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [
+        # Visa category 1 ("never approve") overrides a soft decline code.
+        (
+            {"decline_code": "do_not_honor", "network_decline_code": "04", "card_brand": "visa"},
+            DeclineClass.NEVER_RETRY,
+        ),
+        (
+            {"decline_code": "do_not_honor", "network_decline_code": "05", "card_brand": "visa"},
+            DeclineClass.RETRY_LATER,
+        ),
+        # Mastercard merchant advice 03 and 21: stop; 01 (new account info) says nothing here.
+        (
+            {
+                "decline_code": "do_not_honor",
+                "network_advice_code": "21",
+                "card_brand": "mastercard",
+            },
+            DeclineClass.NEVER_RETRY,
+        ),
+        (
+            {
+                "decline_code": "do_not_honor",
+                "network_advice_code": "01",
+                "card_brand": "mastercard",
+            },
+            DeclineClass.RETRY_LATER,
+        ),
+        # The same network code on another brand means nothing.
+        (
+            {"decline_code": "do_not_honor", "network_decline_code": "04", "card_brand": "amex"},
+            DeclineClass.RETRY_LATER,
+        ),
+        # Stripe's advice_code: the most severe rule wins, whichever field it came from.
+        (
+            {"decline_code": "insufficient_funds", "advice_code": "do_not_try_again"},
+            DeclineClass.NEVER_RETRY,
+        ),
+        (
+            {"decline_code": "authentication_required", "advice_code": "try_again_later"},
+            DeclineClass.NEEDS_CUSTOMER_ACTION,
+        ),
+    ],
+)
+def test_network_and_advice_codes_classify_declines(
+    standard: Policy, codes: dict[str, str], expected: DeclineClass
+) -> None:
+    assert standard.declines.classify(DeclineCodes(**codes)) is expected
+
+
+def test_visa_category_one_on_a_retry_stops_scheduled_charges(standard: Policy) -> None:
+    state = open_case(standard)
+    send_due(state, FAILED_AT)
+    result = ChargeResult(
+        approved=False, decline_code="do_not_honor", network_decline_code="14", card_brand="visa"
+    )
+    state.record_attempt(1, True, result, at(2))
+
+    assert state.status is CaseStatus.AWAITING_PAYMENT_METHOD
+    assert next_charge_at(state) is None
+    assert state.attempts[0].network_decline_code == "14"
+    assert state.timeline[-2].detail == "attempt 1: do_not_honor (visa 14)"
+
+
+def test_network_cap_holds_retries_until_the_window_lets_one_through() -> None:
+    policy = make_policy(
+        retries=[timedelta(days=1), timedelta(days=2), timedelta(days=3)],
+        collections_after=timedelta(days=40),
+        declines={"networks": {"visa": {"max_attempts": 2, "window": timedelta(days=30)}}},
+    )
+    state = open_case(policy)
+    soft_visa = ChargeResult(approved=False, decline_code=SOFT, card_brand="visa")
+    state.record_attempt(1, True, soft_visa, at(2))
+    state.record_attempt(2, True, soft_visa, at(3))
+
+    # Retry 3 was due on day 4; Visa allows a third reattempt only 30 days after the first.
+    assert next_charge_at(state) == at(2) + timedelta(days=30)
+
+
+def test_network_cap_counts_only_the_card_it_is_about() -> None:
+    policy = make_policy(
+        declines={"networks": {"visa": {"max_attempts": 1, "window": timedelta(days=30)}}},
+    )
+    state = open_case(policy)
+    state.record_attempt(
+        1, True, ChargeResult(approved=False, decline_code=SOFT, card_brand="visa"), at(2)
+    )
+    assert next_charge_at(state) == at(2) + timedelta(days=30)
+
+    state.update_payment_method(PaymentMethodUpdated(payment_method="pm_new"), at(2, 10))
+    assert next_charge_at(state) == at(2, 21)  # a new card: only the min_retry_gap applies
+
+
+def test_biller_reported_hard_failure_stops_retries(standard: Policy) -> None:
+    state = open_case(standard)
+    state.record_failure(PaymentFailed(decline_code="lost_card", actor="stripe"), at(1, 12))
+
+    assert state.status is CaseStatus.AWAITING_PAYMENT_METHOD
+    assert next_charge_at(state) is None
+    assert [e.kind for e in state.timeline][-2:] == ["payment_failed", "awaiting_customer"]
+
+
+def test_payment_the_biller_already_shows_is_not_written_back(standard: Policy) -> None:
+    state = open_case(standard)
+    state.receive_payment(PaymentReceived(amount=AMOUNT, paid_at_biller=True), at(3))
+
+    step = decide(state, at(3))
+    assert isinstance(step, Finish)
+    assert step.outcome is Outcome.RECOVERED
+    assert step.write_back == []

@@ -206,8 +206,11 @@ async def test_payment_received_while_waiting_recovers_without_another_charge(
         "payment_received",
         "recovered",
         "message",
+        "write_back",
     ]
     assert entry(result.timeline, "payment_received").actor == SUPPORT
+    # Support took the money by bank transfer: the biller is told the invoice is paid.
+    assert entry(result.timeline, "write_back").detail == "mark_paid_out_of_band: done simulated"
     store = dunning.activities.store
     assert charge_keys(store, case.case_id) == [f"dunning:{case.case_id}:attempt:1"]
     assert message_steps(store, case.case_id) == [*FIRST_REMINDER, ("outcome-recovered", "email")]
@@ -240,6 +243,7 @@ async def test_partial_payment_lowers_the_charge_then_the_rest_recovers(dunning:
         "payment_received",
         "recovered",
         "message",
+        "write_back",
     ]
     (attempt,) = dunning.activities.store.attempts(case.case_id)
     assert attempt.amount == 3980  # the retry charged only what was still due
@@ -376,6 +380,12 @@ async def test_exhausted_schedule_goes_to_collections_after_final_notice(
         "message",
         "collections",
         "message",
+        "write_back",
+        "write_back",
+    ]
+    assert [e.detail for e in result.timeline if e.kind == "write_back"] == [
+        "mark_uncollectible: done simulated",
+        "cancel_subscription_now: done simulated",
     ]
 
     store = dunning.activities.store
@@ -434,6 +444,8 @@ async def test_hard_decline_waits_for_a_new_payment_method_without_charging(
         "message",
         "collections",
         "message",
+        "write_back",
+        "write_back",
     ]
     store = dunning.activities.store
     assert store.attempts(case.case_id) == []

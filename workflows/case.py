@@ -24,12 +24,13 @@ from workflows.models import (
     DisputeResolved,
     MessageView,
     PauseRequest,
+    PaymentFailed,
     PaymentMethodUpdated,
     PaymentReceived,
     ResumeRequest,
     TimelineEntry,
 )
-from workflows.policy import DeclineClass, Outcome, Policy, Tone
+from workflows.policy import DeclineClass, DeclineCodes, Outcome, Policy, Tone
 
 
 class CaseState(BaseModel):
@@ -40,6 +41,7 @@ class CaseState(BaseModel):
     opened_at: AwareDatetime
     amount_due: int
     amount_recovered: int = 0
+    paid_outside_biller: bool = False
     payment_method: str | None = None
     attempts: list[AttemptView] = Field(default_factory=list)
     scheduled_retries_done: int = 0
@@ -72,7 +74,7 @@ class CaseState(BaseModel):
         )
         code = case.failure.decline_code or "unknown"
         state.note(now, "opened", detail=f"{policy.label}; payment failed: {code}")
-        state._classify(case.failure.decline_code, now)
+        state._classify(case.failure, now)
         return state
 
     # Derived facts -------------------------------------------------------------------------
@@ -121,16 +123,15 @@ class CaseState(BaseModel):
 
         A charge of a new payment method answers the update made at `method_updated_at`; a
         newer update that arrived while it ran still gets its own charge."""
-        decline_class = (
-            None if result.approved else self.policy.declines.classify(result.decline_code)
-        )
+        decline_class = None if result.approved else self.policy.declines.classify(result)
         self.attempts.append(
             AttemptView(
                 attempt=attempt,
                 at=now,
                 approved=result.approved,
-                decline_code=result.decline_code,
+                payment_method=result.payment_method or self.payment_method,
                 decline_class=decline_class,
+                **result.model_dump(include=set(DeclineCodes.model_fields)),
             )
         )
         self.last_charge_at = now
@@ -143,8 +144,8 @@ class CaseState(BaseModel):
             self.amount_due = 0
             self._finish(Outcome.RECOVERED, f"charge attempt {attempt} approved", now)
             return
-        self.note(now, "charge_declined", detail=f"attempt {attempt}: {result.decline_code}")
-        self._classify(result.decline_code, now)
+        self.note(now, "charge_declined", detail=f"attempt {attempt}: {_describe(result)}")
+        self._classify(result, now)
 
     def record_charge_error(self, attempt: int, message: str, now: datetime) -> None:
         """The gateway could not be reached for good: try the same attempt (same key) later."""
@@ -168,11 +169,11 @@ class CaseState(BaseModel):
             # Schedule time, not wall time: a later pause must still move collections on.
             self.final_notice_offset = now - self.schedule_origin
 
-    def _classify(self, decline_code: str | None, now: datetime) -> None:
-        decline_class = self.policy.declines.classify(decline_code)
+    def _classify(self, codes: DeclineCodes, now: datetime) -> None:
+        decline_class = self.policy.declines.classify(codes)
         awaiting = None if decline_class is DeclineClass.RETRY_LATER else decline_class
         if awaiting is not None and awaiting is not self.awaiting:
-            self.note(now, "awaiting_customer", detail=f"{decline_code}: {decline_class}")
+            self.note(now, "awaiting_customer", detail=f"{_describe(codes)}: {decline_class}")
         self.awaiting = awaiting
 
     # Signals -------------------------------------------------------------------------------
@@ -187,7 +188,15 @@ class CaseState(BaseModel):
         ref = f" ref {payment.reference}" if payment.reference else ""
         self.note(now, "payment_received", payment.actor, f"{payment.amount}{ref}")
         if self.amount_due == 0:
+            self.paid_outside_biller = not payment.paid_at_biller
             self._finish(Outcome.RECOVERED, f"payment received{ref}", now)
+
+    def record_failure(self, failure: PaymentFailed, now: datetime) -> None:
+        """Another failed payment reported by the biller: a hard one stops the retries."""
+        if self._ignored_when_finished("payment_failed", failure.actor, now):
+            return
+        self.note(now, "payment_failed", failure.actor, _describe(failure))
+        self._classify(failure, now)
 
     def update_payment_method(self, update: PaymentMethodUpdated, now: datetime) -> None:
         """A new payment method: charge it soon, even after a hard decline."""
@@ -307,3 +316,15 @@ class CaseState(BaseModel):
         self.outcome_reason = reason
         self.closed_at = now
         self.note(now, outcome.value, detail=reason)
+
+
+def _describe(codes: DeclineCodes) -> str:
+    """The decline code, with the network's codes when there are any: ``do_not_honor
+    (visa 05)``."""
+    network = " ".join(
+        c for c in (codes.network_decline_code, codes.network_advice_code) if c is not None
+    )
+    brand = f"{codes.card_brand} " if codes.card_brand else ""
+    suffix = f" ({brand}{network})" if network else ""
+    advice = f", advice {codes.advice_code}" if codes.advice_code else ""
+    return f"{codes.decline_code or 'declined'}{advice}{suffix}"

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel
 
 from workflows.case import CaseState
-from workflows.policy import Channel, DeclineClass, Outcome, Tone
+from workflows.policy import Channel, DeclineClass, Outcome, Tone, WriteBackAction
 
 
 class Charge(BaseModel):
@@ -61,6 +61,7 @@ class Finish(BaseModel):
     outcome: Outcome
     reason: str
     message: Notify | None = None
+    write_back: list[WriteBackAction] = []
 
 
 Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish
@@ -114,7 +115,20 @@ def next_charge_at(state: CaseState) -> datetime | None:
         return None
     if state.last_charge_at is not None:
         at = max(at, state.last_charge_at + policy.min_retry_gap)
+    if (network_allows_at := _network_allows_at(state)) is not None:
+        at = max(at, network_allows_at)
     return at
+
+
+def _network_allows_at(state: CaseState) -> datetime | None:
+    """When the card's network allows another reattempt (Visa: 15, Mastercard: 35 in 30
+    days), or None when its cap is not reached. Counted over this case's charges of the card."""
+    on_card = [a for a in state.attempts if a.payment_method == state.payment_method]
+    brand = next((a.card_brand for a in reversed(on_card) if a.card_brand), None)
+    rules = state.policy.declines.network(brand)
+    if rules is None or rules.max_attempts is None or len(on_card) < rules.max_attempts:
+        return None
+    return on_card[-rules.max_attempts].at + rules.window
 
 
 def reminder_at(state: CaseState, index: int) -> datetime:
@@ -196,4 +210,10 @@ def _finish(state: CaseState, outcome: Outcome, reason: str) -> Finish:
         message = Notify(
             step=f"outcome-{outcome}", template=outcome.value, tone=None, channels=list(channels)
         )
-    return Finish(outcome=outcome, reason=reason, message=message)
+    write_back = [
+        action
+        for action in state.policy.write_back.get(outcome, [])
+        # Only a payment the biller has not seen needs marking paid there.
+        if action is not WriteBackAction.MARK_PAID_OUT_OF_BAND or state.paid_outside_biller
+    ]
+    return Finish(outcome=outcome, reason=reason, message=message, write_back=write_back)

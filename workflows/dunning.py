@@ -30,12 +30,15 @@ with workflow.unsafe.imports_passed_through():
         NotifyRequest,
         NotifyResult,
         PauseRequest,
+        PaymentFailed,
         PaymentMethodUpdated,
         PaymentReceived,
         PolicyRef,
         ResumeRequest,
+        WriteBackRequest,
+        WriteBackResult,
     )
-    from workflows.policy import Policy
+    from workflows.policy import Policy, WriteBackAction
     from workflows.search import case_search_attributes
 
 # Charges retry transient gateway trouble for a long time: the idempotency key of the attempt
@@ -44,7 +47,7 @@ CHARGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_interval=timedelta(minutes=30),
     maximum_attempts=20,
-    non_retryable_error_types=["GatewayConfigError"],
+    non_retryable_error_types=["GatewayConfigError", "IdempotencyConflict"],
 )
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=10)
 STORE_RETRY = RetryPolicy(
@@ -172,6 +175,8 @@ class DunningWorkflow:
         self._publish(step)
         if step.message is not None:
             await self._notify(step.message)
+        for action in step.write_back:
+            await self._write_back(action)
         await self._record()
         return CaseResult(
             case_id=state.case.case_id,
@@ -188,6 +193,30 @@ class DunningWorkflow:
             timeline=state.timeline[-50:],
         )
 
+    async def _write_back(self, action: WriteBackAction) -> None:
+        """Tell the biller how the case ended; a failure is recorded, the outcome stands."""
+        state = self._state
+        request = WriteBackRequest(
+            case_id=state.case.case_id,
+            invoice_id=state.case.invoice_id,
+            subscription_id=state.case.subscription_id,
+            action=action,
+        )
+        try:
+            result = await workflow.execute_activity(
+                "write_back",
+                request,
+                result_type=WriteBackResult,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=CHARGE_RETRY,
+                summary=f"write back: {action}",
+            )
+        except ActivityError as err:
+            state.note(workflow.now(), "write_back_failed", detail=f"{action}: {err.cause or err}")
+            return
+        done = "done" if result.done else "nothing to do"
+        state.note(workflow.now(), "write_back", detail=f"{action}: {done} {result.detail}".strip())
+
     async def _record(self) -> None:
         """Write the case row and the audit lines not yet written (one activity, idempotent)."""
         state = self._state
@@ -196,6 +225,7 @@ class DunningWorkflow:
             case_id=state.case.case_id,
             invoice_id=state.case.invoice_id,
             customer_id=state.case.customer_id,
+            subscription_id=state.case.subscription_id,
             status=state.status,
             amount_due=state.amount_due,
             amount_recovered=state.amount_recovered,
@@ -241,6 +271,8 @@ class DunningWorkflow:
         match signal:
             case PaymentReceived():
                 self._state.receive_payment(signal, now)
+            case PaymentFailed():
+                self._state.record_failure(signal, now)
             case PaymentMethodUpdated():
                 self._state.update_payment_method(signal, now)
             case DisputeOpened():
@@ -259,6 +291,11 @@ class DunningWorkflow:
     def payment_received(self, payment: PaymentReceived) -> None:
         """Money arrived elsewhere; the full amount recovers the case."""
         self._apply(payment)
+
+    @workflow.signal
+    def payment_failed(self, failure: PaymentFailed) -> None:
+        """Another failed payment on the invoice; a hard decline stops the retries."""
+        self._apply(failure)
 
     @workflow.signal
     def payment_method_updated(self, update: PaymentMethodUpdated) -> None:

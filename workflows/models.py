@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from workflows.policy import Channel, DeclineClass, Outcome, Tone
+from workflows.policy import Channel, DeclineClass, DeclineCodes, Outcome, Tone, WriteBackAction
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 
@@ -33,10 +33,9 @@ class CaseStatus(StrEnum):
     COLLECTIONS = "collections"
 
 
-class Failure(_Model):
+class Failure(DeclineCodes):
     """The failed payment that opened the case."""
 
-    decline_code: str | None = Field(default=None, max_length=100)
     failed_at: AwareDatetime
 
 
@@ -52,6 +51,7 @@ class CaseInput(_Model):
     policy_name: str = "standard"
     policy_version: int = Field(ge=1)
     payment_method: str | None = Field(default=None, pattern=ID_PATTERN)
+    subscription_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -74,6 +74,16 @@ class PaymentReceived(_Model):
 
     amount: int = Field(gt=0)
     reference: str = Field(default="", max_length=200)
+    actor: str = "system"
+    paid_at_biller: bool = Field(
+        default=False,
+        description="The biller already shows it paid (its own webhook); else we tell it.",
+    )
+
+
+class PaymentFailed(DeclineCodes):
+    """Another failed payment on the invoice (the customer's own try, the biller's retry)."""
+
     actor: str = "system"
 
 
@@ -139,13 +149,34 @@ class ChargeRequest(_Model):
         return f"dunning:{self.case_id}:attempt:{self.attempt}"
 
 
-class ChargeResult(_Model):
-    """What the gateway answered for one attempt."""
+class ChargeResult(DeclineCodes):
+    """What the gateway answered for one attempt, with every code the networks gave."""
 
     approved: bool
-    decline_code: str | None = None
+    payment_method: str | None = Field(default=None, description="The method charged.")
     reference: str | None = Field(default=None, description="Gateway's charge or intent id.")
     message: str = ""
+
+
+class WriteBackRequest(_Model):
+    """Write a case's outcome back to the biller; idempotent per case and action."""
+
+    case_id: str
+    invoice_id: str
+    subscription_id: str | None = None
+    action: WriteBackAction
+
+    @property
+    def idempotency_key(self) -> str:
+        """``dunning:<case>:outcome:<action>``."""
+        return f"dunning:{self.case_id}:outcome:{self.action}"
+
+
+class WriteBackResult(_Model):
+    """What the biller did; `done` is False when there was nothing to do (and why)."""
+
+    done: bool
+    detail: str = ""
 
 
 class NotifyRequest(_Model):
@@ -201,6 +232,7 @@ class CaseRecord(_Model):
     case_id: str
     invoice_id: str
     customer_id: str
+    subscription_id: str | None = None
     status: CaseStatus
     amount_due: int
     amount_recovered: int
@@ -215,13 +247,13 @@ class CaseRecord(_Model):
 # Status and outcome ------------------------------------------------------------------------
 
 
-class AttemptView(_Model):
+class AttemptView(DeclineCodes):
     """A charge attempt as shown to operators."""
 
     attempt: int
     at: AwareDatetime
     approved: bool
-    decline_code: str | None = None
+    payment_method: str | None = None
     decline_class: DeclineClass | None = None
 
 

@@ -48,32 +48,86 @@ class Outcome(StrEnum):
     COLLECTIONS = "collections"
 
 
+class WriteBackAction(StrEnum):
+    """What the biller is told when a case ends."""
+
+    MARK_UNCOLLECTIBLE = "mark_uncollectible"
+    MARK_PAID_OUT_OF_BAND = "mark_paid_out_of_band"
+    CANCEL_SUBSCRIPTION_NOW = "cancel_subscription_now"
+    CANCEL_SUBSCRIPTION_AT_PERIOD_END = "cancel_subscription_at_period_end"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class DeclineCodes(BaseModel):
+    """Every code an issuer, a network or the gateway gave for a decline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decline_code: str | None = Field(default=None, max_length=100)
+    advice_code: str | None = Field(default=None, max_length=100, description="Stripe's.")
+    network_decline_code: str | None = Field(default=None, max_length=20, description="Visa 05")
+    network_advice_code: str | None = Field(default=None, max_length=20, description="MC 03")
+    card_brand: str | None = Field(default=None, max_length=30, description="visa, mastercard")
+
+
+class NetworkRules(_Strict):
+    """A card network's rules on reattempts, enforced per card."""
+
+    never_retry_decline_codes: list[str] = Field(default_factory=list)
+    never_retry_advice_codes: list[str] = Field(default_factory=list)
+    max_attempts: int | None = Field(default=None, ge=1, description="Reattempts per window.")
+    window: timedelta = timedelta(days=30)
+
+
+def _lower_keys(table: dict[str, DeclineClass]) -> dict[str, DeclineClass]:
+    # Codes are looked up in lower case: a key written "Lost_Card" must still match.
+    normalised: dict[str, DeclineClass] = {}
+    for code, decline_class in table.items():
+        key = code.strip().lower()
+        if normalised.setdefault(key, decline_class) is not decline_class:
+            raise ValueError(f"{key!r} is listed twice with different classes")
+    return normalised
+
+
+_SEVERITY = [DeclineClass.RETRY_LATER, DeclineClass.NEEDS_CUSTOMER_ACTION, DeclineClass.NEVER_RETRY]
+
+
 class DeclineTable(_Strict):
-    """Decline code → class, kept as data (`config/declines.toml`), not code."""
+    """Decline codes → class, kept as data (`config/declines.toml`), not code.
+
+    Every rule that matches is heard and the most severe wins: a soft decline code with a
+    network's "do not retry" advice is never retried."""
 
     default: DeclineClass = DeclineClass.RETRY_LATER
     codes: dict[str, DeclineClass] = Field(default_factory=dict)
+    advice_codes: dict[str, DeclineClass] = Field(default_factory=dict)
+    networks: dict[str, NetworkRules] = Field(default_factory=dict)
 
-    @field_validator("codes")
-    @classmethod
-    def _normalise_codes(cls, codes: dict[str, DeclineClass]) -> dict[str, DeclineClass]:
-        # `classify` looks codes up in lower case: a key written "Lost_Card" must still match.
-        normalised: dict[str, DeclineClass] = {}
-        for code, decline_class in codes.items():
-            key = code.strip().lower()
-            if normalised.setdefault(key, decline_class) is not decline_class:
-                raise ValueError(f"{key!r} is listed twice with different classes")
-        return normalised
+    _normalise = field_validator("codes", "advice_codes")(_lower_keys)
 
-    def classify(self, decline_code: str | None) -> DeclineClass:
-        """The class of a decline code; unknown codes get the table's default."""
-        if decline_code is None:
-            return self.default
-        return self.codes.get(decline_code.strip().lower(), self.default)
+    def classify(self, codes: DeclineCodes | str | None) -> DeclineClass:
+        """The class of a decline; unknown codes get the table's default."""
+        if not isinstance(codes, DeclineCodes):
+            codes = DeclineCodes(decline_code=codes)
+        found = []
+        if codes.decline_code:
+            found.append(self.codes.get(codes.decline_code.strip().lower(), self.default))
+        if codes.advice_code and codes.advice_code.strip().lower() in self.advice_codes:
+            found.append(self.advice_codes[codes.advice_code.strip().lower()])
+        network = self.network(codes.card_brand)
+        if network is not None and (
+            codes.network_decline_code in network.never_retry_decline_codes
+            or codes.network_advice_code in network.never_retry_advice_codes
+        ):
+            found.append(DeclineClass.NEVER_RETRY)
+        return max(found, key=_SEVERITY.index, default=self.default)
+
+    def network(self, card_brand: str | None) -> NetworkRules | None:
+        """The rules of a card's network, if the table has any."""
+        return self.networks.get((card_brand or "").strip().lower())
 
 
 class Reminder(_Strict):
@@ -103,6 +157,10 @@ class Policy(_Strict):
         description="When the schedule is exhausted and the case goes to collections."
     )
     outcome_messages: dict[Outcome, list[Channel]] = Field(default_factory=dict)
+    write_back: dict[Outcome, list[WriteBackAction]] = Field(
+        default_factory=dict,
+        description="What the biller is told per outcome (mark uncollectible, cancel, ...).",
+    )
     declines: DeclineTable = Field(default_factory=DeclineTable)
 
     @property

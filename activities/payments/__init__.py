@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from workflows.models import ChargeRequest, ChargeResult
+from workflows.models import ChargeRequest, ChargeResult, WriteBackRequest, WriteBackResult
 
 
 class GatewayConfigError(RuntimeError):
@@ -16,9 +16,16 @@ class IdempotencyConflict(RuntimeError):
 
 
 class PaymentGateway(Protocol):
-    """Charges an invoice. Must honour `request.idempotency_key`: the same key, the same
-    answer and at most one charge. Raises on transient trouble (the activity retries)."""
+    """Charges invoices and writes outcomes back to the biller.
+
+    Both calls must honour the request's idempotency key: the same key, the same answer and
+    at most one effect. Raise on transient trouble (the activity retries), and
+    `GatewayConfigError` when retrying cannot help."""
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Charge the invoice's amount, or say why the issuer declined."""
+        ...
+
+    def write_back(self, request: WriteBackRequest) -> WriteBackResult:
+        """Tell the biller how a case ended (mark uncollectible, cancel the subscription)."""
         ...

@@ -8,11 +8,12 @@ Stripe does: the same key gives the same answer and never a second charge.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 from activities.payments import IdempotencyConflict
 from activities.store import CaseStore, SimulatedCharge, utcnow
-from workflows.models import ChargeRequest, ChargeResult
+from workflows.models import ChargeRequest, ChargeResult, WriteBackRequest, WriteBackResult
 
 APPROVING_TOKENS = {
     "pm_card_visa",
@@ -36,6 +37,8 @@ DECLINING_TOKENS = {
     "pm_card_chargeDeclinedVelocityLimitExceeded": "card_velocity_exceeded",
     "pm_card_authenticationRequired": "authentication_required",
 }
+
+log = logging.getLogger("dunning.gateway")
 
 # Not a Stripe token: declines with insufficient funds until attempt N, then approves.
 RECOVERS_ON = re.compile(r"^pm_sim_recovers_on_attempt_(\d+)$")
@@ -89,6 +92,11 @@ class SimulatedGateway:
             reference=stored.reference,
             message="approved" if stored.approved else f"declined: {stored.decline_code}",
         )
+
+    def write_back(self, request: WriteBackRequest) -> WriteBackResult:
+        """There is no biller behind the simulation: log what a real one would be told."""
+        log.info("write back %s for invoice %s", request.action, request.invoice_id)
+        return WriteBackResult(done=True, detail="simulated")
 
 
 def _fingerprint(request: ChargeRequest) -> str:
