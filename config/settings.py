@@ -40,13 +40,28 @@ class Settings(BaseSettings):
     declines_file: Path = CONFIG_DIR / "declines.toml"
     default_policy: str = "standard"
 
-    gateway: Literal["simulated"] = "simulated"
+    gateway: Literal["simulated", "stripe"] = "simulated"
+    stripe_api_key: SecretStr | None = Field(default=None, description="sk_live_... / rk_...")
+    stripe_api_base: str | None = Field(
+        default=None, description="Another Stripe API base URL (a local fake in tests)."
+    )
+    stripe_webhook_secret: SecretStr | None = Field(default=None, description="whsec_...")
+    stripe_webhook_tolerance: int = Field(default=300, ge=1, description="Seconds.")
+
+    billing_events_secret: SecretStr | None = Field(
+        default=None, description="HMAC secret of POST /events (provider-neutral events)."
+    )
+    receiver_host: str = "127.0.0.1"
+    receiver_port: int = 8000
+
     notifier: Literal["outbox"] = "outbox"
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> Settings:
+    def _consistent(self) -> Settings:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError("set both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY, or neither")
+        if self.gateway == "stripe" and self.stripe_api_key is None:
+            raise ValueError("GATEWAY=stripe needs STRIPE_API_KEY")
         return self
 
     @property
