@@ -7,7 +7,7 @@ pause, decide, carry the step out, fold the result in) so whole schedules can be
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from config.policies import find_policy, load_policies
 from workflows.case import CaseState
+from workflows.contact_hours import ContactHours
 from workflows.decide import (
     AwaitPaymentMethod,
     Charge,
@@ -1381,3 +1382,80 @@ def test_payment_the_biller_already_shows_is_not_written_back(standard: Policy) 
     assert isinstance(step, Finish)
     assert step.outcome is Outcome.RECOVERED
     assert step.write_back == []
+
+
+# Contact hours ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "due_utc", "morning_utc"),
+    [
+        # 17:00 UTC is 02:00 in Tokyo (UTC+9): wait until 08:00 there, 23:00 UTC.
+        (
+            "Asia/Tokyo",
+            datetime(2026, 11, 1, 17, tzinfo=UTC),
+            datetime(2026, 11, 1, 23, tzinfo=UTC),
+        ),
+        # 10:00 UTC is 02:00 in Los Angeles (PST, UTC-8): wait until 08:00 there, 16:00 UTC.
+        (
+            "America/Los_Angeles",
+            datetime(2026, 11, 1, 10, tzinfo=UTC),
+            datetime(2026, 11, 1, 16, tzinfo=UTC),
+        ),
+    ],
+)
+def test_reminder_due_at_night_waits_for_eight_local(
+    standard: Policy, zone: str, due_utc: datetime, morning_utc: datetime
+) -> None:
+    case = open_case(standard).case.model_copy(
+        update={"failure": Failure(decline_code=SOFT, failed_at=due_utc)}
+    )
+    state = CaseState.open(case, standard, due_utc)
+    state.time_zones = [zone]
+
+    assert decide(state, due_utc) == Wait(
+        until=morning_utc, reason="until contact hours (before the gentle reminder)"
+    )
+    step = decide(state, morning_utc)
+    assert isinstance(step, Notify)
+    assert step.step == "reminder-1"
+
+
+def test_contact_hours_hold_in_every_zone_the_customer_may_be_in(standard: Policy) -> None:
+    hours = standard.contact_hours
+    # 15:30 UTC: 07:30 in Los Angeles, 10:30 in New York. Both allow it from 16:00 UTC.
+    now = datetime(2026, 11, 2, 15, 30, tzinfo=UTC)
+    zones = ["America/New_York", "America/Los_Angeles"]
+
+    assert hours.next_contact_time(now, zones) == datetime(2026, 11, 2, 16, tzinfo=UTC)
+    assert hours.next_contact_time(now, ["America/New_York"]) == now
+
+
+def test_zones_with_no_common_window_fall_back_to_the_first() -> None:
+    hours = ContactHours()
+    now = datetime(2026, 11, 2, 0, tzinfo=UTC)  # 09:00 in Tokyo, 01:00 in London
+    # Tokyo and Honolulu (19 hours apart) never share 08:00-21:00.
+    assert hours.next_contact_time(now, ["Asia/Tokyo", "Pacific/Honolulu"]) == now
+
+
+def test_unknown_zone_or_disabled_hours_contact_at_once(standard: Policy) -> None:
+    night = datetime(2026, 11, 2, 3, tzinfo=UTC)
+    assert standard.contact_hours.next_contact_time(night, []) == night
+    assert ContactHours(enabled=False).next_contact_time(night, ["UTC"]) == night
+
+
+def test_outcome_message_at_night_waits_but_the_case_is_recovered(standard: Policy) -> None:
+    state = open_case(standard)
+    state.time_zones = ["UTC"]
+    state.receive_payment(PaymentReceived(amount=AMOUNT, paid_at_biller=True), at(3, 23))
+
+    assert state.outcome is Outcome.RECOVERED
+    assert decide(state, at(3, 23)) == Wait(
+        until=at(4, 8), reason="until contact hours (the recovered message)"
+    )
+    assert isinstance(decide(state, at(4, 8)), Finish)
+
+
+def test_contact_hours_must_be_a_window_within_a_day() -> None:
+    with pytest.raises(ValidationError, match="end must be after start"):
+        ContactHours(start=time(21), end=time(8))

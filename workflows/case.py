@@ -43,6 +43,9 @@ class CaseState(BaseModel):
     amount_recovered: int = 0
     paid_outside_biller: bool = False
     payment_method: str | None = None
+    time_zones: list[str] = Field(
+        default_factory=list, description="Where the customer may be; contact hours hold in all."
+    )
     attempts: list[AttemptView] = Field(default_factory=list)
     scheduled_retries_done: int = 0
     last_charge_at: AwareDatetime | None = None

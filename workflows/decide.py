@@ -70,7 +70,7 @@ Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish
 def decide(state: CaseState, now: datetime) -> Step:
     """The next step for this case at `now`, under the policy the case started with."""
     if state.outcome is not None:
-        return _finish(state, state.outcome, state.outcome_reason)
+        return _finish_in_contact_hours(state, state.outcome, state.outcome_reason, now)
     if state.dispute_reason is not None:
         return Wait(until=None, reason=f"while the dispute is open ({state.dispute_reason})")
     if state.pause is not None:
@@ -82,11 +82,21 @@ def decide(state: CaseState, now: datetime) -> Step:
 
     due = [i for i in _unsent_reminders(state) if reminder_at(state, i) <= now]
     if due:
-        return _reminder(state, due, now)
+        contact_at = contact_time(state, now)
+        if contact_at <= now:
+            return _reminder(state, due, now)
+        # Quiet hours: the reminder waits for the morning (and, being due, before collections).
+        if charge_at is not None and charge_at < contact_at:
+            return Wait(until=charge_at, reason=f"before {_charge(state).label}")
+        return Wait(
+            until=contact_at, reason=f"until contact hours ({_reminder_label(state, due[-1])})"
+        )
 
     deadline = collections_at(state)
     if now >= deadline:
-        return _finish(state, Outcome.COLLECTIONS, "the dunning schedule is exhausted")
+        return _finish_in_contact_hours(
+            state, Outcome.COLLECTIONS, "the dunning schedule is exhausted", now
+        )
 
     wakeups = [(deadline, "before the case goes to collections")]
     wakeups += [
@@ -129,6 +139,11 @@ def _network_allows_at(state: CaseState) -> datetime | None:
     if rules is None or rules.max_attempts is None or len(on_card) < rules.max_attempts:
         return None
     return on_card[-rules.max_attempts].at + rules.window
+
+
+def contact_time(state: CaseState, now: datetime) -> datetime:
+    """The first moment from `now` at which the customer may be messaged."""
+    return state.policy.contact_hours.next_contact_time(now, state.time_zones)
 
 
 def reminder_at(state: CaseState, index: int) -> datetime:
@@ -201,6 +216,18 @@ def _reminder_template(state: CaseState, tone: Tone) -> str:
 def _reminder_label(state: CaseState, index: int) -> str:
     tone = state.policy.reminders[index].tone
     return "before the final notice" if tone is Tone.FINAL else f"before the {tone} reminder"
+
+
+def _finish_in_contact_hours(
+    state: CaseState, outcome: Outcome, reason: str, now: datetime
+) -> Finish | Wait:
+    """Finish now, or wait for contact hours when the outcome sends a message."""
+    finish = _finish(state, outcome, reason)
+    if finish.message is not None:
+        contact_at = contact_time(state, now)
+        if contact_at > now:
+            return Wait(until=contact_at, reason=f"until contact hours (the {outcome} message)")
+    return finish
 
 
 def _finish(state: CaseState, outcome: Outcome, reason: str) -> Finish:

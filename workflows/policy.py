@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from workflows.contact_hours import ContactHours
+
 
 class Channel(StrEnum):
     """Where a message reaches the customer."""
@@ -155,6 +157,9 @@ class Policy(_Strict):
     reminders: list[Reminder]
     collections_after: timedelta = Field(
         description="When the schedule is exhausted and the case goes to collections."
+    )
+    contact_hours: ContactHours = Field(
+        default_factory=ContactHours, description="Local hours in which messages may go out."
     )
     outcome_messages: dict[Outcome, list[Channel]] = Field(default_factory=dict)
     write_back: dict[Outcome, list[WriteBackAction]] = Field(
