@@ -17,6 +17,7 @@ from activities.notify.outbox import OutboxNotifier
 from activities.notify.templates import Templates
 from activities.payments import PaymentGateway
 from activities.payments.simulated import SimulatedGateway
+from activities.payments.stripe import StripeGateway
 from activities.store import CaseStore, CustomerProfile, Message
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings
@@ -61,7 +62,11 @@ class DunningActivities:
         outbox = OutboxNotifier()
         return cls(
             store=store,
-            gateway=SimulatedGateway(store),
+            gateway=(
+                StripeGateway.from_settings(settings)
+                if settings.gateway == "stripe"
+                else SimulatedGateway(store)
+            ),
             notifiers={channel: outbox for channel in Channel},
             policies=load_policies(settings.policies_dir, settings.declines_file),
             templates=Templates(CONFIG_DIR / "templates"),

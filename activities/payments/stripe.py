@@ -1,0 +1,264 @@
+"""Stripe: pay invoices off-session and write outcomes back, through the official SDK.
+
+Every call carries the request's idempotency key and the SDK's own network retries are off:
+Temporal's activity retry is the only retry, and it sends the same key, so Stripe replays
+the first answer instead of charging twice. Errors leave here as one of three kinds: a
+declined `ChargeResult`, a transient Stripe error (the activity retries), or
+`GatewayConfigError` / `IdempotencyConflict` (it must not). Their messages are one line
+with no email address or phone number, since they end up in workflow history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import stripe
+
+from activities.payments import GatewayConfigError, IdempotencyConflict
+from config.settings import Settings
+from workflows.models import ChargeRequest, ChargeResult, WriteBackRequest, WriteBackResult
+from workflows.policy import WriteBackAction
+
+log = logging.getLogger("dunning.gateway")
+
+# The issuer wants 3-D Secure; Stripe says so in its own code, the decline table by this one.
+REQUIRES_ACTION = "invoice_payment_intent_requires_action"
+TRANSIENT = (stripe.RateLimitError, stripe.APIError, stripe.APIConnectionError)
+SUBSCRIPTION_ACTIONS = {
+    WriteBackAction.CANCEL_SUBSCRIPTION_NOW,
+    WriteBackAction.CANCEL_SUBSCRIPTION_AT_PERIOD_END,
+}
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"(?<!\w)\+?\d[\d ().-]{6,}\d(?!\w)")
+
+
+class StripeGateway:
+    """`PaymentGateway` over Stripe invoices and subscriptions.
+
+    Safe to retry: the same request sends the same idempotency key, and Stripe answers a
+    repeated key with the stored response and never a second charge."""
+
+    def __init__(self, api_key: str, api_base: str | None = None) -> None:
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=0,  # Temporal's activity retry is the only retry
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeGateway:
+        """The gateway for `Settings` with ``GATEWAY=stripe``."""
+        if settings.stripe_api_key is None:
+            raise GatewayConfigError("GATEWAY=stripe needs STRIPE_API_KEY")
+        return cls(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Pay the invoice off-session with its default method, or the request's method."""
+        params: dict[str, Any] = {"off_session": True, "expand": ["payments"]}
+        if request.payment_method:
+            params["payment_method"] = request.payment_method
+        try:
+            invoice = self.client.v1.invoices.pay(
+                request.invoice_id,
+                params=params,
+                options={"idempotency_key": request.idempotency_key},
+            )
+        except stripe.CardError as err:
+            return _declined(err)
+        except stripe.InvalidRequestError as err:
+            if _already_paid(err):
+                return ChargeResult(
+                    approved=True, reference=request.invoice_id, message="invoice already paid"
+                )
+            if err.param == "payment_method":
+                # A method detached or never the customer's: only a new one can pay.
+                return ChargeResult(
+                    approved=False,
+                    decline_code="invalid_payment_method",
+                    message=_scrub(err.user_message or "invalid payment method"),
+                )
+            raise _translated(err, request.idempotency_key) from None
+        except stripe.StripeError as err:
+            raise _translated(err, request.idempotency_key) from None
+        fields = invoice.to_dict()
+        status = fields.get("status")
+        if status != "paid":
+            # Bank debits settle days later: not money yet; `invoice.paid` will say when.
+            return ChargeResult(
+                approved=False,
+                decline_code="payment_pending",
+                reference=_payment_reference(fields) or request.invoice_id,
+                message=f"invoice {status}: payment not confirmed yet",
+            )
+        return ChargeResult(
+            approved=True,
+            reference=_payment_reference(fields) or request.invoice_id,
+            message="paid",
+        )
+
+    def write_back(self, request: WriteBackRequest) -> WriteBackResult:
+        """Tell Stripe how the case ended; already in that state is not an error."""
+        if request.action in SUBSCRIPTION_ACTIONS and request.subscription_id is None:
+            return WriteBackResult(done=False, detail="no subscription")
+        options: Any = {"idempotency_key": request.idempotency_key}
+        invoices, subscriptions = self.client.v1.invoices, self.client.v1.subscriptions
+        subscription = request.subscription_id
+        try:
+            match request.action:
+                case WriteBackAction.MARK_UNCOLLECTIBLE:
+                    invoices.mark_uncollectible(request.invoice_id, options=options)
+                    return WriteBackResult(done=True, detail="invoice marked uncollectible")
+                case WriteBackAction.MARK_PAID_OUT_OF_BAND:
+                    invoices.pay(
+                        request.invoice_id, params={"paid_out_of_band": True}, options=options
+                    )
+                    return WriteBackResult(done=True, detail="invoice marked paid out of band")
+                case WriteBackAction.CANCEL_SUBSCRIPTION_NOW:
+                    subscriptions.cancel(subscription, options=options)
+                    return WriteBackResult(done=True, detail="subscription canceled")
+                case WriteBackAction.CANCEL_SUBSCRIPTION_AT_PERIOD_END:
+                    subscriptions.update(
+                        subscription, params={"cancel_at_period_end": True}, options=options
+                    )
+                    return WriteBackResult(done=True, detail="subscription cancels at period end")
+        except stripe.InvalidRequestError as err:
+            # Stripe refuses an action on an object already past it (a canceled subscription
+            # even reads as "no such subscription"): look before calling it an error.
+            already = self._already_done(request, err)
+            if already is None:
+                raise _translated(err, request.idempotency_key) from None
+            return WriteBackResult(done=False, detail=already)
+        except stripe.StripeError as err:
+            raise _translated(err, request.idempotency_key) from None
+        raise ValueError(f"unknown write-back action {request.action!r}")
+
+    def _already_done(
+        self, request: WriteBackRequest, err: stripe.InvalidRequestError
+    ) -> str | None:
+        """Why there is nothing to do, when the object is already where the action leads."""
+        if request.action is WriteBackAction.MARK_PAID_OUT_OF_BAND and _already_paid(err):
+            return "invoice already paid"
+        try:
+            if request.action in (
+                WriteBackAction.MARK_UNCOLLECTIBLE,
+                WriteBackAction.MARK_PAID_OUT_OF_BAND,
+            ):
+                status = self.client.v1.invoices.retrieve(request.invoice_id).status
+                finished = {"uncollectible", "paid", "void"}
+                if request.action is WriteBackAction.MARK_PAID_OUT_OF_BAND:
+                    finished -= {"uncollectible"}  # Stripe can still mark those paid
+                return f"invoice already {status}" if status in finished else None
+            status = self.client.v1.subscriptions.retrieve(request.subscription_id).status
+            return "subscription already canceled" if status == "canceled" else None
+        except stripe.StripeError as lookup:
+            raise _translated(lookup, request.idempotency_key) from None
+
+
+def _declined(err: stripe.CardError) -> ChargeResult:
+    """A 402 as the issuer and network said it, codes intact for the decline table."""
+    body = _error_body(err)
+    code = _text(body.get("code")) or _text(err.code)
+    decline = _text(body.get("decline_code")) or code
+    if code == REQUIRES_ACTION:
+        decline = "authentication_required"
+    method = body.get("payment_method") or _dig(
+        body, "payment_intent", "last_payment_error", "payment_method"
+    )
+    card = _dig(method, "card") or {}
+    return ChargeResult(
+        approved=False,
+        decline_code=_text(decline, 100),
+        advice_code=_text(body.get("advice_code"), 100),
+        network_decline_code=_text(body.get("network_decline_code"), 20),
+        network_advice_code=_text(body.get("network_advice_code"), 20),
+        card_brand=_text(card.get("brand") if isinstance(card, dict) else None, 30),
+        payment_method=_text(_dig(method, "id")),
+        reference=_text(body.get("charge")) or _text(_dig(body, "payment_intent", "id")),
+        message=_scrub(_text(body.get("message")) or err.user_message or "declined"),
+    )
+
+
+def _translated(err: stripe.StripeError, key: str) -> Exception:
+    """The error the activity raises instead of `err`: retryable or not, and clean."""
+    log.warning(
+        "stripe %s (http %s, code %s, request %s)",
+        type(err).__name__,
+        err.http_status,
+        err.code,
+        err.request_id,
+    )
+    body = _error_body(err)
+    message = _scrub(_text(body.get("message")) or err.user_message or "")
+    if isinstance(err, stripe.IdempotencyError):
+        return IdempotencyConflict(f"idempotency key {key} was used with other parameters")
+    if isinstance(err, TRANSIENT):
+        # Same type, so the activity retries; the SDK's own text names Stripe's support email.
+        status = f"HTTP {err.http_status}" if err.http_status else "no response"
+        clean = f"Stripe unavailable ({status}): {message}".rstrip(": ")
+        if isinstance(err, stripe.APIConnectionError):
+            clean = f"Stripe unreachable ({type(err.__context__ or err).__name__})"
+        return type(err)(clean, http_status=err.http_status, headers=err.headers, code=err.code)
+    if isinstance(err, stripe.AuthenticationError):
+        return GatewayConfigError("Stripe rejected the API key (HTTP 401): check STRIPE_API_KEY")
+    if isinstance(err, stripe.PermissionError):
+        return GatewayConfigError(
+            "Stripe refused the request (HTTP 403): the API key may not use this resource"
+        )
+    if isinstance(err, stripe.InvalidRequestError):
+        code = err.code or "invalid_request_error"
+        return GatewayConfigError(f"Stripe rejected the request ({code}): {message}")
+    return GatewayConfigError(f"Stripe error ({type(err).__name__}): {message}")
+
+
+def _already_paid(err: stripe.InvalidRequestError) -> bool:
+    message = (_text(_error_body(err).get("message")) or err.user_message or "").lower()
+    return err.code == "invoice_already_paid" or "already paid" in message
+
+
+def _payment_reference(invoice: dict) -> str | None:
+    """The payment intent (or charge) that paid the invoice, from its expanded payments."""
+    payments = _dig(invoice, "payments", "data") or []
+    for payment in payments:
+        found = _dig(payment, "payment", "payment_intent") or _dig(payment, "payment", "charge")
+        found = _dig(found, "id") if isinstance(found, dict) else found
+        if isinstance(found, str):
+            return found
+    # Older API versions put them on the invoice itself.
+    for field in ("payment_intent", "charge"):
+        found = invoice.get(field)
+        found = _dig(found, "id") if isinstance(found, dict) else found
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _error_body(err: stripe.StripeError) -> dict:
+    """The API's ``error`` object as plain data; empty when the body was not Stripe's JSON."""
+    body = err.json_body if isinstance(err.json_body, dict) else {}
+    error = body.get("error")
+    return error if isinstance(error, dict) else {}
+
+
+def _dig(value: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _text(value: Any, limit: int | None = None) -> str | None:
+    """A code as text, cut to the model's limit; None for missing or empty."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    return text[:limit] if limit else text
+
+
+def _scrub(text: str) -> str:
+    """One line, no email address and no phone number: it may reach workflow history."""
+    text = _EMAIL.sub("<email>", " ".join(text.split()))
+    return _PHONE.sub("<phone>", text)[:300]
