@@ -8,17 +8,18 @@ and run in the worker's thread pool; all are idempotent.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
-from babel import Locale, UnknownLocaleError
 from temporalio import activity
 
 from activities.notify import Notifier, OutboundMessage, UndeliverableError
+from activities.notify.links import SelfService
 from activities.notify.outbox import OutboxNotifier
-from activities.notify.templates import Templates
+from activities.notify.templates import Templates, message_variables
 from activities.payments import PaymentGateway
 from activities.payments.simulated import SimulatedGateway
 from activities.payments.stripe import StripeGateway
-from activities.store import CaseStore, CustomerProfile, Message
+from activities.store import CaseStore, CustomerProfile, Message, utcnow
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings
 from workflows.models import (
@@ -33,7 +34,6 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.money import format_money
 from workflows.policy import Channel, Policy
 
 
@@ -47,12 +47,14 @@ class DunningActivities:
         notifiers: dict[Channel, Notifier],
         policies: list[Policy],
         templates: Templates,
+        self_service: SelfService,
     ) -> None:
         self.store = store
         self.gateway = gateway
         self.notifiers = notifiers
         self.policies = policies
         self.templates = templates
+        self.self_service = self_service
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DunningActivities:
@@ -70,6 +72,11 @@ class DunningActivities:
             notifiers={channel: outbox for channel in Channel},
             policies=load_policies(settings.policies_dir, settings.declines_file),
             templates=Templates(CONFIG_DIR / "templates"),
+            self_service=SelfService(
+                url=settings.self_service_url,
+                secret=settings.self_service_secret.get_secret_value(),
+                valid_for=timedelta(days=settings.self_service_valid_days),
+            ),
         )
 
     def all(self) -> list:
@@ -118,23 +125,19 @@ class DunningActivities:
         recipient = _recipient(customer, channel)
         if recipient is None:
             return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail="no contact")
-        locale = customer.locale.replace("-", "_")  # BCP-47 (en-GB), as Stripe gives it
-        subject, body = self.templates.render(
-            locale,
-            request.template,
-            channel,
-            {
-                "name": customer.name or "there",
-                "invoice_id": request.invoice_id,
-                "amount": format_money(
-                    request.amount_due,
-                    request.currency,
-                    _known_locale(locale, self.templates.default_locale),
-                ),
-                "deadline": f"{request.deadline:%Y-%m-%d}" if request.deadline else "",
-                "case_id": request.case_id,
-            },
+        language = self.templates.language_for(customer.locale)
+        variables = message_variables(
+            name=customer.name,
+            invoice_id=request.invoice_id,
+            amount=request.amount_due,
+            currency=request.currency,
+            deadline=request.deadline,
+            link=self.self_service.link_for(request.case_id, utcnow()),
+            case_id=request.case_id,
+            locale=customer.locale,
+            time_zone=customer.time_zone,
         )
+        rendered = self.templates.render(language, request.template, channel, variables)
         # The row is written before the provider call: a retry finds it and never sends twice.
         row = self.store.claim_message(
             Message(
@@ -144,15 +147,20 @@ class DunningActivities:
                 channel=channel.value,
                 template=request.template,
                 recipient=recipient,
-                subject=subject,
-                body=body,
+                subject=rendered.subject,
+                body=rendered.text,
             )
         )
         if row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
             return Delivery(channel=channel, status=DeliveryStatus(row.status), detail="recorded")
         key = f"{request.case_id}:{request.step}:{channel.value}"
         message = OutboundMessage(
-            key=key, channel=channel, recipient=recipient, subject=subject, body=body
+            key=key,
+            channel=channel,
+            recipient=recipient,
+            subject=row.subject,
+            body=row.body,
+            html=rendered.html,
         )
         try:
             provider_id = self.notifiers[channel].send(message)
@@ -174,15 +182,6 @@ def _recipient(customer: CustomerProfile | None, channel: Channel) -> str | None
             return customer.phone
         case Channel.IN_APP:
             return customer.customer_id
-
-
-def _known_locale(locale: str, default: str) -> str:
-    """`locale` if Babel knows it, else `default`: an odd locale must not stop a reminder."""
-    try:
-        Locale.parse(locale)
-    except (ValueError, UnknownLocaleError):
-        return default
-    return locale
 
 
 def _scrub(text: str, customer: CustomerProfile) -> str:

@@ -56,10 +56,22 @@ class Settings(BaseSettings):
 
     notifier: Literal["outbox"] = "outbox"
 
+    self_service_url: str = Field(
+        default="http://localhost:8000/update-payment-method?token={token}",
+        description="The page where a customer fixes their payment; {token} names the case.",
+    )
+    self_service_secret: SecretStr = Field(
+        default=SecretStr("dev-only-self-service-secret"),
+        description="Signs self-service tokens: set your own in production.",
+    )
+    self_service_valid_days: int = Field(default=30, ge=1)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError("set both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY, or neither")
+        if "{token}" not in self.self_service_url:
+            raise ValueError("SELF_SERVICE_URL must contain {token}")
         if self.gateway == "stripe" and self.stripe_api_key is None:
             raise ValueError("GATEWAY=stripe needs STRIPE_API_KEY")
         return self

@@ -17,6 +17,7 @@ class OutboundMessage(BaseModel):
     recipient: str
     subject: str = ""
     body: str
+    html: str = ""
 
 
 class Notifier(Protocol):

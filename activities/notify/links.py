@@ -1,0 +1,68 @@
+"""Self-service links: a URL carrying a signed, expiring token that names the case.
+
+The token is ``<payload>.<signature>``: base64url JSON ``{"case": ..., "exp": ...}`` and its
+HMAC-SHA256 under the configured secret. The page behind the URL (the product's billing page)
+verifies it with `verify_token` and lets the customer update the payment method for that case.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+class InvalidToken(ValueError):
+    """A token that is malformed, tampered with or expired."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(payload: str, secret: str) -> str:
+    return _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
+
+
+def make_token(case_id: str, secret: str, now: datetime, valid_for: timedelta) -> str:
+    """A token naming `case_id`, valid until `now + valid_for`."""
+    claims = {"case": case_id, "exp": int((now + valid_for).timestamp())}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{payload}.{_sign(payload, secret)}"
+
+
+def verify_token(token: str, secret: str, now: datetime) -> str:
+    """The case a valid token names; `InvalidToken` says why any other is refused."""
+    payload, _, signature = token.partition(".")
+    if not payload or not signature:
+        raise InvalidToken("malformed token")
+    if not hmac.compare_digest(signature, _sign(payload, secret)):
+        raise InvalidToken("bad signature")
+    try:
+        claims = json.loads(_unb64(payload))
+        case_id, expires = str(claims["case"]), int(claims["exp"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise InvalidToken("malformed token") from err
+    if now.timestamp() >= expires:
+        raise InvalidToken("expired token")
+    return case_id
+
+
+@dataclass(frozen=True)
+class SelfService:
+    """Where customers fix their payment, and how their links are signed."""
+
+    url: str
+    secret: str
+    valid_for: timedelta
+
+    def link_for(self, case_id: str, now: datetime) -> str:
+        """The case's self-service URL, with a token valid for `valid_for` from `now`."""
+        return self.url.replace("{token}", make_token(case_id, self.secret, now, self.valid_for))
