@@ -54,7 +54,43 @@ class Settings(BaseSettings):
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8000
 
-    notifier: Literal["outbox"] = "outbox"
+    # Email: "outbox" keeps messages in the store; "sendgrid" sends them.
+    email_provider: Literal["outbox", "sendgrid"] = "outbox"
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_template_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Template name → SendGrid dynamic template id, to use SendGrid's templates.",
+    )
+    sendgrid_unsubscribe_group_id: int | None = Field(
+        default=None, description="The dunning unsubscribe group (ASM)."
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, description="Event webhook verification key (base64 ECDSA public key)."
+    )
+    email_from: str = "billing@example.com"
+    email_from_name: str = "Billing"
+
+    # SMS: "outbox" keeps messages in the store; "twilio" sends them.
+    sms_provider: Literal["outbox", "twilio"] = "outbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_base_url: str | None = Field(
+        default=None, description="Another Twilio API base URL (a local fake in tests)."
+    )
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    public_base_url: str = Field(
+        default="http://localhost:8000",
+        description="Where providers reach this service (status callbacks, inbound SMS).",
+    )
+
+    # In-app: a notification row, plus an optional signed webhook to the product.
+    in_app_webhook_url: str | None = None
+    in_app_webhook_secret: SecretStr | None = None
+
+    # At most this many messages per customer in any 7 days, across all their cases.
+    messages_per_week: int = Field(default=4, ge=1)
 
     self_service_url: str = Field(
         default="http://localhost:8000/update-payment-method?token={token}",
@@ -74,6 +110,17 @@ class Settings(BaseSettings):
             raise ValueError("SELF_SERVICE_URL must contain {token}")
         if self.gateway == "stripe" and self.stripe_api_key is None:
             raise ValueError("GATEWAY=stripe needs STRIPE_API_KEY")
+        if self.email_provider == "sendgrid" and self.sendgrid_api_key is None:
+            raise ValueError("EMAIL_PROVIDER=sendgrid needs SENDGRID_API_KEY")
+        if self.sms_provider == "twilio":
+            if not (self.twilio_account_sid and self.twilio_auth_token):
+                raise ValueError(
+                    "SMS_PROVIDER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+                )
+            if not (self.twilio_from_number or self.twilio_messaging_service_sid):
+                raise ValueError(
+                    "SMS_PROVIDER=twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
+                )
         return self
 
     @property
