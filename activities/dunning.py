@@ -13,6 +13,7 @@ from datetime import timedelta
 from temporalio import activity
 
 from activities.notify import Notifier, OutboundMessage, UndeliverableError
+from activities.notify.contacts import contact_zones
 from activities.notify.links import SelfService
 from activities.notify.outbox import OutboxNotifier
 from activities.notify.templates import Templates, message_variables
@@ -26,6 +27,7 @@ from workflows.models import (
     CaseRecord,
     ChargeRequest,
     ChargeResult,
+    ContactFacts,
     Delivery,
     DeliveryStatus,
     NotifyRequest,
@@ -81,12 +83,27 @@ class DunningActivities:
 
     def all(self) -> list:
         """The activity callables to register on a worker."""
-        return [self.load_policy, self.charge, self.notify, self.record, self.write_back]
+        return [
+            self.load_policy,
+            self.contact_facts,
+            self.charge,
+            self.notify,
+            self.record,
+            self.write_back,
+        ]
 
     @activity.defn
     def load_policy(self, ref: PolicyRef) -> Policy:
         """The policy a case is pinned to; loaded once, then kept in the case's history."""
         return find_policy(self.policies, ref.name, ref.version)
+
+    @activity.defn
+    def contact_facts(self, customer_id: str) -> ContactFacts:
+        """The zones contact hours must hold in: the customer's own, else their number's."""
+        customer = self.store.get_customer(customer_id)
+        if customer is None:
+            return ContactFacts()
+        return ContactFacts(time_zones=contact_zones(customer.time_zone, customer.phone))
 
     @activity.defn
     def charge(self, request: ChargeRequest) -> ChargeResult:

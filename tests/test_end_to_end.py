@@ -41,6 +41,9 @@ retry_after_method_update = "PT1S"
 max_charge_attempts = 5
 collections_after = "PT14S"
 
+[contact_hours]
+enabled = false
+
 [[reminders]]
 after = "PT0S"
 tone = "gentle"
@@ -144,7 +147,6 @@ def billing_event(invoice: str, payment_method: str, **extra: object) -> str:
                 "customer_id": f"cus_{invoice}",
                 "name": "Dana Ito",
                 "email": "dana@example.com",
-                "phone": "+14155550100",
                 "payment_method": payment_method,
             },
             "amount_due": 2500,

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         CaseView,
         ChargeRequest,
         ChargeResult,
+        ContactFacts,
         DisputeOpened,
         DisputeResolved,
         NotifyRequest,
@@ -80,7 +81,16 @@ class DunningWorkflow:
             retry_policy=STORE_RETRY,
             summary=f"load policy {case.policy_name} v{case.policy_version}",
         )
+        contact = await workflow.execute_activity(
+            "contact_facts",
+            case.customer_id,
+            result_type=ContactFacts,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary="look up the customer's time zones",
+        )
         self._state = CaseState.open(case, policy, workflow.now())
+        self._state.time_zones = contact.time_zones
         for signal in self._early:
             self._apply(signal)
 

@@ -226,6 +226,15 @@ class TimelineEntry(_Model):
     detail: str = ""
 
 
+class ContactFacts(_Model):
+    """What the workflow may know of how to reach a customer: never the addresses."""
+
+    time_zones: list[str] = Field(
+        default_factory=list,
+        description="The customer's zone, or every zone their number may be in.",
+    )
+
+
 class CaseRecord(_Model):
     """The case row as the store keeps it, with the audit lines not yet written."""
 
