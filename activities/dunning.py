@@ -178,6 +178,10 @@ class DunningActivities:
             subject=row.subject,
             body=row.body,
             html=rendered.html,
+            case_id=request.case_id,
+            step=request.step,
+            template=request.template,
+            variables={k: str(v) for k, v in variables.items()},
         )
         try:
             provider_id = self.notifiers[channel].send(message)

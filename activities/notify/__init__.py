@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from workflows.policy import Channel
 
 
 class OutboundMessage(BaseModel):
-    """A rendered message for one recipient on one channel."""
+    """A rendered message for one recipient on one channel.
+
+    `case_id`, `step` and `template` are opaque ids a provider may carry as metadata (SendGrid
+    categories and custom args, Twilio status callbacks); nothing else about the customer
+    may leave in metadata. `variables` feed a provider-side template when one is configured."""
 
     key: str
     channel: Channel
@@ -18,6 +23,10 @@ class OutboundMessage(BaseModel):
     subject: str = ""
     body: str
     html: str = ""
+    case_id: str = ""
+    step: str = ""
+    template: str = ""
+    variables: dict[str, str] = Field(default_factory=dict)
 
 
 class Notifier(Protocol):
@@ -31,5 +40,20 @@ class Notifier(Protocol):
         ...
 
 
+class UndeliverableReason(StrEnum):
+    """Why a contact cannot take messages on a channel; each becomes a suppression."""
+
+    INVALID = "invalid"
+    """Not a working address or number (SendGrid 400 on the address, Twilio 21211)."""
+    NOT_SMS_CAPABLE = "not_sms_capable"
+    """A landline or a number that cannot receive SMS (Twilio 21614)."""
+    OPTED_OUT = "opted_out"
+    """The recipient said STOP or unsubscribed (Twilio 21610)."""
+
+
 class UndeliverableError(RuntimeError):
     """The recipient cannot be reached on this channel; the message must not name them."""
+
+    def __init__(self, message: str, reason: UndeliverableReason = UndeliverableReason.INVALID):
+        super().__init__(message)
+        self.reason = reason
