@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/dunning worker --demo
+	$(BIN)/dunning worker --demo --serve
 
 test: setup
 	DATABASE_URL='$(DATABASE_URL)' $(BIN)/pytest

@@ -81,7 +81,14 @@ def main(argv: list[str] | None = None) -> None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from worker import main as run_worker
 
-    run_worker(settings, demo=args.demo)
+    run_worker(settings, demo=args.demo, serve=args.serve)
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from webhooks.app import connect_lazily, serve
+
+    await serve(settings, connect_lazily(settings), _store(settings))
+    return 0
 
 
 async def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
@@ -403,6 +410,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("worker", cmd_worker, "run a worker (and the dev server when none is set)")
     sub.add_argument("--demo", action="store_true", help="also start the demo cases")
+    sub.add_argument(
+        "--serve", action="store_true", help="also serve the billing-event receiver (webhooks)"
+    )
+
+    command(
+        "serve",
+        cmd_serve,
+        "serve the billing-event receiver: POST /webhooks/stripe, POST /events, GET /healthz",
+    )
 
     sub = command("start", cmd_start, "start a case from a billing-event JSON or from flags")
     sub.add_argument("event", nargs="?", help="billing-event JSON file, or - for stdin")

@@ -11,16 +11,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from temporalio.client import Client
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import CaseStore, CustomerProfile
 from config.policies import find_policy, load_policies
 from config.settings import Settings
 from workflows.dunning import DunningWorkflow
-from workflows.models import ID_PATTERN, CaseInput, Failure
+from workflows.models import ID_PATTERN, CaseInput, Failure, PaymentFailed
 from workflows.money import format_money
+from workflows.policy import DeclineCodes
 from workflows.search import initial_search_attributes
 
 
@@ -35,6 +39,10 @@ class BillingEvent(BaseModel):
     amount_due: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO-4217 code.")
     decline_code: str | None = Field(default=None, max_length=100)
+    advice_code: str | None = Field(default=None, max_length=100, description="Stripe's.")
+    network_decline_code: str | None = Field(default=None, max_length=20, description="Visa 05")
+    network_advice_code: str | None = Field(default=None, max_length=20, description="MC 03")
+    card_brand: str | None = Field(default=None, max_length=30, description="visa, mastercard")
     failed_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
     policy: str | None = Field(default=None, description="Defaults to DEFAULT_POLICY.")
     policy_version: int | None = Field(default=None, description="Defaults to the newest.")
@@ -47,6 +55,10 @@ class StartResult(BaseModel):
     case_id: str
     started: bool
     message: str
+    signalled: bool = Field(
+        default=False, description="A running case was told of the failure instead."
+    )
+    finished: bool = Field(default=False, description="The invoice's case has already ended.")
 
 
 def workflow_id_for(invoice_or_workflow_id: str) -> str:
@@ -67,7 +79,8 @@ def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
         amount_due=event.amount_due,
         currency=event.currency,
         failure=Failure(
-            decline_code=event.decline_code, failed_at=event.failed_at or datetime.now(UTC)
+            **event.model_dump(include=set(DeclineCodes.model_fields)),
+            failed_at=event.failed_at or datetime.now(UTC),
         ),
         policy_name=policy.name,
         policy_version=policy.version,
@@ -77,13 +90,22 @@ def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
 
 
 async def start_case(
-    client: Client, settings: Settings, store: CaseStore, event: BillingEvent
+    client: Client,
+    settings: Settings,
+    store: CaseStore,
+    event: BillingEvent,
+    failure: PaymentFailed | None = None,
 ) -> StartResult:
-    """Open a case for a failed invoice, at most once per invoice."""
+    """Open a case for a failed invoice, at most once per invoice.
+
+    With `failure`, the start is a signal-with-start of `payment_failed`: a new case opens
+    with it, a running case is told of it (`signalled`), and a finished case is left alone
+    (`finished`). Without, a second start for the invoice is refused (`started` False)."""
     case = case_input(event, settings)
     store.upsert_customer(event.customer)
     workflow_id = workflow_id_for(case.invoice_id)
     amount = format_money(case.amount_due, case.currency)
+    running = failure is not None and await _running(client, workflow_id)
     try:
         await client.start_workflow(
             DunningWorkflow.run,
@@ -92,7 +114,14 @@ async def start_case(
             task_queue=settings.task_queue,
             search_attributes=initial_search_attributes(case),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            # A signal-with-start uses the running workflow; a plain start must not.
+            id_conflict_policy=(
+                WorkflowIDConflictPolicy.FAIL
+                if failure is None
+                else WorkflowIDConflictPolicy.USE_EXISTING
+            ),
+            start_signal=None if failure is None else "payment_failed",
+            start_signal_args=[] if failure is None else [failure],
             static_summary=(
                 f"Invoice {case.invoice_id} · {amount} · {case.policy_name} v{case.policy_version}"
             ),
@@ -103,11 +132,27 @@ async def start_case(
             ),
         )
     except WorkflowAlreadyStartedError:
+        if failure is not None:  # only a closed workflow refuses a signal-with-start
+            return StartResult(
+                workflow_id=workflow_id,
+                case_id=case.case_id,
+                started=False,
+                finished=True,
+                message=f"invoice {case.invoice_id}'s case {workflow_id} has already ended",
+            )
         return StartResult(
             workflow_id=workflow_id,
             case_id=case.case_id,
             started=False,
             message=f"invoice {case.invoice_id} already has a case ({workflow_id}): not started",
+        )
+    if running:
+        return StartResult(
+            workflow_id=workflow_id,
+            case_id=case.case_id,
+            started=False,
+            signalled=True,
+            message=f"told the running case {workflow_id} of another failed payment",
         )
     return StartResult(
         workflow_id=workflow_id,
@@ -115,6 +160,29 @@ async def start_case(
         started=True,
         message=f"started {workflow_id}: {amount} on {case.policy_name} v{case.policy_version}",
     )
+
+
+async def case_run_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """The status of the case's latest run, or None when there is no such case.
+
+    Reads the raw description: decoding search attributes is not needed here, and the
+    time-skipping test server hands back unset ones that `handle.describe()` cannot decode."""
+    try:
+        described = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
+            )
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return WorkflowExecutionStatus(described.workflow_execution_info.status)
+
+
+async def _running(client: Client, workflow_id: str) -> bool:
+    """True when the workflow exists and is running (only to say what a start did)."""
+    return await case_run_status(client, workflow_id) == WorkflowExecutionStatus.RUNNING
 
 
 DEMO_CUSTOMERS = [

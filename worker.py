@@ -91,22 +91,36 @@ def build_worker(client: Client, settings: Settings, activities: DunningActiviti
     )
 
 
-async def run(settings: Settings, demo: bool = False) -> None:
-    """Run the worker until interrupted; with `demo`, start the demo cases once it polls."""
+async def run(settings: Settings, demo: bool = False, serve: bool = False) -> None:
+    """Run the worker until interrupted; with `demo`, start the demo cases once it polls;
+    with `serve`, serve the billing-event receiver beside it on the same client."""
     activities = DunningActivities.from_settings(settings)
     async with temporal(settings) as client, build_worker(client, settings, activities):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
+        receiver = None
+        if serve:
+            from webhooks.app import serve as serve_receiver
+
+            async def worker_client() -> Client:
+                return client
+
+            receiver = asyncio.create_task(
+                serve_receiver(settings, worker_client, activities.store)
+            )
         if demo:
             from starter import run_demo
 
             await run_demo(client, settings, activities.store)
-        await asyncio.Event().wait()  # until interrupted
+        if receiver is not None:
+            await receiver  # until interrupted (the receiver handles SIGINT and SIGTERM)
+        else:
+            await asyncio.Event().wait()  # until interrupted
 
 
-def main(settings: Settings | None = None, demo: bool = False) -> None:
+def main(settings: Settings | None = None, demo: bool = False, serve: bool = False) -> None:
     """Entry point of `python worker.py` and `dunning worker`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run(settings or Settings(), demo))
+    asyncio.run(run(settings or Settings(), demo, serve))
 
 
 if __name__ == "__main__":

@@ -8,17 +8,34 @@ audit sequence), so a retried activity never writes a row twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, EmailStr
 from pydantic import Field as Check
-from sqlalchemy import Column, DateTime, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from workflows.models import ID_PATTERN, CaseRecord, ChargeRequest, ChargeResult, TimelineEntry
+from workflows.models import (
+    ID_PATTERN,
+    CaseRecord,
+    CaseStatus,
+    ChargeRequest,
+    ChargeResult,
+    TimelineEntry,
+)
+
+# A case in one of these may still charge or message: billing events about it must reach it.
+OPEN_CASE_STATUSES = [
+    CaseStatus.ACTIVE,
+    CaseStatus.AWAITING_PAYMENT_METHOD,
+    CaseStatus.AWAITING_CUSTOMER_ACTION,
+    CaseStatus.PAUSED,
+    CaseStatus.DISPUTED,
+]
 
 
 def utcnow() -> datetime:
@@ -161,6 +178,57 @@ class SimulatedCharge(SQLModel, table=True):
     decline_code: str | None = None
     reference: str
     created_at: datetime = _timestamp(nullable=False)
+
+
+class WebhookEventStatus(StrEnum):
+    """What became of a received billing event."""
+
+    PENDING = "pending"
+    """Stored, not acted on yet (or Temporal was unreachable): a redelivery acts on it."""
+    PROCESSED = "processed"
+    """A case was opened or told."""
+    IGNORED = "ignored"
+    """Nothing to do: an unmapped type, no case for it, a finished case, an invoice paid."""
+    FAILED = "failed"
+    """The event could not be read into an action; `detail` says why. A redelivery retries."""
+
+
+class WebhookEvent(SQLModel, table=True):
+    """A billing event as received (Stripe webhook or POST /events), once per provider and id.
+
+    Stored before the receiver answers 2xx, so a delivery is never lost, and consulted for
+    dedupe and for events that arrive out of order (an invoice paid before it failed)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str
+    event_id: str
+    type: str = Field(index=True)
+    status: str = Field(default=WebhookEventStatus.PENDING, index=True)
+    detail: str = ""
+    invoice_id: str | None = Field(default=None, index=True)
+    customer_id: str | None = Field(default=None, index=True)
+    subscription_id: str | None = Field(default=None, index=True)
+    occurred_at: datetime = _timestamp(nullable=False)
+    received_at: datetime = _timestamp(nullable=False)
+    processed_at: datetime | None = _timestamp(nullable=True)
+    claimed_until: datetime | None = _timestamp(nullable=True)
+    deliveries: int = 0
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class WebhookClaim(StrEnum):
+    """Whether a delivery of an event should act on it."""
+
+    NEW = "new"
+    """First delivery: act."""
+    RETRY = "retry"
+    """Delivered before but still pending or failed: act again."""
+    DONE = "done"
+    """Already processed or ignored: a duplicate, do nothing."""
+    BUSY = "busy"
+    """Another delivery of the same event is acting on it right now."""
 
 
 class CaseStore:
@@ -348,6 +416,143 @@ class CaseStore:
                 session.rollback()
                 return session.get(SimulatedCharge, charge.idempotency_key)
             return charge
+
+    # Billing events -----------------------------------------------------------------------
+
+    def claim_webhook_event(
+        self, event: WebhookEvent, lease: timedelta = timedelta(minutes=1)
+    ) -> tuple[WebhookEvent, WebhookClaim]:
+        """Store a received event (once per provider and event id) and claim it for this
+        delivery for `lease`; the claim says whether to act. Safe under concurrent deliveries:
+        of two at once, one acts and the other is told BUSY."""
+        now = utcnow()
+        with self.session() as session:
+            row = self._find_webhook_event(session, event.provider, event.event_id)
+            if row is None:
+                event.status = WebhookEventStatus.PENDING
+                event.received_at = now
+                event.claimed_until = now + lease
+                event.deliveries = 1
+                session.add(event)
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()  # a concurrent delivery stored it first
+                else:
+                    session.refresh(event)
+                    return event, WebhookClaim.NEW
+                row = self._find_webhook_event(session, event.provider, event.event_id)
+            if row.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED):
+                return row, WebhookClaim.DONE
+            claimed = session.exec(
+                update(WebhookEvent)
+                .where(
+                    WebhookEvent.id == row.id,
+                    or_(WebhookEvent.claimed_until.is_(None), WebhookEvent.claimed_until < now),
+                )
+                .values(claimed_until=now + lease, deliveries=WebhookEvent.deliveries + 1)
+            )
+            session.commit()
+            if claimed.rowcount != 1:
+                return row, WebhookClaim.BUSY
+            session.refresh(row)
+            return row, WebhookClaim.RETRY
+
+    def settle_webhook_event(self, row_id: int, status: WebhookEventStatus, detail: str) -> None:
+        """Record what became of an event and release its claim; PENDING leaves it for a
+        redelivery."""
+        with self.session() as session:
+            row = session.get(WebhookEvent, row_id)
+            row.status = status
+            row.detail = detail[:1000]
+            row.claimed_until = None
+            if status is not WebhookEventStatus.PENDING:
+                row.processed_at = utcnow()
+            session.add(row)
+            session.commit()
+
+    def webhook_event(self, provider: str, event_id: str) -> WebhookEvent | None:
+        """A stored event, or None."""
+        with self.session() as session:
+            return self._find_webhook_event(session, provider, event_id)
+
+    def webhook_events(self, invoice_id: str | None = None) -> list[WebhookEvent]:
+        """Stored events, oldest first; only those about `invoice_id` when given."""
+        query = select(WebhookEvent).order_by(WebhookEvent.id)
+        if invoice_id is not None:
+            query = query.where(WebhookEvent.invoice_id == invoice_id)
+        with self.session() as session:
+            return list(session.exec(query))
+
+    def invoice_events_since(
+        self, invoice_id: str, types: list[str], since: datetime
+    ) -> list[WebhookEvent]:
+        """Events of `types` about an invoice that happened at or after `since`, in any status:
+        an invoice paid before its failure was delivered must still stop the case."""
+        with self.session() as session:
+            return list(
+                session.exec(
+                    select(WebhookEvent)
+                    .where(
+                        WebhookEvent.invoice_id == invoice_id,
+                        WebhookEvent.type.in_(types),
+                        WebhookEvent.occurred_at >= since,
+                    )
+                    .order_by(WebhookEvent.occurred_at)
+                )
+            )
+
+    def open_case_ids(
+        self,
+        *,
+        customer_id: str | None = None,
+        subscription_id: str | None = None,
+        opened_by: tuple[str, ...] = (),
+    ) -> list[str]:
+        """Cases that may still be running for a customer or a subscription (give one).
+
+        Open case rows, plus cases opened by stored events of the types `opened_by` that have
+        no row yet (a case writes its row when it first waits); a case found here may have
+        finished since, which its workflow will say."""
+        if (customer_id is None) == (subscription_id is None):
+            raise ValueError("give customer_id or subscription_id")
+        case_column = Case.customer_id if customer_id else Case.subscription_id
+        event_column = WebhookEvent.customer_id if customer_id else WebhookEvent.subscription_id
+        wanted = customer_id or subscription_id
+        with self.session() as session:
+            known = {
+                row.case_id: row.status
+                for row in session.exec(select(Case).where(case_column == wanted))
+            }
+            opened = session.exec(
+                select(WebhookEvent.invoice_id).where(
+                    event_column == wanted,
+                    WebhookEvent.type.in_(list(opened_by)),
+                    WebhookEvent.status == WebhookEventStatus.PROCESSED,
+                )
+            )
+            unrecorded = {invoice for invoice in opened if invoice and invoice not in known}
+        open_rows = {case for case, status in known.items() if status in OPEN_CASE_STATUSES}
+        return sorted(open_rows | unrecorded)
+
+    def case_ids_for_charges(self, references: list[str]) -> list[str]:
+        """Cases with a charge attempt whose gateway reference (charge or payment intent id)
+        is one of `references`."""
+        if not references:
+            return []
+        with self.session() as session:
+            rows = session.exec(
+                select(ChargeAttempt.case_id).where(ChargeAttempt.reference.in_(references))
+            )
+            return sorted(set(rows))
+
+    @staticmethod
+    def _find_webhook_event(session: Session, provider: str, event_id: str) -> WebhookEvent | None:
+        return session.exec(
+            select(WebhookEvent).where(
+                WebhookEvent.provider == provider, WebhookEvent.event_id == event_id
+            )
+        ).first()
 
 
 def _case_ids(record: CaseRecord) -> dict:

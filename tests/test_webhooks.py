@@ -1,0 +1,1304 @@
+"""The billing-event receiver: signed Stripe webhooks and provider-neutral events become cases.
+
+Nothing is mocked: the Starlette app runs under Starlette's TestClient, events are signed the
+way Stripe signs them, the cases run on the real time-skipping server with a real worker and
+the real activities, and the store is SQLite in the test's own `tmp_path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.store import (
+    CaseStore,
+    CustomerProfile,
+    WebhookClaim,
+    WebhookEvent,
+    WebhookEventStatus,
+)
+from config.settings import Settings
+from starter import case_run_status
+from webhooks.app import create_app
+from webhooks.billing_events import SCHEMA_FILE, json_schema
+from webhooks.cases import ClientProvider
+from webhooks.stripe_events import EVENT_TYPES
+from worker import bundled_binary
+from workflows.dunning import DunningWorkflow
+from workflows.models import CaseResult, CaseStatus, CaseView
+from workflows.policy import Outcome
+from workflows.search import SEARCH_ATTRIBUTES
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its TestClient; the test extra pins httpx, which works.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+if TYPE_CHECKING:
+    from conftest import Dunning
+
+STRIPE_SECRET = "whsec_test_5f2c"
+EVENTS_SECRET = "events-secret-8d1a"
+SOFT_DECLINE = "pm_card_chargeDeclinedInsufficientFunds"
+CUSTOMER = "cus_ann"
+
+
+# Signing, as Stripe and billers do it --------------------------------------------------------
+
+
+def signed(payload: str, secret: str, timestamp: int | None = None) -> str:
+    """``t=<unix>,v1=<hex HMAC-SHA256(secret, f"{t}.{payload}")>``: Stripe's scheme."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+# Payloads ----------------------------------------------------------------------------------
+
+
+def stripe_event(
+    kind: str,
+    obj: dict,
+    created: int | None = None,
+    previous: dict | None = None,
+    event_id: str | None = None,
+) -> dict:
+    """A Stripe event as its webhook delivers it (a snapshot event, current API version)."""
+    data: dict = {"object": obj}
+    if previous is not None:
+        data["previous_attributes"] = previous
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:14]}",
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": int(time.time()) if created is None else created,
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
+
+
+def invoice(
+    invoice_id: str,
+    customer: str | dict = CUSTOMER,
+    subscription: str | None = "sub_1",
+    amount: int = 4980,
+    currency: str = "jpy",
+    **extra: object,
+) -> dict:
+    """An open invoice whose payment failed, as Stripe sends it."""
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        "amount_due": amount,
+        "amount_paid": 0,
+        "amount_remaining": amount,
+        "attempt_count": 1,
+        "billing_reason": "subscription_cycle",
+        "collection_method": "charge_automatically",
+        "currency": currency,
+        "customer": customer,
+        "customer_email": "ann.lee@example.com",
+        "customer_name": "Ann Lee",
+        "customer_phone": "+1 (555) 555-0199",
+        "default_payment_method": None,
+        "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_1/test_{invoice_id}",
+        "last_finalization_error": None,
+        "parent": {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"subscription": subscription, "metadata": {}},
+        },
+        "status": "open",
+        **extra,
+    }
+
+
+def failed_payments(decline_code: str = "insufficient_funds") -> dict:
+    """An expanded `payments` list whose payment intent carries the issuer's answer."""
+    error = {
+        "type": "card_error",
+        "code": "card_declined",
+        "decline_code": decline_code,
+        "advice_code": "try_again_later",
+        "network_decline_code": "51",
+        "payment_method": {"id": "pm_1", "card": {"brand": "visa"}},
+    }
+    payment = {
+        "type": "payment_intent",
+        "payment_intent": {"id": "pi_1", "last_payment_error": error},
+    }
+    return {"object": "list", "data": [{"object": "invoice_payment", "payment": payment}]}
+
+
+def paid(invoice_id: str, amount: int = 4980, **extra: object) -> dict:
+    """The same invoice once paid."""
+    return invoice(invoice_id, amount_paid=amount, amount_remaining=0, status="paid", **extra)
+
+
+def new_invoice_id() -> str:
+    return f"in_{uuid.uuid4().hex[:12]}"
+
+
+def neutral_event(kind: str, data: dict, created: str | int | None = None, **extra) -> dict:
+    """A provider-neutral event for POST /events."""
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:12]}",
+        "type": kind,
+        "created": created if created is not None else int(time.time()),
+        "source": "chargebee",
+        "data": data,
+        **extra,
+    }
+
+
+# The receiver under test -------------------------------------------------------------------
+
+
+class Receiver:
+    """The app over one test's store and Temporal, and signed delivery of events to it."""
+
+    def __init__(self, settings: Settings, provider: ClientProvider, store: CaseStore) -> None:
+        self.store = store
+        self.http = TestClient(create_app(settings, provider, store))
+
+    async def stripe(
+        self,
+        event: dict | None = None,
+        *,
+        body: str | None = None,
+        signature: str | None = None,
+        headers: dict | None = None,
+    ) -> httpx.Response:
+        """POST a Stripe event, signed with the endpoint's secret unless told otherwise."""
+        body = json.dumps(event) if body is None else body
+        sent = {"Stripe-Signature": signature or signed(body, STRIPE_SECRET)}
+        return await self.post("/webhooks/stripe", body, sent if headers is None else headers)
+
+    async def billing(
+        self, event: dict | None = None, *, body: str | None = None, signature: str | None = None
+    ) -> httpx.Response:
+        """POST a provider-neutral event, signed with BILLING_EVENTS_SECRET by default."""
+        body = json.dumps(event) if body is None else body
+        sent = {"Dunning-Signature": signature or signed(body, EVENTS_SECRET)}
+        return await self.post("/events", body, sent)
+
+    async def post(self, path: str, body: str | bytes, headers: dict) -> httpx.Response:
+        # In a thread, so the worker keeps running on this loop while the app answers.
+        headers = {"Content-Type": "application/json", **headers}
+        return await asyncio.to_thread(self.http.post, path, content=body, headers=headers)
+
+    def stored(self, event: dict, provider: str = "stripe") -> WebhookEvent:
+        row = self.store.webhook_event(provider, event["id"])
+        assert row is not None, f"event {event['id']} was not stored"
+        return row
+
+
+def receiver_settings(tmp_path: Path, task_queue: str = "dunning") -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'dunning.db'}",
+        task_queue=task_queue,
+        stripe_webhook_secret=STRIPE_SECRET,
+        billing_events_secret=EVENTS_SECRET,
+        _env_file=None,
+    )
+
+
+def client_of(dunning: Dunning) -> ClientProvider:
+    async def provider() -> Client:
+        return dunning.env.client
+
+    return provider
+
+
+async def temporal_is_down() -> Client:
+    raise RuntimeError("Failed client connect: connection refused")
+
+
+@pytest.fixture
+def receiver(dunning: Dunning, tmp_path: Path) -> Receiver:
+    """The receiver on the test's time-skipping server and store (the worker's store)."""
+    settings = receiver_settings(tmp_path, dunning.task_queue)
+    return Receiver(settings, client_of(dunning), dunning.activities.store)
+
+
+@pytest.fixture
+def offline(tmp_path: Path) -> Receiver:
+    """The receiver with no Temporal behind it, for what is answered before any case."""
+    store = CaseStore(f"sqlite:///{tmp_path / 'offline.db'}")
+    store.create_schema()
+    return Receiver(receiver_settings(tmp_path), temporal_is_down, store)
+
+
+# Helpers -----------------------------------------------------------------------------------
+
+
+def case_handle(dunning: Dunning, invoice_id: str) -> WorkflowHandle[DunningWorkflow, CaseResult]:
+    return dunning.env.client.get_workflow_handle_for(DunningWorkflow.run, f"dunning-{invoice_id}")
+
+
+async def status_when(
+    handle: WorkflowHandle, condition: Callable[[CaseView], bool], what: str
+) -> CaseView:
+    """Query `status` until `condition` holds: signals reach the workflow asynchronously."""
+    deadline = time.monotonic() + 15
+    view = None
+    while time.monotonic() < deadline:
+        try:
+            view = await handle.query(DunningWorkflow.status)
+        except WorkflowQueryFailedError:
+            view = None  # the case has not loaded its policy yet
+        if view is not None and condition(view):
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"case never reached: {what}; last status: {view}")
+
+
+async def history_text(handle: WorkflowHandle) -> str:
+    """Everything the case's history holds, payloads decoded: what Temporal stores."""
+    texts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "data" and isinstance(value, str):
+                    texts.append(base64.b64decode(value).decode(errors="replace"))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, str):
+            texts.append(node)
+
+    walk(json.loads((await handle.fetch_history()).to_json()))
+    return "\n".join(texts)
+
+
+async def finish(dunning: Dunning, handle: WorkflowHandle) -> CaseResult:
+    """The case's result, with virtual time running meanwhile (as the SDK does for handles it
+    started itself); a case that never ends fails the test instead of hanging it."""
+    test_service = dunning.env.client.test_service
+    await test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+    try:
+        return await asyncio.wait_for(handle.result(), timeout=60)
+    finally:
+        await test_service.lock_time_skipping(LockTimeSkippingRequest())
+
+
+def kinds(view: CaseView | CaseResult) -> list[str]:
+    return [entry.kind for entry in view.timeline]
+
+
+async def case_exists(dunning: Dunning, invoice_id: str) -> bool:
+    return await case_run_status(dunning.env.client, f"dunning-{invoice_id}") is not None
+
+
+def accepted(response: httpx.Response, status: str) -> dict:
+    """The body of a 200 answer whose status is `status`."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == status, body
+    return body
+
+
+def refused(response: httpx.Response, code: int, words: str) -> str:
+    """The one-line error of a refused request, checked to contain `words`."""
+    assert response.status_code == code, response.text
+    error = response.json()["error"]
+    assert words in error, error
+    assert "\n" not in error and "Traceback" not in error
+    return error
+
+
+async def open_case(receiver: Receiver, dunning: Dunning, invoice_id: str, **fields) -> dict:
+    """Deliver an invoice.payment_failed and wait for the case to be running."""
+    created = int((await dunning.now()).timestamp())
+    event = stripe_event("invoice.payment_failed", invoice(invoice_id, **fields), created=created)
+    accepted(await receiver.stripe(event), "processed")
+    await status_when(case_handle(dunning, invoice_id), lambda v: True, "the case to start")
+    return event
+
+
+# Opening cases -----------------------------------------------------------------------------
+
+
+async def test_payment_failed_opens_a_case_with_contacts_kept_out_of_the_workflow(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    dunning.customer(SOFT_DECLINE, customer_id=CUSTOMER)  # a customer the product already knew
+    invoice_id = new_invoice_id()
+    created = int((await dunning.now()).timestamp())
+    event = stripe_event(
+        "invoice.payment_failed",
+        invoice(invoice_id, payments=failed_payments()),
+        created=created,
+    )
+    async with dunning.worker():
+        body = accepted(await receiver.stripe(event), "processed")
+        assert body["detail"].startswith(f"started dunning-{invoice_id}: ¥4,980 on standard v1")
+        handle = case_handle(dunning, invoice_id)
+        view = await status_when(handle, lambda v: "payment_failed" in kinds(v), "the failure")
+        history = await history_text(handle)
+
+    assert view.status is CaseStatus.ACTIVE
+    assert (view.amount_due, view.currency, view.customer_id) == (4980, "JPY", CUSTOMER)
+    assert view.timeline[0].detail == "standard v1; payment failed: insufficient_funds"
+    failure = next(e for e in view.timeline if e.kind == "payment_failed")
+    assert failure.actor == "stripe"
+    assert failure.detail == "insufficient_funds, advice try_again_later (visa 51)"
+    # Ids, amounts and codes travel in the workflow; contact details stay in the store.
+    assert "sub_1" in history and "try_again_later" in history
+    for contact in ("ann.lee@example.com", "Ann Lee", "+15555550199", "555-0199"):
+        assert contact not in history
+    customer = receiver.store.get_customer(CUSTOMER)
+    assert (customer.email, customer.name, customer.phone) == (
+        "ann.lee@example.com",
+        "Ann Lee",
+        "+15555550199",
+    )
+    assert customer.payment_method == SOFT_DECLINE  # what the invoice did not say is kept
+    row = receiver.stored(event)
+    assert (row.status, row.type, row.invoice_id) == (
+        "processed",
+        "invoice.payment_failed",
+        invoice_id,
+    )
+    assert (row.customer_id, row.subscription_id) == (CUSTOMER, "sub_1")
+    assert row.payload == event
+    assert row.occurred_at.timestamp() == created
+
+
+async def test_payment_action_required_opens_a_case_awaiting_the_customer(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    locales = {"id": CUSTOMER, "object": "customer", "preferred_locales": ["ja-JP", "en"]}
+    event = stripe_event(
+        "invoice.payment_action_required",
+        invoice(
+            invoice_id,
+            customer=locales,
+            subscription=None,
+            customer_phone="03-1234-5678",
+            customer_address={"country": "JP", "city": "Tokyo"},
+        ),
+        created=int((await dunning.now()).timestamp()),
+    )
+    async with dunning.worker():
+        accepted(await receiver.stripe(event), "processed")
+        view = await status_when(
+            case_handle(dunning, invoice_id),
+            lambda v: v.status is CaseStatus.AWAITING_CUSTOMER_ACTION,
+            "awaiting the customer",
+        )
+
+    assert view.timeline[0].detail.endswith("payment failed: authentication_required")
+    customer = receiver.store.get_customer(CUSTOMER)
+    assert customer.locale == "ja-JP"
+    assert customer.phone == "+81312345678"  # read in the customer's country
+    assert receiver.stored(event).subscription_id is None
+
+
+async def test_older_subscription_field_is_still_understood(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    legacy = invoice(invoice_id)
+    del legacy["parent"]
+    legacy["subscription"] = "sub_legacy"  # API versions before 2025-03-31
+    event = stripe_event("invoice.payment_failed", legacy)
+    async with dunning.worker():
+        accepted(await receiver.stripe(event), "processed")
+    assert receiver.stored(event).subscription_id == "sub_legacy"
+
+
+async def test_another_failure_for_a_running_case_becomes_a_signal(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    async with dunning.worker():
+        await open_case(receiver, dunning, invoice_id)
+        run_id = (await case_handle(dunning, invoice_id).describe()).run_id
+        again = stripe_event(
+            "invoice.payment_failed",
+            invoice(invoice_id, payments=failed_payments("stolen_card")),
+            created=int((await dunning.now()).timestamp()),
+        )
+        body = accepted(await receiver.stripe(again), "processed")
+        assert (
+            body["detail"]
+            == f"told the running case dunning-{invoice_id} of another failed payment"
+        )
+        view = await status_when(
+            case_handle(dunning, invoice_id),
+            lambda v: kinds(v).count("payment_failed") == 2,
+            "the second failure",
+        )
+
+        # A hard decline reported by the biller stops the retries: only a new card can pay.
+        same_run = (await case_handle(dunning, invoice_id).describe()).run_id == run_id
+
+    assert same_run  # signalled, not restarted
+    assert view.status is CaseStatus.AWAITING_PAYMENT_METHOD
+
+
+async def test_duplicate_delivery_opens_one_case_and_sends_one_signal(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    created = int((await dunning.now()).timestamp())
+    event = stripe_event("invoice.payment_failed", invoice(invoice_id), created=created)
+    async with dunning.worker():
+        accepted(await receiver.stripe(event), "processed")
+        again = accepted(await receiver.stripe(event), "duplicate")
+        assert again["detail"].startswith("already processed: started")
+        handle = case_handle(dunning, invoice_id)
+        await status_when(handle, lambda v: "payment_failed" in kinds(v), "the failure")
+        await asyncio.sleep(0.5)  # time for a second signal to land, were there one
+        view = await handle.query(DunningWorkflow.status)
+
+    assert kinds(view).count("payment_failed") == 1
+    assert kinds(view).count("opened") == 1
+    assert len(receiver.store.webhook_events(invoice_id)) == 1
+
+
+# Out of order ------------------------------------------------------------------------------
+
+
+async def test_invoice_paid_before_its_failure_opens_no_charging_case(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    failed_at = int((await dunning.now()).timestamp())
+    failure = stripe_event("invoice.payment_failed", invoice(invoice_id), created=failed_at)
+    payment = stripe_event("invoice.paid", paid(invoice_id), created=failed_at + 40)
+    async with dunning.worker():
+        first = accepted(await receiver.stripe(payment), "ignored")
+        assert first["detail"] == f"no case for invoice {invoice_id}"
+        late = accepted(await receiver.stripe(failure), "ignored")
+        assert late["detail"] == (
+            f"invoice {invoice_id} was settled by invoice.paid {payment['id']} "
+            "at or after this failure: no case opened"
+        )
+        assert not await case_exists(dunning, invoice_id)
+
+    assert receiver.store.attempts(invoice_id) == []
+    assert [row.status for row in receiver.store.webhook_events(invoice_id)] == ["ignored"] * 2
+
+
+async def test_an_earlier_payment_does_not_stop_a_newer_failure(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    failed_at = int((await dunning.now()).timestamp())
+    earlier = stripe_event("invoice.paid", paid(invoice_id), created=failed_at - 60)
+    failure = stripe_event("invoice.payment_failed", invoice(invoice_id), created=failed_at)
+    async with dunning.worker():
+        accepted(await receiver.stripe(earlier), "ignored")
+        accepted(await receiver.stripe(failure), "processed")
+        assert await case_exists(dunning, invoice_id)
+
+
+# End to end ----------------------------------------------------------------------------------
+
+
+async def test_stripe_failure_declined_retry_then_paid_recovers_without_write_back(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    """Signed invoice.payment_failed → case → a declined retry → signed invoice.paid."""
+    dunning.customer(SOFT_DECLINE, customer_id=CUSTOMER)
+    invoice_id = new_invoice_id()
+    async with dunning.worker():
+        await open_case(receiver, dunning, invoice_id)
+        handle = case_handle(dunning, invoice_id)
+        await dunning.env.sleep(timedelta(days=1, hours=2))
+        view = await status_when(handle, lambda v: len(v.attempts) == 1, "the first retry")
+        assert view.attempts[0].decline_code == "insufficient_funds"
+        assert view.attempts[0].payment_method == SOFT_DECLINE
+
+        payment = stripe_event(
+            "invoice.paid",
+            paid(invoice_id, charge="ch_paid_by_customer"),
+            created=int((await dunning.now()).timestamp()),
+        )
+        body = accepted(await receiver.stripe(payment), "processed")
+        assert body["detail"] == f"sent payment_received to dunning-{invoice_id}"
+        result = await finish(dunning, handle)
+
+    assert result.outcome is Outcome.RECOVERED
+    assert result.reason == f"payment received ref {invoice_id}/ch_paid_by_customer"
+    assert (result.amount_due, result.amount_recovered, result.charge_attempts) == (0, 4980, 1)
+    assert "write_back" not in kinds(result)  # Stripe already shows it paid: nothing to tell
+    received = next(e for e in result.timeline if e.kind == "payment_received")
+    assert received.actor == "stripe"
+    [attempt] = receiver.store.attempts(invoice_id)
+    assert (attempt.approved, attempt.decline_code) == (False, "insufficient_funds")
+    assert receiver.store.get_case(invoice_id).status == CaseStatus.RECOVERED
+    assert [row.status for row in receiver.store.webhook_events(invoice_id)] == ["processed"] * 2
+
+
+# Stopping cases ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["invoice.voided", "invoice.marked_uncollectible"])
+async def test_voided_or_uncollectible_invoice_cancels_its_case(
+    receiver: Receiver, dunning: Dunning, kind: str
+) -> None:
+    invoice_id = new_invoice_id()
+    async with dunning.worker():
+        await open_case(receiver, dunning, invoice_id)
+        now = int((await dunning.now()).timestamp())
+        closing = stripe_event(kind, invoice(invoice_id, status="void"), created=now)
+        body = accepted(await receiver.stripe(closing), "processed")
+        assert body["detail"] == f"sent cancel to dunning-{invoice_id}"
+        result = await finish(dunning, case_handle(dunning, invoice_id))
+
+        # The case has ended: a redelivered-late signal is stored and ignored...
+        late_signal = accepted(
+            await receiver.stripe(stripe_event(kind, invoice(invoice_id))), "ignored"
+        )
+        assert late_signal["detail"] == f"dunning-{invoice_id} already ended: cancel not sent"
+        # ...and a failure from before the invoice was closed opens nothing.
+        late = stripe_event("invoice.payment_failed", invoice(invoice_id), created=now - 3600)
+        ignored = accepted(await receiver.stripe(late), "ignored")
+        assert ignored["detail"].startswith(f"invoice {invoice_id} was settled by {kind}")
+
+    assert result.outcome is Outcome.CANCELLED
+    assert result.reason == kind
+    assert next(e for e in result.timeline if e.kind == "cancel").actor == "stripe"
+
+
+async def test_deleted_subscription_cancels_every_open_case_of_it(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    first, second, other = new_invoice_id(), new_invoice_id(), new_invoice_id()
+    async with dunning.worker():
+        await open_case(receiver, dunning, first, subscription="sub_9")
+        await open_case(receiver, dunning, second, subscription="sub_9")
+        await open_case(receiver, dunning, other, subscription="sub_other")
+        subscription = {"id": "sub_9", "object": "subscription", "customer": CUSTOMER}
+        body = accepted(
+            await receiver.stripe(stripe_event("customer.subscription.deleted", subscription)),
+            "processed",
+        )
+        cancelled = ", ".join(sorted([f"dunning-{first}", f"dunning-{second}"]))
+        assert body["detail"] == f"sent cancel to {cancelled}"
+        results = [await finish(dunning, case_handle(dunning, i)) for i in (first, second)]
+        still = await case_handle(dunning, other).query(DunningWorkflow.status)
+
+        # A failure reported for a case that has ended does not reopen it.
+        again = stripe_event(
+            "invoice.payment_failed",
+            invoice(first, subscription="sub_9"),
+            created=int((await dunning.now()).timestamp()),
+        )
+        ended = accepted(await receiver.stripe(again), "ignored")
+        assert ended["detail"] == f"invoice {first}'s case dunning-{first} has already ended"
+
+    assert [r.outcome for r in results] == [Outcome.CANCELLED] * 2
+    assert {r.reason for r in results} == {"customer.subscription.deleted"}
+    assert still.status is CaseStatus.ACTIVE
+
+
+async def test_deleted_subscription_without_cases_is_stored_and_ignored(
+    receiver: Receiver,
+) -> None:
+    event = stripe_event("customer.subscription.deleted", {"id": "sub_none", "customer": "cus_x"})
+    body = accepted(await receiver.stripe(event), "ignored")
+    assert body["detail"] == "no case for subscription sub_none"
+    assert receiver.stored(event).status == "ignored"
+
+
+# Disputes ----------------------------------------------------------------------------------
+
+
+def dispute(status: str, charge: str | dict, reason: str = "fraudulent") -> dict:
+    return {
+        "id": "dp_1",
+        "object": "dispute",
+        "amount": 4980,
+        "charge": charge,
+        "currency": "jpy",
+        "payment_intent": None,
+        "reason": reason,
+        "status": status,
+    }
+
+
+async def test_dispute_found_by_charge_pauses_then_won_resumes(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    dunning.customer(SOFT_DECLINE, customer_id=CUSTOMER)
+    invoice_id = new_invoice_id()
+    async with dunning.worker():
+        await open_case(receiver, dunning, invoice_id)
+        handle = case_handle(dunning, invoice_id)
+        await dunning.env.sleep(timedelta(days=1, hours=2))
+        await status_when(handle, lambda v: len(v.attempts) == 1, "the first retry")
+        [attempt] = receiver.store.attempts(invoice_id)
+
+        opened = stripe_event(
+            "charge.dispute.created", dispute("needs_response", attempt.reference)
+        )
+        accepted(await receiver.stripe(opened), "processed")
+        view = await status_when(handle, lambda v: v.status is CaseStatus.DISPUTED, "disputed")
+        assert view.dispute_reason == "fraudulent (Stripe dispute dp_1)"
+
+        closed = stripe_event("charge.dispute.closed", dispute("won", attempt.reference))
+        accepted(await receiver.stripe(closed), "processed")
+        view = await status_when(handle, lambda v: v.status is CaseStatus.ACTIVE, "resumed")
+
+    assert kinds(view)[-2:] == ["dispute_opened", "dispute_resolved"]
+    assert view.timeline[-1].detail == "won"
+
+
+async def test_lost_dispute_found_by_invoice_cancels_the_case(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    charge = {"id": "ch_expanded", "object": "charge", "invoice": invoice_id}
+    async with dunning.worker():
+        await open_case(receiver, dunning, invoice_id)
+        for event in (
+            stripe_event("charge.dispute.created", dispute("needs_response", charge)),
+            stripe_event("charge.dispute.closed", dispute("lost", charge)),
+        ):
+            accepted(await receiver.stripe(event), "processed")
+            assert receiver.stored(event).invoice_id == invoice_id
+        result = await finish(dunning, case_handle(dunning, invoice_id))
+
+    assert result.outcome is Outcome.CANCELLED
+    assert result.reason == "dispute lost"
+
+
+async def test_dispute_on_an_unknown_charge_is_stored_and_ignored(receiver: Receiver) -> None:
+    event = stripe_event("charge.dispute.created", dispute("needs_response", "ch_unknown"))
+    body = accepted(await receiver.stripe(event), "ignored")
+    assert body["detail"] == "no case for charge ch_unknown"
+    assert receiver.stored(event).status == "ignored"
+
+
+# New payment methods -----------------------------------------------------------------------
+
+
+def payment_method(kind: str) -> tuple[dict, dict | None]:
+    """The object (and previous attributes) of an event telling of a new card."""
+    if kind == "customer.updated":
+        customer = {
+            "id": CUSTOMER,
+            "object": "customer",
+            "email": "ann.new@example.com",
+            "name": "Ann Lee",
+            "phone": None,
+            "preferred_locales": ["en-GB"],
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+        return customer, {"invoice_settings": {"default_payment_method": SOFT_DECLINE}}
+    method = {
+        "id": "pm_card_visa",
+        "object": "payment_method",
+        "type": "card",
+        "customer": CUSTOMER,
+        "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030},
+    }
+    return method, None
+
+
+@pytest.mark.parametrize(
+    "kind", ["payment_method.attached", "payment_method.automatically_updated", "customer.updated"]
+)
+async def test_new_payment_method_is_charged_soon_and_recovers(
+    receiver: Receiver, dunning: Dunning, kind: str
+) -> None:
+    dunning.customer(SOFT_DECLINE, customer_id=CUSTOMER)
+    invoice_id = new_invoice_id()
+    async with dunning.worker():
+        await open_case(receiver, dunning, invoice_id)
+        obj, previous = payment_method(kind)
+        body = accepted(
+            await receiver.stripe(stripe_event(kind, obj, previous=previous)), "processed"
+        )
+        assert body["detail"] == f"sent payment_method_updated to dunning-{invoice_id}"
+        result = await finish(dunning, case_handle(dunning, invoice_id))
+
+    assert result.outcome is Outcome.RECOVERED
+    [attempt] = receiver.store.attempts(invoice_id)
+    assert (attempt.payment_method, attempt.approved) == ("pm_card_visa", True)
+    updated = next(e for e in result.timeline if e.kind == "payment_method_updated")
+    assert (updated.actor, updated.detail) == ("stripe", "pm_card_visa")
+    if kind == "customer.updated":
+        customer = receiver.store.get_customer(CUSTOMER)
+        assert (customer.email, customer.locale) == ("ann.new@example.com", "en-GB")
+        assert customer.payment_method == "pm_card_visa"
+
+
+async def test_customer_update_without_a_new_default_method_is_ignored(
+    receiver: Receiver,
+) -> None:
+    customer, _ = payment_method("customer.updated")
+    event = stripe_event("customer.updated", customer, previous={"email": "old@example.com"})
+    body = accepted(await receiver.stripe(event), "ignored")
+    assert body["detail"] == "customer.updated: the default payment method did not change"
+
+
+async def test_payment_method_of_a_customer_without_cases_is_ignored(receiver: Receiver) -> None:
+    method, _ = payment_method("payment_method.attached")
+    event = stripe_event("payment_method.attached", {**method, "customer": "cus_nobody"})
+    body = accepted(await receiver.stripe(event), "ignored")
+    assert body["detail"] == "no case for customer cus_nobody"
+
+
+# What is stored and ignored ------------------------------------------------------------------
+
+
+async def test_unknown_event_type_is_stored_as_ignored(offline: Receiver) -> None:
+    event = stripe_event("customer.created", {"id": "cus_new", "object": "customer"})
+    body = accepted(await offline.stripe(event), "ignored")
+    assert body["detail"] == "customer.created is not an event dunning acts on"
+    row = offline.stored(event)
+    assert (row.status, row.type, row.payload) == ("ignored", "customer.created", event)
+    accepted(await offline.stripe(event), "duplicate")
+
+
+@pytest.mark.parametrize("kind", ["invoice.paid", "invoice.voided", "invoice.marked_uncollectible"])
+async def test_events_for_unknown_invoices_are_stored_and_ignored(
+    receiver: Receiver, kind: str
+) -> None:
+    event = stripe_event(kind, paid("in_never_dunned"))
+    body = accepted(await receiver.stripe(event), "ignored")
+    assert body["detail"] == "no case for invoice in_never_dunned"
+    assert receiver.stored(event).invoice_id == "in_never_dunned"
+
+
+async def test_authentic_event_that_cannot_become_a_case_is_stored_as_failed(
+    offline: Receiver,
+) -> None:
+    event = stripe_event("invoice.payment_failed", invoice("in_odd", currency=None))
+    refused(
+        await offline.stripe(event), 400, "data.object.currency: Input should be a valid string"
+    )
+    row = offline.stored(event)
+    assert row.status == "failed"
+    assert "data.object.currency" in row.detail
+
+
+# Refused requests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signature", "words"),
+    [
+        (None, "missing Stripe-Signature header"),
+        ("wrong-secret", "Stripe-Signature rejected: No signatures found matching"),
+        ("stale", "Stripe-Signature rejected: Timestamp outside the tolerance zone"),
+        ("t=abc,v1=zz", "Stripe-Signature rejected: Unable to extract timestamp"),
+        ("t=123", "Stripe-Signature rejected: No signatures found with expected scheme v1"),
+    ],
+)
+async def test_bad_missing_or_stale_signature_is_refused_and_not_stored(
+    offline: Receiver, signature: str | None, words: str
+) -> None:
+    event = stripe_event("invoice.payment_failed", invoice("in_forged"))
+    body = json.dumps(event)
+    headers = {
+        None: {},
+        "wrong-secret": {"Stripe-Signature": signed(body, "whsec_someone_else")},
+        "stale": {"Stripe-Signature": signed(body, STRIPE_SECRET, int(time.time()) - 301)},
+    }.get(signature, {"Stripe-Signature": signature})
+    refused(await offline.stripe(body=body, headers=headers), 400, words)
+    assert offline.store.webhook_event("stripe", event["id"]) is None
+
+
+async def test_signature_covers_the_raw_body(offline: Receiver) -> None:
+    event = stripe_event("customer.created", {"id": "cus_1"})
+    body = json.dumps(event)
+    respaced = json.dumps(event, indent=2)  # the same JSON, other bytes
+    response = await offline.stripe(body=respaced, signature=signed(body, STRIPE_SECRET))
+    refused(response, 400, "No signatures found matching the expected signature")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("{not json", "malformed JSON"),
+        ("[1, 2]", "malformed JSON"),
+        ('{"object": "event", "type": "invoice.paid"}', "not a Stripe event: id"),
+    ],
+)
+async def test_malformed_json_is_refused(offline: Receiver, body: str, words: str) -> None:
+    refused(await offline.stripe(body=body), 400, words)
+
+
+async def test_body_that_is_not_utf8_is_refused(offline: Receiver) -> None:
+    response = await offline.post(
+        "/webhooks/stripe", b"\xff\xfe{}", {"Stripe-Signature": "t=1,v1=0"}
+    )
+    refused(response, 400, "malformed JSON")
+
+
+async def test_unknown_path_and_method_answer_in_json(offline: Receiver) -> None:
+    missing = await asyncio.to_thread(offline.http.get, "/nope")
+    assert (missing.status_code, missing.json()) == (404, {"error": "Not Found"})
+    wrong = await asyncio.to_thread(offline.http.get, "/webhooks/stripe")
+    assert (wrong.status_code, wrong.json()) == (405, {"error": "Method Not Allowed"})
+
+
+async def test_receiver_without_a_webhook_secret_says_so(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", _env_file=None)
+    store = CaseStore(settings.database_url)
+    store.create_schema()
+    bare = Receiver(settings, temporal_is_down, store)
+    refused(
+        await bare.stripe(stripe_event("invoice.paid", paid("in_1"))), 503, "STRIPE_WEBHOOK_SECRET"
+    )
+    refused(
+        await bare.billing(neutral_event("invoice_voided", {"invoice_id": "in_1"})),
+        503,
+        "BILLING_EVENTS_SECRET",
+    )
+
+
+# Temporal down -------------------------------------------------------------------------------
+
+
+async def closed_port_client() -> Client:
+    """A client for a port nothing listens on: every call fails to connect."""
+    return await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
+
+
+@pytest.mark.parametrize("down", [temporal_is_down, closed_port_client], ids=["raises", "closed"])
+async def test_temporal_down_answers_503_and_a_redelivery_applies_the_event(
+    dunning: Dunning, tmp_path: Path, down: ClientProvider
+) -> None:
+    settings = receiver_settings(tmp_path, dunning.task_queue)
+    store = dunning.activities.store
+    invoice_id = new_invoice_id()
+    event = stripe_event(
+        "invoice.payment_failed",
+        invoice(invoice_id),
+        created=int((await dunning.now()).timestamp()),
+    )
+
+    outage = Receiver(settings, down, store)
+    refused(await outage.stripe(event), 503, "Temporal is unreachable")
+    row = outage.stored(event)
+    assert row.status == "pending"
+    assert "Temporal is unreachable" in row.detail
+
+    recovered = Receiver(settings, client_of(dunning), store)
+    async with dunning.worker():
+        body = accepted(await recovered.stripe(event), "processed")
+        assert body["detail"].startswith(f"started dunning-{invoice_id}")
+        await status_when(case_handle(dunning, invoice_id), lambda v: True, "the case")
+    row = recovered.stored(event)
+    assert (row.status, row.deliveries) == ("processed", 2)
+
+
+async def test_concurrent_deliveries_of_one_event_act_once(tmp_path: Path) -> None:
+    store = CaseStore(f"sqlite:///{tmp_path / 'claims.db'}")
+    store.create_schema()
+
+    def delivery() -> WebhookEvent:
+        return WebhookEvent(
+            provider="stripe",
+            event_id="evt_1",
+            type="invoice.paid",
+            occurred_at=datetime.fromtimestamp(0, UTC),
+            payload={"id": "evt_1"},
+        )
+
+    first, claim = store.claim_webhook_event(delivery())
+    assert claim is WebhookClaim.NEW
+    assert store.claim_webhook_event(delivery())[1] is WebhookClaim.BUSY
+    store.settle_webhook_event(first.id, WebhookEventStatus.PENDING, "Temporal is unreachable")
+    assert store.claim_webhook_event(delivery())[1] is WebhookClaim.RETRY
+    store.settle_webhook_event(first.id, WebhookEventStatus.PROCESSED, "done")
+    row, claim = store.claim_webhook_event(delivery())
+    assert (claim, row.status, row.detail, row.deliveries) == (
+        WebhookClaim.DONE,
+        "processed",
+        "done",
+        2,
+    )
+
+
+# POST /events --------------------------------------------------------------------------------
+
+
+def neutral_failure(invoice_id: str, created: int, **data) -> dict:
+    return neutral_event(
+        "payment_failed",
+        {
+            "invoice_id": invoice_id,
+            "subscription_id": "sub_n",
+            "customer": {"customer_id": "cus_n", "email": "neo@example.com", "locale": "ja"},
+            "amount_due": 2500,
+            "currency": "usd",
+            "decline_code": "do_not_honor",
+            **data,
+        },
+        created=created,
+    )
+
+
+async def test_neutral_events_open_pause_resume_and_settle_cases(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id, other = new_invoice_id(), new_invoice_id()
+    now = int((await dunning.now()).timestamp())
+    async with dunning.worker():
+        opened = neutral_failure(invoice_id, now)
+        body = accepted(await receiver.billing(opened), "processed")
+        assert body["detail"].startswith(f"started dunning-{invoice_id}: $25.00")
+        accepted(await receiver.billing(opened), "duplicate")
+        handle = case_handle(dunning, invoice_id)
+        await status_when(handle, lambda v: "payment_failed" in kinds(v), "the failure")
+
+        steps = [
+            ("dispute_opened", {"invoice_id": invoice_id, "reason": "chargeback"}, "disputed"),
+            ("dispute_closed", {"invoice_id": invoice_id, "won": True}, "active"),
+            ("payment_method_updated", {"customer_id": "cus_n", "payment_method": "pm_x"}, None),
+        ]
+        for kind, data, status in steps:
+            accepted(await receiver.billing(neutral_event(kind, data)), "processed")
+            if status is not None:
+                await status_when(handle, lambda v, s=status: v.status == s, status)
+        await status_when(handle, lambda v: "payment_method_updated" in kinds(v), "new method")
+        paid_event = neutral_event(
+            "payment_succeeded", {"invoice_id": invoice_id, "amount": 2500, "reference": "cb_77"}
+        )
+        accepted(await receiver.billing(paid_event), "processed")
+        result = await finish(dunning, handle)
+
+        await open_case_by_event(receiver, dunning, other, now)
+        accepted(
+            await receiver.billing(
+                neutral_event("subscription_cancelled", {"subscription_id": "sub_n"})
+            ),
+            "processed",
+        )
+        cancelled = await finish(dunning, case_handle(dunning, other))
+
+    assert result.outcome is Outcome.RECOVERED
+    assert result.reason == "payment received ref cb_77"
+    assert "write_back" not in kinds(result)
+    actors = {e.actor for e in result.timeline if e.kind != "opened" and e.actor != "dunning"}
+    assert actors == {"chargebee"}
+    assert cancelled.outcome is Outcome.CANCELLED
+    assert cancelled.reason == "subscription cancelled"
+    customer = receiver.store.get_customer("cus_n")
+    assert (customer.email, customer.locale) == ("neo@example.com", "ja")
+    assert receiver.stored(opened, "billing").status == "processed"
+
+
+async def open_case_by_event(receiver: Receiver, dunning: Dunning, invoice_id: str, now: int):
+    accepted(await receiver.billing(neutral_failure(invoice_id, now)), "processed")
+    await status_when(case_handle(dunning, invoice_id), lambda v: True, "the case")
+
+
+async def test_neutral_voided_invoice_cancels_and_a_late_failure_opens_nothing(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    now = int((await dunning.now()).timestamp())
+    voided = neutral_event("invoice_voided", {"invoice_id": invoice_id}, created=now + 10)
+    async with dunning.worker():
+        accepted(await receiver.billing(voided), "ignored")
+        late = accepted(await receiver.billing(neutral_failure(invoice_id, now)), "ignored")
+        assert f"settled by invoice_voided {voided['id']}" in late["detail"]
+        assert not await case_exists(dunning, invoice_id)
+
+
+@pytest.mark.parametrize(
+    ("signature", "words"),
+    [
+        (None, "no Dunning-Signature header"),
+        ("wrong", "Dunning-Signature does not match the body"),
+        ("stale", "Dunning-Signature timestamp is more than 300 s from now"),
+        ("t=1", "Dunning-Signature has no v1= signature"),
+        ("v1=abc", "Dunning-Signature has no valid t=<unix seconds>"),
+    ],
+)
+async def test_neutral_event_with_a_bad_signature_is_refused(
+    offline: Receiver, signature: str | None, words: str
+) -> None:
+    event = neutral_event("invoice_voided", {"invoice_id": "in_1"})
+    body = json.dumps(event)
+    header = {
+        None: None,
+        "wrong": signed(body, "not-the-secret"),
+        "stale": signed(body, EVENTS_SECRET, int(time.time()) - 301),
+    }.get(signature, signature)
+    response = await offline.post("/events", body, {"Dunning-Signature": header} if header else {})
+    refused(response, 400, words)
+    assert offline.store.webhook_event("billing", event["id"]) is None
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (
+            neutral_event(
+                "payment_failed",
+                {
+                    "invoice_id": "in_1",
+                    "customer": {"customer_id": "c"},
+                    "amount_due": 0,
+                    "currency": "usd",
+                },
+            ),
+            "data.amount_due: Input should be greater than 0",
+        ),
+        (neutral_event("payment_refunded", {}), "type: Input tag 'payment_refunded'"),
+        (neutral_event("dispute_closed", {"invoice_id": "in_1"}), "data.won: Field required"),
+        (
+            neutral_event("invoice_voided", {"invoice_id": "in 1"}),
+            "data.invoice_id: String should match",
+        ),
+        (
+            {"id": "evt_1", "type": "invoice_voided", "data": {"invoice_id": "in_1"}},
+            "created: Field required",
+        ),
+    ],
+)
+async def test_neutral_event_schema_errors_name_the_field(
+    offline: Receiver, event: dict, words: str
+) -> None:
+    refused(await offline.billing(event), 400, words)
+
+
+async def test_neutral_event_that_is_not_json_is_refused(offline: Receiver) -> None:
+    refused(await offline.billing(body="{oops"), 400, "malformed JSON")
+
+
+def test_published_schema_is_the_models_schema() -> None:
+    assert json.loads(SCHEMA_FILE.read_text()) == json_schema()
+    assert set(json_schema()["discriminator"]["mapping"]) == {
+        "payment_failed",
+        "payment_succeeded",
+        "invoice_voided",
+        "subscription_cancelled",
+        "dispute_opened",
+        "dispute_closed",
+        "payment_method_updated",
+    }
+
+
+def test_every_stripe_event_to_enable_is_read() -> None:
+    assert EVENT_TYPES == [
+        "invoice.payment_failed",
+        "invoice.payment_action_required",
+        "invoice.paid",
+        "invoice.voided",
+        "invoice.marked_uncollectible",
+        "customer.subscription.deleted",
+        "charge.dispute.created",
+        "charge.dispute.closed",
+        "payment_method.attached",
+        "payment_method.automatically_updated",
+        "customer.updated",
+    ]
+
+
+# Health ------------------------------------------------------------------------------------
+
+
+async def test_healthz_says_what_the_receiver_reaches(
+    receiver: Receiver, offline: Receiver
+) -> None:
+    up = await asyncio.to_thread(receiver.http.get, "/healthz")
+    assert up.status_code == 200
+    assert up.json() == {
+        "ok": True,
+        "temporal": "reachable",
+        "store": "reachable",
+        "stripe_webhooks": True,
+        "billing_events": True,
+    }
+    down = await asyncio.to_thread(offline.http.get, "/healthz")
+    assert down.status_code == 200
+    assert down.json()["ok"] is True
+    assert down.json()["temporal"].startswith("unreachable: Failed client connect")
+
+
+async def test_customer_profiles_merge_without_losing_what_the_event_did_not_say(
+    receiver: Receiver, dunning: Dunning
+) -> None:
+    receiver.store.upsert_customer(
+        CustomerProfile(
+            customer_id=CUSTOMER,
+            name="Ann",
+            email="ann@example.com",
+            phone="+15555550123",
+            time_zone="Asia/Tokyo",
+            locale="ja",
+            payment_method=SOFT_DECLINE,
+        )
+    )
+    async with dunning.worker():
+        # No name, and a phone number that cannot be placed without a country.
+        await open_case(
+            receiver, dunning, new_invoice_id(), customer_name=None, customer_phone="555-0100"
+        )
+    customer = receiver.store.get_customer(CUSTOMER)
+    assert (customer.name, customer.email) == ("Ann", "ann.lee@example.com")
+    assert customer.phone == "+15555550123"
+    assert (customer.time_zone, customer.locale, customer.payment_method) == (
+        "Asia/Tokyo",
+        "ja",
+        SOFT_DECLINE,
+    )
+
+
+# Served for real ---------------------------------------------------------------------------
+
+DUNNING = str(Path(sys.executable).parent / "dunning")
+
+
+@pytest.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """The bundled dev server, as `dunning worker` runs it (search attributes registered)."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_existing_path=bundled_binary("temporal"),
+    )
+    async with env:
+        yield env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def served(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [DUNNING, *command], cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+async def healthy(base: str, process: subprocess.Popen, log: Path) -> dict:
+    """/healthz once the receiver answers; the process's log if it never does."""
+    async with httpx.AsyncClient(base_url=base) as http:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise AssertionError(f"exited {process.returncode}: {log.read_text()}")
+            with suppress(httpx.TransportError):
+                response = await http.get("/healthz")
+                if response.status_code == 200:
+                    return response.json()
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the receiver never answered: {log.read_text()}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def service_env(tmp_path: Path, temporal_address: str, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'dunning.db'}",
+        "TASK_QUEUE": f"serve-{uuid.uuid4().hex[:8]}",
+        "DEFAULT_POLICY": "demo",
+        "RECEIVER_PORT": str(port),
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        "BILLING_EVENTS_SECRET": EVENTS_SECRET,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+async def post_signed(base: str, event: dict) -> httpx.Response:
+    body = json.dumps(event)
+    async with httpx.AsyncClient(base_url=base) as http:
+        return await http.post(
+            "/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": signed(body, STRIPE_SECRET)},
+        )
+
+
+async def test_worker_serve_runs_the_receiver_beside_the_worker(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = service_env(tmp_path, dev_server.client.service_client.config.target_host, port)
+    log = tmp_path / "worker.log"
+    process = served(["worker", "--serve"], env, log)
+    base = f"http://127.0.0.1:{port}"
+    invoice_id = new_invoice_id()
+    try:
+        health = await healthy(base, process, log)
+        assert (health["temporal"], health["store"], health["stripe_webhooks"]) == (
+            "reachable",
+            "reachable",
+            True,
+        )
+        failure = stripe_event("invoice.payment_failed", invoice(invoice_id))
+        accepted(await post_signed(base, failure), "processed")
+        payment = stripe_event("invoice.paid", paid(invoice_id))
+        accepted(await post_signed(base, payment), "processed")
+        handle = dev_server.client.get_workflow_handle_for(
+            DunningWorkflow.run, f"dunning-{invoice_id}"
+        )
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+    finally:
+        stop(process)
+
+    assert result.outcome is Outcome.RECOVERED
+    assert result.charge_attempts == 0
+    assert "Billing-event receiver on http://127.0.0.1" in log.read_text()
+
+
+async def test_serve_alone_keeps_events_while_temporal_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    env = service_env(tmp_path, f"127.0.0.1:{free_port()}", port)
+    log = tmp_path / "serve.log"
+    process = served(["serve"], env, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        health = await healthy(base, process, log)
+        assert health["temporal"].startswith("unreachable")
+        event = stripe_event("invoice.payment_failed", invoice(new_invoice_id()))
+        refused(await post_signed(base, event), 503, "Temporal is unreachable")
+    finally:
+        stop(process)
+
+    row = CaseStore(env["DATABASE_URL"]).webhook_event("stripe", event["id"])
+    assert row.status == "pending"
+    assert "Traceback" not in log.read_text()

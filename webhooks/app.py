@@ -1,0 +1,319 @@
+"""The receiver's HTTP side: verify, store, act, answer.
+
+    POST /webhooks/stripe   Stripe events, verified with STRIPE_WEBHOOK_SECRET
+    POST /events            provider-neutral events, verified with BILLING_EVENTS_SECRET
+    GET  /healthz           {"ok": true, ...}
+
+Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
+one JSON object; an error is one line, ``{"error": "..."}``, and never a stack trace: 400 for
+the caller's mistakes (signature, JSON, schema), 409 while another delivery of the same event
+is being acted on, 503 while Temporal or the store is unreachable (the event stays pending,
+so the biller's redelivery carries it out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import stripe
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from temporalio.client import Client
+
+from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
+from config.settings import Settings
+from webhooks import billing_events, signing, stripe_events
+from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
+from webhooks.intake import Intake, UnreadableEvent
+
+log = logging.getLogger("dunning.webhooks")
+
+MAX_BODY = 1_000_000  # bytes; Stripe's events are far smaller
+HEALTH_TIMEOUT = 2.0  # seconds to wait for Temporal in /healthz
+
+
+class Problem(Exception):
+    """A request that cannot be accepted: answered with `status` and the one-line `reason`."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = _one_line(reason)
+
+
+def create_app(settings: Settings, client_provider: ClientProvider, store: CaseStore) -> Starlette:
+    """The receiver as an ASGI app. `client_provider` is awaited for each event that needs
+    Temporal, so a cluster that is down only delays events (503) instead of stopping the app."""
+    receiver = Receiver(settings, CaseDesk(settings, client_provider, store), store)
+    return Starlette(
+        routes=[
+            Route("/webhooks/stripe", receiver.stripe_webhook, methods=["POST"]),
+            Route("/events", receiver.billing_event, methods=["POST"]),
+            Route("/healthz", receiver.health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error},
+    )
+
+
+def connect_lazily(settings: Settings) -> ClientProvider:
+    """A client provider that connects on first use and keeps the client; while the cluster
+    is unreachable each call raises, and a later call connects."""
+    client: Client | None = None
+    lock = asyncio.Lock()
+
+    async def provider() -> Client:
+        nonlocal client
+        async with lock:
+            if client is None:
+                from worker import connect  # the worker module knows TLS, API keys, converter
+
+                client = await connect(settings)
+        return client
+
+    return provider
+
+
+async def serve(settings: Settings, client_provider: ClientProvider, store: CaseStore) -> None:
+    """Serve the receiver on RECEIVER_HOST:RECEIVER_PORT until interrupted."""
+    app = create_app(settings, client_provider, store)
+    config = uvicorn.Config(
+        app, host=settings.receiver_host, port=settings.receiver_port, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    where = f"{settings.receiver_host}:{settings.receiver_port}"
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit as err:  # uvicorn exits when it cannot bind
+            raise OSError(
+                f"cannot serve the receiver on {where} (in use? set RECEIVER_PORT)"
+            ) from err
+
+    serving = asyncio.create_task(run())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(
+            f"Billing-event receiver on http://{where} (POST /webhooks/stripe, POST /events)",
+            flush=True,
+        )
+    await serving
+
+
+def _answering(
+    handler: Callable[[Receiver, Request], Awaitable[JSONResponse]],
+) -> Callable[[Receiver, Request], Awaitable[JSONResponse]]:
+    """Answer a `Problem` with its status and reason, and anything unforeseen with a 500
+    whose details go to the log, never to the caller."""
+
+    @functools.wraps(handler)
+    async def answer(self: Receiver, request: Request) -> JSONResponse:
+        try:
+            return await handler(self, request)
+        except Problem as problem:
+            return _error(problem.status, problem.reason)
+        except OperationalError as err:
+            log.warning("store unavailable: %s", _one_line(err))
+            return _error(503, "the store is unavailable; retry later")
+        except Exception:
+            log.exception("unexpected error on %s", request.url.path)
+            return _error(500, "internal error; the receiver's log has the details")
+
+    return answer
+
+
+class Receiver:
+    """The request handlers; one per app."""
+
+    def __init__(self, settings: Settings, desk: CaseDesk, store: CaseStore) -> None:
+        self.settings = settings
+        self.desk = desk
+        self.store = store
+
+    @_answering
+    async def stripe_webhook(self, request: Request) -> JSONResponse:
+        """A Stripe event: verified on the raw body, deduplicated by its id, acted on."""
+        secret = self.settings.stripe_webhook_secret
+        if secret is None:
+            raise Problem(503, "STRIPE_WEBHOOK_SECRET is not set: cannot verify Stripe events")
+        raw = await _body(request)
+        header = request.headers.get("stripe-signature")
+        try:
+            stripe.Webhook.construct_event(
+                raw,
+                header,
+                secret.get_secret_value(),
+                tolerance=self.settings.stripe_webhook_tolerance,
+            )
+        except stripe.SignatureVerificationError as err:
+            if not header:
+                raise Problem(400, "missing Stripe-Signature header") from err
+            reason = str(err.user_message or err).split(". ")[0]
+            raise Problem(400, f"Stripe-Signature rejected: {reason}") from err
+        except Exception as err:  # not UTF-8, not JSON, not an event object
+            raise Problem(400, f"malformed JSON: {_one_line(err)}") from err
+        payload = json.loads(raw)
+        try:
+            event_id, kind, occurred_at = stripe_events.envelope(payload)
+        except ValueError as err:
+            raise Problem(400, f"not a Stripe event: {err}") from err
+        return await self._receive(
+            stripe_events.PROVIDER,
+            event_id,
+            kind,
+            occurred_at,
+            payload,
+            lambda: stripe_events.read_stripe_event(payload),
+        )
+
+    @_answering
+    async def billing_event(self, request: Request) -> JSONResponse:
+        """A provider-neutral event (config/billing-event.schema.json), HMAC-signed."""
+        secret = self.settings.billing_events_secret
+        if secret is None:
+            raise Problem(503, "BILLING_EVENTS_SECRET is not set: cannot verify events")
+        raw = await _body(request)
+        try:
+            signing.verify(
+                raw,
+                request.headers.get("dunning-signature"),
+                secret.get_secret_value(),
+                self.settings.stripe_webhook_tolerance,
+            )
+        except signing.SignatureError as err:
+            raise Problem(400, str(err)) from err
+        try:
+            event = billing_events.parse(raw)
+        except ValueError as err:
+            raise Problem(400, str(err)) from err
+        item = event.root
+        return await self._receive(
+            billing_events.PROVIDER,
+            item.id,
+            item.type,
+            item.created,
+            json.loads(raw),
+            lambda: billing_events.read_neutral_event(event),
+        )
+
+    async def health(self, request: Request) -> JSONResponse:
+        """Up, with what the receiver can reach: Temporal, the store, configured secrets."""
+        try:
+            await asyncio.wait_for(self.desk.client(), HEALTH_TIMEOUT)
+            temporal = "reachable"
+        except TimeoutError:
+            temporal = "unreachable: no answer in time"
+        except TemporalUnavailable as err:
+            temporal = _one_line(err).removeprefix("Temporal is ")
+        try:
+            await run_in_threadpool(self._ping_store)
+            store = "reachable"
+        except Exception as err:
+            store = f"unreachable: {type(err).__name__}"
+        return JSONResponse(
+            {
+                "ok": True,
+                "temporal": temporal,
+                "store": store,
+                "stripe_webhooks": self.settings.stripe_webhook_secret is not None,
+                "billing_events": self.settings.billing_events_secret is not None,
+            }
+        )
+
+    async def _receive(
+        self,
+        provider: str,
+        event_id: str,
+        kind: str,
+        occurred_at: datetime,
+        payload: dict,
+        read: Callable[[], Intake],
+    ) -> JSONResponse:
+        """Store, dedupe and act on one authentic event."""
+        try:
+            intake, unreadable = read(), None
+        except UnreadableEvent as err:
+            intake, unreadable = None, str(err)
+        except Exception as err:  # a payload shape no reader foresaw is still the sender's
+            intake, unreadable = None, f"cannot read the event: {_one_line(err)}"
+        row, claim = await run_in_threadpool(
+            self.store.claim_webhook_event,
+            WebhookEvent(
+                provider=provider,
+                event_id=event_id,
+                type=kind,
+                occurred_at=occurred_at,
+                invoice_id=intake.invoice_id if intake else None,
+                customer_id=intake.customer_id if intake else None,
+                subscription_id=intake.subscription_id if intake else None,
+                payload=payload,
+            ),
+        )
+        if claim is WebhookClaim.DONE:
+            return _accepted(event_id, "duplicate", f"already {row.status}: {row.detail}")
+        if claim is WebhookClaim.BUSY:
+            raise Problem(409, f"event {event_id} is being processed by another delivery")
+        if intake is None:
+            await self._settle(row.id, WebhookEventStatus.FAILED, unreadable)
+            raise Problem(400, unreadable)
+        try:
+            outcome = await self.desk.act(intake)
+        except TemporalUnavailable as err:
+            await self._settle(row.id, WebhookEventStatus.PENDING, str(err))
+            log.warning("%s %s %s: pending, %s", provider, event_id, kind, err)
+            raise Problem(503, f"{err}; the event is kept and a redelivery will apply it") from err
+        except Exception as err:
+            await self._settle(row.id, WebhookEventStatus.FAILED, f"internal error: {err!r}")
+            raise
+        await self._settle(row.id, outcome.status, outcome.detail)
+        log.info("%s %s %s: %s, %s", provider, event_id, kind, outcome.status, outcome.detail)
+        return _accepted(event_id, outcome.status, outcome.detail)
+
+    async def _settle(self, row_id: int, status: WebhookEventStatus, detail: str) -> None:
+        await run_in_threadpool(self.store.settle_webhook_event, row_id, status, detail)
+
+    def _ping_store(self) -> None:
+        with self.store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+
+async def _body(request: Request) -> bytes:
+    """The raw body, exactly as sent (signatures cover these bytes), up to MAX_BODY."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Problem(413, f"body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _accepted(event_id: str, status: str, detail: str) -> JSONResponse:
+    return JSONResponse({"event": event_id, "status": str(status), "detail": detail})
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": _one_line(reason)}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Unknown paths and methods answer in JSON like everything else."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _one_line(err: object) -> str:
+    return " ".join(str(err).split())[:500] or type(err).__name__

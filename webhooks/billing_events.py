@@ -1,0 +1,263 @@
+"""The provider-neutral billing event of POST /events, for billers other than Stripe.
+
+One JSON object per request, signed with `Dunning-Signature` (see `webhooks.signing`):
+
+    {"id": "evt_81", "type": "payment_failed", "created": "2026-11-23T10:00:00Z",
+     "data": {"invoice_id": "inv_81", "customer": {"customer_id": "c_7", "email": "a@b.c"},
+              "amount_due": 4900, "currency": "USD", "decline_code": "insufficient_funds"}}
+
+`id` makes redelivery safe (a repeated id is a duplicate); `created` orders events that
+arrive out of order. The JSON Schema is published at config/billing-event.schema.json:
+
+    python -m webhooks.billing_events > config/billing-event.schema.json
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, ValidationError
+
+from config.settings import CONFIG_DIR
+from starter import BillingEvent
+from webhooks.intake import Intake, OpenCase, TellCases
+from workflows.models import (
+    ID_PATTERN,
+    CancelRequest,
+    DisputeOpened,
+    DisputeResolved,
+    PaymentFailed,
+    PaymentMethodUpdated,
+    PaymentReceived,
+)
+from workflows.policy import DeclineCodes
+
+PROVIDER = "billing"
+SCHEMA_FILE = CONFIG_DIR / "billing-event.schema.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Event(_Strict):
+    id: str = Field(
+        pattern=ID_PATTERN, description="Unique per event; a repeated id is a duplicate."
+    )
+    created: AwareDatetime = Field(
+        description="When it happened at the biller: ISO-8601 with an offset, or unix seconds."
+    )
+    source: str = Field(
+        default="biller",
+        pattern=r"^[a-z0-9_.-]{1,50}$",
+        description="Who sent it (e.g. chargebee); the actor in case timelines.",
+    )
+
+
+class PaymentSucceeded(_Strict):
+    """The invoice was paid at the biller; the full amount recovers its case."""
+
+    invoice_id: str = Field(pattern=ID_PATTERN)
+    amount: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
+    reference: str = Field(default="", max_length=200, description="The biller's payment id.")
+
+
+class InvoiceVoided(_Strict):
+    """The invoice no longer needs paying: its case is cancelled."""
+
+    invoice_id: str = Field(pattern=ID_PATTERN)
+    reason: str = Field(default="invoice voided", min_length=1, max_length=500)
+
+
+class SubscriptionCancelled(_Strict):
+    """The subscription ended: every open case of it is cancelled."""
+
+    subscription_id: str = Field(pattern=ID_PATTERN)
+    reason: str = Field(default="subscription cancelled", min_length=1, max_length=500)
+
+
+class DisputeOpenedData(_Strict):
+    """A chargeback on the invoice: its case stops charging and messaging."""
+
+    invoice_id: str = Field(pattern=ID_PATTERN)
+    reason: str = Field(default="", max_length=400)
+
+
+class DisputeClosedData(_Strict):
+    """The dispute ended: won resumes the case, lost cancels it."""
+
+    invoice_id: str = Field(pattern=ID_PATTERN)
+    won: bool
+
+
+class PaymentMethodChanged(_Strict):
+    """The customer has a new payment method: every open case of theirs charges it soon."""
+
+    customer_id: str = Field(pattern=ID_PATTERN)
+    payment_method: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class PaymentFailedEvent(_Event):
+    """A payment of an invoice failed: open its case (a running case is told instead)."""
+
+    type: Literal["payment_failed"]
+    data: BillingEvent
+
+
+class PaymentSucceededEvent(_Event):
+    """An invoice was paid at the biller."""
+
+    type: Literal["payment_succeeded"]
+    data: PaymentSucceeded
+
+
+class InvoiceVoidedEvent(_Event):
+    """An invoice was voided or written off."""
+
+    type: Literal["invoice_voided"]
+    data: InvoiceVoided
+
+
+class SubscriptionCancelledEvent(_Event):
+    """A subscription was cancelled."""
+
+    type: Literal["subscription_cancelled"]
+    data: SubscriptionCancelled
+
+
+class DisputeOpenedEvent(_Event):
+    """A dispute (chargeback) was opened on the invoice's payment."""
+
+    type: Literal["dispute_opened"]
+    data: DisputeOpenedData
+
+
+class DisputeClosedEvent(_Event):
+    """A dispute was closed."""
+
+    type: Literal["dispute_closed"]
+    data: DisputeClosedData
+
+
+class PaymentMethodUpdatedEvent(_Event):
+    """A customer's payment method changed."""
+
+    type: Literal["payment_method_updated"]
+    data: PaymentMethodChanged
+
+
+class NeutralEvent(
+    RootModel[
+        Annotated[
+            PaymentFailedEvent
+            | PaymentSucceededEvent
+            | InvoiceVoidedEvent
+            | SubscriptionCancelledEvent
+            | DisputeOpenedEvent
+            | DisputeClosedEvent
+            | PaymentMethodUpdatedEvent,
+            Field(discriminator="type"),
+        ]
+    ]
+):
+    """A billing event for dunning from any biller, told apart by `type`."""
+
+
+EVENT_TYPES = [
+    "payment_failed",
+    "payment_succeeded",
+    "invoice_voided",
+    "subscription_cancelled",
+    "dispute_opened",
+    "dispute_closed",
+    "payment_method_updated",
+]
+
+
+def json_schema() -> dict:
+    """The JSON Schema of `NeutralEvent`, as published in config/billing-event.schema.json."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **NeutralEvent.model_json_schema(),
+    }
+
+
+def parse(raw: bytes) -> NeutralEvent:
+    """The event in a request body; `ValueError` naming the wrong field otherwise."""
+    try:
+        return NeutralEvent.model_validate_json(raw)
+    except ValidationError as err:
+        raise ValueError(explain(err)) from err
+
+
+def explain(err: ValidationError) -> str:
+    """``data.amount_due: Input should be greater than 0``: each problem with its field path,
+    without the `type` tag pydantic puts first."""
+    problems = []
+    for problem in err.errors(include_url=False):
+        loc = [str(part) for part in problem["loc"]]
+        if loc and loc[0] in EVENT_TYPES:
+            loc = loc[1:]
+        if problem["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = ["type"]
+        message = problem["msg"]
+        if problem["type"] == "json_invalid":
+            loc, message = [], f"malformed JSON ({problem['ctx'].get('error', 'invalid')})"
+        problems.append(f"{'.'.join(loc)}: {message}" if loc else message)
+    return "; ".join(problems)
+
+
+def read_neutral_event(event: NeutralEvent) -> Intake:
+    """What a neutral event asks of dunning cases."""
+    item = event.root
+    actor = item.source
+    common = {
+        "provider": PROVIDER,
+        "event_id": item.id,
+        "type": item.type,
+        "occurred_at": item.created,
+    }
+    match item:
+        case PaymentFailedEvent(data=failed):
+            failed = failed.model_copy(update={"failed_at": failed.failed_at or item.created})
+            codes = failed.model_dump(include=set(DeclineCodes.model_fields))
+            open_case = OpenCase(event=failed, failure=PaymentFailed(**codes, actor=actor))
+            return Intake(
+                **common,
+                action=open_case,
+                invoice_id=failed.invoice_id,
+                customer_id=failed.customer.customer_id,
+                subscription_id=failed.subscription_id,
+            )
+        case PaymentSucceededEvent(data=paid):
+            payment = PaymentReceived(
+                amount=paid.amount, reference=paid.reference, actor=actor, paid_at_biller=True
+            )
+            tell = TellCases("payment_received", payment, invoice_id=paid.invoice_id)
+            return Intake(**common, action=tell, invoice_id=paid.invoice_id)
+        case InvoiceVoidedEvent(data=voided):
+            cancel = CancelRequest(reason=voided.reason, actor=actor)
+            tell = TellCases("cancel", cancel, invoice_id=voided.invoice_id)
+            return Intake(**common, action=tell, invoice_id=voided.invoice_id)
+        case SubscriptionCancelledEvent(data=ended):
+            cancel = CancelRequest(reason=ended.reason, actor=actor)
+            tell = TellCases("cancel", cancel, subscription_id=ended.subscription_id)
+            return Intake(**common, action=tell, subscription_id=ended.subscription_id)
+        case DisputeOpenedEvent(data=dispute):
+            opened = DisputeOpened(reason=dispute.reason, actor=actor)
+            tell = TellCases("dispute_opened", opened, invoice_id=dispute.invoice_id)
+            return Intake(**common, action=tell, invoice_id=dispute.invoice_id)
+        case DisputeClosedEvent(data=dispute):
+            resolved = DisputeResolved(won=dispute.won, actor=actor)
+            tell = TellCases("dispute_resolved", resolved, invoice_id=dispute.invoice_id)
+            return Intake(**common, action=tell, invoice_id=dispute.invoice_id)
+        case PaymentMethodUpdatedEvent(data=method):
+            update = PaymentMethodUpdated(payment_method=method.payment_method, actor=actor)
+            tell = TellCases("payment_method_updated", update, customer_id=method.customer_id)
+            return Intake(**common, action=tell, customer_id=method.customer_id)
+    raise AssertionError(f"unhandled event type {item.type}")  # every type is matched above
+
+
+if __name__ == "__main__":
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))

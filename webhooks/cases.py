@@ -1,0 +1,181 @@
+"""Carry out what a billing event asks of dunning cases: open one, or signal some.
+
+Temporal trouble is `TemporalUnavailable` (the receiver answers 503 and keeps the event
+pending for the redelivery); a case that has finished or never existed is an `Outcome` of
+IGNORED, never an error: billers send events about invoices dunning never saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.store import CaseStore, CustomerProfile, WebhookEventStatus
+from config.settings import Settings
+from starter import case_run_status, start_case, workflow_id_for
+from webhooks.intake import OPENING_TYPES, SETTLING_TYPES, Ignore, Intake, OpenCase, TellCases
+
+ClientProvider = Callable[[], Awaitable[Client]]
+"""An async callable giving a connected Temporal client; it raises when none can be had."""
+
+# Statuses that mean the cluster could not answer now; a later delivery may succeed.
+_TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.INTERNAL,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+class TemporalUnavailable(RuntimeError):
+    """Temporal could not be reached or could not answer; the event stays pending."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an event: PROCESSED or IGNORED, and a line saying why."""
+
+    status: WebhookEventStatus
+    detail: str
+
+
+class CaseDesk:
+    """Opens and signals dunning cases for billing events; holds the store and a way to
+    reach Temporal. Safe to share between requests."""
+
+    def __init__(self, settings: Settings, client_provider: ClientProvider, store: CaseStore):
+        self.settings = settings
+        self.client_provider = client_provider
+        self.store = store
+
+    async def act(self, intake: Intake) -> Outcome:
+        """Carry out `intake`; raise `TemporalUnavailable` when Temporal is out of reach."""
+        if intake.contacts is not None:
+            await asyncio.to_thread(self._refresh_contacts, intake.contacts)
+        match intake.action:
+            case Ignore(reason=reason):
+                return Outcome(WebhookEventStatus.IGNORED, reason)
+            case OpenCase():
+                return await self._open(intake, intake.action)
+            case TellCases():
+                return await self._tell(intake.action)
+        raise AssertionError(f"unknown action {intake.action!r}")
+
+    async def client(self) -> Client:
+        """The Temporal client, or `TemporalUnavailable`."""
+        try:
+            return await self.client_provider()
+        except Exception as err:
+            raise TemporalUnavailable(f"Temporal is unreachable: {_one_line(err)}") from err
+
+    # Opening -------------------------------------------------------------------------------
+
+    async def _open(self, intake: Intake, action: OpenCase) -> Outcome:
+        event = action.event
+        stored = await asyncio.to_thread(
+            self.store.invoice_events_since, event.invoice_id, SETTLING_TYPES, intake.occurred_at
+        )
+        settled = [
+            row
+            for row in stored
+            if not (row.provider == intake.provider and row.event_id == intake.event_id)
+        ]
+        if settled:
+            # Events arrive out of order: a failure reported after the invoice was settled
+            # must not open a case that would charge the customer again.
+            first = settled[0]
+            return Outcome(
+                WebhookEventStatus.IGNORED,
+                f"invoice {event.invoice_id} was settled by {first.type} {first.event_id} "
+                "at or after this failure: no case opened",
+            )
+        merged = await asyncio.to_thread(self._merged, event.customer)
+        event = event.model_copy(update={"customer": merged})
+        client = await self.client()
+        with _reaching_temporal():
+            started = await start_case(client, self.settings, self.store, event, action.failure)
+        status = WebhookEventStatus.IGNORED if started.finished else WebhookEventStatus.PROCESSED
+        return Outcome(status, started.message)
+
+    def _merged(self, given: CustomerProfile) -> CustomerProfile:
+        """The stored profile with the fields the event gave laid over it."""
+        stored = self.store.get_customer(given.customer_id)
+        if stored is None:
+            return given
+        return stored.model_copy(update=given.model_dump(include=given.model_fields_set))
+
+    def _refresh_contacts(self, contacts: CustomerProfile) -> None:
+        """Newer contact details of a customer dunning knows; others are not stored."""
+        if self.store.get_customer(contacts.customer_id) is not None:
+            self.store.upsert_customer(self._merged(contacts))
+
+    # Signalling ----------------------------------------------------------------------------
+
+    async def _tell(self, action: TellCases) -> Outcome:
+        case_ids = await asyncio.to_thread(self._targets, action)
+        if not case_ids:
+            return Outcome(WebhookEventStatus.IGNORED, f"no case for {action.describe_target()}")
+        client = await self.client()
+        told, ended = [], []
+        with _reaching_temporal():
+            for case_id in case_ids:
+                handle = client.get_workflow_handle(workflow_id_for(case_id))
+                try:
+                    await handle.signal(action.signal, action.payload)
+                except RPCError as err:
+                    # Not found: the case has finished (signals are refused) or never was.
+                    if err.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    if await case_run_status(client, handle.id) is not None:
+                        ended.append(handle.id)
+                    continue
+                told.append(handle.id)
+        if told:
+            detail = f"sent {action.signal} to {', '.join(told)}"
+            return Outcome(WebhookEventStatus.PROCESSED, detail)
+        if ended:
+            detail = f"{', '.join(ended)} already ended: {action.signal} not sent"
+            return Outcome(WebhookEventStatus.IGNORED, detail)
+        return Outcome(WebhookEventStatus.IGNORED, f"no case for {action.describe_target()}")
+
+    def _targets(self, action: TellCases) -> list[str]:
+        if action.invoice_id:
+            return [action.invoice_id]
+        if action.charge_references:
+            return self.store.case_ids_for_charges(list(action.charge_references))
+        if action.subscription_id:
+            return self.store.open_case_ids(
+                subscription_id=action.subscription_id, opened_by=tuple(OPENING_TYPES)
+            )
+        if action.customer_id:
+            return self.store.open_case_ids(
+                customer_id=action.customer_id, opened_by=tuple(OPENING_TYPES)
+            )
+        return []
+
+
+@contextmanager
+def _reaching_temporal() -> Iterator[None]:
+    """Turn trouble reaching the cluster into `TemporalUnavailable`; other errors pass."""
+    try:
+        yield
+    except RPCError as err:
+        if err.status in _TRANSIENT:
+            raise TemporalUnavailable(f"Temporal did not answer: {_one_line(err)}") from err
+        raise
+    except RuntimeError as err:
+        if "connect" in str(err).lower():  # the SDK's "Failed client connect: ..."
+            raise TemporalUnavailable(f"Temporal is unreachable: {_one_line(err)}") from err
+        raise
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300] or type(err).__name__

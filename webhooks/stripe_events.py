@@ -1,0 +1,369 @@
+"""Stripe events, read into what they ask of dunning cases.
+
+Enable exactly `EVENT_TYPES` on the Stripe webhook endpoint. Field names follow current API
+versions (an invoice's subscription under `parent.subscription_details`), with the older
+top-level `subscription` still understood. Pure: no I/O, no Stripe API calls.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+from pydantic import EmailStr, TypeAdapter, ValidationError
+
+from activities.store import CustomerProfile
+from starter import BillingEvent
+from webhooks.intake import Action, Ignore, Intake, OpenCase, TellCases, UnreadableEvent
+from workflows.models import (
+    ID_PATTERN,
+    CancelRequest,
+    DisputeOpened,
+    DisputeResolved,
+    PaymentFailed,
+    PaymentMethodUpdated,
+    PaymentReceived,
+)
+
+PROVIDER = "stripe"
+ACTOR = "stripe"
+
+# A closed dispute the merchant keeps the money on: the case goes on.
+DISPUTE_KEPT = {"won", "warning_closed"}
+
+_EMAIL = TypeAdapter(EmailStr)
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def envelope(payload: Any) -> tuple[str, str, datetime]:
+    """The event's id, type and creation time; ValueError when the payload is no event."""
+    if not isinstance(payload, dict):
+        raise ValueError("the body is not a JSON object")
+    event_id, kind, created = payload.get("id"), payload.get("type"), payload.get("created")
+    if not isinstance(event_id, str) or not re.fullmatch(ID_PATTERN, event_id):
+        raise ValueError("id: not a Stripe event id")
+    if not isinstance(kind, str) or not kind or len(kind) > 100:
+        raise ValueError("type: missing")
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise ValueError("created: not a unix timestamp")
+    return event_id, kind, datetime.fromtimestamp(created, UTC)
+
+
+def read_stripe_event(payload: dict) -> Intake:
+    """What an authentic Stripe event asks; `UnreadableEvent` when its object makes no sense."""
+    event_id, kind, occurred_at = envelope(payload)
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise UnreadableEvent("data.object: missing")
+    previous = data.get("previous_attributes")
+    previous = previous if isinstance(previous, dict) else {}
+    read = _READERS.get(kind)
+    if read is None:
+        return Intake(
+            PROVIDER, event_id, kind, occurred_at, Ignore(f"{kind} is not an event dunning acts on")
+        )
+    fields = read(kind, obj, previous, occurred_at)
+    return Intake(PROVIDER, event_id, kind, occurred_at, **fields)
+
+
+# Invoices ----------------------------------------------------------------------------------
+
+
+def _invoice_failed(kind: str, invoice: dict, previous: dict, occurred_at: datetime) -> dict:
+    ids = _invoice_ids(invoice)
+    customer_id = ids["customer_id"]
+    if customer_id is None:
+        raise UnreadableEvent("data.object.customer: the invoice has no customer")
+    codes = _decline_codes(_payment_error(invoice))
+    if kind == "invoice.payment_action_required" and not codes.get("decline_code"):
+        codes["decline_code"] = "authentication_required"  # the customer must confirm (3DS)
+    customer = invoice.get("customer")
+    locales = invoice.get("customer_preferred_locales")
+    if isinstance(customer, dict):  # expanded
+        locales = locales or customer.get("preferred_locales")
+    contacts = _contacts(
+        customer_id,
+        email=invoice.get("customer_email"),
+        name=invoice.get("customer_name"),
+        phone=invoice.get("customer_phone"),
+        country=_dig(invoice, "customer_address", "country"),
+        locales=locales,
+        payment_method=_id(invoice.get("default_payment_method"), "default_payment_method"),
+    )
+    # What is still owed: amount_due less any partial payment already made.
+    remaining = invoice.get("amount_remaining")
+    amount = remaining if _is_int(remaining) and remaining > 0 else invoice.get("amount_due")
+    try:
+        event = BillingEvent(
+            invoice_id=ids["invoice_id"],
+            subscription_id=ids["subscription_id"],
+            customer=contacts,
+            amount_due=amount,
+            currency=invoice.get("currency"),
+            failed_at=occurred_at,
+            **codes,
+        )
+    except ValidationError as err:
+        raise UnreadableEvent(_explain(err, "data.object")) from err
+    failure = PaymentFailed(**codes, actor=ACTOR)
+    return {"action": OpenCase(event=event, failure=failure), **ids}
+
+
+def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetime) -> dict:
+    ids = _invoice_ids(invoice)
+    paid = invoice.get("amount_paid")
+    if not _is_int(paid) or paid <= 0:
+        action: Action = TellCases(
+            "cancel",
+            CancelRequest(reason=f"{kind}: settled without a payment", actor=ACTOR),
+            invoice_id=ids["invoice_id"],
+        )
+        return {"action": action, **ids}
+    charge = _payment_reference(invoice)
+    reference = f"{ids['invoice_id']}/{charge}" if charge else ids["invoice_id"]
+    payment = PaymentReceived(amount=paid, reference=reference, actor=ACTOR, paid_at_biller=True)
+    return {"action": TellCases("payment_received", payment, invoice_id=ids["invoice_id"]), **ids}
+
+
+def _invoice_closed(kind: str, invoice: dict, previous: dict, occurred_at: datetime) -> dict:
+    ids = _invoice_ids(invoice)
+    cancel = CancelRequest(reason=kind, actor=ACTOR)
+    return {"action": TellCases("cancel", cancel, invoice_id=ids["invoice_id"]), **ids}
+
+
+def _invoice_ids(invoice: dict) -> dict:
+    subscription = _dig(invoice, "parent", "subscription_details", "subscription")
+    return {
+        "invoice_id": _id(invoice.get("id"), "id", required=True),
+        "customer_id": _id(invoice.get("customer"), "customer"),
+        "subscription_id": _id(subscription or invoice.get("subscription"), "subscription"),
+    }
+
+
+def _payment_error(invoice: dict) -> dict:
+    """The invoice's last payment error, wherever this API version and expansion put it."""
+    payments = _dig(invoice, "payments", "data")
+    candidates = [
+        invoice.get("last_payment_error"),
+        _dig(invoice, "payment_intent", "last_payment_error"),
+        *[
+            _dig(payment, "payment", "payment_intent", "last_payment_error")
+            for payment in reversed(payments if isinstance(payments, list) else [])
+        ],
+        invoice.get("last_finalization_error"),
+    ]
+    for error in candidates:
+        if isinstance(error, dict) and (error.get("decline_code") or error.get("code")):
+            return error
+    return {}
+
+
+def _decline_codes(error: dict) -> dict:
+    code, decline = _text(error.get("code"), 100), _text(error.get("decline_code"), 100)
+    if decline is None and code is not None:
+        decline = "generic_decline" if code == "card_declined" else code
+    codes = {
+        "decline_code": decline,
+        "advice_code": _text(error.get("advice_code"), 100),
+        "network_decline_code": _text(error.get("network_decline_code"), 20),
+        "network_advice_code": _text(error.get("network_advice_code"), 20),
+        "card_brand": _text(_dig(error, "payment_method", "card", "brand"), 30),
+    }
+    return {name: value for name, value in codes.items() if value is not None}
+
+
+def _payment_reference(invoice: dict) -> str | None:
+    """The charge or payment intent that paid the invoice, when the payload names one."""
+    charge = _id(invoice.get("charge"), "charge")
+    if charge:
+        return charge
+    payments = _dig(invoice, "payments", "data")
+    for payment in reversed(payments if isinstance(payments, list) else []):
+        details = _dig(payment, "payment")
+        for name in ("payment_intent", "charge"):
+            found = _id(_dig(details, name), f"payments.payment.{name}")
+            if found:
+                return found
+    return None
+
+
+# Subscriptions, disputes, payment methods --------------------------------------------------
+
+
+def _subscription_deleted(kind: str, subscription: dict, previous: dict, at: datetime) -> dict:
+    subscription_id = _id(subscription.get("id"), "id", required=True)
+    cancel = CancelRequest(reason=kind, actor=ACTOR)
+    return {
+        "action": TellCases("cancel", cancel, subscription_id=subscription_id),
+        "subscription_id": subscription_id,
+        "customer_id": _id(subscription.get("customer"), "customer"),
+    }
+
+
+def _dispute(kind: str, dispute: dict, previous: dict, occurred_at: datetime) -> dict:
+    dispute_id = _id(dispute.get("id"), "id", required=True)
+    charge = dispute.get("charge")
+    intent = dispute.get("payment_intent")
+    invoice_id = (
+        _id(dispute.get("invoice"), "invoice")
+        or _id(_dig(charge, "invoice"), "charge.invoice")
+        or _id(_dig(intent, "invoice"), "payment_intent.invoice")
+    )
+    references = tuple(
+        ref for ref in (_id(charge, "charge"), _id(intent, "payment_intent")) if ref is not None
+    )
+    if kind == "charge.dispute.created":
+        reason = _text(dispute.get("reason"), 400) or "dispute opened"
+        signal, payload = (
+            "dispute_opened",
+            DisputeOpened(reason=f"{reason} (Stripe dispute {dispute_id})", actor=ACTOR),
+        )
+    else:
+        signal = "dispute_resolved"
+        payload = DisputeResolved(won=dispute.get("status") in DISPUTE_KEPT, actor=ACTOR)
+    if invoice_id is None and not references:
+        raise UnreadableEvent("data.object: the dispute names no charge or payment intent")
+    tell = TellCases(signal, payload, invoice_id=invoice_id, charge_references=references)
+    return {"action": tell, "invoice_id": invoice_id}
+
+
+def _payment_method(kind: str, method: dict, previous: dict, occurred_at: datetime) -> dict:
+    method_id = _id(method.get("id"), "id", required=True)
+    customer_id = _id(method.get("customer"), "customer")
+    if customer_id is None:
+        return {"action": Ignore(f"{kind}: the payment method belongs to no customer")}
+    update = PaymentMethodUpdated(payment_method=method_id, actor=ACTOR)
+    action = TellCases("payment_method_updated", update, customer_id=customer_id)
+    return {"action": action, "customer_id": customer_id}
+
+
+def _customer_updated(kind: str, customer: dict, previous: dict, occurred_at: datetime) -> dict:
+    customer_id = _id(customer.get("id"), "id", required=True)
+    new = _id(
+        _dig(customer, "invoice_settings", "default_payment_method"),
+        "invoice_settings.default_payment_method",
+    )
+    before = previous.get("invoice_settings")
+    changed = (
+        isinstance(before, dict)
+        and "default_payment_method" in before
+        and new is not None
+        and new != _id(before.get("default_payment_method"), "previous default_payment_method")
+    )
+    contacts = _contacts(
+        customer_id,
+        email=customer.get("email"),
+        name=customer.get("name"),
+        phone=customer.get("phone"),
+        country=_dig(customer, "address", "country"),
+        locales=customer.get("preferred_locales"),
+        payment_method=new if changed else None,
+    )
+    action: Action = Ignore(f"{kind}: the default payment method did not change")
+    if changed:
+        update = PaymentMethodUpdated(payment_method=new, actor=ACTOR)
+        action = TellCases("payment_method_updated", update, customer_id=customer_id)
+    return {"action": action, "customer_id": customer_id, "contacts": contacts}
+
+
+_READERS = {
+    "invoice.payment_failed": _invoice_failed,
+    "invoice.payment_action_required": _invoice_failed,
+    "invoice.paid": _invoice_paid,
+    "invoice.voided": _invoice_closed,
+    "invoice.marked_uncollectible": _invoice_closed,
+    "customer.subscription.deleted": _subscription_deleted,
+    "charge.dispute.created": _dispute,
+    "charge.dispute.closed": _dispute,
+    "payment_method.attached": _payment_method,
+    "payment_method.automatically_updated": _payment_method,
+    "customer.updated": _customer_updated,
+}
+
+EVENT_TYPES = list(_READERS)
+"""Every event type the receiver acts on (enable these on the endpoint); others are stored as
+ignored."""
+
+
+# Helpers -----------------------------------------------------------------------------------
+
+
+def _contacts(
+    customer_id: str,
+    *,
+    email: object,
+    name: object,
+    phone: object,
+    country: object,
+    locales: object,
+    payment_method: str | None = None,
+) -> CustomerProfile:
+    """A profile with only the usable details set: a malformed one is left out (the store
+    keeps what it had), never a reason to drop the event."""
+    given: dict[str, str] = {}
+    if isinstance(email, str):
+        with suppress(ValidationError):
+            given["email"] = str(_EMAIL.validate_python(email.strip()))
+    if isinstance(name, str) and name.strip():
+        given["name"] = name.strip()[:200]
+    if isinstance(phone, str) and (number := _e164(phone, country)):
+        given["phone"] = number
+    if isinstance(locales, list):
+        usable = [loc for loc in locales if isinstance(loc, str) and _LOCALE.match(loc)]
+        if usable:
+            given["locale"] = usable[0]
+    if payment_method:
+        given["payment_method"] = payment_method
+    return CustomerProfile(customer_id=customer_id, **given)
+
+
+def _e164(phone: str, country: object) -> str | None:
+    """A phone number as E.164 (+81312345678), read in the customer's country when it has no
+    +prefix; None when it cannot be a phone number there."""
+    region = country.upper() if isinstance(country, str) and len(country) == 2 else None
+    try:
+        number = phonenumbers.parse(phone, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _id(value: object, where: str, required: bool = False) -> str | None:
+    """The id of an expandable field (an id or an expanded object), checked."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if value is None or value == "":
+        if required:
+            raise UnreadableEvent(f"data.object.{where}: missing")
+        return None
+    if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value):
+        raise UnreadableEvent(f"data.object.{where}: not an id")
+    return value
+
+
+def _dig(value: object, *path: str) -> Any:
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _text(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _explain(err: ValidationError, prefix: str) -> str:
+    """``data.object.amount_due: Input should be greater than 0``, one line per event."""
+    return "; ".join(
+        f"{prefix}.{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in err.errors()
+    )
