@@ -1097,7 +1097,10 @@ async def test_neutral_event_that_is_not_json_is_refused(offline: Receiver) -> N
 
 
 def test_published_schema_is_the_models_schema() -> None:
-    assert json.loads(SCHEMA_FILE.read_text()) == json_schema()
+    assert json.loads(SCHEMA_FILE.read_text()) == json_schema(), (
+        "config/billing-event.schema.json is stale: regenerate it with "
+        "`python -m webhooks.billing_events > config/billing-event.schema.json`"
+    )
     assert set(json_schema()["discriminator"]["mapping"]) == {
         "payment_failed",
         "payment_succeeded",
