@@ -432,7 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--email")
     sub.add_argument("--phone", help="E.164, e.g. +14155550100")
     sub.add_argument("--locale", default="en")
-    sub.add_argument("--time-zone", default="UTC")
+    sub.add_argument("--time-zone", help="IANA zone, e.g. Asia/Tokyo (messages keep its hours)")
     sub.add_argument("--policy")
     sub.add_argument("--policy-version", type=int)
 

@@ -80,7 +80,7 @@ class CustomerProfile(BaseModel):
     email: EmailStr | None = None
     phone: str | None = Check(default=None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
     locale: str = "en"
-    time_zone: str = "UTC"
+    time_zone: str | None = None
     payment_method: str | None = None
 
 
@@ -93,7 +93,7 @@ class Customer(SQLModel, table=True):
     email: str | None = None
     phone: str | None = None
     locale: str = "en"
-    time_zone: str = "UTC"
+    time_zone: str | None = None
     payment_method: str | None = None
     updated_at: datetime = _timestamp(nullable=False)
 
