@@ -16,7 +16,9 @@ from activities.notify import Notifier, OutboundMessage, UndeliverableError
 from activities.notify.contacts import contact_zones
 from activities.notify.links import SelfService
 from activities.notify.outbox import OutboxNotifier
+from activities.notify.sendgrid import SendGridNotifier
 from activities.notify.templates import Templates, message_variables
+from activities.notify.twilio import TwilioNotifier
 from activities.payments import PaymentGateway
 from activities.payments.simulated import SimulatedGateway
 from activities.payments.stripe import StripeGateway
@@ -64,6 +66,11 @@ class DunningActivities:
         store = CaseStore(settings.database_url)
         store.create_schema()
         outbox = OutboxNotifier()
+        notifiers: dict[Channel, Notifier] = {channel: outbox for channel in Channel}
+        if settings.email_provider == "sendgrid":
+            notifiers[Channel.EMAIL] = SendGridNotifier.from_settings(settings)
+        if settings.sms_provider == "twilio":
+            notifiers[Channel.SMS] = TwilioNotifier.from_settings(settings)
         return cls(
             store=store,
             gateway=(
@@ -71,7 +78,7 @@ class DunningActivities:
                 if settings.gateway == "stripe"
                 else SimulatedGateway(store)
             ),
-            notifiers={channel: outbox for channel in Channel},
+            notifiers=notifiers,
             policies=load_policies(settings.policies_dir, settings.declines_file),
             templates=Templates(CONFIG_DIR / "templates"),
             self_service=SelfService(

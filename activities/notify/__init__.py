@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Protocol
 
@@ -32,8 +33,9 @@ class OutboundMessage(BaseModel):
 class Notifier(Protocol):
     """Delivers a message and returns the provider's id for it.
 
-    Raise `UndeliverableError` when this recipient cannot be reached on this channel;
-    anything else is taken as transient and the activity retries."""
+    Raise `UndeliverableError` when this recipient cannot be reached on this channel and
+    `NotifierConfigError` when no retry can help; anything else is taken as transient and the
+    activity retries. No message may name the recipient: it can reach workflow history."""
 
     def send(self, message: OutboundMessage) -> str:
         """Hand the message to the provider."""
@@ -57,3 +59,27 @@ class UndeliverableError(RuntimeError):
     def __init__(self, message: str, reason: UndeliverableReason = UndeliverableReason.INVALID):
         super().__init__(message)
         self.reason = reason
+
+
+class NotifierConfigError(RuntimeError):
+    """The provider refuses us, not the recipient (bad key, unverified sender, malformed
+    request): retrying cannot help, so the activity must not retry it."""
+
+
+class NotifierUnavailable(RuntimeError):
+    """The provider is rate limiting, failing or unreachable: the activity retries."""
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Seven or more digits, maybe with separators: any phone number, however it is written.
+_PHONE = re.compile(r"(?<!\w)\+?\d[\d ().-]{5,}\d(?!\w)")
+
+
+def scrubbed(text: str, recipient: str = "") -> str:
+    """`text` on one line, without `recipient` and without any email address or phone number.
+
+    For provider error messages, which quote the address or number they refused."""
+    text = " ".join(text.split())
+    for contact in filter(None, dict.fromkeys([recipient, recipient.removeprefix("+")])):
+        text = re.sub(re.escape(contact), "<recipient>", text, flags=re.IGNORECASE)
+    return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))[:300]
