@@ -1459,3 +1459,22 @@ def test_outcome_message_at_night_waits_but_the_case_is_recovered(standard: Poli
 def test_contact_hours_must_be_a_window_within_a_day() -> None:
     with pytest.raises(ValidationError, match="end must be after start"):
         ContactHours(start=time(21), end=time(8))
+
+
+def test_the_failure_that_opened_the_case_is_not_recorded_twice(standard: Policy) -> None:
+    state = open_case(standard)
+    before = len(state.timeline)
+
+    state.record_failure(PaymentFailed(decline_code=SOFT, actor="stripe"), FAILED_AT)
+
+    assert len(state.timeline) == before
+
+
+def test_a_charge_approved_after_the_case_ended_does_not_end_it_again(standard: Policy) -> None:
+    state = open_case(standard)
+    state.receive_payment(PaymentReceived(amount=AMOUNT, paid_at_biller=True), at(2))
+    state.record_attempt(1, True, ChargeResult(approved=True), at(2, 9, 1))
+
+    assert [e.kind for e in state.timeline].count("recovered") == 1
+    assert state.timeline[-1].kind == "charge_after_outcome"
+    assert (state.amount_due, state.amount_recovered) == (0, AMOUNT)

@@ -75,8 +75,9 @@ class CaseState(BaseModel):
             amount_due=case.amount_due,
             payment_method=case.payment_method,
         )
-        code = case.failure.decline_code or "unknown"
-        state.note(now, "opened", detail=f"{policy.label}; payment failed: {code}")
+        state.note(
+            now, "opened", detail=f"{policy.label}; payment failed: {_describe(case.failure)}"
+        )
         state._classify(case.failure, now)
         return state
 
@@ -142,6 +143,10 @@ class CaseState(BaseModel):
             self.scheduled_retries_done += 1
         elif self.method_updated_at == method_updated_at:
             self.method_updated_at = None
+        if result.approved and self.finished:
+            # The case ended while the charge ran (paid on the invoice page): keep the facts.
+            self.note(now, "charge_after_outcome", detail=f"attempt {attempt} approved")
+            return
         if result.approved:
             self.amount_recovered += self.amount_due
             self.amount_due = 0
@@ -198,6 +203,11 @@ class CaseState(BaseModel):
         """Another failed payment reported by the biller: a hard one stops the retries."""
         if self._ignored_when_finished("payment_failed", failure.actor, now):
             return
+        codes = set(DeclineCodes.model_fields)
+        if not self.attempts and failure.model_dump(include=codes) == self.case.failure.model_dump(
+            include=codes
+        ):
+            return  # the failure that opened the case, delivered with its start
         self.note(now, "payment_failed", failure.actor, _describe(failure))
         self._classify(failure, now)
 
@@ -330,4 +340,4 @@ def _describe(codes: DeclineCodes) -> str:
     brand = f"{codes.card_brand} " if codes.card_brand else ""
     suffix = f" ({brand}{network})" if network else ""
     advice = f", advice {codes.advice_code}" if codes.advice_code else ""
-    return f"{codes.decline_code or 'declined'}{advice}{suffix}"
+    return f"{codes.decline_code or 'unknown'}{advice}{suffix}"

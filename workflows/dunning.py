@@ -50,7 +50,11 @@ CHARGE_RETRY = RetryPolicy(
     maximum_attempts=20,
     non_retryable_error_types=["GatewayConfigError", "IdempotencyConflict"],
 )
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=10)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_attempts=10,
+    non_retryable_error_types=["NotifierConfigError"],
+)
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
