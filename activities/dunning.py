@@ -7,12 +7,11 @@ and run in the worker's thread pool; all are idempotent.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from temporalio import activity
 
-from activities.notify import Notifier, OutboundMessage, UndeliverableError
+from activities.notify import Notifier, OutboundMessage, UndeliverableError, scrubbed
 from activities.notify.contacts import contact_zones
 from activities.notify.links import SelfService
 from activities.notify.outbox import OutboxNotifier
@@ -38,7 +37,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import Channel, Policy
+from workflows.policy import Channel, Policy, Tone
 
 
 class DunningActivities:
@@ -52,6 +51,7 @@ class DunningActivities:
         policies: list[Policy],
         templates: Templates,
         self_service: SelfService,
+        messages_per_week: int = 4,
     ) -> None:
         self.store = store
         self.gateway = gateway
@@ -59,6 +59,7 @@ class DunningActivities:
         self.policies = policies
         self.templates = templates
         self.self_service = self_service
+        self.messages_per_week = messages_per_week
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DunningActivities:
@@ -86,6 +87,7 @@ class DunningActivities:
                 secret=settings.self_service_secret.get_secret_value(),
                 valid_for=timedelta(days=settings.self_service_valid_days),
             ),
+            messages_per_week=settings.messages_per_week,
         )
 
     def all(self) -> list:
@@ -132,11 +134,30 @@ class DunningActivities:
 
     @activity.defn
     def notify(self, request: NotifyRequest) -> NotifyResult:
-        """Send one step on each channel, at most once per (case, step, channel)."""
+        """Send one step, at most once per (case, step, channel).
+
+        Suppressed contacts (STOP, unsubscribed, bounced, invalid) are skipped; when none of
+        the step's channels reaches the customer, the other channels they can receive are
+        tried. A reminder yields to the weekly cap on messages per customer, across all
+        their cases; a final notice or an outcome message never does."""
         customer = self.store.get_customer(request.customer_id)
-        return NotifyResult(
-            deliveries=[self._deliver(request, customer, channel) for channel in request.channels]
-        )
+        if request.tone in YIELDING_TONES and self._over_weekly_cap(request.customer_id):
+            detail = f"frequency cap: {self.messages_per_week} messages in 7 days"
+            return NotifyResult(
+                deliveries=[
+                    Delivery(channel=c, status=DeliveryStatus.SKIPPED, detail=detail)
+                    for c in request.channels
+                ]
+            )
+        deliveries = [self._deliver(request, customer, channel) for channel in request.channels]
+        if not any(d.status is DeliveryStatus.SENT for d in deliveries):
+            for channel in FALLBACK_ORDER:
+                if channel not in request.channels:
+                    delivery = self._deliver(request, customer, channel)
+                    deliveries.append(delivery)
+                    if delivery.status is DeliveryStatus.SENT:
+                        break
+        return NotifyResult(deliveries=deliveries)
 
     @activity.defn
     def record(self, record: CaseRecord) -> None:
@@ -149,6 +170,15 @@ class DunningActivities:
         recipient = _recipient(customer, channel)
         if recipient is None:
             return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail="no contact")
+        sent_before = self.store.message(request.case_id, request.step, channel.value)
+        if sent_before is not None and sent_before.status in FINAL_STATUSES:
+            return Delivery(
+                channel=channel, status=DeliveryStatus(sent_before.status), detail="recorded"
+            )
+        suppression = self.store.suppression(channel.value, recipient)
+        if suppression is not None:
+            detail = f"suppressed: {suppression.reason} ({suppression.source})"
+            return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail=detail)
         language = self.templates.language_for(customer.locale)
         variables = message_variables(
             name=customer.name,
@@ -175,7 +205,7 @@ class DunningActivities:
                 body=rendered.text,
             )
         )
-        if row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+        if row.status in FINAL_STATUSES:
             return Delivery(channel=channel, status=DeliveryStatus(row.status), detail="recorded")
         key = f"{request.case_id}:{request.step}:{channel.value}"
         message = OutboundMessage(
@@ -193,11 +223,25 @@ class DunningActivities:
         try:
             provider_id = self.notifiers[channel].send(message)
         except UndeliverableError as err:
+            # This contact cannot take messages on this channel: never try it again.
             self.store.mark_message(row.id, DeliveryStatus.FAILED)
-            detail = _scrub(str(err), customer)  # Twilio's errors quote the number
+            self.store.suppress(channel.value, recipient, err.reason, source="provider")
+            detail = f"{scrubbed(str(err), recipient)} ({err.reason})"
             return Delivery(channel=channel, status=DeliveryStatus.FAILED, detail=detail)
         self.store.mark_message(row.id, DeliveryStatus.SENT, provider_id)
         return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=provider_id)
+
+    def _over_weekly_cap(self, customer_id: str) -> bool:
+        since = utcnow() - timedelta(days=7)
+        return self.store.messages_to_customer_since(customer_id, since) >= self.messages_per_week
+
+
+# A message row in one of these states was settled by an earlier try of the activity.
+FINAL_STATUSES = {DeliveryStatus.SENT, DeliveryStatus.FAILED}
+# Reminders give way to the weekly cap; the final notice and outcome messages never do.
+YIELDING_TONES = {Tone.GENTLE, Tone.FIRM}
+# Where a step goes when none of its own channels reaches the customer.
+FALLBACK_ORDER = [Channel.EMAIL, Channel.SMS, Channel.IN_APP]
 
 
 def _recipient(customer: CustomerProfile | None, channel: Channel) -> str | None:
@@ -210,11 +254,3 @@ def _recipient(customer: CustomerProfile | None, channel: Channel) -> str | None
             return customer.phone
         case Channel.IN_APP:
             return customer.customer_id
-
-
-def _scrub(text: str, customer: CustomerProfile) -> str:
-    """A provider's words with the customer's email and phone cut out, for workflow history."""
-    contacts = [customer.email, customer.phone, (customer.phone or "").removeprefix("+")]
-    for contact in filter(None, contacts):
-        text = re.sub(re.escape(contact), "<recipient>", text, flags=re.IGNORECASE)
-    return text

@@ -149,9 +149,32 @@ class Message(SQLModel, table=True):
     subject: str = ""
     body: str
     status: str = "pending"
-    provider_id: str | None = None
+    provider_id: str | None = Field(default=None, index=True)
+    delivery: str | None = Field(
+        default=None, description="What the provider reported later: delivered, bounced, ..."
+    )
+    delivery_at: datetime | None = _timestamp(nullable=True)
     created_at: datetime = _timestamp(nullable=False)
     sent_at: datetime | None = _timestamp(nullable=True)
+
+
+class Suppression(SQLModel, table=True):
+    """A contact that must not be messaged on a channel: opted out, unsubscribed, bounced,
+    invalid. One table fed by Twilio STOP, SendGrid events, provider errors and support."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("channel", "contact"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    contact: str = Field(description="Email (lower case), E.164 number, or customer id.")
+    reason: str
+    source: str
+    created_at: datetime = _timestamp(nullable=False)
+
+
+def contact_key(contact: str) -> str:
+    """How a contact is keyed in the suppression table: email addresses in lower case."""
+    return contact.strip().lower() if "@" in contact else contact.strip()
 
 
 class CaseEvent(SQLModel, table=True):
@@ -358,7 +381,7 @@ class CaseStore:
     def claim_message(self, message: Message) -> Message:
         """The row for (case, step, channel): the stored one if any, else `message`, stored."""
         with self.session() as session:
-            existing = self._find_message(session, message)
+            existing = self._find_message(session, message.case_id, message.step, message.channel)
             if existing is not None:
                 return existing
             message.created_at = utcnow()
@@ -367,7 +390,7 @@ class CaseStore:
                 session.commit()
             except IntegrityError:
                 session.rollback()
-                return self._find_message(session, message)
+                return self._find_message(session, message.case_id, message.step, message.channel)
             session.refresh(message)
             return message
 
@@ -389,14 +412,79 @@ class CaseStore:
                 session.exec(select(Message).where(Message.case_id == case_id).order_by(Message.id))
             )
 
+    def message(self, case_id: str, step: str, channel: str) -> Message | None:
+        """The message row of (case, step, channel), if one was written."""
+        with self.session() as session:
+            return self._find_message(session, case_id, step, channel)
+
+    def record_delivery(self, provider_id: str, delivery: str) -> bool:
+        """Note what the provider later said of a message (delivered, bounced, ...); False
+        when no message has that provider id."""
+        with self.session() as session:
+            row = session.exec(select(Message).where(Message.provider_id == provider_id)).first()
+            if row is None:
+                return False
+            row.delivery = delivery
+            row.delivery_at = utcnow()
+            session.add(row)
+            session.commit()
+            return True
+
+    def messages_to_customer_since(self, customer_id: str, since: datetime) -> int:
+        """Messages that went out to a customer since `since`, across all their cases."""
+        with self.session() as session:
+            rows = session.exec(
+                select(Message.id).where(
+                    Message.customer_id == customer_id,
+                    Message.status == "sent",
+                    Message.sent_at >= since,
+                )
+            )
+            return len(list(rows))
+
     @staticmethod
-    def _find_message(session: Session, message: Message) -> Message | None:
+    def _find_message(session: Session, case_id: str, step: str, channel: str) -> Message | None:
         return session.exec(
             select(Message).where(
-                Message.case_id == message.case_id,
-                Message.step == message.step,
-                Message.channel == message.channel,
+                Message.case_id == case_id, Message.step == step, Message.channel == channel
             )
+        ).first()
+
+    # Suppressions --------------------------------------------------------------------------
+
+    def suppress(self, channel: str, contact: str, reason: str, source: str) -> None:
+        """Stop messages to `contact` on `channel` (idempotent; the latest reason is kept)."""
+        key = contact_key(contact)
+        with self.session() as session:
+            row = self._find_suppression(session, channel, key) or Suppression(
+                channel=channel, contact=key, reason=reason, source=source
+            )
+            row.reason, row.source, row.created_at = reason, source, utcnow()
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # suppressed concurrently: the contact is suppressed
+
+    def lift_suppression(self, channel: str, contact: str) -> bool:
+        """Allow messages again (START, opt-in); False when nothing was suppressed."""
+        with self.session() as session:
+            row = self._find_suppression(session, channel, contact_key(contact))
+            if row is None:
+                return False
+            session.delete(row)
+            session.commit()
+            return True
+
+    def suppression(self, channel: str, contact: str) -> Suppression | None:
+        """Why `contact` may not be messaged on `channel`, or None."""
+        with self.session() as session:
+            return self._find_suppression(session, channel, contact_key(contact))
+
+    @staticmethod
+    def _find_suppression(session: Session, channel: str, key: str) -> Suppression | None:
+        return session.exec(
+            select(Suppression).where(Suppression.channel == channel, Suppression.contact == key)
         ).first()
 
     # Simulated gateway ---------------------------------------------------------------------

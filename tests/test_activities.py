@@ -23,6 +23,7 @@ from workflows.models import (
     CaseRecord,
     CaseStatus,
     ChargeRequest,
+    Delivery,
     DeliveryStatus,
     NotifyRequest,
     PolicyRef,
@@ -319,8 +320,11 @@ def test_an_undeliverable_channel_fails_and_the_others_still_send(activities, se
     assert [(d.channel, d.status) for d in again.deliveries] == statuses
     assert [m.channel for m in sent.sent] == [Channel.EMAIL, Channel.IN_APP]
     assert result.deliveries[1].detail == (
-        "21610: Attempt to send to unsubscribed recipient <recipient>"
+        "21610: Attempt to send to unsubscribed recipient <recipient> (invalid)"
     )
+    # The number is suppressed for SMS: no later step tries it again.
+    suppression = activities.store.suppression("sms", PHONE)
+    assert (suppression.reason, suppression.source) == ("invalid", "provider")
     rows = {r.channel: r for r in activities.store.messages("case-1")}
     assert (rows["sms"].status, rows["sms"].provider_id, rows["sms"].sent_at) == (
         "failed",
@@ -386,3 +390,88 @@ def test_an_unknown_locale_falls_back_to_the_default_language(activities, sent):
     activities.notify(_notify([Channel.IN_APP], amount_due=4900, currency="USD"))
 
     assert "$49.00" in sent.sent[0].body
+
+
+# Suppressions, the weekly cap, fallback and contact facts --------------------------------------
+
+
+def test_a_suppressed_contact_is_skipped_and_the_others_still_send(activities, sent):
+    activities.store.upsert_customer(_customer())
+    activities.store.suppress("sms", PHONE, "opted_out", source="twilio")
+
+    result = activities.notify(_notify())
+
+    assert [(d.channel, d.status) for d in result.deliveries] == [
+        (Channel.EMAIL, DeliveryStatus.SENT),
+        (Channel.SMS, DeliveryStatus.SKIPPED),
+        (Channel.IN_APP, DeliveryStatus.SENT),
+    ]
+    assert result.deliveries[1].detail == "suppressed: opted_out (twilio)"
+    assert [m.channel for m in sent.sent] == [Channel.EMAIL, Channel.IN_APP]
+
+
+def test_an_email_suppression_matches_whatever_the_case_of_the_address(activities, sent):
+    activities.store.upsert_customer(_customer())
+    activities.store.suppress("email", EMAIL.upper(), "unsubscribed", source="sendgrid")
+
+    result = activities.notify(_notify([Channel.EMAIL, Channel.SMS]))
+
+    assert [d.status for d in result.deliveries] == [DeliveryStatus.SKIPPED, DeliveryStatus.SENT]
+
+
+def test_when_no_channel_of_the_step_reaches_the_customer_another_is_tried(activities, sent):
+    activities.store.upsert_customer(_customer())
+    activities.store.suppress("email", EMAIL, "bounced", source="sendgrid")
+
+    result = activities.notify(_notify([Channel.EMAIL]))
+
+    assert [(d.channel, d.status) for d in result.deliveries] == [
+        (Channel.EMAIL, DeliveryStatus.SKIPPED),
+        (Channel.SMS, DeliveryStatus.SENT),
+    ]
+    assert [m.channel for m in sent.sent] == [Channel.SMS]
+
+
+def test_reminders_yield_to_the_weekly_cap_across_cases_but_the_final_notice_does_not(
+    activities, sent
+):
+    activities.store.upsert_customer(_customer())
+    activities.messages_per_week = 2
+    activities.notify(_notify([Channel.EMAIL], case_id="case-1", step="reminder-1"))
+    activities.notify(_notify([Channel.EMAIL], case_id="case-2", step="reminder-1"))
+
+    capped = activities.notify(
+        _notify([Channel.EMAIL], case_id="case-2", step="reminder-2", tone="firm")
+    )
+    final = activities.notify(
+        _notify([Channel.EMAIL], case_id="case-2", step="reminder-3", tone="final")
+    )
+
+    assert capped.deliveries == [
+        Delivery(
+            channel=Channel.EMAIL,
+            status=DeliveryStatus.SKIPPED,
+            detail="frequency cap: 2 messages in 7 days",
+        )
+    ]
+    assert final.deliveries[0].status is DeliveryStatus.SENT
+    assert len(sent.sent) == 3
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "phone", "zones"),
+    [
+        ("Asia/Tokyo", "+14155550100", ["Asia/Tokyo"]),  # the customer's own zone wins
+        (None, "+14155550100", ["America/Los_Angeles"]),  # else their number's area code
+        (None, "+819012345678", ["Asia/Tokyo"]),
+        (None, "+18005550100", []),  # toll-free: could be anywhere
+        (None, None, []),
+    ],
+)
+def test_contact_facts_name_zones_and_never_the_number(activities, time_zone, phone, zones):
+    activities.store.upsert_customer(_customer(time_zone=time_zone, phone=phone))
+
+    facts = activities.contact_facts("cus_1")
+
+    assert facts.time_zones == zones
+    assert "4155550100" not in facts.model_dump_json()
