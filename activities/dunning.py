@@ -7,11 +7,18 @@ and run in the worker's thread pool; all are idempotent.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import activity
 
-from activities.notify import Notifier, OutboundMessage, UndeliverableError, scrubbed
+from activities.notify import (
+    Notifier,
+    NotifierConfigError,
+    NotifierUnavailable,
+    OutboundMessage,
+    UndeliverableError,
+    scrubbed,
+)
 from activities.notify.contacts import contact_zones
 from activities.notify.links import SelfService
 from activities.notify.outbox import OutboxNotifier
@@ -141,7 +148,8 @@ class DunningActivities:
         tried. A reminder yields to the weekly cap on messages per customer, across all
         their cases; a final notice or an outcome message never does."""
         customer = self.store.get_customer(request.customer_id)
-        if request.tone in YIELDING_TONES and self._over_weekly_cap(request.customer_id):
+        at = request.at or utcnow()
+        if request.tone in YIELDING_TONES and self._over_weekly_cap(request.customer_id, at):
             detail = f"frequency cap: {self.messages_per_week} messages in 7 days"
             return NotifyResult(
                 deliveries=[
@@ -170,11 +178,14 @@ class DunningActivities:
         recipient = _recipient(customer, channel)
         if recipient is None:
             return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail="no contact")
-        sent_before = self.store.message(request.case_id, request.step, channel.value)
-        if sent_before is not None and sent_before.status in FINAL_STATUSES:
-            return Delivery(
-                channel=channel, status=DeliveryStatus(sent_before.status), detail="recorded"
-            )
+        earlier = self.store.message(request.case_id, request.step, channel.value)
+        if earlier is not None and earlier.status in SETTLED:
+            return Delivery(channel=channel, status=SETTLED[earlier.status], detail="recorded")
+        if earlier is not None and earlier.status == PENDING:
+            # An earlier try handed it to the provider and died before hearing back: it may
+            # have gone out. At most once: it is not sent again.
+            self.store.mark_message(earlier.id, UNCONFIRMED)
+            return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=UNCONFIRMED)
         suppression = self.store.suppression(channel.value, recipient)
         if suppression is not None:
             detail = f"suppressed: {suppression.reason} ({suppression.source})"
@@ -203,10 +214,11 @@ class DunningActivities:
                 recipient=recipient,
                 subject=rendered.subject,
                 body=rendered.text,
+                step_at=request.at or utcnow(),
             )
         )
-        if row.status in FINAL_STATUSES:
-            return Delivery(channel=channel, status=DeliveryStatus(row.status), detail="recorded")
+        if row.status in SETTLED:
+            return Delivery(channel=channel, status=SETTLED[row.status], detail="recorded")
         key = f"{request.case_id}:{request.step}:{channel.value}"
         message = OutboundMessage(
             key=key,
@@ -222,6 +234,9 @@ class DunningActivities:
         )
         try:
             provider_id = self.notifiers[channel].send(message)
+        except (NotifierUnavailable, NotifierConfigError):
+            self.store.mark_message(row.id, REFUSED)  # the provider said no: a retry may send
+            raise
         except UndeliverableError as err:
             # This contact cannot take messages on this channel: never try it again.
             self.store.mark_message(row.id, DeliveryStatus.FAILED)
@@ -231,13 +246,22 @@ class DunningActivities:
         self.store.mark_message(row.id, DeliveryStatus.SENT, provider_id)
         return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=provider_id)
 
-    def _over_weekly_cap(self, customer_id: str) -> bool:
-        since = utcnow() - timedelta(days=7)
-        return self.store.messages_to_customer_since(customer_id, since) >= self.messages_per_week
+    def _over_weekly_cap(self, customer_id: str, at: datetime) -> bool:
+        since = at - timedelta(days=7)
+        sent = self.store.messages_to_customer_since(customer_id, since, CAPPED_CHANNELS)
+        return sent >= self.messages_per_week
 
 
-# A message row in one of these states was settled by an earlier try of the activity.
-FINAL_STATUSES = {DeliveryStatus.SENT, DeliveryStatus.FAILED}
+# Message rows: written PENDING before the provider call, settled after it. A row left
+# PENDING means a try died mid-call; one REFUSED means the provider said "not now".
+PENDING, REFUSED, UNCONFIRMED = "pending", "refused", "unconfirmed"
+SETTLED = {
+    "sent": DeliveryStatus.SENT,
+    "failed": DeliveryStatus.FAILED,
+    UNCONFIRMED: DeliveryStatus.SENT,
+}
+# The cap counts what interrupts people: email and text messages, not in-app banners.
+CAPPED_CHANNELS = [Channel.EMAIL.value, Channel.SMS.value]
 # Reminders give way to the weekly cap; the final notice and outcome messages never do.
 YIELDING_TONES = {Tone.GENTLE, Tone.FIRM}
 # Where a step goes when none of its own channels reaches the customer.

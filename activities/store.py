@@ -154,6 +154,7 @@ class Message(SQLModel, table=True):
         default=None, description="What the provider reported later: delivered, bounced, ..."
     )
     delivery_at: datetime | None = _timestamp(nullable=True)
+    step_at: datetime | None = _timestamp(nullable=True)
     created_at: datetime = _timestamp(nullable=False)
     sent_at: datetime | None = _timestamp(nullable=True)
 
@@ -430,14 +431,18 @@ class CaseStore:
             session.commit()
             return True
 
-    def messages_to_customer_since(self, customer_id: str, since: datetime) -> int:
-        """Messages that went out to a customer since `since`, across all their cases."""
+    def messages_to_customer_since(
+        self, customer_id: str, since: datetime, channels: list[str]
+    ) -> int:
+        """Messages on `channels` that went out to a customer since `since` (by the cases'
+        clock: `step_at`), across all their cases."""
         with self.session() as session:
             rows = session.exec(
                 select(Message.id).where(
                     Message.customer_id == customer_id,
+                    Message.channel.in_(channels),
                     Message.status == "sent",
-                    Message.sent_at >= since,
+                    Message.step_at >= since,
                 )
             )
             return len(list(rows))

@@ -157,6 +157,7 @@ class DunningWorkflow:
             amount_due=state.amount_due,
             currency=state.case.currency,
             deadline=step.deadline,
+            at=workflow.now(),
         )
         try:
             result = await workflow.execute_activity(

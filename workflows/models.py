@@ -192,6 +192,9 @@ class NotifyRequest(_Model):
     amount_due: int
     currency: str
     deadline: datetime | None = None
+    at: AwareDatetime | None = Field(
+        default=None, description="The case's clock when the step was taken (weekly cap)."
+    )
 
 
 class DeliveryStatus(StrEnum):
