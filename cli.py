@@ -12,10 +12,12 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import EmailStr, TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -26,7 +28,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.store import CaseStore
+from activities.store import CaseStore, Message
 from config.errors import explain
 from config.policies import PolicyError
 from config.settings import Settings
@@ -203,13 +205,39 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(result.model_dump_json(indent=2))
         else:
             print(f"{handle.id}  {result.outcome}: {result.reason}")
+            _print_stored_messages(_stored_messages(settings, result.case_id))
             _print_timeline(result.timeline)
         return 0
     view = await handle.query(DunningWorkflow.status)
     if args.json:
         print(view.model_dump_json(indent=2))
     else:
-        _print_view(handle.id, view)
+        _print_view(handle.id, view, _stored_messages(settings, view.case_id))
+    return 0
+
+
+def cmd_opt_out(args: argparse.Namespace, settings: Settings) -> int:
+    channel, contact = _contact(args.contact, args.channel)
+    source = f"support:{args.actor}"
+    with _store_errors(settings):
+        _store(settings).suppress(channel, contact, OPTED_OUT, source)
+    print(f"opted out {contact}: no dunning {_CHANNEL_NAMES[channel]} to it ({source})")
+    return 0
+
+
+def cmd_opt_in(args: argparse.Namespace, settings: Settings) -> int:
+    channel, contact = _contact(args.contact, args.channel)
+    with _store_errors(settings):
+        store = _store(settings)
+        earlier = store.suppression(channel, contact)
+        lifted = earlier is not None and store.lift_suppression(channel, contact)
+    if not lifted:
+        print(f"{contact} was not opted out of {_CHANNEL_NAMES[channel]}: nothing to lift")
+        return 0
+    print(
+        f"opted in {contact}: dunning {_CHANNEL_NAMES[channel]} allowed again "
+        f"(lifted {earlier.reason} from {earlier.source}, by support:{args.actor})"
+    )
     return 0
 
 
@@ -249,6 +277,48 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # Helpers -----------------------------------------------------------------------------------
+
+OPTED_OUT = "opted_out"
+_CHANNEL_NAMES = {"email": "email", "sms": "SMS"}
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_EMAIL = TypeAdapter(EmailStr)
+
+
+def _contact(text: str, channel: str | None) -> tuple[str, str]:
+    """The channel and the contact as the suppression table keys it: an email address, or a
+    phone number in E.164 (spaces, dashes, dots and brackets dropped)."""
+    text = text.strip()
+    channel = channel or ("email" if "@" in text else "sms")
+    if channel == "email":
+        try:
+            return channel, _EMAIL.validate_python(text)
+        except ValidationError as err:
+            reason = err.errors()[0]["msg"].removeprefix("value is not a valid email address: ")
+            raise UserError(f"{text!r} is not an email address ({reason})") from err
+    number = re.sub(r"[\s().-]", "", text)
+    if not _E164.fullmatch(number):
+        raise UserError(f"{text!r} is not a phone number in E.164 form, like +14155550100")
+    return channel, number
+
+
+@contextmanager
+def _store_errors(settings: Settings) -> Iterator[None]:
+    """The store's errors as one line (not its message: it quotes the statement's values)."""
+    try:
+        yield
+    except SQLAlchemyError as err:
+        where = settings.database_url.partition("://")[0] or "?"
+        raise UserError(
+            f"cannot use the store ({where}: {type(err).__name__}); check DATABASE_URL"
+        ) from err
+
+
+def _stored_messages(settings: Settings, case_id: str) -> list[Message] | None:
+    """The case's message rows, with what providers reported; None when the store is down."""
+    try:
+        return _store(settings).messages(case_id)
+    except SQLAlchemyError:
+        return None
 
 
 async def _client(settings: Settings) -> Client:
@@ -360,7 +430,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _print_view(workflow_id: str, view: CaseView) -> None:
+def _print_view(workflow_id: str, view: CaseView, stored: list[Message] | None = None) -> None:
     due = format_money(view.amount_due, view.currency)
     print(f"{workflow_id}  {view.status}  {due} due  ({view.policy})")
     print(f"customer {view.customer_id}, invoice {view.invoice_id}")
@@ -373,10 +443,35 @@ def _print_view(workflow_id: str, view: CaseView) -> None:
     for attempt in view.attempts:
         answer = "approved" if attempt.approved else f"declined {attempt.decline_code}"
         print(f"  charge {attempt.attempt}  {_when(attempt.at)}  {answer}")
+    reported = {(row.step, row.channel): row.delivery for row in stored or []}
     for message in view.messages:
-        channels = ", ".join(f"{d.channel} {d.status}" for d in message.deliveries)
+        channels = ", ".join(
+            f"{d.channel} {d.status}{_reported(reported.get((message.step, d.channel)))}"
+            for d in message.deliveries
+        )
         print(f"  message {message.step}  {_when(message.at)}  {message.template}: {channels}")
+    if stored is None:
+        print("  (deliveries unknown: the store is unreachable)")
     _print_timeline(view.timeline)
+
+
+def _print_stored_messages(stored: list[Message] | None) -> None:
+    """A finished case's messages from the store, one line per step, with deliveries."""
+    if stored is None:
+        print("  (messages unknown: the store is unreachable)")
+        return
+    steps: dict[str, list[Message]] = {}
+    for row in stored:
+        steps.setdefault(row.step, []).append(row)
+    for step, rows in steps.items():
+        at = _when(rows[0].sent_at or rows[0].created_at)
+        channels = ", ".join(f"{r.channel} {r.status}{_reported(r.delivery)}" for r in rows)
+        print(f"  message {step}  {at}  {rows[0].template}: {channels}")
+
+
+def _reported(delivery: str | None) -> str:
+    """What the provider said later, after the workflow's own view: `` (delivered)``."""
+    return f" ({delivery})" if delivery else ""
 
 
 def _print_timeline(timeline) -> None:
@@ -460,6 +555,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("status", cmd_status, "show a case: state, next step, attempts, messages")
     sub.add_argument("case", help="invoice id or workflow id")
     sub.add_argument("--json", action="store_true")
+
+    for name, run, help in (
+        ("opt-out", cmd_opt_out, "stop dunning messages to an email address or phone number"),
+        ("opt-in", cmd_opt_in, "allow dunning messages to an opted-out address or number again"),
+    ):
+        sub = command(name, run, help)
+        sub.add_argument("contact", help="email address, or phone number in E.164 (+14155550100)")
+        sub.add_argument(
+            "--channel", choices=["email", "sms"], help="default: email for an address, else sms"
+        )
+        sub.add_argument("--actor", default=actor, help="who does this (default: $USER)")
 
     sub = command("list", cmd_list, "list cases by status, customer or policy")
     sub.add_argument("--status", choices=[s.value for s in CaseStatus])

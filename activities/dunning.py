@@ -20,6 +20,7 @@ from activities.notify import (
     scrubbed,
 )
 from activities.notify.contacts import contact_zones
+from activities.notify.in_app import InAppNotifier
 from activities.notify.links import SelfService
 from activities.notify.outbox import OutboxNotifier
 from activities.notify.sendgrid import SendGridNotifier
@@ -79,6 +80,8 @@ class DunningActivities:
             notifiers[Channel.EMAIL] = SendGridNotifier.from_settings(settings)
         if settings.sms_provider == "twilio":
             notifiers[Channel.SMS] = TwilioNotifier.from_settings(settings)
+        if settings.in_app_webhook_url:
+            notifiers[Channel.IN_APP] = InAppNotifier.from_settings(settings)
         return cls(
             store=store,
             gateway=(

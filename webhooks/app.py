@@ -1,14 +1,18 @@
 """The receiver's HTTP side: verify, store, act, answer.
 
-    POST /webhooks/stripe   Stripe events, verified with STRIPE_WEBHOOK_SECRET
-    POST /events            provider-neutral events, verified with BILLING_EVENTS_SECRET
-    GET  /healthz           {"ok": true, ...}
+    POST /webhooks/stripe          Stripe events, verified with STRIPE_WEBHOOK_SECRET
+    POST /events                   provider-neutral events, verified with BILLING_EVENTS_SECRET
+    POST /webhooks/twilio          inbound SMS (STOP, START), verified with TWILIO_AUTH_TOKEN
+    POST /webhooks/twilio/status   SMS status callbacks, verified with TWILIO_AUTH_TOKEN
+    POST /webhooks/sendgrid        SendGrid events, verified with SENDGRID_WEBHOOK_PUBLIC_KEY
+    GET  /healthz                  {"ok": true, ...}
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
-one JSON object; an error is one line, ``{"error": "..."}``, and never a stack trace: 400 for
-the caller's mistakes (signature, JSON, schema), 409 while another delivery of the same event
-is being acted on, 503 while Temporal or the store is unreachable (the event stays pending,
-so the biller's redelivery carries it out).
+one JSON object (empty TwiML to an inbound SMS); an error is one line, ``{"error": "..."}``,
+and never a stack trace: 400 for the caller's mistakes (signature, JSON, schema), 403 for a
+Twilio or SendGrid signature that does not verify, 409 while another delivery of the same
+event is being acted on, 503 while Temporal or the store is unreachable or a provider's
+secret is not set (the event stays pending, so the biller's redelivery carries it out).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from urllib.parse import parse_qsl
 
 import stripe
 import uvicorn
@@ -26,15 +31,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
+from activities.notify import scrubbed
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
 from config.settings import Settings
-from webhooks import billing_events, signing, stripe_events
+from webhooks import billing_events, sendgrid_events, signing, stripe_events, twilio_events
 from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
 from webhooks.intake import Intake, UnreadableEvent
 
@@ -42,6 +49,8 @@ log = logging.getLogger("dunning.webhooks")
 
 MAX_BODY = 1_000_000  # bytes; Stripe's events are far smaller
 HEALTH_TIMEOUT = 2.0  # seconds to wait for Temporal in /healthz
+# What we answer an inbound SMS: nothing (Twilio itself confirms STOP and START).
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 class Problem(Exception):
@@ -61,6 +70,9 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
         routes=[
             Route("/webhooks/stripe", receiver.stripe_webhook, methods=["POST"]),
             Route("/events", receiver.billing_event, methods=["POST"]),
+            Route("/webhooks/twilio", receiver.twilio_inbound, methods=["POST"]),
+            Route("/webhooks/twilio/status", receiver.twilio_status, methods=["POST"]),
+            Route("/webhooks/sendgrid", receiver.sendgrid_events, methods=["POST"]),
             Route("/healthz", receiver.health, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error},
@@ -114,19 +126,20 @@ async def serve(settings: Settings, client_provider: ClientProvider, store: Case
 
 
 def _answering(
-    handler: Callable[[Receiver, Request], Awaitable[JSONResponse]],
-) -> Callable[[Receiver, Request], Awaitable[JSONResponse]]:
+    handler: Callable[[Receiver, Request], Awaitable[Response]],
+) -> Callable[[Receiver, Request], Awaitable[Response]]:
     """Answer a `Problem` with its status and reason, and anything unforeseen with a 500
     whose details go to the log, never to the caller."""
 
     @functools.wraps(handler)
-    async def answer(self: Receiver, request: Request) -> JSONResponse:
+    async def answer(self: Receiver, request: Request) -> Response:
         try:
             return await handler(self, request)
         except Problem as problem:
             return _error(problem.status, problem.reason)
         except OperationalError as err:
-            log.warning("store unavailable: %s", _one_line(err))
+            # SQLAlchemy quotes the statement's parameters: contacts must not reach the log.
+            log.warning("store unavailable: %s", scrubbed(_one_line(err)))
             return _error(503, "the store is unavailable; retry later")
         except Exception:
             log.exception("unexpected error on %s", request.url.path)
@@ -209,6 +222,119 @@ class Receiver:
             lambda: billing_events.read_neutral_event(event),
         )
 
+    @_answering
+    async def twilio_inbound(self, request: Request) -> Response:
+        """An SMS to our number: STOP suppresses SMS to the sender, START lifts it. Answered
+        with empty TwiML, so we add no reply of our own."""
+        form = await self._twilio_form(request)
+        try:
+            sms = twilio_events.read_inbound(form)
+        except twilio_events.UnreadableCallback as err:
+            raise Problem(400, str(err)) from err
+        event = sms.event(form)
+        outcome, detail = await run_in_threadpool(
+            _once, self.store, event, lambda: twilio_events.apply_inbound(self.store, sms)
+        )
+        if outcome == "busy":
+            raise Problem(409, detail)
+        log.info("twilio %s %s: %s, %s", sms.message_sid, event.type, outcome, detail)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    @_answering
+    async def twilio_status(self, request: Request) -> Response:
+        """Twilio's report on an SMS we sent: noted on its message row; a number that refused
+        it for good (opted out, invalid, no SMS) is suppressed."""
+        form = await self._twilio_form(request)
+        try:
+            callback = twilio_events.read_status(form, request.query_params)
+        except twilio_events.UnreadableCallback as err:
+            raise Problem(400, str(err)) from err
+        event = callback.event(form)
+        outcome, detail = await run_in_threadpool(
+            _once, self.store, event, lambda: twilio_events.apply_status(self.store, callback)
+        )
+        if outcome == "busy":
+            raise Problem(409, detail)
+        log.info("twilio %s %s: %s, %s", callback.message_sid, event.type, outcome, detail)
+        return _accepted(event.event_id, outcome, detail)
+
+    @_answering
+    async def sendgrid_events(self, request: Request) -> Response:
+        """A batch of SendGrid events, ECDSA-verified on the raw body: deliveries are noted on
+        message rows, bounces, drops, unsubscribes and spam reports suppress the address."""
+        key = self.settings.sendgrid_webhook_public_key
+        if key is None:
+            raise Problem(
+                503, "SENDGRID_WEBHOOK_PUBLIC_KEY is not set: cannot verify SendGrid events"
+            )
+        try:
+            webhook = sendgrid_events.verifier(key)
+        except sendgrid_events.KeyUnusable as err:
+            raise Problem(503, str(err)) from err
+        raw = await _body(request)
+        try:
+            payload = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise Problem(400, "the body is not UTF-8") from err
+        try:
+            sendgrid_events.verify(
+                webhook,
+                payload,
+                request.headers.get(sendgrid_events.SIGNATURE_HEADER),
+                request.headers.get(sendgrid_events.TIMESTAMP_HEADER),
+            )
+        except sendgrid_events.SignatureRejected as err:
+            raise Problem(403, str(err)) from err
+        try:
+            events = sendgrid_events.read_events(payload)
+        except ValueError as err:
+            raise Problem(400, str(err)) from err
+        counts = await run_in_threadpool(self._sendgrid_batch, events)
+        return JSONResponse({"events": len(events), **counts})
+
+    def _sendgrid_batch(self, events: list[dict]) -> dict[str, int]:
+        """Act on each event once; how many were processed, ignored, duplicates or busy."""
+        counts = dict.fromkeys(["processed", "ignored", "duplicate", "busy"], 0)
+        group = self.settings.sendgrid_unsubscribe_group_id
+        for raw in events:
+            event = sendgrid_events.read_event(raw)
+            if event is None:  # processed, open, click, ...: nothing for dunning
+                counts["ignored"] += 1
+                continue
+            outcome, detail = _once(
+                self.store,
+                event.row(),
+                lambda e=event: sendgrid_events.apply_event(self.store, e, group),
+            )
+            counts[outcome if outcome in counts else "processed"] += 1
+            log.info("sendgrid %s %s: %s, %s", event.event_id, event.kind, outcome, detail)
+        return counts
+
+    async def _twilio_form(self, request: Request) -> ImmutableMultiDict[str, str]:
+        """The form of a request Twilio signed, or a `Problem`: 503 without an auth token to
+        check it with, 403 when the signature is missing or wrong."""
+        token = self.settings.twilio_auth_token
+        if token is None:
+            raise Problem(503, "TWILIO_AUTH_TOKEN is not set: cannot verify Twilio webhooks")
+        raw = await _body(request)
+        try:
+            form = ImmutableMultiDict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError as err:
+            raise Problem(400, "the body is not a UTF-8 form") from err
+        url = twilio_events.public_url(
+            self.settings.public_base_url, request.url.path, request.url.query
+        )
+        try:
+            twilio_events.verify(
+                token.get_secret_value(),
+                url,
+                form,
+                request.headers.get(twilio_events.SIGNATURE_HEADER),
+            )
+        except twilio_events.SignatureRejected as err:
+            raise Problem(403, str(err)) from err
+        return form
+
     async def health(self, request: Request) -> JSONResponse:
         """Up, with what the receiver can reach: Temporal, the store, configured secrets."""
         try:
@@ -288,6 +414,31 @@ class Receiver:
     def _ping_store(self) -> None:
         with self.store.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+
+def _once(
+    store: CaseStore,
+    event: WebhookEvent,
+    act: Callable[[], tuple[WebhookEventStatus, str]],
+) -> tuple[str, str]:
+    """Store a messaging event once and act on it once; ("duplicate", ...) for one already
+    acted on, ("busy", ...) while another delivery of it acts. What `act` raises leaves here
+    scrubbed of addresses and numbers (the store's errors quote its parameters)."""
+    row, claim = store.claim_webhook_event(event)
+    if claim is WebhookClaim.DONE:
+        return "duplicate", f"already {row.status}: {row.detail}"
+    if claim is WebhookClaim.BUSY:
+        return "busy", f"event {event.event_id} is being processed by another delivery"
+    try:
+        outcome, detail = act()
+    except OperationalError:
+        raise  # the store is down: nothing can be settled; the provider's retry acts
+    except Exception as err:
+        detail = scrubbed(f"{type(err).__name__}: {err}")
+        store.settle_webhook_event(row.id, WebhookEventStatus.FAILED, f"internal error: {detail}")
+        raise RuntimeError(f"{event.provider} {event.event_id}: {detail}") from None
+    store.settle_webhook_event(row.id, outcome, detail)
+    return str(outcome), detail
 
 
 async def _body(request: Request) -> bytes:
