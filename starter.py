@@ -19,13 +19,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import CaseStore, CustomerProfile
-from config.policies import find_policy, load_policies
+from config.policies import find_policy, load_policies, load_segments
 from config.settings import Settings
 from workflows.dunning import DunningWorkflow
 from workflows.models import ID_PATTERN, CaseInput, Failure, PaymentFailed
 from workflows.money import format_money
 from workflows.policy import DeclineCodes
 from workflows.search import initial_search_attributes
+from workflows.segments import Assignment, CaseFacts
 
 
 class BillingEvent(BaseModel):
@@ -44,8 +45,14 @@ class BillingEvent(BaseModel):
     network_advice_code: str | None = Field(default=None, max_length=20, description="MC 03")
     card_brand: str | None = Field(default=None, max_length=30, description="visa, mastercard")
     failed_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
-    policy: str | None = Field(default=None, description="Defaults to DEFAULT_POLICY.")
+    policy: str | None = Field(
+        default=None, description="Defaults to the one config/segments.toml gives the case."
+    )
     policy_version: int | None = Field(default=None, description="Defaults to the newest.")
+    plan: str | None = Field(default=None, max_length=100, description="For segment rules.")
+    tenure_days: int | None = Field(default=None, ge=0, description="For segment rules.")
+    lifetime_value: int | None = Field(default=None, ge=0, description="Minor units.")
+    region: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$", description="ISO country.")
 
 
 class StartResult(BaseModel):
@@ -69,23 +76,41 @@ def workflow_id_for(invoice_or_workflow_id: str) -> str:
 
 
 def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
-    """The workflow's input for an event, with the policy version pinned now."""
+    """The workflow's input for an event: the policy the event names, else the one its
+    segment (and A/B variant) gives, with the version pinned now."""
     policies = load_policies(settings.policies_dir, settings.declines_file)
-    policy = find_policy(policies, event.policy or settings.default_policy, event.policy_version)
+    failure = Failure(
+        **event.model_dump(include=set(DeclineCodes.model_fields)),
+        failed_at=event.failed_at or datetime.now(UTC),
+    )
+    if event.policy is not None:
+        assignment = Assignment(segment="named by the event", policy=event.policy)
+    else:
+        rules = load_segments(settings.segments_file, policies)
+        facts = CaseFacts(
+            plan=event.plan,
+            amount=event.amount_due,
+            currency=event.currency.upper(),
+            tenure_days=event.tenure_days,
+            lifetime_value=event.lifetime_value,
+            region=event.region,
+            decline_class=policies[0].declines.classify(failure),
+        )
+        assignment = rules.assign(facts, event.customer.customer_id)
+    policy = find_policy(policies, assignment.policy, event.policy_version)
     return CaseInput(
         case_id=event.invoice_id,
         invoice_id=event.invoice_id,
         customer_id=event.customer.customer_id,
         amount_due=event.amount_due,
         currency=event.currency,
-        failure=Failure(
-            **event.model_dump(include=set(DeclineCodes.model_fields)),
-            failed_at=event.failed_at or datetime.now(UTC),
-        ),
+        failure=failure,
         policy_name=policy.name,
         policy_version=policy.version,
         payment_method=event.customer.payment_method,
         subscription_id=event.subscription_id,
+        segment=assignment.segment,
+        variant=assignment.variant,
     )
 
 

@@ -106,6 +106,8 @@ class Case(SQLModel, table=True):
     invoice_id: str = Field(index=True)
     customer_id: str = Field(index=True)
     subscription_id: str | None = Field(default=None, index=True)
+    segment: str | None = None
+    variant: str | None = None
     status: str = Field(index=True)
     amount_due: int
     amount_recovered: int = 0
@@ -262,7 +264,10 @@ class CaseStore:
         if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
             Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"check_same_thread": False} if database_url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(database_url, connect_args=connect_args)
+        # hide_parameters: a database error must not carry an email or a phone into a log.
+        self.engine: Engine = create_engine(
+            database_url, connect_args=connect_args, hide_parameters=True
+        )
 
     def create_schema(self) -> None:
         """Create every table that does not exist yet (safe to call on every start)."""
@@ -654,6 +659,8 @@ def _case_ids(record: CaseRecord) -> dict:
             "invoice_id",
             "customer_id",
             "subscription_id",
+            "segment",
+            "variant",
             "currency",
             "policy",
             "policy_version",

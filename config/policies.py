@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from config.errors import explain
 from workflows.policy import DeclineTable, Policy
+from workflows.segments import SegmentRules
 
 
 class PolicyError(ValueError):
@@ -78,3 +79,17 @@ def find_policy(policies: list[Policy], name: str, version: int | None = None) -
             return policy
     versions = ", ".join(str(p.version) for p in sorted(matching, key=lambda p: p.version))
     raise PolicyError(f"policy {name!r} has no version {version} (has: {versions})")
+
+
+def load_segments(path: Path, policies: list[Policy]) -> SegmentRules:
+    """The segment rules, validated, every policy they name known."""
+    try:
+        rules = SegmentRules.model_validate(_read_toml(path))
+    except ValidationError as exc:
+        raise _explain(path, exc) from exc
+    known = {p.name for p in policies}
+    for segment in rules.segments:
+        for name in segment.policies:
+            if name not in known:
+                raise PolicyError(f"{path}: segment {segment.name} names unknown policy {name!r}")
+    return rules

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     policies_dir: Path = CONFIG_DIR / "policies"
     declines_file: Path = CONFIG_DIR / "declines.toml"
-    default_policy: str = "standard"
+    segments_file: Path = CONFIG_DIR / "segments.toml"
 
     gateway: Literal["simulated", "stripe"] = "simulated"
     stripe_api_key: SecretStr | None = Field(default=None, description="sk_live_... / rk_...")

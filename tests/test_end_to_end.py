@@ -85,13 +85,15 @@ def service_env(dev_server: WorkflowEnvironment, tmp_path: Path) -> dict[str, st
     (policies / "standard-v1.toml").write_text(
         (CONFIG_DIR / "policies/standard-v1.toml").read_text()
     )
+    segments = tmp_path / "segments.toml"
+    segments.write_text('[[segments]]\nname = "all"\npolicy = "fast"\n')
     return {
         **os.environ,
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'dunning.db'}",
         "TASK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
         "POLICIES_DIR": str(policies),
-        "DEFAULT_POLICY": "fast",
+        "SEGMENTS_FILE": str(segments),
         "PYTHONUNBUFFERED": "1",
     }
 

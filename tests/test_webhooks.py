@@ -1241,12 +1241,14 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def service_env(tmp_path: Path, temporal_address: str, port: int) -> dict[str, str]:
+    segments = tmp_path / "segments.toml"
+    segments.write_text('[[segments]]\nname = "all"\npolicy = "demo"\n')
     return {
         **os.environ,
         "TEMPORAL_ADDRESS": temporal_address,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'dunning.db'}",
         "TASK_QUEUE": f"serve-{uuid.uuid4().hex[:8]}",
-        "DEFAULT_POLICY": "demo",
+        "SEGMENTS_FILE": str(segments),
         "RECEIVER_PORT": str(port),
         "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
         "BILLING_EVENTS_SECRET": EVENTS_SECRET,

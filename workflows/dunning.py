@@ -241,6 +241,8 @@ class DunningWorkflow:
             invoice_id=state.case.invoice_id,
             customer_id=state.case.customer_id,
             subscription_id=state.case.subscription_id,
+            segment=state.case.segment,
+            variant=state.case.variant,
             status=state.status,
             amount_due=state.amount_due,
             amount_recovered=state.amount_recovered,

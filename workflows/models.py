@@ -52,6 +52,8 @@ class CaseInput(_Model):
     policy_version: int = Field(ge=1)
     payment_method: str | None = Field(default=None, pattern=ID_PATTERN)
     subscription_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    segment: str | None = Field(default=None, description="The segment that chose the policy.")
+    variant: str | None = Field(default=None, description="The A/B variant, in an experiment.")
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -245,6 +247,8 @@ class CaseRecord(_Model):
     invoice_id: str
     customer_id: str
     subscription_id: str | None = None
+    segment: str | None = None
+    variant: str | None = None
     status: CaseStatus
     amount_due: int
     amount_recovered: int
