@@ -108,6 +108,8 @@ class Case(SQLModel, table=True):
     subscription_id: str | None = Field(default=None, index=True)
     segment: str | None = None
     variant: str | None = None
+    decline_code: str | None = None
+    decline_class: str | None = None
     status: str = Field(index=True)
     amount_due: int
     amount_recovered: int = 0
@@ -661,6 +663,8 @@ def _case_ids(record: CaseRecord) -> dict:
             "subscription_id",
             "segment",
             "variant",
+            "decline_code",
+            "decline_class",
             "currency",
             "policy",
             "policy_version",

@@ -243,6 +243,8 @@ class DunningWorkflow:
             subscription_id=state.case.subscription_id,
             segment=state.case.segment,
             variant=state.case.variant,
+            decline_code=state.case.failure.decline_code,
+            decline_class=state.policy.declines.classify(state.case.failure),
             status=state.status,
             amount_due=state.amount_due,
             amount_recovered=state.amount_recovered,

@@ -249,6 +249,8 @@ class CaseRecord(_Model):
     subscription_id: str | None = None
     segment: str | None = None
     variant: str | None = None
+    decline_code: str | None = None
+    decline_class: DeclineClass | None = None
     status: CaseStatus
     amount_due: int
     amount_recovered: int
