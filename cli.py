@@ -28,10 +28,11 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.notify.templates import TemplateConfigError, Templates
 from activities.store import CaseStore, Message
 from config.errors import explain
-from config.policies import PolicyError
-from config.settings import Settings
+from config.policies import PolicyError, load_policies, load_segments
+from config.settings import CONFIG_DIR, Settings
 from starter import BillingEvent, run_demo, start_case, workflow_id_for
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as err:
         print(f"dunning: invalid settings: {explain(err)}", file=sys.stderr)
         code = 1
-    except (UserError, PolicyError, ValueError, OSError) as err:
+    except (UserError, PolicyError, TemplateConfigError, ValueError, OSError) as err:
         print(f"dunning: {_one_line(err)}", file=sys.stderr)
         code = 1
     # The Temporal client's runtime can crash at interpreter exit (sdk-python#300); everything
@@ -239,6 +240,28 @@ def cmd_opt_in(args: argparse.Namespace, settings: Settings) -> int:
         f"(lifted {earlier.reason} from {earlier.source}, by support:{args.actor})"
     )
     return 0
+
+
+def cmd_policies_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Load every policy, the decline table, the segments and the templates as a worker would."""
+    policies = load_policies(settings.policies_dir, settings.declines_file)
+    rules = load_segments(settings.segments_file, policies)
+    templates = Templates(CONFIG_DIR / "templates")
+    for policy in sorted(policies, key=lambda p: (p.name, p.version)):
+        retries = ", ".join(_days(r) for r in policy.retries) or "none"
+        print(
+            f"ok  {policy.label}: retries at {retries}; "
+            f"{len(policy.reminders)} reminders; collections at {_days(policy.collections_after)}"
+        )
+    for segment in rules.segments:
+        print(f"ok  segment {segment.name} → {', '.join(segment.policies)}")
+    print(f"ok  templates: {', '.join(sorted(templates.languages))}")
+    return 0
+
+
+def _days(offset) -> str:
+    days = offset.total_seconds() / 86400
+    return f"day {days:g}" if days >= 1 else f"{offset.total_seconds():g}s"
 
 
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -566,6 +589,14 @@ def _parser() -> argparse.ArgumentParser:
             "--channel", choices=["email", "sms"], help="default: email for an address, else sms"
         )
         sub.add_argument("--actor", default=actor, help="who does this (default: $USER)")
+
+    policies = commands.add_parser("policies", help="policy files").add_subparsers(
+        dest="policies_command", required=True, metavar="COMMAND"
+    )
+    check = policies.add_parser(
+        "check", help="validate every policy, segment and template file and explain errors"
+    )
+    check.set_defaults(run=cmd_policies_check)
 
     sub = command("list", cmd_list, "list cases by status, customer or policy")
     sub.add_argument("--status", choices=[s.value for s in CaseStatus])

@@ -312,3 +312,20 @@ def test_bad_policy_file_stops_the_worker_with_its_reason(service_env, tmp_path)
     assert done.returncode == 1
     assert "fast-v1.toml: retries: offsets must be in increasing order" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_policies_check_lists_what_loads_and_explains_what_does_not(service_env):
+    done = dunning(service_env, "policies", "check")
+    assert done.returncode == 0, done.stderr
+    assert "ok  fast v1: retries at 3s, 6s, 9s; 3 reminders; collections at 14s" in done.stdout
+    assert "ok  segment all → fast" in done.stdout
+    assert "ok  templates: en, ja, zh-Hans" in done.stdout
+
+    policies = Path(service_env["POLICIES_DIR"])
+    (policies / "fast-v1.toml").write_text(FAST_POLICY.replace('tone = "firm"', 'tone = "stern"'))
+    bad = dunning(service_env, "policies", "check")
+    assert bad.returncode == 1
+    assert (
+        "fast-v1.toml: reminders.1.tone: Input should be 'gentle', 'firm' or 'final'" in bad.stderr
+    )
+    assert len(bad.stderr.strip().splitlines()) == 1
