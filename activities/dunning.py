@@ -96,6 +96,7 @@ class DunningActivities:
                 url=settings.self_service_url,
                 secret=settings.self_service_secret.get_secret_value(),
                 valid_for=timedelta(days=settings.self_service_valid_days),
+                unsubscribe_url=settings.unsubscribe_link,
             ),
             messages_per_week=settings.messages_per_week,
         )
@@ -201,6 +202,7 @@ class DunningActivities:
             currency=request.currency,
             deadline=request.deadline,
             link=self.self_service.link_for(request.case_id, utcnow()),
+            unsubscribe=self.self_service.unsubscribe_link_for(request.case_id, utcnow()),
             case_id=request.case_id,
             locale=customer.locale,
             time_zone=customer.time_zone,

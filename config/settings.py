@@ -101,6 +101,15 @@ class Settings(BaseSettings):
         description="Signs self-service tokens: set your own in production.",
     )
     self_service_valid_days: int = Field(default=30, ge=1)
+    unsubscribe_url: str = Field(
+        default="",
+        description="One-click email unsubscribe ({token}); default: PUBLIC_BASE_URL/unsubscribe.",
+    )
+
+    @property
+    def unsubscribe_link(self) -> str:
+        """Where an email's unsubscribe link and List-Unsubscribe header point."""
+        return self.unsubscribe_url or f"{self.public_base_url}/unsubscribe?token={{token}}"
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -496,3 +496,20 @@ def test_settings_keep_the_outbox_by_default(tmp_path: Path) -> None:
     notifiers = DunningActivities.from_settings(settings).notifiers
 
     assert all(isinstance(notifiers[channel], OutboxNotifier) for channel in Channel)
+
+
+def test_without_a_group_our_one_click_unsubscribe_goes_in_the_headers(
+    sendgrid: FakeSendGrid,
+) -> None:
+    link = "https://dunning.example.com/unsubscribe?token=u.v"
+    message = email(variables={"unsubscribe": link, "link": "https://pay.example.com/t"})
+
+    email_notifier(sendgrid, unsubscribe_group_id=None).send(message)
+    email_notifier(sendgrid).send(message.model_copy(update={"key": "case-1:reminder-2:email"}))
+
+    without_group, with_group = sendgrid.requests
+    assert without_group.body["headers"] == {
+        "List-Unsubscribe": f"<{link}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    assert "headers" not in with_group.body  # SendGrid's group adds its own

@@ -22,6 +22,7 @@ from workflows.policy import Channel
 TEMPLATES_DIR = CONFIG_DIR / "templates"
 DEADLINE = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # 05:00 on the 26th in Tokyo
 LINK = "https://billing.example.com/update-payment-method?token=abc.def"
+UNSUBSCRIBE = "https://dunning.example.com/unsubscribe?token=u.v"
 LANGUAGES = ["en", "ja", "zh-Hans"]
 
 
@@ -38,6 +39,7 @@ def variables(locale: str, time_zone: str, deadline: datetime | None = DEADLINE)
         currency="JPY",
         deadline=deadline,
         link=LINK,
+        unsubscribe=UNSUBSCRIBE,
         case_id="in_1MtE3k2eZvKYlo2C",
         locale=locale,
         time_zone=time_zone,
@@ -66,6 +68,9 @@ def test_every_template_renders_in_every_language_on_every_channel(
         assert "in_1MtE3k2eZvKYlo2C" in message.subject
         assert "Aiko Tanaka" in message.text
         assert f'<html lang="{language}">' in message.html
+        # Every email carries its opt-out, in the text and the HTML.
+        assert message.text.endswith(UNSUBSCRIBE)
+        assert f'<a href="{UNSUBSCRIBE}">' in message.html
     else:
         assert (message.subject, message.html) == ("", "")
     if channel is Channel.SMS:

@@ -5,6 +5,7 @@
     POST /webhooks/twilio          inbound SMS (STOP, START), verified with TWILIO_AUTH_TOKEN
     POST /webhooks/twilio/status   SMS status callbacks, verified with TWILIO_AUTH_TOKEN
     POST /webhooks/sendgrid        SendGrid events, verified with SENDGRID_WEBHOOK_PUBLIC_KEY
+    GET  /unsubscribe?token=...    the email footer's link; POST carries it out (one-click)
     GET  /healthz                  {"ok": true, ...}
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
@@ -34,14 +35,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
 from activities.notify import scrubbed
+from activities.notify.links import InvalidToken
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
 from config.settings import Settings
-from webhooks import billing_events, sendgrid_events, signing, stripe_events, twilio_events
+from webhooks import (
+    billing_events,
+    sendgrid_events,
+    signing,
+    stripe_events,
+    twilio_events,
+    unsubscribe,
+)
 from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
 from webhooks.intake import Intake, UnreadableEvent
 
@@ -73,6 +82,7 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
             Route("/webhooks/twilio", receiver.twilio_inbound, methods=["POST"]),
             Route("/webhooks/twilio/status", receiver.twilio_status, methods=["POST"]),
             Route("/webhooks/sendgrid", receiver.sendgrid_events, methods=["POST"]),
+            Route("/unsubscribe", receiver.unsubscribe, methods=["GET", "POST"]),
             Route("/healthz", receiver.health, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error},
@@ -155,6 +165,9 @@ class Receiver:
         self.settings = settings
         self.desk = desk
         self.store = store
+        self.unsubscriptions = unsubscribe.Unsubscribe(
+            store, settings.self_service_secret.get_secret_value()
+        )
 
     @_answering
     async def stripe_webhook(self, request: Request) -> JSONResponse:
@@ -221,6 +234,25 @@ class Receiver:
             json.loads(raw),
             lambda: billing_events.read_neutral_event(event),
         )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """The email footer's link: GET asks, POST (the button, or a mail client's one-click)
+        stops dunning email to the customer."""
+        token = request.query_params.get("token", "")
+        try:
+            case_id = self.unsubscriptions.case_for(token)
+        except InvalidToken as err:
+            return HTMLResponse(unsubscribe.refused_page(str(err)), status_code=400)
+        if request.method == "GET":
+            return HTMLResponse(unsubscribe.confirm_page(token))
+        try:
+            done = await run_in_threadpool(self.unsubscriptions.carry_out, case_id)
+        except OperationalError:
+            return HTMLResponse(unsubscribe.refused_page("please try again later"), 503)
+        if not done:
+            return HTMLResponse(unsubscribe.refused_page("we have no email for it"), 404)
+        log.info("unsubscribed the customer of case %s from dunning email", case_id)
+        return HTMLResponse(unsubscribe.done_page())
 
     @_answering
     async def twilio_inbound(self, request: Request) -> Response:

@@ -31,15 +31,17 @@ def _sign(payload: str, secret: str) -> str:
     return _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
 
 
-def make_token(case_id: str, secret: str, now: datetime, valid_for: timedelta) -> str:
-    """A token naming `case_id`, valid until `now + valid_for`."""
-    claims = {"case": case_id, "exp": int((now + valid_for).timestamp())}
+def make_token(
+    case_id: str, secret: str, now: datetime, valid_for: timedelta, use: str = "pay"
+) -> str:
+    """A token naming `case_id` for one `use` (pay, unsubscribe), valid until `now + valid_for`."""
+    claims = {"case": case_id, "exp": int((now + valid_for).timestamp()), "use": use}
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{payload}.{_sign(payload, secret)}"
 
 
-def verify_token(token: str, secret: str, now: datetime) -> str:
-    """The case a valid token names; `InvalidToken` says why any other is refused."""
+def verify_token(token: str, secret: str, now: datetime, use: str = "pay") -> str:
+    """The case a valid token for `use` names; `InvalidToken` says why any other is refused."""
     payload, _, signature = token.partition(".")
     if not payload or not signature:
         raise InvalidToken("malformed token")
@@ -50,6 +52,8 @@ def verify_token(token: str, secret: str, now: datetime) -> str:
         case_id, expires = str(claims["case"]), int(claims["exp"])
     except (ValueError, KeyError, TypeError) as err:
         raise InvalidToken("malformed token") from err
+    if claims.get("use", "pay") != use:
+        raise InvalidToken(f"not a token to {use}")
     if now.timestamp() >= expires:
         raise InvalidToken("expired token")
     return case_id
@@ -63,6 +67,17 @@ class SelfService:
     secret: str
     valid_for: timedelta
 
+    unsubscribe_url: str = ""
+
     def link_for(self, case_id: str, now: datetime) -> str:
         """The case's self-service URL, with a token valid for `valid_for` from `now`."""
         return self.url.replace("{token}", make_token(case_id, self.secret, now, self.valid_for))
+
+    def unsubscribe_link_for(self, case_id: str, now: datetime) -> str:
+        """The one-click link that stops dunning email to the case's customer."""
+        token = make_token(case_id, self.secret, now, UNSUBSCRIBE_VALID_FOR, use="unsubscribe")
+        return self.unsubscribe_url.replace("{token}", token)
+
+
+# An unsubscribe link must keep working long after the message: a year.
+UNSUBSCRIBE_VALID_FOR = timedelta(days=365)

@@ -22,6 +22,7 @@ from sendgrid.helpers.mail import (
     CustomArg,
     From,
     GroupId,
+    Header,
     Mail,
     MailSettings,
     SandBoxMode,
@@ -116,6 +117,12 @@ class SendGridNotifier:
             )
         if self.unsubscribe_group_id is not None:
             mail.asm = Asm(GroupId(self.unsubscribe_group_id))
+        elif message.variables.get("unsubscribe"):
+            # No SendGrid group to add one: our own one-click link (RFC 8058).
+            mail.header = [
+                Header("List-Unsubscribe", f"<{message.variables['unsubscribe']}>"),
+                Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ]
         mail.category = [Category(name) for name in ("dunning", message.template) if name]
         ids = {"case_id": message.case_id, "step": message.step, "message_key": message.key}
         mail.custom_arg = [CustomArg(key, value) for key, value in ids.items() if value]

@@ -8,6 +8,7 @@ $49.00, 49,00 €; "25 November 2026" or "2026年11月25日", in the customer's 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,9 @@ TEMPLATE_NAMES = [
     "collections",
 ]
 PARTS = ["subject", "email", "sms", "in_app"]
+FOOTER = ("footer", "email")
 SAMPLE = {
+    "unsubscribe": "https://example.com/unsubscribe?token=sample",
     "name": "Sample Customer",
     "invoice_id": "in_sample",
     "amount": "$49.00",
@@ -73,18 +76,17 @@ class Templates:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise TemplateConfigError(f"{path}: not valid TOML: {exc}") from exc
-            for name in TEMPLATE_NAMES:
-                for part in PARTS:
-                    source = data.get(name, {}).get(part)
-                    if source is None:
-                        raise TemplateConfigError(f"{path}: [{name}] has no {part!r}")
-                    try:
-                        template = env.from_string(source)
-                        template.render(SAMPLE)
-                        template.render({**SAMPLE, "name": "", "deadline": ""})
-                    except (TemplateError, UndefinedError) as exc:
-                        raise TemplateConfigError(f"{path}: [{name}].{part}: {exc}") from exc
-                    self._compiled[path.stem, name, part] = template
+            for name, part in [*((n, p) for n in TEMPLATE_NAMES for p in PARTS), FOOTER]:
+                source = data.get(name, {}).get(part)
+                if source is None:
+                    raise TemplateConfigError(f"{path}: [{name}] has no {part!r}")
+                try:
+                    template = env.from_string(source)
+                    template.render(SAMPLE)
+                    template.render({**SAMPLE, "name": "", "deadline": ""})
+                except (TemplateError, UndefinedError) as exc:
+                    raise TemplateConfigError(f"{path}: [{name}].{part}: {exc}") from exc
+                self._compiled[path.stem, name, part] = template
         if not self.languages or default_language not in self.languages:
             raise TemplateConfigError(f"{templates_dir}: no templates for {default_language!r}")
         layout_path = templates_dir / "layout.html"
@@ -120,11 +122,16 @@ class Templates:
         if channel is not Channel.EMAIL:
             return RenderedMessage("", text, "")
         subject = self._compiled[language, name, "subject"].render(variables)
+        footer = self._compiled[(language, *FOOTER)].render(variables)
         paragraphs = [_linked(p) for p in text.split("\n\n")]
         html = self._layout.render(
-            lang=language, subject=subject, paragraphs=paragraphs, link=variables["link"]
+            lang=language,
+            subject=subject,
+            paragraphs=paragraphs,
+            link=variables["link"],
+            footer=_linked(footer),
         )
-        return RenderedMessage(subject, text, html)
+        return RenderedMessage(subject, f"{text}\n\n--\n{footer}", html)
 
 
 def message_variables(
@@ -135,6 +142,7 @@ def message_variables(
     currency: str,
     deadline: datetime | None,
     link: str,
+    unsubscribe: str,
     case_id: str,
     locale: str | None,
     time_zone: str | None,
@@ -151,16 +159,23 @@ def message_variables(
         "amount": format_money(amount, currency, str(babel)),
         "deadline": local_deadline,
         "link": link,
+        "unsubscribe": unsubscribe,
         "case_id": case_id,
     }
 
 
 def _linked(paragraph: str) -> Markup:
-    """A paragraph for HTML: escaped, lines kept, a bare URL made a link."""
+    """A paragraph for HTML: escaped, lines kept, every URL made a link."""
     lines = []
     for line in paragraph.splitlines():
-        if line.startswith(("https://", "http://")) and " " not in line:
-            lines.append(Markup('<a href="{0}">{0}</a>').format(line))
-        else:
-            lines.append(escape(line))
+        parts = _URL.split(line)  # odd positions are URLs
+        lines.append(
+            Markup("").join(
+                Markup('<a href="{0}">{0}</a>').format(part) if i % 2 else escape(part)
+                for i, part in enumerate(parts)
+            )
+        )
     return Markup("<br>").join(lines)
+
+
+_URL = re.compile(r"(https?://[^\s<>\"'()（）,，]+)")

@@ -1,0 +1,118 @@
+"""The one-click email unsubscribe link in every email's footer and List-Unsubscribe header."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from activities.notify.links import SelfService, make_token
+from activities.store import CaseStore, CustomerProfile
+from config.settings import Settings
+from webhooks.app import create_app
+from workflows.models import CaseRecord, CaseStatus
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette prefers httpx2; httpx works
+    from starlette.testclient import TestClient
+
+SECRET = "unsubscribe-test-secret"
+EMAIL = "Kenji.Sato@Example.com"
+
+
+async def temporal_is_down():
+    raise RuntimeError("unsubscribing never needs Temporal")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CaseStore:
+    store = CaseStore(f"sqlite:///{tmp_path / 'dunning.db'}")
+    store.create_schema()
+    store.upsert_customer(CustomerProfile(customer_id="cus_1", email=EMAIL))
+    opened = datetime(2026, 11, 1, tzinfo=UTC)
+    store.record_case(
+        CaseRecord(
+            case_id="in_1",
+            invoice_id="in_1",
+            customer_id="cus_1",
+            status=CaseStatus.ACTIVE,
+            amount_due=4980,
+            amount_recovered=0,
+            currency="JPY",
+            policy="standard",
+            policy_version=1,
+            opened_at=opened,
+        )
+    )
+    return store
+
+
+@pytest.fixture
+def http(tmp_path: Path, store: CaseStore) -> TestClient:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'dunning.db'}",
+        self_service_secret=SECRET,
+        _env_file=None,
+    )
+    return TestClient(create_app(settings, temporal_is_down, store))
+
+
+def link(case_id: str = "in_1") -> str:
+    service = SelfService(
+        url="https://pay.example.com/?token={token}",
+        secret=SECRET,
+        valid_for=timedelta(days=30),
+        unsubscribe_url="/unsubscribe?token={token}",
+    )
+    return service.unsubscribe_link_for(case_id, datetime.now(UTC))
+
+
+def test_opening_the_link_asks_and_changes_nothing(http: TestClient, store: CaseStore):
+    page = http.get(link())
+
+    assert page.status_code == 200
+    assert '<form method="post"' in page.text
+    assert store.suppression("email", EMAIL) is None  # a mail scanner's visit unsubscribes nobody
+
+
+def test_one_click_post_suppresses_dunning_email_to_the_customer(http, store: CaseStore):
+    done = http.post(link(), data={"List-Unsubscribe": "One-Click"})
+
+    assert done.status_code == 200
+    assert "You are unsubscribed" in done.text
+    suppression = store.suppression("email", EMAIL.lower())
+    assert (suppression.reason, suppression.source) == ("unsubscribed", "link")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("/unsubscribe?token=garbage", "malformed token"),
+        ("/unsubscribe", "malformed token"),
+        (
+            "/unsubscribe?token="
+            + make_token("in_1", SECRET, datetime.now(UTC), timedelta(days=1), use="pay"),
+            "not a token to unsubscribe",
+        ),
+        (
+            "/unsubscribe?token="
+            + make_token("in_1", "another-secret", datetime.now(UTC), timedelta(days=1)),
+            "bad signature",
+        ),
+    ],
+)
+def test_a_link_that_does_not_work_says_why(http: TestClient, store: CaseStore, url, reason):
+    answer = http.post(url)
+
+    assert answer.status_code == 400
+    assert reason in answer.text
+    assert store.suppression("email", EMAIL) is None
+
+
+def test_a_link_for_an_unknown_case_finds_nobody(http: TestClient):
+    answer = http.post(link("in_unknown"))
+
+    assert answer.status_code == 404
+    assert "we have no email for it" in answer.text
