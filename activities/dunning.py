@@ -7,7 +7,9 @@ and run in the worker's thread pool; all are idempotent.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from temporalio import activity
 
@@ -29,9 +31,11 @@ from activities.notify.twilio import TwilioNotifier
 from activities.payments import PaymentGateway
 from activities.payments.simulated import SimulatedGateway
 from activities.payments.stripe import StripeGateway
+from activities.retry_training import ModelFileError, newest_model
 from activities.store import CaseStore, CustomerProfile, Message, utcnow
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings
+from workflows import smart_retry
 from workflows.models import (
     CaseRecord,
     ChargeRequest,
@@ -41,11 +45,15 @@ from workflows.models import (
     DeliveryStatus,
     NotifyRequest,
     NotifyResult,
+    PlanRequest,
     PolicyRef,
     WriteBackRequest,
     WriteBackResult,
 )
 from workflows.policy import Channel, Policy, Tone
+from workflows.smart_retry import RetryModel, RetryPlan
+
+log = logging.getLogger("dunning.activities")
 
 
 class DunningActivities:
@@ -60,6 +68,7 @@ class DunningActivities:
         templates: Templates,
         self_service: SelfService,
         messages_per_week: int = 4,
+        retry_models_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.gateway = gateway
@@ -68,6 +77,7 @@ class DunningActivities:
         self.templates = templates
         self.self_service = self_service
         self.messages_per_week = messages_per_week
+        self.retry_models_dir = retry_models_dir
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DunningActivities:
@@ -99,6 +109,7 @@ class DunningActivities:
                 unsubscribe_url=settings.unsubscribe_link,
             ),
             messages_per_week=settings.messages_per_week,
+            retry_models_dir=settings.retry_models_dir,
         )
 
     def all(self) -> list:
@@ -106,6 +117,7 @@ class DunningActivities:
         return [
             self.load_policy,
             self.contact_facts,
+            self.plan_retries,
             self.charge,
             self.notify,
             self.record,
@@ -124,6 +136,27 @@ class DunningActivities:
         if customer is None:
             return ContactFacts()
         return ContactFacts(time_zones=contact_zones(customer.time_zone, customer.phone))
+
+    @activity.defn
+    def plan_retries(self, request: PlanRequest) -> RetryPlan:
+        """A smart-timed case's retry times: the newest retry model's best slots, or the
+        policy's fixed schedule while there is no model, too little history or an unreadable
+        model file (the plan's reason says which). Reads files only: safe to retry."""
+        policy = find_policy(self.policies, request.policy_name, request.policy_version)
+        try:
+            model = self._retry_model()
+        except ModelFileError as err:
+            log.warning("planning with the fixed schedule: %s", err)
+            plan = smart_retry.plan_retries(None, request, policy)
+            if plan.offsets:  # the fixed schedule (a never-retry decline keeps its reason)
+                plan = plan.model_copy(update={"reason": f"fixed schedule: {err}"[:300]})
+            return plan
+        return smart_retry.plan_retries(model, request, policy)
+
+    def _retry_model(self) -> RetryModel | None:
+        if self.retry_models_dir is None:
+            return None
+        return newest_model(self.retry_models_dir)
 
     @activity.defn
     def charge(self, request: ChargeRequest) -> ChargeResult:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     policies_dir: Path = CONFIG_DIR / "policies"
     declines_file: Path = CONFIG_DIR / "declines.toml"
     segments_file: Path = CONFIG_DIR / "segments.toml"
+    retry_models_dir: Path = Field(
+        default=Path(".dunning/models"),
+        description="Where `dunning model train` writes retry-model-v<N>.json; smart retry "
+        "timing uses the newest (none there: the policy's fixed schedule).",
+    )
 
     gateway: Literal["simulated", "stripe"] = "simulated"
     stripe_api_key: SecretStr | None = Field(default=None, description="sk_live_... / rk_...")

@@ -95,7 +95,7 @@ def reminders(*spec: tuple[int, str]) -> list[dict[str, object]]:
 
 
 def test_shipped_policies_load(shipped: list[Policy]) -> None:
-    assert sorted(p.label for p in shipped) == ["demo v1", "standard v1"]
+    assert sorted(p.label for p in shipped) == ["demo v1", "smart v1", "standard v1"]
 
 
 def test_standard_policy_reads_as_written(shipped: list[Policy]) -> None:
@@ -156,7 +156,7 @@ def test_find_policy_returns_the_pinned_version(tmp_path: Path) -> None:
 
 def test_unknown_policy_name_names_the_known_ones(shipped: list[Policy]) -> None:
     with pytest.raises(
-        PolicyError, match=re.escape("unknown policy 'gold' (known: demo, standard)")
+        PolicyError, match=re.escape("unknown policy 'gold' (known: demo, smart, standard)")
     ):
         find_policy(shipped, "gold")
 

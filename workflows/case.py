@@ -31,6 +31,7 @@ from workflows.models import (
     TimelineEntry,
 )
 from workflows.policy import DeclineClass, DeclineCodes, Outcome, Policy, Tone
+from workflows.smart_retry import PlanFacts, RetryPlan
 
 
 class CaseState(BaseModel):
@@ -47,6 +48,11 @@ class CaseState(BaseModel):
         default_factory=list, description="Where the customer may be; contact hours hold in all."
     )
     attempts: list[AttemptView] = Field(default_factory=list)
+    planned_retries: list[timedelta] | None = Field(
+        default=None,
+        description="This case's own retry offsets from the failure (smart timing); None "
+        "follows the policy's. Added to the schedule origin, so holding moves them too.",
+    )
     scheduled_retries_done: int = 0
     last_charge_at: AwareDatetime | None = None
     awaiting: DeclineClass | None = None
@@ -113,7 +119,35 @@ class CaseState(BaseModel):
         """Deliveries that actually went out, across steps and channels."""
         return sum(d.status is DeliveryStatus.SENT for m in self.messages for d in m.deliveries)
 
+    @property
+    def retry_offsets(self) -> list[timedelta]:
+        """The scheduled retries as offsets from the failure: the case's plan, else the
+        policy's fixed schedule."""
+        if self.planned_retries is not None:
+            return self.planned_retries
+        return self.policy.retries
+
+    def plan_facts(self, now: datetime) -> PlanFacts:
+        """What smart retry timing plans this case's retries from (no contact data)."""
+        failure = self.case.failure
+        return PlanFacts(
+            **failure.model_dump(include=set(DeclineCodes.model_fields)),
+            case_id=self.case.case_id,
+            failed_at=failure.failed_at,
+            amount=self.amount_due,
+            currency=self.case.currency,
+            time_zones=self.time_zones,
+            opened_at=now,
+        )
+
     # Charges and messages ------------------------------------------------------------------
+
+    def follow_plan(self, plan: RetryPlan, now: datetime) -> None:
+        """Retry at the plan's times from now on, and say in the timeline who chose them."""
+        self.planned_retries = list(plan.offsets)
+        times = ", ".join(f"{self.schedule_origin + o:%Y-%m-%d %H:%M}" for o in plan.offsets)
+        detail = f"{plan.reason}; retries at {times} UTC" if times else plan.reason
+        self.note(now, "retry_plan", detail=detail)
 
     def record_attempt(
         self,

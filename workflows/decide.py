@@ -119,8 +119,8 @@ def next_charge_at(state: CaseState) -> datetime | None:
         at = state.method_updated_at + policy.retry_after_method_update
     elif state.awaiting is not None:
         return None
-    elif state.scheduled_retries_done < len(policy.retries):
-        at = state.schedule_origin + policy.retries[state.scheduled_retries_done]
+    elif state.scheduled_retries_done < len(state.retry_offsets):
+        at = state.schedule_origin + state.retry_offsets[state.scheduled_retries_done]
     else:
         return None
     if state.last_charge_at is not None:
@@ -181,7 +181,7 @@ def _charge(state: CaseState) -> Charge:
         )
     retry = state.scheduled_retries_done + 1
     return Charge(
-        attempt=attempt, scheduled=True, label=f"retry {retry} of {len(state.policy.retries)}"
+        attempt=attempt, scheduled=True, label=f"retry {retry} of {len(state.retry_offsets)}"
     )
 
 

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentFailed,
         PaymentMethodUpdated,
         PaymentReceived,
+        PlanRequest,
         PolicyRef,
         ResumeRequest,
         WriteBackRequest,
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.policy import Policy, WriteBackAction
     from workflows.search import case_search_attributes
+    from workflows.smart_retry import RetryPlan
 
 # Charges retry transient gateway trouble for a long time: the idempotency key of the attempt
 # makes every retry safe, and giving up would only delay the customer's recovery.
@@ -95,6 +97,8 @@ class DunningWorkflow:
         )
         self._state = CaseState.open(case, policy, workflow.now())
         self._state.time_zones = contact.time_zones
+        if policy.retry_timing == "smart":
+            await self._plan_retries()
         for signal in self._early:
             self._apply(signal)
 
@@ -116,6 +120,27 @@ class DunningWorkflow:
                     return await self._finish(step)
 
     # Steps ---------------------------------------------------------------------------------
+
+    async def _plan_retries(self) -> None:
+        """Smart timing: ask once when to retry; the plan lives in the case's history, so a
+        replay follows it even after a newer model is trained."""
+        state = self._state
+        request = PlanRequest(
+            **state.plan_facts(workflow.now()).model_dump(),
+            invoice_id=state.case.invoice_id,
+            customer_id=state.case.customer_id,
+            policy_name=state.policy.name,
+            policy_version=state.policy.version,
+        )
+        plan = await workflow.execute_activity(
+            "plan_retries",
+            request,
+            result_type=RetryPlan,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary="plan the retry times",
+        )
+        state.follow_plan(plan, workflow.now())
 
     async def _charge(self, step: Charge) -> None:
         state = self._state

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from workflows.policy import Channel, DeclineClass, DeclineCodes, Outcome, Tone, WriteBackAction
+from workflows.smart_retry import PlanFacts
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 
@@ -238,6 +239,15 @@ class ContactFacts(_Model):
         default_factory=list,
         description="The customer's zone, or every zone their number may be in.",
     )
+
+
+class PlanRequest(PlanFacts):
+    """Ask for a case's retry times under smart timing; answered with a `RetryPlan`."""
+
+    invoice_id: str
+    customer_id: str
+    policy_name: str
+    policy_version: int = Field(ge=1)
 
 
 class CaseRecord(_Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -147,6 +148,12 @@ class Policy(_Strict):
     version: int = Field(ge=1)
     description: str = ""
     retries: list[timedelta] = Field(description="Offsets from the failure of scheduled retries.")
+    retry_timing: Literal["fixed", "smart"] = Field(
+        default="fixed",
+        description="fixed: charge at `retries`. smart: as many retries as `retries` lists, at "
+        "the times a model of past attempts rates best (the fixed ones while it has too little "
+        "history).",
+    )
     min_retry_gap: timedelta = Field(
         description="Least time between two charges, so a resumed case does not charge in bursts."
     )
