@@ -23,12 +23,10 @@ with workflow.unsafe.imports_passed_through():
         CaseRecord,
         CaseResult,
         CaseView,
-        ChargeRequest,
         ChargeResult,
         ContactFacts,
         DisputeOpened,
         DisputeResolved,
-        NotifyRequest,
         NotifyResult,
         PauseRequest,
         PaymentFailed,
@@ -43,6 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policy import Policy, WriteBackAction
     from workflows.search import case_search_attributes
     from workflows.smart_retry import RetryPlan
+    from workflows.steps import (
+        charge_request,
+        fold_charge,
+        fold_message,
+        fold_signal,
+        notify_request,
+        wait_timeout,
+    )
 
 # Charges retry transient gateway trouble for a long time: the idempotency key of the attempt
 # makes every retry safe, and giving up would only delay the customer's recovery.
@@ -144,19 +150,10 @@ class DunningWorkflow:
 
     async def _charge(self, step: Charge) -> None:
         state = self._state
-        request = ChargeRequest(
-            case_id=state.case.case_id,
-            invoice_id=state.case.invoice_id,
-            customer_id=state.case.customer_id,
-            attempt=step.attempt,
-            amount=state.amount_due,
-            currency=state.case.currency,
-            payment_method=state.payment_method,
-        )
         try:
             result = await workflow.execute_activity(
                 "charge",
-                request,
+                charge_request(state, step),
                 result_type=ChargeResult,
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
@@ -165,29 +162,14 @@ class DunningWorkflow:
         except ActivityError as err:
             state.record_charge_error(step.attempt, str(err.cause or err), workflow.now())
             return
-        state.record_attempt(
-            step.attempt, step.scheduled, result, workflow.now(), step.method_updated_at
-        )
+        fold_charge(state, step, result, workflow.now())
 
     async def _notify(self, step: Notify) -> None:
         state = self._state
-        request = NotifyRequest(
-            case_id=state.case.case_id,
-            invoice_id=state.case.invoice_id,
-            customer_id=state.case.customer_id,
-            step=step.step,
-            template=step.template,
-            tone=step.tone,
-            channels=step.channels,
-            amount_due=state.amount_due,
-            currency=state.case.currency,
-            deadline=step.deadline,
-            at=workflow.now(),
-        )
         try:
             result = await workflow.execute_activity(
                 "notify",
-                request,
+                notify_request(state, step, workflow.now()),
                 result_type=NotifyResult,
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
@@ -197,12 +179,11 @@ class DunningWorkflow:
         except ActivityError as err:
             state.note(workflow.now(), "message_error", detail=f"{step.step}: {err.cause or err}")
             deliveries = []
-        state.record_message(step.step, step.template, deliveries, workflow.now())
-        state.mark_reminders_done(step.covers, step.tone, workflow.now())
+        fold_message(state, step, deliveries, workflow.now())
 
     async def _wait(self, until: datetime | None, reason: str) -> None:
         """Sleep until `until` or until a signal changed the case since the step was decided."""
-        timeout = None if until is None else max(until - workflow.now(), timedelta(seconds=1))
+        timeout = wait_timeout(until, workflow.now())
         # A timeout is no error: the time came, and the loop decides what it brings.
         with suppress(TimeoutError):
             await workflow.wait_condition(
@@ -311,24 +292,7 @@ class DunningWorkflow:
         if self._state is None:
             self._early.append(signal)
             return
-        now = workflow.now()
-        match signal:
-            case PaymentReceived():
-                self._state.receive_payment(signal, now)
-            case PaymentFailed():
-                self._state.record_failure(signal, now)
-            case PaymentMethodUpdated():
-                self._state.update_payment_method(signal, now)
-            case DisputeOpened():
-                self._state.open_dispute(signal, now)
-            case DisputeResolved():
-                self._state.resolve_dispute(signal, now)
-            case PauseRequest():
-                self._state.hold(signal, now)
-            case ResumeRequest():
-                self._state.release(signal, now)
-            case CancelRequest():
-                self._state.cancel(signal, now)
+        fold_signal(self._state, signal, workflow.now())
         self._changed = True
 
     @workflow.signal

@@ -1,0 +1,111 @@
+"""Carrying a step out, the pure parts: what a step asks of the world and how the answer
+folds into the case.
+
+DunningWorkflow carries steps out through activities and signals; the offline simulator
+(`simulation/`) carries them out against a model of customers and issuers. Both build their
+requests and fold their results here, so a simulated case takes the steps a durable one
+takes. Pure: no I/O and no Temporal import.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from workflows.case import CaseState
+from workflows.decide import Charge, Notify
+from workflows.models import (
+    CancelRequest,
+    ChargeRequest,
+    ChargeResult,
+    Delivery,
+    DisputeOpened,
+    DisputeResolved,
+    NotifyRequest,
+    PauseRequest,
+    PaymentFailed,
+    PaymentMethodUpdated,
+    PaymentReceived,
+    ResumeRequest,
+)
+
+Signal = (
+    PaymentReceived
+    | PaymentFailed
+    | PaymentMethodUpdated
+    | DisputeOpened
+    | DisputeResolved
+    | PauseRequest
+    | ResumeRequest
+    | CancelRequest
+)
+"""Everything that may reach a case from outside while it runs."""
+
+SHORTEST_WAIT = timedelta(seconds=1)
+"""A wait whose time has already come still lasts this long: never a busy loop."""
+
+
+def charge_request(state: CaseState, step: Charge) -> ChargeRequest:
+    """The charge a `Charge` step makes: what is still due, on the case's payment method."""
+    return ChargeRequest(
+        case_id=state.case.case_id,
+        invoice_id=state.case.invoice_id,
+        customer_id=state.case.customer_id,
+        attempt=step.attempt,
+        amount=state.amount_due,
+        currency=state.case.currency,
+        payment_method=state.payment_method,
+    )
+
+
+def fold_charge(state: CaseState, step: Charge, result: ChargeResult, now: datetime) -> None:
+    """Fold the gateway's answer to a `Charge` step into the case."""
+    state.record_attempt(step.attempt, step.scheduled, result, now, step.method_updated_at)
+
+
+def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyRequest:
+    """The message a `Notify` step sends, stamped with the case's clock (for the weekly cap)."""
+    return NotifyRequest(
+        case_id=state.case.case_id,
+        invoice_id=state.case.invoice_id,
+        customer_id=state.case.customer_id,
+        step=step.step,
+        template=step.template,
+        tone=step.tone,
+        channels=step.channels,
+        amount_due=state.amount_due,
+        currency=state.case.currency,
+        deadline=step.deadline,
+        at=now,
+    )
+
+
+def fold_message(state: CaseState, step: Notify, deliveries: list[Delivery], now: datetime) -> None:
+    """Remember a sent step (so it never goes out again) and settle the reminders it covers."""
+    state.record_message(step.step, step.template, deliveries, now)
+    state.mark_reminders_done(step.covers, step.tone, now)
+
+
+def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
+    """Fold a signal into the case with the `CaseState` rule that answers it."""
+    match signal:
+        case PaymentReceived():
+            state.receive_payment(signal, now)
+        case PaymentFailed():
+            state.record_failure(signal, now)
+        case PaymentMethodUpdated():
+            state.update_payment_method(signal, now)
+        case DisputeOpened():
+            state.open_dispute(signal, now)
+        case DisputeResolved():
+            state.resolve_dispute(signal, now)
+        case PauseRequest():
+            state.hold(signal, now)
+        case ResumeRequest():
+            state.release(signal, now)
+        case CancelRequest():
+            state.cancel(signal, now)
+
+
+def wait_timeout(until: datetime | None, now: datetime) -> timedelta | None:
+    """How long a wait for `until` lasts from `now`: None waits for a signal alone."""
+    return None if until is None else max(until - now, SHORTEST_WAIT)
