@@ -57,7 +57,15 @@ class UserError(Exception):
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `dunning` console script."""
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # These commands parse their own options (argparse cannot hand them on unparsed).
+    for prefix in (("simulate",), ("model", "train")):
+        if tuple(argv[: len(prefix)]) == prefix:
+            argv = [*prefix, "--", *argv[len(prefix) :]]
+            break
     args = parser.parse_args(argv)
+    if getattr(args, "rest", None) and args.rest[0] == "--":
+        args.rest = args.rest[1:]
     try:
         settings = Settings()
         code = args.run(args, settings)
@@ -240,6 +248,24 @@ def cmd_opt_in(args: argparse.Namespace, settings: Settings) -> int:
         f"(lifted {earlier.reason} from {earlier.source}, by support:{args.actor})"
     )
     return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from analytics.cli import run_report
+
+    return run_report(args, settings)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulation.cli import main as simulate
+
+    return simulate(args.rest)
+
+
+def cmd_model_train(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.retry_training import main as train
+
+    return train(args.rest)
 
 
 def cmd_policies_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -589,6 +615,20 @@ def _parser() -> argparse.ArgumentParser:
             "--channel", choices=["email", "sms"], help="default: email for an address, else sms"
         )
         sub.add_argument("--actor", default=actor, help="who does this (default: $USER)")
+
+    from analytics.cli import add_report_arguments
+
+    add_report_arguments(
+        command("report", cmd_report, "recovery figures from the store: table, JSON, chart")
+    )
+    sub = command("simulate", cmd_simulate, "compare policies offline on a world model")
+    sub.add_argument("rest", nargs=argparse.REMAINDER, help="see `dunning simulate --help`")
+    model = commands.add_parser("model", help="the smart-retry model").add_subparsers(
+        dest="model_command", required=True, metavar="COMMAND"
+    )
+    train = model.add_parser("train", help="fit a retry model on the recorded charge attempts")
+    train.add_argument("rest", nargs=argparse.REMAINDER, help="see `dunning model train --help`")
+    train.set_defaults(run=cmd_model_train)
 
     policies = commands.add_parser("policies", help="policy files").add_subparsers(
         dest="policies_command", required=True, metavar="COMMAND"

@@ -103,8 +103,8 @@ def write_model(model: RetryModel, models_dir: Path) -> Path:
 
 
 def attempt_history(store: CaseStore) -> list[AttemptRecord]:
-    """Every recorded charge attempt with its case's opening decline and the customer's
-    zone (their own, else their number's first; UTC when neither is known).
+    """Every recorded retry of a case's original card, with its case's opening decline and
+    the customer's zone (their own, else their number's first; UTC when neither is known).
 
     The case row has no failure time or card brand: the case's opening time stands for the
     failure (a case opens within seconds of it) and the brand is unknown."""
@@ -116,7 +116,12 @@ def attempt_history(store: CaseStore) -> list[AttemptRecord]:
             .order_by(ChargeAttempt.case_id, ChargeAttempt.attempt)
         ).all()
     history = []
+    first_card: dict[str, str | None] = {}
     for attempt, case, customer in rows:
+        # Charges of a new card nearly always pass: they would teach the model that late
+        # days are good days to retry the card that failed. Only the original card counts.
+        if first_card.setdefault(case.case_id, attempt.payment_method) != attempt.payment_method:
+            continue
         zones = contact_zones(customer.time_zone, customer.phone) if customer else []
         history.append(
             AttemptRecord(

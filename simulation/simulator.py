@@ -371,15 +371,15 @@ def summarise(policy: Policy, runs: list[CaseRun]) -> PolicyResult:
 def attempt_history(
     cases: list[SimCase], runs: list[CaseRun], policy: Policy
 ) -> list[AttemptRecord]:
-    """The charge attempts of simulated runs, as `dunning model train` reads them from the
+    """The scheduled retries of simulated runs, as `dunning model train` reads them from the
     store: with the case's opening decline and the zone billing knows, no card brand."""
     by_id = {case.id: case for case in cases}
     history = []
     for run in runs:
         case = by_id[run.case_id]
         for step in run.steps:
-            if step.kind != "charge":
-                continue
+            if step.kind != "charge" or not step.scheduled:
+                continue  # a new card's charge says nothing about when to retry the old one
             history.append(
                 AttemptRecord(
                     case_id=case.id,
