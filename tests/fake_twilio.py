@@ -21,9 +21,11 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from fake_http import LocalServer
 
 API_VERSION = "2010-04-01"
 ERRORS_DOC = "https://www.twilio.com/docs/errors"
@@ -83,7 +85,7 @@ def _error(status: int, code: int, message: str) -> _Reply:
     )
 
 
-class FakeTwilio:
+class FakeTwilio(LocalServer):
     """A Twilio API on 127.0.0.1 in a background thread; use as a context manager."""
 
     def __init__(
@@ -99,27 +101,9 @@ class FakeTwilio:
         self.messages: list[dict] = []
         """Every Message resource created, as the 201 returned it."""
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._start_server(self._handler())
 
     # Test side ----------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeTwilio:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        """The base URL that stands in for ``https://api.twilio.com``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def messages_path(self) -> str:

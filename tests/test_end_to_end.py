@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import CaseStore
 from config.settings import CONFIG_DIR
-from worker import bundled_binary
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseResult
-from workflows.search import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 DUNNING = str(Path(sys.executable).parent / "dunning")
@@ -63,17 +61,6 @@ channels = ["email", "sms", "in_app"]
 recovered = ["email"]
 collections = ["email"]
 """
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=bundled_binary("temporal"),
-    )
-    async with env:
-        yield env
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from conftest import status_when
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -45,11 +45,9 @@ from webhooks.app import create_app
 from webhooks.billing_events import SCHEMA_FILE, json_schema
 from webhooks.cases import ClientProvider
 from webhooks.stripe_events import EVENT_TYPES
-from worker import bundled_binary
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseResult, CaseStatus, CaseView
 from workflows.policy import Outcome
-from workflows.search import SEARCH_ATTRIBUTES
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its TestClient; the test extra pins httpx, which works.
@@ -259,23 +257,6 @@ def offline(tmp_path: Path) -> Receiver:
 
 def case_handle(dunning: Dunning, invoice_id: str) -> WorkflowHandle[DunningWorkflow, CaseResult]:
     return dunning.env.client.get_workflow_handle_for(DunningWorkflow.run, f"dunning-{invoice_id}")
-
-
-async def status_when(
-    handle: WorkflowHandle, condition: Callable[[CaseView], bool], what: str
-) -> CaseView:
-    """Query `status` until `condition` holds: signals reach the workflow asynchronously."""
-    deadline = time.monotonic() + 15
-    view = None
-    while time.monotonic() < deadline:
-        try:
-            view = await handle.query(DunningWorkflow.status)
-        except WorkflowQueryFailedError:
-            view = None  # the case has not loaded its policy yet
-        if view is not None and condition(view):
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"case never reached: {what}; last status: {view}")
 
 
 async def history_text(handle: WorkflowHandle) -> str:
@@ -1189,18 +1170,6 @@ async def test_customer_profiles_merge_without_losing_what_the_event_did_not_say
 # Served for real ---------------------------------------------------------------------------
 
 DUNNING = str(Path(sys.executable).parent / "dunning")
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """The bundled dev server, as `dunning worker` runs it (search attributes registered)."""
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=bundled_binary("temporal"),
-    )
-    async with env:
-        yield env
 
 
 def free_port() -> int:

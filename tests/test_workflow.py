@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import status_when
 from sqlmodel import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.payments.simulated import SimulatedGateway
@@ -77,23 +78,6 @@ def entry(timeline: list[TimelineEntry], kind: str) -> TimelineEntry:
 async def finish(handle: WorkflowHandle) -> CaseResult:
     """The case's result; a case that never ends fails the test instead of hanging it."""
     return await asyncio.wait_for(handle.result(), timeout=60)
-
-
-async def status_when(
-    handle: WorkflowHandle, condition: Callable[[CaseView], bool], what: str
-) -> CaseView:
-    """Query `status` until `condition` holds: signals reach the workflow asynchronously."""
-    deadline = time.monotonic() + 15
-    view = None
-    while time.monotonic() < deadline:
-        try:
-            view = await handle.query(DunningWorkflow.status)
-        except WorkflowQueryFailedError:
-            view = None  # the case has not loaded its policy yet
-        if view is not None and condition(view):
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"case never reached: {what}; last status: {view}")
 
 
 async def attributes_when(
