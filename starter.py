@@ -9,6 +9,7 @@ in the event go to the store; the workflow only ever sees ids and amounts.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import WorkflowExecution
@@ -129,6 +130,7 @@ async def start_case(
     case = case_input(event, settings)
     store.upsert_customer(event.customer)
     workflow_id = workflow_id_for(case.invoice_id)
+    answer = partial(StartResult, workflow_id=workflow_id, case_id=case.case_id)
     amount = format_money(case.amount_due, case.currency)
     running = failure is not None and await _running(client, workflow_id)
     try:
@@ -158,33 +160,15 @@ async def start_case(
         )
     except WorkflowAlreadyStartedError:
         if failure is not None:  # only a closed workflow refuses a signal-with-start
-            return StartResult(
-                workflow_id=workflow_id,
-                case_id=case.case_id,
-                started=False,
-                finished=True,
-                message=f"invoice {case.invoice_id}'s case {workflow_id} has already ended",
-            )
-        return StartResult(
-            workflow_id=workflow_id,
-            case_id=case.case_id,
-            started=False,
-            message=f"invoice {case.invoice_id} already has a case ({workflow_id}): not started",
-        )
+            message = f"invoice {case.invoice_id}'s case {workflow_id} has already ended"
+            return answer(started=False, finished=True, message=message)
+        message = f"invoice {case.invoice_id} already has a case ({workflow_id}): not started"
+        return answer(started=False, message=message)
     if running:
-        return StartResult(
-            workflow_id=workflow_id,
-            case_id=case.case_id,
-            started=False,
-            signalled=True,
-            message=f"told the running case {workflow_id} of another failed payment",
-        )
-    return StartResult(
-        workflow_id=workflow_id,
-        case_id=case.case_id,
-        started=True,
-        message=f"started {workflow_id}: {amount} on {case.policy_name} v{case.policy_version}",
-    )
+        message = f"told the running case {workflow_id} of another failed payment"
+        return answer(started=False, signalled=True, message=message)
+    message = f"started {workflow_id}: {amount} on {case.policy_name} v{case.policy_version}"
+    return answer(started=True, message=message)
 
 
 async def case_run_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
