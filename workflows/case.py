@@ -282,7 +282,7 @@ class CaseState(BaseModel):
     def refuse_pause(self) -> str | None:
         """Why a pause makes no sense now, or None when it does."""
         if self.finished:
-            return f"case {self.case.case_id} is already {self.status}"
+            return self.refuse_when_finished()
         if self.pause is not None:
             return f"case {self.case.case_id} is already paused by {self.pause.actor}"
         return None
@@ -290,9 +290,34 @@ class CaseState(BaseModel):
     def refuse_resume(self) -> str | None:
         """Why a resume makes no sense now, or None when it does."""
         if self.finished:
-            return f"case {self.case.case_id} is already {self.status}"
+            return self.refuse_when_finished()
         if self.pause is None:
             return f"case {self.case.case_id} is not paused"
+        return None
+
+    def refuse_when_finished(self) -> str | None:
+        """Why nothing more can happen to the case (it has finished), or None while it runs.
+        The refusal of a payment, a new payment method and a cancel: the cases in which
+        `receive_payment`, `update_payment_method` and `cancel` ignore them."""
+        if self.finished:
+            return f"case {self.case.case_id} is already {self.status}"
+        return None
+
+    def refuse_dispute(self) -> str | None:
+        """Why opening a dispute makes no sense now (`open_dispute` would ignore it), or None."""
+        if self.finished:
+            return self.refuse_when_finished()
+        if self.dispute_reason is not None:
+            return f"case {self.case.case_id} is already disputed"
+        return None
+
+    def refuse_dispute_resolution(self) -> str | None:
+        """Why resolving a dispute makes no sense now (`resolve_dispute` would ignore it), or
+        None."""
+        if self.finished:
+            return self.refuse_when_finished()
+        if self.dispute_reason is None:
+            return f"case {self.case.case_id} has no open dispute"
         return None
 
     def hold(self, request: PauseRequest, now: datetime) -> None:

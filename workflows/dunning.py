@@ -7,6 +7,7 @@ fold the result into the case — until the core says the case is finished.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
 
@@ -343,11 +344,9 @@ class DunningWorkflow:
 
     @pause_case.validator
     def _validate_pause(self, request: PauseRequest) -> None:
-        refusal = "case has not started yet" if self._state is None else self._state.refuse_pause()
-        if refusal is None and request.until is not None and request.until <= workflow.now():
-            refusal = "`until` is in the past"
-        if refusal is not None:
-            raise ValueError(refusal)
+        self._refuse(CaseState.refuse_pause)
+        if request.until is not None and request.until <= workflow.now():
+            raise ValueError("`until` is in the past")
 
     @workflow.update
     def resume_case(self, request: ResumeRequest) -> CaseView:
@@ -357,7 +356,64 @@ class DunningWorkflow:
 
     @resume_case.validator
     def _validate_resume(self, request: ResumeRequest) -> None:
-        refusal = "case has not started yet" if self._state is None else self._state.refuse_resume()
+        self._refuse(CaseState.refuse_resume)
+
+    # Support's actions as updates: the caller hears "refused: ..." where the signal of the
+    # same name would be ignored (the signals stay for billers, who need no answer).
+
+    @workflow.update
+    def record_payment(self, payment: PaymentReceived) -> CaseView:
+        """`payment_received`, answered with the case's status; refused once it finished."""
+        self._apply(payment)
+        return self.status()
+
+    @record_payment.validator
+    def _validate_payment(self, payment: PaymentReceived) -> None:
+        self._refuse(CaseState.refuse_when_finished)
+
+    @workflow.update
+    def record_payment_method(self, update: PaymentMethodUpdated) -> CaseView:
+        """`payment_method_updated`, answered with the case's status; refused once it finished."""
+        self._apply(update)
+        return self.status()
+
+    @record_payment_method.validator
+    def _validate_payment_method(self, update: PaymentMethodUpdated) -> None:
+        self._refuse(CaseState.refuse_when_finished)
+
+    @workflow.update
+    def open_dispute(self, dispute: DisputeOpened) -> CaseView:
+        """`dispute_opened`, answered with the case's status; refused when one is open."""
+        self._apply(dispute)
+        return self.status()
+
+    @open_dispute.validator
+    def _validate_dispute(self, dispute: DisputeOpened) -> None:
+        self._refuse(CaseState.refuse_dispute)
+
+    @workflow.update
+    def resolve_dispute(self, resolution: DisputeResolved) -> CaseView:
+        """`dispute_resolved`, answered with the case's status; refused when none is open."""
+        self._apply(resolution)
+        return self.status()
+
+    @resolve_dispute.validator
+    def _validate_resolution(self, resolution: DisputeResolved) -> None:
+        self._refuse(CaseState.refuse_dispute_resolution)
+
+    @workflow.update
+    def cancel_case(self, request: CancelRequest) -> CaseView:
+        """`cancel`, answered with the case's status; refused once it finished."""
+        self._apply(request)
+        return self.status()
+
+    @cancel_case.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        self._refuse(CaseState.refuse_when_finished)
+
+    def _refuse(self, rule: Callable[[CaseState], str | None]) -> None:
+        """Reject an update (before anything is written) when `rule` gives a reason."""
+        refusal = "case has not started yet" if self._state is None else rule(self._state)
         if refusal is not None:
             raise ValueError(refusal)
 
