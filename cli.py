@@ -92,12 +92,16 @@ def main(argv: list[str] | None = None) -> None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from worker import main as run_worker
 
+    if args.demo:
+        settings = settings.in_demo_mode()
+    settings.check_secrets(serving=args.serve)  # SecretsProblem: one line, exit 1
     run_worker(settings, demo=args.demo, serve=args.serve)
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from webhooks.app import connect_lazily, serve
 
+    settings.check_secrets(serving=True)  # SecretsProblem: one line, exit 1
     await serve(settings, connect_lazily(settings), _store(settings))
     return 0
 

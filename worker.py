@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
-from config.settings import Settings
+from config.settings import SecretsProblem, Settings
 from workflows.dunning import DunningWorkflow
 from workflows.search import SEARCH_ATTRIBUTES
 
@@ -93,7 +93,12 @@ def build_worker(client: Client, settings: Settings, activities: DunningActiviti
 
 async def run(settings: Settings, demo: bool = False, serve: bool = False) -> None:
     """Run the worker until interrupted; with `demo`, start the demo cases once it polls;
-    with `serve`, serve the billing-event receiver beside it on the same client."""
+    with `serve`, serve the billing-event receiver beside it on the same client.
+    `SecretsProblem` before anything starts when a needed secret is unset or guessable
+    (the demo needs none)."""
+    if demo:
+        settings = settings.in_demo_mode()
+    settings.check_secrets(serving=serve)
     activities = DunningActivities.from_settings(settings)
     async with temporal(settings) as client, build_worker(client, settings, activities):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
@@ -120,7 +125,10 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
 def main(settings: Settings | None = None, demo: bool = False, serve: bool = False) -> None:
     """Entry point of `python worker.py` and `dunning worker`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run(settings or Settings(), demo, serve))
+    try:
+        asyncio.run(run(settings or Settings(), demo, serve))
+    except SecretsProblem as err:
+        sys.exit(f"worker: {err}")  # one line on stderr, exit status 1
 
 
 if __name__ == "__main__":

@@ -6,13 +6,66 @@ Temporal dev server, the simulated gateway and the outbox notifier.
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).parent
+
+# Secrets printed in docs, samples and our own old default: they protect nothing.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {
+        "dev-only-self-service-secret",
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "password",
+        "default",
+        "example",
+        "test",
+        "whsec_test",
+        "whsec_...",
+        "your-secret-here",
+    }
+)
+MIN_SECRET_LENGTH = 16
+
+
+class SecretsProblem(ValueError):
+    """The service would run with a secret that is unset or guessable; one line says which."""
+
+
+def demo_secret(path: Path) -> str:
+    """The demo's self-service secret: random the first time, then read back from `path`
+    (mode 0600), so the links in demo messages survive a restart."""
+    try:
+        kept = path.read_text().strip()
+    except FileNotFoundError:
+        kept = ""
+    if len(kept) >= MIN_SECRET_LENGTH:
+        return kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret + "\n")
+    os.replace(draft, path)  # atomic: a reader sees no secret or the whole one
+    return secret
+
+
+def weakness(value: str) -> str | None:
+    """Why `value` is no secret (a known default, or too short to resist guessing), or None."""
+    if value.strip().lower() in KNOWN_DEFAULT_SECRETS:
+        return "is a known default"
+    if len(value.strip()) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
 
 
 class Settings(BaseSettings):
@@ -101,15 +154,27 @@ class Settings(BaseSettings):
         default="http://localhost:8000/update-payment-method?token={token}",
         description="The page where a customer fixes their payment; {token} names the case.",
     )
-    self_service_secret: SecretStr = Field(
-        default=SecretStr("dev-only-self-service-secret"),
-        description="Signs self-service tokens: set your own in production.",
+    self_service_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs self-service and unsubscribe links. Unset: a random secret for this "
+        "process only (demo mode: one kept in DEMO_SECRET_FILE); `serve` and `worker` refuse "
+        "to start without one outside demo mode.",
     )
     self_service_valid_days: int = Field(default=30, ge=1)
     unsubscribe_url: str = Field(
         default="",
         description="One-click email unsubscribe ({token}); default: PUBLIC_BASE_URL/unsubscribe.",
     )
+
+    demo_mode: bool = Field(
+        default=False,
+        description="The local demo (`dunning worker --demo`): no secret is required and "
+        "links are signed with a random secret kept in DEMO_SECRET_FILE.",
+    )
+    demo_secret_file: Path = Path(".dunning/demo-self-service-secret")
+
+    # True when SELF_SERVICE_SECRET was unset and this process signs with a random one.
+    _self_service_secret_generated: bool = PrivateAttr(default=False)
 
     @property
     def unsubscribe_link(self) -> str:
@@ -135,7 +200,75 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "SMS_PROVIDER=twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
                 )
+        if not (self.self_service_secret and self.self_service_secret.get_secret_value().strip()):
+            if self.demo_mode:
+                self.self_service_secret = SecretStr(demo_secret(self.demo_secret_file))
+            else:  # links signed now verify only in this process: nobody can forge them
+                self.self_service_secret = SecretStr(secrets.token_urlsafe(32))
+                self._self_service_secret_generated = True
         return self
+
+    def in_demo_mode(self) -> Settings:
+        """These settings for the demo: no secret is required, and unless SELF_SERVICE_SECRET
+        is set, links are signed with the demo's kept secret."""
+        if not self._self_service_secret_generated:
+            return self.model_copy(update={"demo_mode": True})
+        demo = self.model_copy(
+            update={
+                "demo_mode": True,
+                "self_service_secret": SecretStr(demo_secret(self.demo_secret_file)),
+            }
+        )
+        demo._self_service_secret_generated = False
+        return demo
+
+    def secret_problems(self, serving: bool) -> list[str]:
+        """What keeps these settings from running for real, one line each: a needed secret
+        unset or guessable. The worker needs SELF_SERVICE_SECRET (its messages carry signed
+        links); `serving` the receiver also needs the secrets of the configured providers and
+        one way for billing events to come in. None in demo mode."""
+        if self.demo_mode:
+            return []
+        generated = self._self_service_secret_generated
+        needed = {"SELF_SERVICE_SECRET": None if generated else self.self_service_secret}
+        if self.in_app_webhook_url:
+            needed["IN_APP_WEBHOOK_SECRET"] = self.in_app_webhook_secret
+        inflow = []
+        if serving:
+            if self.gateway == "stripe":
+                needed["STRIPE_WEBHOOK_SECRET"] = self.stripe_webhook_secret
+            if self.sms_provider == "twilio":
+                needed["TWILIO_AUTH_TOKEN"] = self.twilio_auth_token
+            # Whichever of these is set verifies what comes in: it must not be guessable.
+            for name, value in [
+                ("STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret),
+                ("BILLING_EVENTS_SECRET", self.billing_events_secret),
+            ]:
+                if value is not None:
+                    needed.setdefault(name, value)
+            if self.stripe_webhook_secret is None and self.billing_events_secret is None:
+                inflow.append(
+                    "set STRIPE_WEBHOOK_SECRET or BILLING_EVENTS_SECRET, or no billing event "
+                    "can come in"
+                )
+            if self.email_provider == "sendgrid" and not self.sendgrid_webhook_public_key:
+                inflow.append("SENDGRID_WEBHOOK_PUBLIC_KEY is not set")  # public: never weak
+        problems = []
+        for name, value in needed.items():
+            if value is None or not value.get_secret_value():
+                problems.append(f"{name} is not set")
+            elif why := weakness(value.get_secret_value()):
+                problems.append(f"{name} {why}")
+        return problems + inflow
+
+    def check_secrets(self, serving: bool) -> None:
+        """Raise `SecretsProblem` (one line) unless `secret_problems` finds nothing."""
+        problems = self.secret_problems(serving)
+        if problems:
+            raise SecretsProblem(
+                f"refusing to start: {'; '.join(problems)} "
+                "(see README, Production; or run the demo: `dunning worker --demo`)"
+            )
 
     @property
     def uses_dev_server(self) -> bool:

@@ -81,6 +81,7 @@ def service_env(dev_server: WorkflowEnvironment, tmp_path: Path) -> dict[str, st
         "TASK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
         "POLICIES_DIR": str(policies),
         "SEGMENTS_FILE": str(segments),
+        "SELF_SERVICE_SECRET": "self-service-secret-for-tests-3b9e",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -57,7 +57,7 @@ with warnings.catch_warnings():
 if TYPE_CHECKING:
     from conftest import Dunning
 
-STRIPE_SECRET = "whsec_test_5f2c"
+STRIPE_SECRET = "whsec_test_5f2c81d0e94b"
 EVENTS_SECRET = "events-secret-8d1a"
 SOFT_DECLINE = "pm_card_chargeDeclinedInsufficientFunds"
 CUSTOMER = "cus_ann"
@@ -1221,6 +1221,7 @@ def service_env(tmp_path: Path, temporal_address: str, port: int) -> dict[str, s
         "RECEIVER_PORT": str(port),
         "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
         "BILLING_EVENTS_SECRET": EVENTS_SECRET,
+        "SELF_SERVICE_SECRET": "self-service-secret-for-tests-3b9e",
         "PYTHONUNBUFFERED": "1",
     }
 
