@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,3 +119,34 @@ def test_a_link_for_an_unknown_case_finds_nobody(http: TestClient):
 
     assert answer.status_code == 404
     assert "we have no email for it" in answer.text
+
+
+def signed_claims(claims: bytes) -> str:
+    """A token with these raw claims, signed with the receiver's secret."""
+    payload = base64.urlsafe_b64encode(claims).rstrip(b"=").decode()
+    mac = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "token=%C3%A9.%C3%A9",  # non-ASCII text
+        "token=abc.%FF%FE",  # not UTF-8 at all
+        "token=" + "a" * 5000 + ".b",
+        "token=a.b&token=c.d",
+        "token=" + signed_claims(b'{"case":"in_1","exp":1e400,"use":"unsubscribe"}'),
+        "token=" + signed_claims(b'{"case":"in_1","exp":-1e400,"use":"unsubscribe"}'),
+        "token=" + signed_claims(b'{"case":{"a":1},"exp":99999999999,"use":"unsubscribe"}'),
+        "token=" + signed_claims(b'["in_1"]'),
+    ],
+)
+def test_a_malformed_token_gets_the_refusal_page_never_a_500(
+    http: TestClient, store: CaseStore, method: str, query: str
+):
+    answer = http.request(method, f"/unsubscribe?{query}")
+
+    assert answer.status_code == 400
+    assert "This link does not work" in answer.text
+    assert store.suppression("email", EMAIL) is None

@@ -14,6 +14,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+# Ours are a few hundred characters at most; a longer one is refused unread.
+MAX_TOKEN_LENGTH = 2048
+
 
 class InvalidToken(ValueError):
     """A token that is malformed, tampered with or expired."""
@@ -41,22 +44,37 @@ def make_token(
 
 
 def verify_token(token: str, secret: str, now: datetime, use: str = "pay") -> str:
-    """The case a valid token for `use` names; `InvalidToken` says why any other is refused."""
+    """The case a valid token for `use` names; `InvalidToken` says why any other is refused.
+    Whatever text arrives (a query string is anybody's), nothing else is raised."""
+    if not isinstance(token, str) or not token.isascii() or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("malformed token")
     payload, _, signature = token.partition(".")
     if not payload or not signature:
         raise InvalidToken("malformed token")
-    if not hmac.compare_digest(signature, _sign(payload, secret)):
+    if not hmac.compare_digest(signature.encode(), _sign(payload, secret).encode()):
         raise InvalidToken("bad signature")
-    try:
-        claims = json.loads(_unb64(payload))
-        case_id, expires = str(claims["case"]), int(claims["exp"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise InvalidToken("malformed token") from err
-    if claims.get("use", "pay") != use:
+    case_id, expires, purpose = _claims(payload)
+    if purpose != use:
         raise InvalidToken(f"not a token to {use}")
     if now.timestamp() >= expires:
         raise InvalidToken("expired token")
     return case_id
+
+
+def _claims(payload: str) -> tuple[str, int, object]:
+    """The case, expiry and use a signed payload states; `InvalidToken` unless it is a JSON
+    object with a non-empty string case and an integer expiry (a bug of ours, or a leaked
+    secret, must not turn into a crash)."""
+    try:
+        claims = json.loads(_unb64(payload))
+    except (ValueError, RecursionError) as err:  # base64, UTF-8, JSON, int() digit limit
+        raise InvalidToken("malformed token") from err
+    if not isinstance(claims, dict):
+        raise InvalidToken("malformed token")
+    case_id, expires = claims.get("case"), claims.get("exp")
+    if not isinstance(case_id, str) or not case_id or type(expires) is not int:
+        raise InvalidToken("malformed token")
+    return case_id, expires, claims.get("use", "pay")
 
 
 @dataclass(frozen=True)
