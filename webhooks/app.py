@@ -177,6 +177,8 @@ class Receiver:
             raise Problem(503, "STRIPE_WEBHOOK_SECRET is not set: cannot verify Stripe events")
         raw = await _body(request)
         header = request.headers.get("stripe-signature")
+        if header and not header.isascii():  # the SDK's compare_digest raises TypeError on it
+            raise Problem(400, "Stripe-Signature rejected: not ASCII text")
         try:
             stripe.Webhook.construct_event(
                 raw,
@@ -191,6 +193,14 @@ class Receiver:
             raise Problem(400, f"Stripe-Signature rejected: {reason}") from err
         except Exception as err:  # not UTF-8, not JSON, not an event object
             raise Problem(400, f"malformed JSON: {_one_line(err)}") from err
+        try:  # the SDK refuses a stale signature, not one dated ahead to be replayed later
+            signing.check_fresh(
+                signing.signed_at(header, "Stripe-Signature"),
+                self.settings.stripe_webhook_tolerance,
+                "Stripe-Signature",
+            )
+        except signing.SignatureError as err:
+            raise Problem(400, str(err)) from err
         payload = json.loads(raw)
         try:
             event_id, kind, occurred_at = stripe_events.envelope(payload)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
 from activities.store import CaseStore, WebhookEvent, WebhookEventStatus, utcnow
+from webhooks import signing
 from webhooks.deliveries import find_message, note_delivery
 
 PROVIDER = "sendgrid"
@@ -74,12 +75,26 @@ def verifier(public_key: str) -> EventWebhook:
     return webhook
 
 
-def verify(webhook: EventWebhook, payload: str, signature: str | None, timestamp: str | None):
-    """Accept a body SendGrid signed with this timestamp, or raise `SignatureRejected`."""
+def verify(
+    webhook: EventWebhook,
+    payload: str,
+    signature: str | None,
+    timestamp: str | None,
+    tolerance: int = signing.TOLERANCE,
+    now: float | None = None,
+) -> None:
+    """Accept a body SendGrid signed with a timestamp within `tolerance` seconds of now,
+    or raise `SignatureRejected`: a signature of any other time could be replayed forever."""
     if not signature:
         raise SignatureRejected(f"missing {SIGNATURE_HEADER} header")
     if not timestamp:
         raise SignatureRejected(f"missing {TIMESTAMP_HEADER} header")
+    if not signing.UNIX_SECONDS.fullmatch(timestamp):
+        raise SignatureRejected(f"{TIMESTAMP_HEADER} is not unix seconds")
+    try:
+        signing.check_fresh(int(timestamp), tolerance, TIMESTAMP_HEADER, now)
+    except signing.SignatureError as err:
+        raise SignatureRejected(f"{TIMESTAMP_HEADER} is more than {tolerance} s from now") from err
     try:
         base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError) as err:

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 SCHEME = "v1"
+HEADER = "Dunning-Signature"
+# Seconds a signed timestamp may be from now, either way: Stripe's default, for every scheme.
+TOLERANCE = 300
+# Unix seconds in ASCII digits: up to 12 covers 30,000 years and keeps int() cheap.
+UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+# Far more than a few rotated signatures need; a longer header is refused unread.
+MAX_HEADER_LENGTH = 4096
 
 
 class SignatureError(ValueError):
@@ -36,20 +44,41 @@ def verify(
     body: bytes, header: str | None, secret: str, tolerance: int, now: float | None = None
 ) -> None:
     """Accept a header that signs `body` under `secret` within `tolerance` seconds of now,
-    or raise `SignatureError`."""
-    if not header:
-        raise SignatureError("no Dunning-Signature header")
-    parts = [item.strip().partition("=") for item in header.split(",")]
-    stamps = [value for key, _, value in parts if key == "t"]
-    signatures = [value for key, _, value in parts if key == SCHEME]
-    if len(stamps) != 1 or not stamps[0].isdigit():
-        raise SignatureError("Dunning-Signature has no valid t=<unix seconds>")
+    or raise `SignatureError` (whatever the header holds: it is anybody's)."""
+    timestamp = signed_at(header, HEADER)
+    signatures = _values(header or "", SCHEME)
     if not signatures:
-        raise SignatureError(f"Dunning-Signature has no {SCHEME}= signature")
-    timestamp = int(stamps[0])
-    expected = signature(body, secret, timestamp)
-    if not any(hmac.compare_digest(expected.encode(), given.encode()) for given in signatures):
-        raise SignatureError("Dunning-Signature does not match the body")
+        raise SignatureError(f"{HEADER} has no {SCHEME}= signature")
+    expected = signature(body, secret, timestamp).encode()
+    if not any(
+        given.isascii() and hmac.compare_digest(expected, given.encode()) for given in signatures
+    ):
+        raise SignatureError(f"{HEADER} does not match the body")
+    check_fresh(timestamp, tolerance, HEADER, now)
+
+
+def signed_at(header: str | None, name: str) -> int:
+    """The one ``t=`` of a ``t=...,v1=...`` header (ours, Stripe's) as unix seconds, or
+    `SignatureError`: no header, several ``t=``, or anything but 1 to 12 ASCII digits."""
+    if not header:
+        raise SignatureError(f"no {name} header")
+    if len(header) > MAX_HEADER_LENGTH:
+        raise SignatureError(f"{name} is longer than {MAX_HEADER_LENGTH} characters")
+    stamps = _values(header, "t")
+    if len(stamps) != 1 or not UNIX_SECONDS.fullmatch(stamps[0]):
+        raise SignatureError(f"{name} has no valid t=<unix seconds>")
+    return int(stamps[0])
+
+
+def check_fresh(timestamp: int, tolerance: int, name: str, now: float | None = None) -> None:
+    """`SignatureError` for a signed time more than `tolerance` seconds from now, in the past
+    (a replay) or in the future (a request signed ahead to be replayed later)."""
     now = time.time() if now is None else now
     if abs(now - timestamp) > tolerance:
-        raise SignatureError(f"Dunning-Signature timestamp is more than {tolerance} s from now")
+        raise SignatureError(f"{name} timestamp is more than {tolerance} s from now")
+
+
+def _values(header: str, key: str) -> list[str]:
+    """The values given for `key` in a ``k=v,k=v`` header."""
+    pairs = (item.partition("=") for item in header.split(","))
+    return [value.strip() for name, _, value in pairs if name.strip() == key]
