@@ -1007,3 +1007,86 @@ def test_an_in_app_webhook_without_a_secret_is_a_configuration_error(tmp_path: P
 
 def test_without_a_webhook_the_stored_row_is_the_notification():
     assert InAppNotifier().send(outbound(Channel.IN_APP)) == "in_app:in_1:reminder-1:in_app"
+
+
+# Malformed but authentic requests: 4xx or a plain answer, never 500 -------------------------
+
+
+@pytest.mark.parametrize("code", ["²", "٣٠٠٠٧", "9" * 5000, "-1", "1e3", "30007\x00", " "])
+def test_an_odd_error_code_is_no_error_code(receiver: Receiver, code: str):
+    sent_message(receiver.store, "sms", "SM6", PHONE)
+    path, query = callback_query()
+
+    response = receiver.twilio(path, status_callback("SM6", "undelivered", code), query=query)
+
+    assert response.status_code == 200, response.text
+    assert receiver.store.message("in_1", "reminder-1", "sms").delivery == "undelivered"
+    assert receiver.store.suppression("sms", PHONE) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("MessageSid", "SM" + "1" * 5000, "MessageSid"),
+        ("MessageSid", "SM1\x00", "MessageSid"),
+        ("MessageSid", "SM１２", "MessageSid"),
+        ("MessageStatus", "delivered" * 1000, "MessageStatus"),
+        ("MessageStatus", "délivré", "MessageStatus"),
+    ],
+)
+def test_a_callback_with_odd_ids_is_the_callers_mistake(
+    receiver: Receiver, field: str, value: str, words: str
+):
+    form = status_callback("SM7", "delivered") | {field: value, "SmsSid": "", "SmsStatus": ""}
+
+    response = receiver.twilio("/webhooks/twilio/status", form)
+
+    refused(response, 400, words)
+    assert receiver.store.webhook_events() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("MessageSid", "SM" + "1" * 5000), ("MessageSid", "\x00"), ("From", "+1" * 5000)],
+)
+def test_an_inbound_sms_with_odd_ids_is_the_callers_mistake(
+    receiver: Receiver, field: str, value: str
+):
+    response = receiver.twilio("/webhooks/twilio", inbound_sms("STOP") | {field: value})
+
+    refused(response, 400, field)
+    assert receiver.store.webhook_events() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,  # json.loads raises RecursionError
+        "[" + "{" * 50_000 + "}" * 50_000 + "]",
+        '[{"event": "bounce", "n": ' + "9" * 5000 + "}]",  # int() refuses 4300+ digits
+        "[NaN]",
+    ],
+)
+def test_a_signed_body_too_deep_or_odd_is_refused_with_400(receiver: Receiver, body: str):
+    refused(receiver.sendgrid(body=body), 400, "")
+    assert receiver.store.webhook_events() == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"sg_event_id": "e" * 5000},
+        {"sg_event_id": {"nested": [1, 2]}},
+        {"sg_event_id": None, "deep": json.loads("[" * 900 + "]" * 900)},
+        {"email": "x" * 5000 + "@example.com"},
+        {"email": ["jenny.rosen@example.com"]},
+        {"timestamp": 1e308, "asm_group_id": 10**30},
+        {"sg_message_id": "m" * 5000, "message_key": ":" * 5000},
+        {"event": ["bounce"]},
+    ],
+)
+def test_odd_fields_in_a_signed_event_never_crash_the_receiver(receiver: Receiver, fields: dict):
+    response = receiver.sendgrid([sendgrid_event("bounce") | fields])
+
+    assert response.status_code in (200, 400), response.text
+    assert "\n" not in response.text

@@ -48,6 +48,10 @@ SUPPRESSIONS = {
 HANDLED = DELIVERIES.keys() | SUPPRESSIONS.keys()
 # Drops that are about our mail or account, not the address: reported, never suppressed.
 SENDER_DROPS = ("invalid smtpapi header", "spam content", "recipient list over package quota")
+# Longer values than these are no ids or addresses of ours: read as absent.
+MAX_ID_LENGTH = 512
+MAX_EMAIL_LENGTH = 320
+MAX_REASON_LENGTH = 2000
 # A later event never moves a message back (SendGrid's events can arrive out of order).
 _PROGRESS = {"deferred": 1, "blocked": 2, "delivered": 2, "bounced": 2, "dropped": 2}
 
@@ -111,6 +115,8 @@ def read_events(payload: str) -> list[dict[str, Any]]:
     """The events of a delivery; `ValueError` when it is not a JSON array of objects."""
     try:
         events = json.loads(payload)
+    except RecursionError as err:
+        raise ValueError("malformed JSON: nested too deeply") from err
     except ValueError as err:
         raise ValueError(f"malformed JSON: {' '.join(str(err).split())}") from err
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
@@ -146,19 +152,20 @@ class EmailEvent:
 
 def read_event(event: dict[str, Any]) -> EmailEvent | None:
     """The event, or None for one dunning does not act on (processed, open, click, ...)."""
-    kind = str(event.get("event") or "")
-    if kind not in HANDLED:
+    kind = event.get("event")
+    if not isinstance(kind, str) or kind not in HANDLED:
         return None
+    event_id = _text(event.get("sg_event_id"), MAX_ID_LENGTH)
     return EmailEvent(
-        event_id=str(event.get("sg_event_id") or _fingerprint(event)),
+        event_id=event_id or _fingerprint(event),
         kind=kind,
-        email=str(event.get("email") or "").strip(),
+        email=_text(event.get("email"), MAX_EMAIL_LENGTH).strip(),
         # sg_message_id is the X-Message-Id we stored, then ".filter...": keep the first part
-        provider_id=str(event.get("sg_message_id") or "").partition(".")[0],
-        message_key=str(event.get("message_key") or ""),
+        provider_id=_text(event.get("sg_message_id"), MAX_ID_LENGTH).partition(".")[0],
+        message_key=_text(event.get("message_key"), MAX_ID_LENGTH),
         occurred_at=_when(event.get("timestamp")),
-        bounce_type=str(event.get("type") or ""),
-        reason=str(event.get("reason") or ""),
+        bounce_type=_text(event.get("type"), MAX_ID_LENGTH),
+        reason=_text(event.get("reason"), MAX_REASON_LENGTH),
         group_id=event.get("asm_group_id") if isinstance(event.get("asm_group_id"), int) else None,
         payload=event,
     )
@@ -191,6 +198,12 @@ def apply_event(
     if not details:
         return WebhookEventStatus.IGNORED, f"{event.kind}: no message of ours, nothing to suppress"
     return WebhookEventStatus.PROCESSED, "; ".join(details)
+
+
+def _text(value: object, limit: int) -> str:
+    """A string field as sent, or "" for anything else (a number, a list, a megabyte): such
+    a value must neither be taken for an id nor reach an index or a log line."""
+    return value if isinstance(value, str) and len(value) <= limit else ""
 
 
 def _when(timestamp: object) -> datetime:

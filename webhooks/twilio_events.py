@@ -10,6 +10,7 @@ to the store, where contacts live, and nowhere else: not to logs, not to answers
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,6 +44,14 @@ _PROGRESS = {
 }
 
 Form = ImmutableMultiDict[str, str]
+
+# What Twilio sends, loosely: a SID is letters and digits (SM + 32 hex), a status a word, an
+# error code a number (ASCII digits only: int() takes '²' and chokes on 5,000 digits).
+_SID = re.compile(r"[A-Za-z0-9]{1,64}")
+_STATUS = re.compile(r"[a-z_-]{1,32}")
+_ERROR_CODE = re.compile(r"[0-9]{1,9}")
+MAX_ADDRESS_LENGTH = 64  # a phone number, a short code, "whatsapp:+1..."
+MAX_KEY_LENGTH = 512  # our message key, <case>:<step>:<channel>
 
 
 class SignatureRejected(ValueError):
@@ -101,6 +110,10 @@ def read_inbound(form: Form) -> InboundSms:
     sid, sender = form.get("MessageSid", "").strip(), form.get("From", "").strip()
     if not sid or not sender:
         raise UnreadableCallback("an inbound SMS needs MessageSid and From")
+    if not _SID.fullmatch(sid):
+        raise UnreadableCallback("MessageSid is not a Twilio SID")
+    if not _address(sender):
+        raise UnreadableCallback("From is not a phone number or address")
     return InboundSms(sid, sender, keyword(form))
 
 
@@ -155,13 +168,17 @@ def read_status(form: Form, query: Form) -> StatusCallback:
     status = (form.get("MessageStatus", "") or form.get("SmsStatus", "")).strip().lower()
     if not sid or not status:
         raise UnreadableCallback("a status callback needs MessageSid and MessageStatus")
-    code = form.get("ErrorCode", "").strip()
+    if not _SID.fullmatch(sid):
+        raise UnreadableCallback("MessageSid is not a Twilio SID")
+    if not _STATUS.fullmatch(status):
+        raise UnreadableCallback("MessageStatus is not a message status")
+    code, key, to = form.get("ErrorCode", "").strip(), query.get("key", ""), form.get("To", "")
     return StatusCallback(
         message_sid=sid,
         status=status,
-        error_code=int(code) if code.isdigit() else None,
-        key=query.get("key", ""),
-        to=form.get("To", "").strip(),
+        error_code=int(code) if _ERROR_CODE.fullmatch(code) else None,
+        key=key if len(key) <= MAX_KEY_LENGTH and key.isprintable() else "",
+        to=to.strip() if _address(to.strip()) else "",
     )
 
 
@@ -180,6 +197,11 @@ def apply_status(store: CaseStore, callback: StatusCallback) -> tuple[WebhookEve
     if not details:
         return WebhookEventStatus.IGNORED, f"no message of ours is {callback.message_sid}"
     return WebhookEventStatus.PROCESSED, "; ".join(details)
+
+
+def _address(text: str) -> bool:
+    """Whether `text` can be a sender or recipient: short, printable text."""
+    return 0 < len(text) <= MAX_ADDRESS_LENGTH and text.isprintable()
 
 
 def _event(event_id: str, kind: str, payload: dict) -> WebhookEvent:
