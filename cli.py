@@ -1,7 +1,19 @@
 """`dunning`: the commands engineers, operators and support type.
 
 A user's mistake (unknown case, finished case, malformed argument, unreachable server) gets
-one clear line on stderr and a non-zero exit, never a traceback.
+one clear line on stderr and a non-zero exit, never a traceback. Exit codes:
+
+    0    done
+    1    refused or impossible: unknown or finished case, a refusal by the case, a bad value,
+         bad settings or policy files, an event that could not be carried out
+    2    bad arguments (one line; `dunning <command> --help` shows the usage)
+    3    `start`: the invoice already has a case
+    4    the store cannot be used: DATABASE_URL unparsable, unreachable or locked
+    5    Temporal cannot be reached or refused the request
+    130  interrupted (Ctrl-C)
+    141  stdout was closed early (`dunning list | head -1`), as for SIGPIPE
+
+A case is named by its case id, which is its invoice id; the workflow id is derived from it.
 """
 
 from __future__ import annotations
@@ -12,12 +24,12 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -29,11 +41,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.notify.templates import TemplateConfigError, Templates
-from activities.store import CaseStore, Message
+from activities.store import CaseStore, Message, WebhookClaim, WebhookEvent, WebhookEventStatus
 from config.errors import explain
 from config.policies import PolicyError, load_policies, load_segments
 from config.settings import CONFIG_DIR, Settings
-from starter import BillingEvent, run_demo, start_case, workflow_id_for
+from starter import BillingEvent, case_run_status, run_demo, start_case, workflow_id_for
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     ID_PATTERN,
@@ -51,39 +63,82 @@ from workflows.money import format_money
 
 
 class UserError(Exception):
-    """A mistake the user can fix; printed as one line."""
+    """A mistake the user can fix, or an action the case refused: one line, exit 1."""
+
+    exit_code = 1
+
+
+class StoreUnavailable(UserError):
+    """The store cannot be opened or used: exit 4."""
+
+    exit_code = 4
+
+
+class TemporalUnreachable(UserError):
+    """Temporal cannot be reached: exit 5."""
+
+    exit_code = 5
+
+
+EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `dunning` console script."""
+    code = _run(sys.argv[1:] if argv is None else argv)
+    # The Temporal client's runtime can crash at interpreter exit (sdk-python#300); everything
+    # is done and flushed here, so leave without running interpreter teardown.
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = code or EXIT_CLOSED_PIPE
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(argv: list[str]) -> int:
+    """Run one command; every error the user can act on becomes one line and an exit code."""
     parser = _parser()
-    argv = sys.argv[1:] if argv is None else argv
     # These commands parse their own options (argparse cannot hand them on unparsed).
     for prefix in (("simulate",), ("model", "train")):
         if tuple(argv[: len(prefix)]) == prefix:
             argv = [*prefix, "--", *argv[len(prefix) :]]
             break
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # bad arguments: one line, exit 2 (`_Parser.error`)
     if getattr(args, "rest", None) and args.rest[0] == "--":
         args.rest = args.rest[1:]
     try:
         settings = Settings()
+        if args.opens_store:
+            _store(settings)  # name the store's trouble before anything else starts
         code = args.run(args, settings)
         if asyncio.iscoroutine(code):
             code = asyncio.run(code)
+        return code or 0
     except KeyboardInterrupt:
-        code = 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader has gone (`dunning list | head -1`): stop quietly
+        return EXIT_CLOSED_PIPE
     except ValidationError as err:
-        print(f"dunning: invalid settings: {explain(err)}", file=sys.stderr)
-        code = 1
-    except (UserError, PolicyError, TemplateConfigError, ValueError, OSError) as err:
-        print(f"dunning: {_one_line(err)}", file=sys.stderr)
-        code = 1
-    # The Temporal client's runtime can crash at interpreter exit (sdk-python#300); everything
-    # is done and flushed here, so leave without running interpreter teardown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code or 0)
+        return _fail(f"invalid settings: {explain(err)}")
+    except UserError as err:
+        return _fail(str(err), err.exit_code)
+    except SQLAlchemyError as err:
+        return _fail(_store_trouble(err), StoreUnavailable.exit_code)
+    except RPCError as err:
+        return _fail(f"Temporal refused: {err.message}", TemporalUnreachable.exit_code)
+    except RuntimeError as err:
+        if not str(err).startswith("Failed client connect"):  # the SDK's words for it
+            raise
+        return _fail(_temporal_trouble(settings, err), TemporalUnreachable.exit_code)
+    except (PolicyError, TemplateConfigError, ValueError, OSError) as err:
+        return _fail(str(err))
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"dunning: {_one_line(message)}", file=sys.stderr)
+    return code
 
 
 # Commands ----------------------------------------------------------------------------------
@@ -147,73 +202,69 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
-    until = _until(args.until) if args.until else None
-    request = _validate(PauseRequest, {"reason": args.reason, "actor": args.actor, "until": until})
-    handle = await _open_case(settings, args.case)
-    view = await _update(handle, DunningWorkflow.pause_case, request)
-    print(f"paused {handle.id}: {view.details}")
-    return 0
+def _update_command(update: Callable, build: Callable[[argparse.Namespace], object], done: str):
+    """A support command: an update the case answers with its status or refuses (exit 1)."""
 
-
-async def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
-    handle = await _open_case(settings, args.case)
-    view = await _update(handle, DunningWorkflow.resume_case, ResumeRequest(actor=args.actor))
-    print(f"resumed {handle.id}: {view.details}")
-    return 0
-
-
-def _signal_command(method: Callable, build: Callable[[argparse.Namespace], object], done: str):
     async def command(args: argparse.Namespace, settings: Settings) -> int:
-        payload = build(args)
+        request = build(args)
         handle = await _open_case(settings, args.case)
-        await handle.signal(method, payload)
-        print(f"{done} {handle.id}")
+        view = await _update(handle, update, request)
+        print(f"{done} {handle.id}: {view.details}")
         return 0
 
     return command
 
 
-cmd_payment_received = _signal_command(
-    DunningWorkflow.payment_received,
+cmd_pause = _update_command(
+    DunningWorkflow.pause_case,
+    lambda a: _validate(
+        PauseRequest,
+        {"reason": a.reason, "actor": a.actor, "until": _until(a.until) if a.until else None},
+    ),
+    "paused",
+)
+cmd_resume = _update_command(
+    DunningWorkflow.resume_case, lambda a: ResumeRequest(actor=a.actor), "resumed"
+)
+cmd_payment_received = _update_command(
+    DunningWorkflow.record_payment,
     lambda a: _validate(
         PaymentReceived, {"amount": a.amount, "reference": a.reference, "actor": a.actor}
     ),
     "recorded the payment on",
 )
-cmd_method_updated = _signal_command(
-    DunningWorkflow.payment_method_updated,
+cmd_method_updated = _update_command(
+    DunningWorkflow.record_payment_method,
     lambda a: _validate(
         PaymentMethodUpdated, {"payment_method": a.payment_method, "actor": a.actor}
     ),
     "recorded the new payment method on",
 )
-cmd_dispute_opened = _signal_command(
-    DunningWorkflow.dispute_opened,
+cmd_dispute_opened = _update_command(
+    DunningWorkflow.open_dispute,
     lambda a: _validate(DisputeOpened, {"reason": a.reason, "actor": a.actor}),
     "opened a dispute on",
 )
-cmd_dispute_resolved = _signal_command(
-    DunningWorkflow.dispute_resolved,
+cmd_dispute_resolved = _update_command(
+    DunningWorkflow.resolve_dispute,
     lambda a: DisputeResolved(won=a.outcome == "won", actor=a.actor),
     "resolved the dispute on",
 )
-cmd_cancel = _signal_command(
-    DunningWorkflow.cancel,
+cmd_cancel = _update_command(
+    DunningWorkflow.cancel_case,
     lambda a: _validate(CancelRequest, {"reason": a.reason, "actor": a.actor}),
     "cancelled",
 )
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    handle = await _case(settings, args.case)
-    description = await handle.describe()
-    if description.status != WorkflowExecutionStatus.RUNNING:
+    handle, status = await _case(settings, args.case)
+    if status != WorkflowExecutionStatus.RUNNING:
         try:
             result = await handle.result()
         except WorkflowFailureError as err:
-            status = description.status.name.lower()
-            raise UserError(f"case {handle.id} ended without an outcome ({status})") from err
+            ending = status.name.lower()
+            raise UserError(f"case {handle.id} ended without an outcome ({ending})") from err
         if args.json:
             print(result.model_dump_json(indent=2))
         else:
@@ -232,18 +283,16 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_opt_out(args: argparse.Namespace, settings: Settings) -> int:
     channel, contact = _contact(args.contact, args.channel)
     source = f"support:{args.actor}"
-    with _store_errors(settings):
-        _store(settings).suppress(channel, contact, OPTED_OUT, source)
+    _store(settings).suppress(channel, contact, OPTED_OUT, source)
     print(f"opted out {contact}: no dunning {_CHANNEL_NAMES[channel]} to it ({source})")
     return 0
 
 
 def cmd_opt_in(args: argparse.Namespace, settings: Settings) -> int:
     channel, contact = _contact(args.contact, args.channel)
-    with _store_errors(settings):
-        store = _store(settings)
-        earlier = store.suppression(channel, contact)
-        lifted = earlier is not None and store.lift_suppression(channel, contact)
+    store = _store(settings)
+    earlier = store.suppression(channel, contact)
+    lifted = earlier is not None and store.lift_suppression(channel, contact)
     if not lifted:
         print(f"{contact} was not opted out of {_CHANNEL_NAMES[channel]}: nothing to lift")
         return 0
@@ -329,6 +378,77 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
+    events = _store(settings).find_webhook_events(
+        statuses=args.status, invoice_id=args.invoice, limit=args.limit
+    )
+    if not events:
+        print("no stored events match")
+        return 0
+    rows = [
+        [
+            e.provider,
+            e.event_id,
+            e.type,
+            e.status,
+            e.invoice_id or "-",
+            str(e.deliveries),
+            _when(e.received_at),
+            _one_line(e.detail)[:100] or "-",
+        ]
+        for e in events
+    ]
+    header = ["PROVIDER", "EVENT", "TYPE", "STATUS", "INVOICE", "DELIVERIES", "RECEIVED", "DETAIL"]
+    _print_table(header, rows)
+    return 0
+
+
+async def cmd_events_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """Carry out stored billing events no delivery finished, now, whatever their age and
+    however often they were tried; say what became of each."""
+    from webhooks.cases import CaseDesk
+    from webhooks.sweeper import PROVIDERS, retry_all
+
+    store = _store(settings)
+    client = await _client(settings)  # unreachable: exit 5 before any event is claimed
+    code = 0
+    if args.all:
+        events = store.webhook_events_to_retry(PROVIDERS, received_before=datetime.now(UTC))
+        if not events:
+            print("no pending or failed billing events")
+    else:
+        named = store.find_webhook_events(event_ids=args.event_ids, providers=PROVIDERS)
+        for event_id in sorted(set(args.event_ids) - {e.event_id for e in named}):
+            code = _fail(f"{event_id}: no stored billing event has this id")
+        events = []
+        for event in reversed(named):  # oldest first, as they came in
+            if event.status in (WebhookEventStatus.PENDING, WebhookEventStatus.FAILED):
+                events.append(event)
+            else:
+                code = _fail(f"{_event_name(event)}: already {event.status}, not retried")
+
+    async def given_client() -> Client:
+        return client
+
+    results = await retry_all(CaseDesk(settings, given_client, store), events)
+    for event, handled in results:
+        if handled.claim is WebhookClaim.BUSY:
+            print(f"{_event_name(event)}: being carried out by a delivery right now")
+        else:
+            print(f"{_event_name(event)}: {handled.status}, {_one_line(handled.detail)}")
+        if handled.status not in (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED):
+            code = code or 1
+    for event in events[len(results) :]:
+        print(f"{_event_name(event)}: not tried, Temporal became unreachable")
+    if results and results[-1][1].status == WebhookEventStatus.PENDING:
+        return TemporalUnreachable.exit_code
+    return code
+
+
+def _event_name(event: WebhookEvent) -> str:
+    return f"{event.provider} {event.event_id} ({event.type})"
+
+
 # Helpers -----------------------------------------------------------------------------------
 
 OPTED_OUT = "opted_out"
@@ -354,82 +474,89 @@ def _contact(text: str, channel: str | None) -> tuple[str, str]:
     return channel, number
 
 
-@contextmanager
-def _store_errors(settings: Settings) -> Iterator[None]:
-    """The store's errors as one line (not its message: it quotes the statement's values)."""
-    try:
-        yield
-    except SQLAlchemyError as err:
-        where = settings.database_url.partition("://")[0] or "?"
-        raise UserError(
-            f"cannot use the store ({where}: {type(err).__name__}); check DATABASE_URL"
-        ) from err
+def _store_trouble(err: SQLAlchemyError) -> str:
+    """The store's error in one line, never its message (it may quote the statement)."""
+    if isinstance(err, ArgumentError):
+        return f"DATABASE_URL is unusable ({err}); e.g. sqlite:///.dunning/dunning.db"
+    # The driver's own words (connection refused, database is locked) carry no values.
+    reason = _one_line(err.orig)[:200] if isinstance(err, OperationalError) else ""
+    return f"cannot use the store ({reason or type(err).__name__}); check DATABASE_URL"
+
+
+def _temporal_trouble(settings: Settings, err: BaseException) -> str:
+    address = settings.temporal_address or f"localhost:{settings.dev_server_port}"
+    return f"cannot reach Temporal at {address} ({_one_line(err)}); check TEMPORAL_ADDRESS"
 
 
 def _stored_messages(settings: Settings, case_id: str) -> list[Message] | None:
     """The case's message rows, with what providers reported; None when the store is down."""
     try:
         return _store(settings).messages(case_id)
-    except SQLAlchemyError:
+    except (StoreUnavailable, SQLAlchemyError):
         return None
 
 
 async def _client(settings: Settings) -> Client:
+    """A connected client; `TemporalUnreachable` (exit 5) when there is none to be had."""
     from worker import connect
 
-    address = settings.temporal_address or f"localhost:{settings.dev_server_port}"
     try:
         return await connect(settings)
     except RuntimeError as err:
-        raise UserError(
-            f"cannot reach Temporal at {address} ({_one_line(err)}); is `dunning worker` running?"
+        raise TemporalUnreachable(
+            f"{_temporal_trouble(settings, err)} or start `dunning worker`"
         ) from err
 
 
 def _store(settings: Settings) -> CaseStore:
-    store = CaseStore(settings.database_url)
-    store.create_schema()
+    """The store with its tables; its trouble ends the command with exit 4."""
+    try:
+        store = CaseStore(settings.database_url)
+        store.create_schema()
+    except OSError as err:  # SQLite's folder cannot be made
+        raise StoreUnavailable(
+            f"cannot use the store ({err.strerror}: {err.filename}); check DATABASE_URL"
+        ) from err
     return store
 
 
-async def _case(settings: Settings, case: str) -> WorkflowHandle:
-    """A handle on the case, after checking it exists."""
+async def _case(settings: Settings, case: str) -> tuple[WorkflowHandle, WorkflowExecutionStatus]:
+    """A handle on the case (named by its case id, i.e. its invoice id), after checking it
+    exists, with its run's status. An argument that looks like a workflow id is still a case
+    id: invoice `dunning-in_1` has a case of its own."""
     if not re.fullmatch(ID_PATTERN, case):
         raise UserError(f"{case!r} is not a case or invoice id")
     client = await _client(settings)
     handle = client.get_workflow_handle_for(DunningWorkflow.run, workflow_id_for(case))
-    try:
-        await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise UserError(f"no case for {case} (looked for workflow {handle.id})") from err
-        raise UserError(f"cannot read case {handle.id}: {err.message}") from err
-    return handle
+    status = await case_run_status(client, handle.id)
+    if status is None:
+        raise UserError(f"no case for {case} (looked for workflow {handle.id})")
+    return handle, status
 
 
 async def _open_case(settings: Settings, case: str) -> WorkflowHandle:
     """A handle on a case that is still running; a finished case is refused clearly."""
-    handle = await _case(settings, case)
-    description = await handle.describe()
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        status = _attribute(description, "DunningStatus") or description.status.name.lower()
-        raise UserError(f"case {handle.id} is already finished ({status})")
+    handle, status = await _case(settings, case)
+    if status != WorkflowExecutionStatus.RUNNING:
+        try:
+            ending = (await handle.result()).outcome
+        except WorkflowFailureError:
+            ending = status.name.lower()
+        raise UserError(f"case {handle.id} is already finished ({ending})")
     return handle
 
 
 async def _update(handle: WorkflowHandle, update: Callable, request: object) -> CaseView:
+    """The case's answer to a support update, or `UserError` saying why it refused."""
     try:
         return await handle.execute_update(update, request)
     except WorkflowUpdateFailedError as err:
         reason = err.cause.message if isinstance(err.cause, ApplicationError) else err.cause
         raise UserError(f"refused: {_one_line(reason or err)}") from err
-
-
-def _attribute(description, name: str) -> object:
-    for key, value in description.typed_search_attributes:
-        if key.name == name:
-            return value
-    return None
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise UserError(f"case {handle.id} finished meanwhile: nothing done") from err
 
 
 def _validate(model: type, data: dict):
@@ -473,7 +600,7 @@ def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
 
 
-def _one_line(err: BaseException) -> str:
+def _one_line(err: object) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
@@ -540,8 +667,21 @@ def _id(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (not the whole usage), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dunning: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dunning", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="dunning",
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(opens_store=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     actor = os.environ.get("USER") or "support"
 
@@ -552,11 +692,12 @@ def _parser() -> argparse.ArgumentParser:
 
     def case_command(name: str, run: Callable, help: str) -> argparse.ArgumentParser:
         sub = command(name, run, help)
-        sub.add_argument("case", help="invoice id or workflow id (dunning-<invoice>)")
+        sub.add_argument("case", help="the case id, which is the invoice id")
         sub.add_argument("--actor", default=actor, help="who does this (default: $USER)")
         return sub
 
     sub = command("worker", cmd_worker, "run a worker (and the dev server when none is set)")
+    sub.set_defaults(opens_store=True)  # its activities open it once the worker starts
     sub.add_argument("--demo", action="store_true", help="also start the demo cases")
     sub.add_argument(
         "--serve", action="store_true", help="also serve the billing-event receiver (webhooks)"
@@ -606,7 +747,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--reason", required=True)
 
     sub = command("status", cmd_status, "show a case: state, next step, attempts, messages")
-    sub.add_argument("case", help="invoice id or workflow id")
+    sub.add_argument("case", help="the case id, which is the invoice id")
     sub.add_argument("--json", action="store_true")
 
     for name, run, help in (
@@ -641,6 +782,20 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate every policy, segment and template file and explain errors"
     )
     check.set_defaults(run=cmd_policies_check)
+
+    events = commands.add_parser("events", help="stored billing events").add_subparsers(
+        dest="events_command", required=True, metavar="COMMAND"
+    )
+    sub = events.add_parser("list", help="stored billing events, newest first")
+    sub.set_defaults(run=cmd_events_list)
+    sub.add_argument("--status", action="append", choices=[s.value for s in WebhookEventStatus])
+    sub.add_argument("--invoice", type=_id)
+    sub.add_argument("--limit", type=int, default=50)
+    sub = events.add_parser("retry", help="carry out stored pending or failed billing events now")
+    sub.set_defaults(run=cmd_events_retry)
+    which = sub.add_mutually_exclusive_group(required=True)
+    which.add_argument("event_ids", nargs="*", default=[], metavar="EVENT_ID")
+    which.add_argument("--all", action="store_true", help="every pending or failed one")
 
     sub = command("list", cmd_list, "list cases by status, customer or policy")
     sub.add_argument("--status", choices=[s.value for s in CaseStatus])

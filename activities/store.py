@@ -646,6 +646,53 @@ class CaseStore:
             )
             return sorted(set(rows))
 
+    def webhook_events_to_retry(
+        self,
+        providers: list[str],
+        received_before: datetime,
+        max_deliveries: int | None = None,
+    ) -> list[WebhookEvent]:
+        """Events of `providers` no delivery finished (pending or failed), received before
+        `received_before`, whose claim has lapsed and, with `max_deliveries`, that were
+        delivered fewer times; oldest first."""
+        now = utcnow()
+        query = (
+            select(WebhookEvent)
+            .where(
+                WebhookEvent.provider.in_(providers),
+                WebhookEvent.status.in_([WebhookEventStatus.PENDING, WebhookEventStatus.FAILED]),
+                WebhookEvent.received_at < received_before,
+                or_(WebhookEvent.claimed_until.is_(None), WebhookEvent.claimed_until < now),
+            )
+            .order_by(WebhookEvent.id)
+        )
+        if max_deliveries is not None:
+            query = query.where(WebhookEvent.deliveries < max_deliveries)
+        with self.session() as session:
+            return list(session.exec(query))
+
+    def find_webhook_events(
+        self,
+        *,
+        statuses: list[str] | None = None,
+        invoice_id: str | None = None,
+        event_ids: list[str] | None = None,
+        providers: list[str] | None = None,
+        limit: int | None = None,
+    ) -> list[WebhookEvent]:
+        """Stored events, newest first, narrowed by status, invoice, event id and provider."""
+        query = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)
+        if providers is not None:
+            query = query.where(WebhookEvent.provider.in_(providers))
+        if statuses is not None:
+            query = query.where(WebhookEvent.status.in_(statuses))
+        if invoice_id is not None:
+            query = query.where(WebhookEvent.invoice_id == invoice_id)
+        if event_ids is not None:
+            query = query.where(WebhookEvent.event_id.in_(event_ids))
+        with self.session() as session:
+            return list(session.exec(query))
+
     @staticmethod
     def _find_webhook_event(session: Session, provider: str, event_id: str) -> WebhookEvent | None:
         return session.exec(

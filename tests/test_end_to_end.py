@@ -274,7 +274,7 @@ def test_cli_mistakes_get_one_clear_line(service_env, args, stdin, message):
 def test_cli_without_a_server_says_so(service_env):
     env = {**service_env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
     done = dunning(env, "status", "in_1")
-    assert done.returncode == 1
+    assert done.returncode == 5
     assert "cannot reach Temporal at 127.0.0.1:1" in done.stderr
     assert "Traceback" not in done.stderr
 
