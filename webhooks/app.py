@@ -113,6 +113,9 @@ async def serve(settings: Settings, client_provider: ClientProvider, store: Case
     config = uvicorn.Config(
         app, host=settings.receiver_host, port=settings.receiver_port, lifespan="off"
     )
+    access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config above
+    if not any(isinstance(f, unsubscribe.RedactTokens) for f in access.filters):
+        access.addFilter(unsubscribe.RedactTokens())
     server = uvicorn.Server(config)
     where = f"{settings.receiver_host}:{settings.receiver_port}"
 

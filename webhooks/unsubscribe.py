@@ -7,10 +7,11 @@ email to the customer the token's case belongs to.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from html import escape
 
-from activities.notify.links import verify_token
+from activities.notify.links import redact_tokens, verify_token
 from activities.store import CaseStore
 
 PAGE = """<!doctype html>
@@ -63,3 +64,18 @@ def done_page() -> str:
 def refused_page(reason: str) -> str:
     """The page for a link that does not work."""
     return PAGE.format(body=f"<h1>This link does not work</h1><p>{escape(reason)}.</p>")
+
+
+class RedactTokens(logging.Filter):
+    """Takes tokens out of log records before any handler sees them: the access log prints
+    each request's query string, and ``GET /unsubscribe?token=...`` carries a working link."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the message and its string arguments; never drop the record."""
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_tokens(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True

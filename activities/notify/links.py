@@ -11,11 +11,24 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 # Ours are a few hundred characters at most; a longer one is refused unread.
 MAX_TOKEN_LENGTH = 2048
+
+
+# A token wherever it stands (a query, a path): base64url claims, ".", a 43-character HMAC.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+# Any value of a token= parameter, a token or not.
+_TOKEN_PARAMETER = re.compile(r"(?i)(\btoken=)[^&\s\"'<>()]+")
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with every token, and every ``token=`` value, replaced by ``<redacted>``: a
+    token in a log line is a working link for whoever reads the log."""
+    return _TOKEN_PARAMETER.sub(r"\1<redacted>", _TOKEN.sub("<redacted>", text))
 
 
 class InvalidToken(ValueError):
