@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import partial
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -20,7 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import CaseStore, CustomerProfile
-from config.policies import find_policy, load_policies, load_segments
+from config.policies import PolicyError, find_policy, load_policies, load_segments
 from config.settings import Settings
 from workflows.dunning import DunningWorkflow
 from workflows.models import ID_PATTERN, CaseInput, Failure, PaymentFailed
@@ -28,32 +28,78 @@ from workflows.money import format_money
 from workflows.policy import DeclineCodes
 from workflows.search import initial_search_attributes
 from workflows.segments import Assignment, CaseFacts
+from workflows.values import (
+    MAX_AMOUNT,
+    MAX_CLOCK_SKEW,
+    MAX_FAILURE_AGE,
+    CountryCode,
+    Currency,
+    MinorAmount,
+    check_failed_at,
+)
+
+# Decline, advice and network codes and card brands: short printable tokens, nothing else.
+CODE_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
+class InvalidEvent(ValueError):
+    """A billing event whose content breaks a rule; the message names the field and the rule.
+
+    Final: the same content can never open a case, so it is recorded as rejected."""
 
 
 class BillingEvent(BaseModel):
-    """A failed invoice payment, as any billing system can describe it."""
+    """A failed invoice payment, as any billing system can describe it.
+
+    The one model every door (POST /events, Stripe webhooks, `dunning start`, `start_case`)
+    checks a failure against, so no value that passes can later break the case."""
 
     model_config = ConfigDict(extra="forbid")
 
     invoice_id: str = Field(pattern=ID_PATTERN)
     subscription_id: str | None = Field(default=None, pattern=ID_PATTERN)
     customer: CustomerProfile
-    amount_due: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
-    currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO-4217 code.")
-    decline_code: str | None = Field(default=None, max_length=100)
-    advice_code: str | None = Field(default=None, max_length=100, description="Stripe's.")
-    network_decline_code: str | None = Field(default=None, max_length=20, description="Visa 05")
-    network_advice_code: str | None = Field(default=None, max_length=20, description="MC 03")
-    card_brand: str | None = Field(default=None, max_length=30, description="visa, mastercard")
-    failed_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
-    policy: str | None = Field(
-        default=None, description="Defaults to the one config/segments.toml gives the case."
+    amount_due: MinorAmount
+    currency: Currency
+    decline_code: str | None = Field(default=None, pattern=CODE_PATTERN, max_length=100)
+    advice_code: str | None = Field(
+        default=None, pattern=CODE_PATTERN, max_length=100, description="Stripe's."
     )
-    policy_version: int | None = Field(default=None, description="Defaults to the newest.")
+    network_decline_code: str | None = Field(
+        default=None, pattern=CODE_PATTERN, max_length=20, description="Visa 05"
+    )
+    network_advice_code: str | None = Field(
+        default=None, pattern=CODE_PATTERN, max_length=20, description="MC 03"
+    )
+    card_brand: str | None = Field(
+        default=None, pattern=CODE_PATTERN, max_length=30, description="visa, mastercard"
+    )
+    failed_at: AwareDatetime | None = Field(
+        default=None,
+        description=f"Defaults to now; at most {MAX_FAILURE_AGE.days} days ago and "
+        f"{int(MAX_CLOCK_SKEW.total_seconds())} s ahead. The schedule starts when the case opens.",
+    )
+    policy: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_-]{1,50}$",
+        description="Defaults to the one config/segments.toml gives the case.",
+    )
+    policy_version: int | None = Field(
+        default=None, strict=True, ge=1, le=10_000, description="Defaults to the newest."
+    )
     plan: str | None = Field(default=None, max_length=100, description="For segment rules.")
-    tenure_days: int | None = Field(default=None, ge=0, description="For segment rules.")
-    lifetime_value: int | None = Field(default=None, ge=0, description="Minor units.")
-    region: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$", description="ISO country.")
+    tenure_days: int | None = Field(
+        default=None, strict=True, ge=0, le=36_500, description="For segment rules."
+    )
+    lifetime_value: int | None = Field(
+        default=None, strict=True, ge=0, le=MAX_AMOUNT * 1000, description="Minor units."
+    )
+    region: CountryCode | None = Field(default=None, description="For segment rules.")
+
+    @field_validator("failed_at")
+    @classmethod
+    def _within_window(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else check_failed_at(value)
 
 
 class StartResult(BaseModel):
@@ -69,20 +115,20 @@ class StartResult(BaseModel):
     finished: bool = Field(default=False, description="The invoice's case has already ended.")
 
 
-def workflow_id_for(invoice_or_workflow_id: str) -> str:
-    """``dunning-<invoice id>``; a workflow id passes through unchanged."""
-    if invoice_or_workflow_id.startswith("dunning-"):
-        return invoice_or_workflow_id
-    return f"dunning-{invoice_or_workflow_id}"
+def workflow_id_for(case_id: str) -> str:
+    """``dunning-<case id>``, always: a fixed prefix on every id keeps the mapping one to one,
+    so invoice ``dunning-in_1`` (workflow ``dunning-dunning-in_1``) never meets ``in_1``'s."""
+    return f"dunning-{case_id}"
 
 
 def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
     """The workflow's input for an event: the policy the event names, else the one its
     segment (and A/B variant) gives, with the version pinned now."""
     policies = load_policies(settings.policies_dir, settings.declines_file)
+    now = datetime.now(UTC)
     failure = Failure(
         **event.model_dump(include=set(DeclineCodes.model_fields)),
-        failed_at=event.failed_at or datetime.now(UTC),
+        failed_at=event.failed_at or now,
     )
     if event.policy is not None:
         assignment = Assignment(segment="named by the event", policy=event.policy)
@@ -98,7 +144,11 @@ def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
             decline_class=policies[0].declines.classify(failure),
         )
         assignment = rules.assign(facts, event.customer.customer_id)
-    policy = find_policy(policies, assignment.policy, event.policy_version)
+    try:
+        policy = find_policy(policies, assignment.policy, event.policy_version)
+    except PolicyError as err:
+        field = "policy" if event.policy_version is None else "policy_version"
+        raise InvalidEvent(f"{field}: {err}") from err
     return CaseInput(
         case_id=event.invoice_id,
         invoice_id=event.invoice_id,
@@ -106,6 +156,9 @@ def case_input(event: BillingEvent, settings: Settings) -> CaseInput:
         amount_due=event.amount_due,
         currency=event.currency,
         failure=failure,
+        # A failure that reaches us late starts its schedule now: its first reminder, not a
+        # burst of the steps it missed.
+        schedule_from=max(failure.failed_at, now),
         policy_name=policy.name,
         policy_version=policy.version,
         payment_method=event.customer.payment_method,

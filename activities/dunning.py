@@ -43,6 +43,7 @@ from workflows.models import (
     ContactFacts,
     Delivery,
     DeliveryStatus,
+    InvoiceSettled,
     NotifyRequest,
     NotifyResult,
     PlanRequest,
@@ -160,7 +161,11 @@ class DunningActivities:
 
     @activity.defn
     def charge(self, request: ChargeRequest) -> ChargeResult:
-        """Charge once per attempt: the gateway dedupes on the attempt's idempotency key."""
+        """Charge once per attempt: the gateway dedupes on the attempt's idempotency key.
+        An invoice the biller already settled is not charged (`settled` says why)."""
+        settled = self._settlement(request.invoice_id, request.failed_at)
+        if settled is not None:
+            return ChargeResult(approved=False, settled=settled, message="invoice settled")
         if request.payment_method is None:
             customer = self.store.get_customer(request.customer_id)
             if customer is not None and customer.payment_method:
@@ -183,7 +188,12 @@ class DunningActivities:
         Suppressed contacts (STOP, unsubscribed, bounced, invalid) are skipped; when none of
         the step's channels reaches the customer, the other channels they can receive are
         tried. A reminder yields to the weekly cap on messages per customer, across all
-        their cases; a final notice or an outcome message never does."""
+        their cases; a final notice or an outcome message never does. Nothing goes out for
+        an invoice the biller already settled (`settled` says why)."""
+        if request.failed_at is not None:
+            settled = self._settlement(request.invoice_id, request.failed_at)
+            if settled is not None:
+                return NotifyResult(deliveries=[], settled=settled)
         customer = self.store.get_customer(request.customer_id)
         at = request.at or utcnow()
         if request.tone in YIELDING_TONES and self._over_weekly_cap(request.customer_id, at):
@@ -208,6 +218,15 @@ class DunningActivities:
     def record(self, record: CaseRecord) -> None:
         """Keep the case row current and append its new audit lines."""
         self.store.record_case(record)
+
+    def _settlement(self, invoice_id: str, failed_at: datetime | None) -> InvoiceSettled | None:
+        """Whether the invoice is settled: by an event the receiver stored (which may have
+        raced the case's start), else by the gateway's own word."""
+        if failed_at is not None:
+            settled = self.store.invoice_settlement(invoice_id, failed_at)
+            if settled is not None:
+                return settled
+        return self.gateway.settlement(invoice_id)
 
     def _deliver(
         self, request: NotifyRequest, customer: CustomerProfile | None, channel: Channel

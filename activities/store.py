@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, EmailStr
+from pydantic import BaseModel, ConfigDict, EmailStr
 from pydantic import Field as Check
 from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint, or_, update
 from sqlalchemy.engine import Engine
@@ -25,8 +26,10 @@ from workflows.models import (
     CaseStatus,
     ChargeRequest,
     ChargeResult,
+    InvoiceSettled,
     TimelineEntry,
 )
+from workflows.values import LOCALE_PATTERN, MAX_CLOCK_SKEW, PhoneNumber, TimeZoneName
 
 # A case in one of these may still charge or message: billing events about it must reach it.
 OPEN_CASE_STATUSES = [
@@ -75,13 +78,19 @@ def _timestamp(**kwargs):
 class CustomerProfile(BaseModel):
     """A customer's contact details: the only place a name, email or phone number lives."""
 
+    model_config = ConfigDict(extra="forbid")
+
     customer_id: str = Check(pattern=ID_PATTERN)
     name: str | None = Check(default=None, max_length=200)
-    email: EmailStr | None = None
-    phone: str | None = Check(default=None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
-    locale: str = "en"
-    time_zone: str | None = None
-    payment_method: str | None = None
+    email: EmailStr | None = Check(default=None, max_length=254)
+    phone: PhoneNumber | None = None
+    locale: str = Check(
+        default="en",
+        pattern=LOCALE_PATTERN,
+        description="BCP-47, e.g. en, ja-JP, zh-Hans.",
+    )
+    time_zone: TimeZoneName | None = None
+    payment_method: str | None = Check(default=None, pattern=ID_PATTERN)
 
 
 class Customer(SQLModel, table=True):
@@ -218,7 +227,28 @@ class WebhookEventStatus(StrEnum):
     IGNORED = "ignored"
     """Nothing to do: an unmapped type, no case for it, a finished case, an invoice paid."""
     FAILED = "failed"
-    """The event could not be read into an action; `detail` says why. A redelivery retries."""
+    """Acting on the event broke on our side; `detail` says why. A redelivery or the sweeper
+    retries it."""
+    REJECTED = "rejected"
+    """The event's content breaks a rule (a bad value, an unknown policy); `detail` names the
+    field and the rule. Final: retrying the same content cannot succeed."""
+
+
+# Billing events that settle an invoice for good, as each provider names them.
+SETTLEMENT_KINDS: dict[str, Literal["paid", "voided", "written_off"]] = {
+    "invoice.paid": "paid",
+    "payment_succeeded": "paid",
+    "invoice.voided": "voided",
+    "invoice_voided": "voided",
+    "invoice.marked_uncollectible": "written_off",
+}
+
+# Statuses no delivery acts on again: a redelivery is answered as a duplicate.
+FINAL_STATUSES = (
+    WebhookEventStatus.PROCESSED,
+    WebhookEventStatus.IGNORED,
+    WebhookEventStatus.REJECTED,
+)
 
 
 class WebhookEvent(SQLModel, table=True):
@@ -299,7 +329,8 @@ class CaseStore:
             row = session.get(Customer, customer_id)
         if row is None:
             return None
-        return CustomerProfile.model_validate(row.model_dump(exclude={"updated_at"}))
+        # Checked on the way in; a row written before a rule was added must still be readable.
+        return CustomerProfile.model_construct(**row.model_dump(exclude={"updated_at"}))
 
     # Cases and audit -----------------------------------------------------------------------
 
@@ -542,7 +573,7 @@ class CaseStore:
                     session.refresh(event)
                     return event, WebhookClaim.NEW
                 row = self._find_webhook_event(session, event.provider, event.event_id)
-            if row.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED):
+            if row.status in FINAL_STATUSES:
                 return row, WebhookClaim.DONE
             claimed = session.exec(
                 update(WebhookEvent)
@@ -601,6 +632,19 @@ class CaseStore:
                     .order_by(WebhookEvent.occurred_at)
                 )
             )
+
+    def invoice_settlement(self, invoice_id: str, failed_at: datetime) -> InvoiceSettled | None:
+        """Whether a stored event settled the invoice at or after its failure (less the clock
+        skew between the biller's systems), in any status: a payment that reached us before
+        its case existed still stops the case."""
+        rows = self.invoice_events_since(
+            invoice_id, list(SETTLEMENT_KINDS), failed_at - MAX_CLOCK_SKEW
+        )
+        if not rows:
+            return None
+        first = rows[0]
+        source = f"{first.type} {first.event_id}"
+        return InvoiceSettled(kind=SETTLEMENT_KINDS[first.type], source=source)
 
     def open_case_ids(
         self,

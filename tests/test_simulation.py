@@ -117,6 +117,9 @@ class WorldGateway:
         answer = self.world.charge(self.cases[request.case_id], request.attempt, at)
         return answer.result(request.payment_method)
 
+    def settlement(self, invoice_id: str) -> None:
+        return None  # a world's invoices are settled only by its cases' own charges
+
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
         return WriteBackResult(done=True, detail="simulated")
 

@@ -17,11 +17,19 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+)
 
 from config.settings import CONFIG_DIR
 from starter import BillingEvent
-from webhooks.intake import Intake, OpenCase, TellCases
+from webhooks.intake import Intake, OpenCase, TellCases, UnreadableEvent
 from workflows.models import (
     ID_PATTERN,
     CancelRequest,
@@ -32,6 +40,7 @@ from workflows.models import (
     PaymentReceived,
 )
 from workflows.policy import DeclineCodes
+from workflows.values import MinorAmount, check_failed_at, check_occurred
 
 PROVIDER = "billing"
 SCHEMA_FILE = CONFIG_DIR / "billing-event.schema.json"
@@ -45,8 +54,9 @@ class _Event(_Strict):
     id: str = Field(
         pattern=ID_PATTERN, description="Unique per event; a repeated id is a duplicate."
     )
-    created: AwareDatetime = Field(
-        description="When it happened at the biller: ISO-8601 with an offset, or unix seconds."
+    created: Annotated[AwareDatetime, AfterValidator(check_occurred)] = Field(
+        description="When it happened at the biller: ISO-8601 with an offset, or unix seconds; "
+        "not in the future."
     )
     source: str = Field(
         default="biller",
@@ -59,7 +69,7 @@ class PaymentSucceeded(_Strict):
     """The invoice was paid at the biller; the full amount recovers its case."""
 
     invoice_id: str = Field(pattern=ID_PATTERN)
-    amount: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
+    amount: MinorAmount
     reference: str = Field(default="", max_length=200, description="The biller's payment id.")
 
 
@@ -201,7 +211,7 @@ def explain(err: ValidationError) -> str:
             loc = loc[1:]
         if problem["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = ["type"]
-        message = problem["msg"]
+        message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "json_invalid":
             loc, message = [], f"malformed JSON ({problem['ctx'].get('error', 'invalid')})"
         problems.append(f"{'.'.join(loc)}: {message}" if loc else message)
@@ -220,7 +230,12 @@ def read_neutral_event(event: NeutralEvent) -> Intake:
     }
     match item:
         case PaymentFailedEvent(data=failed):
-            failed = failed.model_copy(update={"failed_at": failed.failed_at or item.created})
+            if failed.failed_at is None:
+                try:
+                    failed_at = check_failed_at(item.created)
+                except ValueError as err:
+                    raise UnreadableEvent(f"created: {err}") from err
+                failed = failed.model_copy(update={"failed_at": failed_at})
             codes = failed.model_dump(include=set(DeclineCodes.model_fields))
             open_case = OpenCase(event=failed, failure=PaymentFailed(**codes, actor=actor))
             return Intake(

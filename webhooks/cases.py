@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.store import CaseStore, CustomerProfile, WebhookEventStatus
 from config.settings import Settings
 from starter import case_run_status, start_case, workflow_id_for
-from webhooks.intake import OPENING_TYPES, SETTLING_TYPES, Ignore, Intake, OpenCase, TellCases
+from webhooks.intake import OPENING_TYPES, Ignore, Intake, OpenCase, TellCases
 
 ClientProvider = Callable[[], Awaitable[Client]]
 """An async callable giving a connected Temporal client; it raises when none can be had."""
@@ -80,21 +80,16 @@ class CaseDesk:
 
     async def _open(self, intake: Intake, action: OpenCase) -> Outcome:
         event = action.event
-        stored = await asyncio.to_thread(
-            self.store.invoice_events_since, event.invoice_id, SETTLING_TYPES, intake.occurred_at
+        settled = await asyncio.to_thread(
+            self.store.invoice_settlement, event.invoice_id, intake.occurred_at
         )
-        settled = [
-            row
-            for row in stored
-            if not (row.provider == intake.provider and row.event_id == intake.event_id)
-        ]
-        if settled:
+        if settled is not None:
             # Events arrive out of order: a failure reported after the invoice was settled
-            # must not open a case that would charge the customer again.
-            first = settled[0]
+            # must not open a case that would charge the customer again. (One that arrives
+            # while the case starts is caught by the case's own check before each step.)
             return Outcome(
                 WebhookEventStatus.IGNORED,
-                f"invoice {event.invoice_id} was settled by {first.type} {first.event_id} "
+                f"invoice {event.invoice_id} was settled by {settled.source} "
                 "at or after this failure: no case opened",
             )
         merged = await asyncio.to_thread(self._merged, event.customer)

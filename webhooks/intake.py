@@ -13,22 +13,14 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from activities.store import CustomerProfile
-from starter import BillingEvent
+from starter import BillingEvent, InvalidEvent
 from workflows.models import PaymentFailed
 
-# Event types, as each provider names them, that open a case or settle an invoice. A settling
-# event stored at or after a failure's time stops that failure from opening a case.
+# Event types, as each provider names them, that open a case.
 OPENING_TYPES = ["invoice.payment_failed", "invoice.payment_action_required", "payment_failed"]
-SETTLING_TYPES = [
-    "invoice.paid",
-    "invoice.voided",
-    "invoice.marked_uncollectible",
-    "payment_succeeded",
-    "invoice_voided",
-]
 
 
-class UnreadableEvent(ValueError):
+class UnreadableEvent(InvalidEvent):
     """An authentic event whose content cannot become an action; the message names why."""
 
 

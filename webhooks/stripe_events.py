@@ -27,6 +27,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
 )
+from workflows.values import LOCALE_PATTERN, check_occurred
 
 PROVIDER = "stripe"
 ACTOR = "stripe"
@@ -35,7 +36,9 @@ ACTOR = "stripe"
 DISPUTE_KEPT = {"won", "warning_closed"}
 
 _EMAIL = TypeAdapter(EmailStr)
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_LOCALE = re.compile(LOCALE_PATTERN)
+# Stripe's timestamps are unix seconds; anything past the year 3000 is no timestamp.
+MAX_UNIX_SECONDS = 32_503_680_000
 
 
 def envelope(payload: Any) -> tuple[str, str, datetime]:
@@ -47,9 +50,9 @@ def envelope(payload: Any) -> tuple[str, str, datetime]:
         raise ValueError("id: not a Stripe event id")
     if not isinstance(kind, str) or not kind or len(kind) > 100:
         raise ValueError("type: missing")
-    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+    if not _is_int(created) or not 0 <= created < MAX_UNIX_SECONDS:
         raise ValueError("created: not a unix timestamp")
-    return event_id, kind, datetime.fromtimestamp(created, UTC)
+    return event_id, kind, check_occurred(datetime.fromtimestamp(created, UTC))
 
 
 def read_stripe_event(payload: dict) -> Intake:
@@ -116,7 +119,9 @@ def _invoice_failed(kind: str, invoice: dict, previous: dict, occurred_at: datet
 def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetime) -> dict:
     ids = _invoice_ids(invoice)
     paid = invoice.get("amount_paid")
-    if not _is_int(paid) or paid <= 0:
+    if paid is not None and not _is_int(paid):
+        raise UnreadableEvent("data.object.amount_paid: not a whole amount in minor units")
+    if not paid or paid <= 0:
         action: Action = TellCases(
             "cancel",
             CancelRequest(reason=f"{kind}: settled without a payment", actor=ACTOR),
@@ -125,7 +130,12 @@ def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetim
         return {"action": action, **ids}
     charge = _payment_reference(invoice)
     reference = f"{ids['invoice_id']}/{charge}" if charge else ids["invoice_id"]
-    payment = PaymentReceived(amount=paid, reference=reference, actor=ACTOR, paid_at_biller=True)
+    try:
+        payment = PaymentReceived(
+            amount=paid, reference=reference, actor=ACTOR, paid_at_biller=True
+        )
+    except ValidationError as err:
+        raise UnreadableEvent(_explain(err, "data.object")) from err
     return {"action": TellCases("payment_received", payment, invoice_id=ids["invoice_id"]), **ids}
 
 
@@ -364,6 +374,7 @@ def _is_int(value: object) -> bool:
 def _explain(err: ValidationError, prefix: str) -> str:
     """``data.object.amount_due: Input should be greater than 0``, one line per event."""
     return "; ".join(
-        f"{prefix}.{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        f"{prefix}.{'.'.join(str(part) for part in problem['loc'])}: "
+        + problem["msg"].removeprefix("Value error, ")
         for problem in err.errors()
     )

@@ -111,8 +111,9 @@ class CaseState(BaseModel):
 
     @property
     def schedule_origin(self) -> datetime:
-        """The failure time moved on by the time the case was held: holding stops the clock."""
-        return self.case.failure.failed_at + self.time_held
+        """Where the schedule starts, moved on by the time the case was held: holding stops
+        the clock."""
+        return (self.case.schedule_from or self.case.failure.failed_at) + self.time_held
 
     @property
     def messages_sent(self) -> int:
@@ -133,7 +134,8 @@ class CaseState(BaseModel):
         return PlanFacts(
             **failure.model_dump(include=set(DeclineCodes.model_fields)),
             case_id=self.case.case_id,
-            failed_at=failure.failed_at,
+            # Plan offsets are added to the schedule's origin, so they are planned from it.
+            failed_at=self.schedule_origin,
             amount=self.amount_due,
             currency=self.case.currency,
             time_zones=self.time_zones,

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         charge_request,
         fold_charge,
         fold_message,
+        fold_settlement,
         fold_signal,
         notify_request,
         wait_timeout,
@@ -163,6 +164,9 @@ class DunningWorkflow:
         except ActivityError as err:
             state.record_charge_error(step.attempt, str(err.cause or err), workflow.now())
             return
+        if result.settled is not None:
+            fold_settlement(state, result.settled, workflow.now())
+            return
         fold_charge(state, step, result, workflow.now())
 
     async def _notify(self, step: Notify) -> None:
@@ -176,6 +180,9 @@ class DunningWorkflow:
                 retry_policy=NOTIFY_RETRY,
                 summary=f"send {step.template} ({', '.join(step.channels)})",
             )
+            if result.settled is not None:
+                fold_settlement(state, result.settled, workflow.now())
+                return
             deliveries = result.deliveries
         except ActivityError as err:
             state.note(workflow.now(), "message_error", detail=f"{step.step}: {err.cause or err}")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from workflows.policy import Channel, DeclineClass, DeclineCodes, Outcome, Tone, WriteBackAction
 from workflows.smart_retry import PlanFacts
+from workflows.values import MinorAmount
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 
@@ -49,6 +51,11 @@ class CaseInput(_Model):
     amount_due: int = Field(gt=0, description="In the currency's minor units (cents, yen).")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO-4217 code.")
     failure: Failure
+    schedule_from: AwareDatetime | None = Field(
+        default=None,
+        description="Where the schedule starts: when the case opened, or the failure if later. "
+        "Unset in cases started before it existed: their schedule starts at the failure.",
+    )
     policy_name: str = "standard"
     policy_version: int = Field(ge=1)
     payment_method: str | None = Field(default=None, pattern=ID_PATTERN)
@@ -75,7 +82,7 @@ class PolicyRef(_Model):
 class PaymentReceived(_Model):
     """Money arrived outside our charges (bank transfer, phone payment, the invoice page)."""
 
-    amount: int = Field(gt=0)
+    amount: MinorAmount
     reference: str = Field(default="", max_length=200)
     actor: str = "system"
     paid_at_biller: bool = Field(
@@ -135,6 +142,14 @@ class CancelRequest(_Model):
 # Activities --------------------------------------------------------------------------------
 
 
+class InvoiceSettled(_Model):
+    """The biller shows the invoice settled (paid, voided or written off): a charge or a
+    message for it must not go out. Found by the check before every charge and message."""
+
+    kind: Literal["paid", "voided", "written_off"]
+    source: str = Field(description="What says so: a stored event, or the gateway.")
+
+
 class ChargeRequest(_Model):
     """One charge attempt; `idempotency_key` makes a retried activity charge at most once."""
 
@@ -145,6 +160,9 @@ class ChargeRequest(_Model):
     amount: int = Field(gt=0)
     currency: str
     payment_method: str | None = None
+    failed_at: AwareDatetime | None = Field(
+        default=None, description="Settlements from about this time on stop the charge."
+    )
 
     @property
     def idempotency_key(self) -> str:
@@ -159,6 +177,9 @@ class ChargeResult(DeclineCodes):
     payment_method: str | None = Field(default=None, description="The method charged.")
     reference: str | None = Field(default=None, description="Gateway's charge or intent id.")
     message: str = ""
+    settled: InvoiceSettled | None = Field(
+        default=None, description="Not charged: the invoice was already settled."
+    )
 
 
 class WriteBackRequest(_Model):
@@ -198,6 +219,11 @@ class NotifyRequest(_Model):
     at: AwareDatetime | None = Field(
         default=None, description="The case's clock when the step was taken (weekly cap)."
     )
+    failed_at: AwareDatetime | None = Field(
+        default=None,
+        description="Settlements from about this time on stop the message; unset, the message "
+        "goes out whatever the invoice's state (an outcome message).",
+    )
 
 
 class DeliveryStatus(StrEnum):
@@ -220,6 +246,9 @@ class NotifyResult(_Model):
     """The result of one step across its channels."""
 
     deliveries: list[Delivery]
+    settled: InvoiceSettled | None = Field(
+        default=None, description="Nothing sent: the invoice was already settled."
+    )
 
 
 class TimelineEntry(_Model):

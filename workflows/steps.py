@@ -20,6 +20,7 @@ from workflows.models import (
     Delivery,
     DisputeOpened,
     DisputeResolved,
+    InvoiceSettled,
     NotifyRequest,
     PauseRequest,
     PaymentFailed,
@@ -54,6 +55,7 @@ def charge_request(state: CaseState, step: Charge) -> ChargeRequest:
         amount=state.amount_due,
         currency=state.case.currency,
         payment_method=state.payment_method,
+        failed_at=state.case.failure.failed_at,
     )
 
 
@@ -76,6 +78,8 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         currency=state.case.currency,
         deadline=step.deadline,
         at=now,
+        # A settled invoice stops reminders; an outcome message (a receipt) still goes out.
+        failed_at=None if state.finished else state.case.failure.failed_at,
     )
 
 
@@ -104,6 +108,19 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.release(signal, now)
         case CancelRequest():
             state.cancel(signal, now)
+
+
+def fold_settlement(state: CaseState, settled: InvoiceSettled, now: datetime) -> None:
+    """The biller already settled the invoice: paid recovers what is due, voided or written
+    off cancels, exactly as the biller's own event would have."""
+    if settled.kind == "paid":
+        payment = PaymentReceived(
+            amount=state.amount_due, reference=settled.source, actor="biller", paid_at_biller=True
+        )
+        fold_signal(state, payment, now)
+    else:
+        reason = f"invoice {settled.kind.replace('_', ' ')} ({settled.source})"
+        fold_signal(state, CancelRequest(reason=reason, actor="biller"), now)
 
 
 def wait_timeout(until: datetime | None, now: datetime) -> timedelta | None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from workflows.models import ChargeRequest, ChargeResult, WriteBackRequest, WriteBackResult
+from workflows.models import (
+    ChargeRequest,
+    ChargeResult,
+    InvoiceSettled,
+    WriteBackRequest,
+    WriteBackResult,
+)
 
 
 class GatewayConfigError(RuntimeError):
@@ -28,4 +34,9 @@ class PaymentGateway(Protocol):
 
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
         """Tell the biller how a case ended (mark uncollectible, cancel the subscription)."""
+        ...
+
+    def settlement(self, invoice_id: str) -> InvoiceSettled | None:
+        """Whether the biller shows the invoice paid, voided or written off; None when it is
+        still open or the gateway keeps no invoices. Asked before every charge and reminder."""
         ...

@@ -13,7 +13,13 @@ import re
 
 from activities.payments import IdempotencyConflict
 from activities.store import CaseStore, SimulatedCharge, utcnow
-from workflows.models import ChargeRequest, ChargeResult, WriteBackRequest, WriteBackResult
+from workflows.models import (
+    ChargeRequest,
+    ChargeResult,
+    InvoiceSettled,
+    WriteBackRequest,
+    WriteBackResult,
+)
 
 APPROVING_TOKENS = {
     "pm_card_visa",
@@ -92,6 +98,11 @@ class SimulatedGateway:
             reference=stored.reference,
             message="approved" if stored.approved else f"declined: {stored.decline_code}",
         )
+
+    def settlement(self, invoice_id: str) -> InvoiceSettled | None:
+        """The simulated gateway keeps no invoices: the biller's events (in the store) are
+        the only word on them."""
+        return None
 
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
         """There is no biller behind the simulation: log what a real one would be told."""

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, Literal
 
 import stripe
 
 from activities.payments import GatewayConfigError, IdempotencyConflict
 from config.settings import Settings
-from workflows.models import ChargeRequest, ChargeResult, WriteBackRequest, WriteBackResult
+from workflows.models import (
+    ChargeRequest,
+    ChargeResult,
+    InvoiceSettled,
+    WriteBackRequest,
+    WriteBackResult,
+)
 from workflows.policy import WriteBackAction
 
 log = logging.getLogger("dunning.gateway")
@@ -26,6 +32,12 @@ log = logging.getLogger("dunning.gateway")
 # The issuer wants 3-D Secure; Stripe says so in its own code, the decline table by this one.
 REQUIRES_ACTION = "invoice_payment_intent_requires_action"
 TRANSIENT = (stripe.RateLimitError, stripe.APIError, stripe.APIConnectionError)
+# An invoice in one of these needs no dunning: what each means for the case.
+SETTLED_STATUSES: dict[str, Literal["paid", "voided", "written_off"]] = {
+    "paid": "paid",
+    "void": "voided",
+    "uncollectible": "written_off",
+}
 SUBSCRIPTION_ACTIONS = {
     WriteBackAction.CANCEL_SUBSCRIPTION_NOW,
     WriteBackAction.CANCEL_SUBSCRIPTION_AT_PERIOD_END,
@@ -97,6 +109,22 @@ class StripeGateway:
             approved=True,
             reference=_payment_reference(fields) or request.invoice_id,
             message="paid",
+        )
+
+    def settlement(self, invoice_id: str) -> InvoiceSettled | None:
+        """The invoice's state at Stripe: paid, void or uncollectible settle it. Stripe
+        trouble is raised (the activity retries); an invoice Stripe cannot show is taken as
+        open, so the case's own errors say what is wrong when it charges."""
+        try:
+            status = self.client.v1.invoices.retrieve(invoice_id).status
+        except TRANSIENT as err:
+            raise _translated(err, f"settlement:{invoice_id}") from None
+        except stripe.StripeError as err:
+            log.warning("cannot read invoice %s at Stripe: %s", invoice_id, type(err).__name__)
+            return None
+        kind = SETTLED_STATUSES.get(status or "")
+        return (
+            None if kind is None else InvoiceSettled(kind=kind, source=f"Stripe: invoice {status}")
         )
 
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
