@@ -1,7 +1,9 @@
 """Service settings from the environment (or a `.env` file), with embedded defaults.
 
 With nothing set, the service runs on one machine with no accounts: SQLite, the bundled
-Temporal dev server, the simulated gateway and the outbox notifier.
+Temporal dev server, the simulated gateway and the outbox notifier. Only its secrets have no
+usable default: `serve` and `worker` refuse to start without them outside demo mode
+(`Settings.check_secrets`).
 """
 
 from __future__ import annotations
