@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from config.settings import SecretsProblem, Settings
+from webhooks.sweeper import sweeping
 from workflows.dunning import DunningWorkflow
 from workflows.search import SEARCH_ATTRIBUTES
 
@@ -100,7 +101,11 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         settings = settings.in_demo_mode()
     settings.check_secrets(serving=serve)
     activities = DunningActivities.from_settings(settings)
-    async with temporal(settings) as client, build_worker(client, settings, activities):
+    async with (
+        temporal(settings) as client,
+        build_worker(client, settings, activities),
+        sweeping(settings, client, activities.store),
+    ):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
         receiver = None
         if serve:

@@ -276,3 +276,10 @@ class Settings(BaseSettings):
     def uses_dev_server(self) -> bool:
         """True when no cluster is configured and the bundled dev server should run."""
         return self.temporal_address is None
+
+    event_sweep_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="How often the worker carries out stored billing events that no delivery "
+        "finished (pending while Temporal was down, or failed).",
+    )

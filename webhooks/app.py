@@ -52,7 +52,8 @@ from webhooks import (
     unsubscribe,
 )
 from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
-from webhooks.intake import Intake, UnreadableEvent
+from webhooks.intake import Intake
+from webhooks.sweeper import act_once
 
 log = logging.getLogger("dunning.webhooks")
 
@@ -413,48 +414,19 @@ class Receiver:
         payload: dict,
         read: Callable[[], Intake],
     ) -> JSONResponse:
-        """Store, dedupe and act on one authentic event."""
-        try:
-            intake, unreadable = read(), None
-        except UnreadableEvent as err:
-            intake, unreadable = None, str(err)
-        except Exception as err:  # a payload shape no reader foresaw is still the sender's
-            intake, unreadable = None, f"cannot read the event: {_one_line(err)}"
-        row, claim = await run_in_threadpool(
-            self.store.claim_webhook_event,
-            WebhookEvent(
-                provider=provider,
-                event_id=event_id,
-                type=kind,
-                occurred_at=occurred_at,
-                invoice_id=intake.invoice_id if intake else None,
-                customer_id=intake.customer_id if intake else None,
-                subscription_id=intake.subscription_id if intake else None,
-                payload=payload,
-            ),
-        )
-        if claim is WebhookClaim.DONE:
-            return _accepted(event_id, "duplicate", f"already {row.status}: {row.detail}")
-        if claim is WebhookClaim.BUSY:
+        """Store, dedupe and act on one authentic event; the answer says what became of it."""
+        handled = await act_once(self.desk, provider, event_id, kind, occurred_at, payload, read)
+        if handled.claim is WebhookClaim.DONE:
+            return _accepted(event_id, "duplicate", f"already {handled.status}: {handled.detail}")
+        if handled.claim is WebhookClaim.BUSY:
             raise Problem(409, f"event {event_id} is being processed by another delivery")
-        if intake is None:
-            await self._settle(row.id, WebhookEventStatus.FAILED, unreadable)
-            raise Problem(400, unreadable)
-        try:
-            outcome = await self.desk.act(intake)
-        except TemporalUnavailable as err:
-            await self._settle(row.id, WebhookEventStatus.PENDING, str(err))
-            log.warning("%s %s %s: pending, %s", provider, event_id, kind, err)
-            raise Problem(503, f"{err}; the event is kept and a redelivery will apply it") from err
-        except Exception as err:
-            await self._settle(row.id, WebhookEventStatus.FAILED, f"internal error: {err!r}")
-            raise
-        await self._settle(row.id, outcome.status, outcome.detail)
-        log.info("%s %s %s: %s, %s", provider, event_id, kind, outcome.status, outcome.detail)
-        return _accepted(event_id, outcome.status, outcome.detail)
-
-    async def _settle(self, row_id: int, status: WebhookEventStatus, detail: str) -> None:
-        await run_in_threadpool(self.store.settle_webhook_event, row_id, status, detail)
+        if handled.error is not None:
+            raise handled.error
+        if handled.status == WebhookEventStatus.REJECTED:
+            raise Problem(400, handled.detail)
+        if handled.status == WebhookEventStatus.PENDING:
+            raise Problem(503, f"{handled.detail}; the event is kept and will be carried out later")
+        return _accepted(event_id, handled.status, handled.detail)
 
     def _ping_store(self) -> None:
         with self.store.engine.connect() as connection:
