@@ -239,8 +239,10 @@ def test_sendgrid_signatures_of_another_time_are_refused(timestamp: str, words: 
         )
 
 
-@pytest.mark.parametrize("timestamp", ["946684800", "now", str(int(time.time()) + 400), "9" * 5000])
+@pytest.mark.parametrize("timestamp", ["946684800", "now", "ahead", "9" * 5000])
 def test_sendgrid_events_signed_at_another_time_get_403(http: TestClient, timestamp: str):
+    if timestamp == "ahead":
+        timestamp = str(int(time.time()) + 400)  # read now: collection may be minutes earlier
     body = json.dumps([{"event": "bounce", "email": "a@example.com", "sg_event_id": "e1"}])
     headers = {
         sendgrid_events.SIGNATURE_HEADER: sendgrid_signature(body, timestamp),
