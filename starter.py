@@ -174,13 +174,15 @@ async def start_case(
     store: CaseStore,
     event: BillingEvent,
     failure: PaymentFailed | None = None,
+    case: CaseInput | None = None,
 ) -> StartResult:
     """Open a case for a failed invoice, at most once per invoice.
 
     With `failure`, the start is a signal-with-start of `payment_failed`: a new case opens
     with it, a running case is told of it (`signalled`), and a finished case is left alone
-    (`finished`). Without, a second start for the invoice is refused (`started` False)."""
-    case = case_input(event, settings)
+    (`finished`). Without, a second start for the invoice is refused (`started` False).
+    `case` is the event's `case_input`, when the caller has checked it already."""
+    case = case or case_input(event, settings)
     store.upsert_customer(event.customer)
     workflow_id = workflow_id_for(case.invoice_id)
     answer = partial(StartResult, workflow_id=workflow_id, case_id=case.case_id)

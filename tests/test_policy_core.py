@@ -356,6 +356,7 @@ def test_cancelled_case_finishes_without_message_when_policy_sends_none(
 def test_cancelled_case_sends_the_policy_outcome_message() -> None:
     policy = make_policy(outcome_messages={"cancelled": ["sms", "email"]})
     state = open_case(policy)
+    send_due(state, FAILED_AT)
     state.cancel(CancelRequest(reason="invoice voided", actor="billing"), at(2))
 
     assert decide(state, at(2)) == Finish(
@@ -368,6 +369,16 @@ def test_cancelled_case_sends_the_policy_outcome_message() -> None:
             channels=[Channel.SMS, Channel.EMAIL],
         ),
     )
+
+
+def test_case_settled_before_any_message_ends_without_an_outcome_message() -> None:
+    policy = make_policy(outcome_messages={"cancelled": ["email"], "recovered": ["email"]})
+    state = open_case(policy)
+    state.cancel(CancelRequest(reason="invoice voided", actor="billing"), FAILED_AT)
+
+    finish = decide(state, FAILED_AT)
+    assert isinstance(finish, Finish)
+    assert (finish.outcome, finish.message) == (Outcome.CANCELLED, None)
 
 
 def test_exhausted_schedule_goes_to_collections_with_message(standard: Policy) -> None:
@@ -1036,6 +1047,7 @@ def test_partial_payment_lowers_amount_due_and_case_goes_on(standard: Policy) ->
 
 def test_full_payment_recovers_the_case(standard: Policy) -> None:
     state = open_case(standard)
+    send_due(state, FAILED_AT)
     state.receive_payment(PaymentReceived(amount=1000), at(2))
 
     state.receive_payment(
@@ -1447,6 +1459,7 @@ def test_unknown_zone_or_disabled_hours_contact_at_once(standard: Policy) -> Non
 def test_outcome_message_at_night_waits_but_the_case_is_recovered(standard: Policy) -> None:
     state = open_case(standard)
     state.time_zones = ["UTC"]
+    send_due(state, FAILED_AT)
     state.receive_payment(PaymentReceived(amount=AMOUNT, paid_at_biller=True), at(3, 23))
 
     assert state.outcome is Outcome.RECOVERED

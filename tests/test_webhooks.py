@@ -45,6 +45,7 @@ from webhooks.app import create_app
 from webhooks.billing_events import SCHEMA_FILE, json_schema
 from webhooks.cases import ClientProvider
 from webhooks.stripe_events import EVENT_TYPES
+from worker import bundled_binary
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseResult, CaseStatus, CaseView
 from workflows.policy import Outcome
@@ -1133,9 +1134,44 @@ async def test_healthz_says_what_the_receiver_reaches(
         "billing_events": True,
     }
     down = await asyncio.to_thread(offline.http.get, "/healthz")
-    assert down.status_code == 200
-    assert down.json()["ok"] is True
+    assert down.status_code == 503
+    assert down.json()["ok"] is False
     assert down.json()["temporal"].startswith("unreachable: Failed client connect")
+    assert down.json()["store"] == "reachable"
+
+
+async def test_healthz_asks_the_cluster_not_the_client_it_connected_earlier(
+    tmp_path: Path,
+) -> None:
+    async with await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+    ) as env:
+
+        async def connected() -> Client:
+            return env.client
+
+        store = CaseStore(f"sqlite:///{tmp_path / 'health.db'}")
+        receiver = Receiver(receiver_settings(tmp_path), connected, store)
+        up = await asyncio.to_thread(receiver.http.get, "/healthz")
+        assert (up.status_code, up.json()["temporal"]) == (200, "reachable")
+    # The server is gone; the client object the receiver holds is not.
+    down = await asyncio.to_thread(receiver.http.get, "/healthz")
+    assert down.status_code == 503
+    assert down.json()["temporal"].startswith("unreachable")
+
+
+async def test_healthz_reports_a_store_that_is_down(tmp_path: Path) -> None:
+    (tmp_path / "gone").mkdir()
+    store = CaseStore(f"sqlite:///{tmp_path / 'gone' / 'cases.db'}")
+    store.create_schema()
+    (tmp_path / "gone" / "cases.db").unlink()
+    (tmp_path / "gone").rmdir()  # SQLite cannot open a file in a folder that is not there
+    store.engine.dispose()  # no pooled connection to the deleted file
+    receiver = Receiver(receiver_settings(tmp_path), temporal_is_down, store)
+    down = await asyncio.to_thread(receiver.http.get, "/healthz")
+    assert down.status_code == 503
+    assert down.json()["store"].startswith("unreachable")
 
 
 async def test_customer_profiles_merge_without_losing_what_the_event_did_not_say(
@@ -1193,7 +1229,7 @@ async def healthy(base: str, process: subprocess.Popen, log: Path) -> dict:
                 raise AssertionError(f"exited {process.returncode}: {log.read_text()}")
             with suppress(httpx.TransportError):
                 response = await http.get("/healthz")
-                if response.status_code == 200:
+                if response.status_code in (200, 503):  # 503: up, but Temporal is not
                     return response.json()
             await asyncio.sleep(0.1)
     raise AssertionError(f"the receiver never answered: {log.read_text()}")

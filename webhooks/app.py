@@ -6,7 +6,7 @@
     POST /webhooks/twilio/status   SMS status callbacks, verified with TWILIO_AUTH_TOKEN
     POST /webhooks/sendgrid        SendGrid events, verified with SENDGRID_WEBHOOK_PUBLIC_KEY
     GET  /unsubscribe?token=...    the email footer's link; POST carries it out (one-click)
-    GET  /healthz                  {"ok": true, ...}
+    GET  /healthz                  {"ok": true, ...}; 503 when Temporal or the store is down
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
 one JSON object (empty TwiML to an inbound SMS); an error is one line, ``{"error": "..."}``,
@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import parse_qsl
 
 import stripe
@@ -52,13 +52,14 @@ from webhooks import (
     unsubscribe,
 )
 from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
-from webhooks.intake import Intake
+from webhooks.intake import Intake, UnreadableEvent
 from webhooks.sweeper import act_once
 
 log = logging.getLogger("dunning.webhooks")
 
 MAX_BODY = 1_000_000  # bytes; Stripe's events are far smaller
-HEALTH_TIMEOUT = 2.0  # seconds to wait for Temporal in /healthz
+HEALTH_TIMEOUT = 2.0  # seconds to wait for Temporal or the store in /healthz
+BODY_TIMEOUT = 10.0  # seconds a sender has to deliver a request body
 # What we answer an inbound SMS: nothing (Twilio itself confirms STOP and START).
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -236,17 +237,20 @@ class Receiver:
         except signing.SignatureError as err:
             raise Problem(400, str(err)) from err
         try:
-            event = billing_events.parse(raw)
+            head, payload = billing_events.envelope(raw)
         except ValueError as err:
             raise Problem(400, str(err)) from err
-        item = event.root
+
+        def read() -> Intake:
+            # A named event whose content breaks a rule is stored as rejected, then refused.
+            try:
+                event = billing_events.parse(raw)
+            except ValueError as err:
+                raise UnreadableEvent(str(err)) from err
+            return billing_events.read_neutral_event(event)
+
         return await self._receive(
-            billing_events.PROVIDER,
-            item.id,
-            item.type,
-            item.created,
-            json.loads(raw),
-            lambda: billing_events.read_neutral_event(event),
+            billing_events.PROVIDER, head.id, head.type, head.created, payload, read
         )
 
     async def unsubscribe(self, request: Request) -> Response:
@@ -382,28 +386,28 @@ class Receiver:
         return form
 
     async def health(self, request: Request) -> JSONResponse:
-        """Up, with what the receiver can reach: Temporal, the store, configured secrets."""
-        try:
-            await asyncio.wait_for(self.desk.client(), HEALTH_TIMEOUT)
-            temporal = "reachable"
-        except TimeoutError:
-            temporal = "unreachable: no answer in time"
-        except TemporalUnavailable as err:
-            temporal = _one_line(err).removeprefix("Temporal is ")
-        try:
-            await run_in_threadpool(self._ping_store)
-            store = "reachable"
-        except Exception as err:
-            store = f"unreachable: {type(err).__name__}"
+        """200 when Temporal and the store both answer within `HEALTH_TIMEOUT`, else 503;
+        the body says which is down and which secrets are set."""
+        temporal = await _reachable(self._ping_temporal)
+        store = await _reachable(lambda: run_in_threadpool(self._ping_store))
+        ok = temporal == store == "reachable"
         return JSONResponse(
             {
-                "ok": True,
+                "ok": ok,
                 "temporal": temporal,
                 "store": store,
                 "stripe_webhooks": self.settings.stripe_webhook_secret is not None,
                 "billing_events": self.settings.billing_events_secret is not None,
-            }
+            },
+            status_code=200 if ok else 503,
         )
+
+    async def _ping_temporal(self) -> None:
+        """Ask the cluster itself: a client connected earlier says nothing of it now."""
+        client = await self.desk.client()
+        timeout = timedelta(seconds=HEALTH_TIMEOUT)
+        if not await client.service_client.check_health(timeout=timeout):
+            raise TemporalUnavailable("Temporal is not serving")
 
     async def _receive(
         self,
@@ -459,14 +463,30 @@ def _once(
 
 
 async def _body(request: Request) -> bytes:
-    """The raw body, exactly as sent (signatures cover these bytes), up to MAX_BODY."""
+    """The raw body, exactly as sent (signatures cover these bytes), up to MAX_BODY and
+    within BODY_TIMEOUT: a sender that trickles its body does not hold a request open."""
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Problem(413, f"body larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise Problem(413, f"body larger than {MAX_BODY} bytes")
+                chunks.append(chunk)
+    except TimeoutError as err:
+        raise Problem(408, f"the body did not arrive within {BODY_TIMEOUT:g} s") from err
     return b"".join(chunks)
+
+
+async def _reachable(ping: Callable[[], Awaitable[object]]) -> str:
+    """ "reachable", or "unreachable: <why>" when `ping` fails or takes over HEALTH_TIMEOUT."""
+    try:
+        await asyncio.wait_for(ping(), HEALTH_TIMEOUT)
+    except TimeoutError:
+        return "unreachable: no answer in time"
+    except Exception as err:
+        return f"unreachable: {_one_line(err).removeprefix('Temporal is unreachable: ')}"
+    return "reachable"
 
 
 def _accepted(event_id: str, status: str, detail: str) -> JSONResponse:

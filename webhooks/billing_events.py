@@ -26,6 +26,7 @@ from pydantic import (
     RootModel,
     ValidationError,
 )
+from pydantic_core import from_json
 
 from config.settings import CONFIG_DIR
 from starter import BillingEvent
@@ -193,6 +194,29 @@ def json_schema() -> dict:
     }
 
 
+class Envelope(BaseModel):
+    """What names an event, read before its content: enough to store a refusal of it."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    type: str = Field(min_length=1, max_length=100)
+    created: Annotated[AwareDatetime, AfterValidator(check_occurred)]
+
+
+def envelope(raw: bytes) -> tuple[Envelope, dict]:
+    """The event's envelope and its body as JSON; `ValueError` naming the wrong field when
+    the body names no event (such a body cannot even be stored as rejected)."""
+    try:
+        payload = from_json(raw)
+    except ValueError as err:
+        raise ValueError(f"malformed JSON ({_one_line(err)})") from err
+    if not isinstance(payload, dict):
+        raise ValueError("the body is not a JSON object")
+    try:
+        return Envelope.model_validate(payload), payload
+    except ValidationError as err:
+        raise ValueError(explain(err)) from err
+
+
 def parse(raw: bytes) -> NeutralEvent:
     """The event in a request body; `ValueError` naming the wrong field otherwise."""
     try:
@@ -272,6 +296,10 @@ def read_neutral_event(event: NeutralEvent) -> Intake:
             tell = TellCases("payment_method_updated", update, customer_id=method.customer_id)
             return Intake(**common, action=tell, customer_id=method.customer_id)
     raise AssertionError(f"unhandled event type {item.type}")  # every type is matched above
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200]
 
 
 if __name__ == "__main__":

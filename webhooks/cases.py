@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import CaseStore, CustomerProfile, WebhookEventStatus
 from config.settings import Settings
-from starter import case_run_status, start_case, workflow_id_for
+from starter import case_input, case_run_status, start_case, workflow_id_for
 from webhooks.intake import OPENING_TYPES, Ignore, Intake, OpenCase, TellCases
 
 ClientProvider = Callable[[], Awaitable[Client]]
@@ -92,11 +92,15 @@ class CaseDesk:
                 f"invoice {event.invoice_id} was settled by {settled.source} "
                 "at or after this failure: no case opened",
             )
+        # The policy it names must exist before Temporal is asked: a bad one is rejected.
+        case = await asyncio.to_thread(case_input, event, self.settings)
         merged = await asyncio.to_thread(self._merged, event.customer)
         event = event.model_copy(update={"customer": merged})
         client = await self.client()
         with _reaching_temporal():
-            started = await start_case(client, self.settings, self.store, event, action.failure)
+            started = await start_case(
+                client, self.settings, self.store, event, action.failure, case
+            )
         status = WebhookEventStatus.IGNORED if started.finished else WebhookEventStatus.PROCESSED
         return Outcome(status, started.message)
 

@@ -27,7 +27,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
 )
-from workflows.values import LOCALE_PATTERN, check_occurred
+from workflows.values import LOCALE_PATTERN, MAX_AMOUNT, check_occurred
 
 PROVIDER = "stripe"
 ACTOR = "stripe"
@@ -119,8 +119,10 @@ def _invoice_failed(kind: str, invoice: dict, previous: dict, occurred_at: datet
 def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetime) -> dict:
     ids = _invoice_ids(invoice)
     paid = invoice.get("amount_paid")
-    if paid is not None and not _is_int(paid):
-        raise UnreadableEvent("data.object.amount_paid: not a whole amount in minor units")
+    if paid is not None and not (_is_int(paid) and paid <= MAX_AMOUNT):
+        raise UnreadableEvent(
+            f"data.object.amount_paid: not a whole amount of minor units up to {MAX_AMOUNT}"
+        )
     if not paid or paid <= 0:
         action: Action = TellCases(
             "cancel",
@@ -130,12 +132,7 @@ def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetim
         return {"action": action, **ids}
     charge = _payment_reference(invoice)
     reference = f"{ids['invoice_id']}/{charge}" if charge else ids["invoice_id"]
-    try:
-        payment = PaymentReceived(
-            amount=paid, reference=reference, actor=ACTOR, paid_at_biller=True
-        )
-    except ValidationError as err:
-        raise UnreadableEvent(_explain(err, "data.object")) from err
+    payment = PaymentReceived(amount=paid, reference=reference, actor=ACTOR, paid_at_biller=True)
     return {"action": TellCases("payment_received", payment, invoice_id=ids["invoice_id"]), **ids}
 
 

@@ -233,7 +233,8 @@ def _finish_in_contact_hours(
 def _finish(state: CaseState, outcome: Outcome, reason: str) -> Finish:
     channels = state.policy.outcome_messages.get(outcome, [])
     message = None
-    if channels:
+    # A customer dunning never wrote to (the invoice was settled first) hears nothing now.
+    if channels and state.messages:
         message = Notify(
             step=f"outcome-{outcome}", template=outcome.value, tone=None, channels=list(channels)
         )

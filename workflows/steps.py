@@ -112,7 +112,10 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
 
 def fold_settlement(state: CaseState, settled: InvoiceSettled, now: datetime) -> None:
     """The biller already settled the invoice: paid recovers what is due, voided or written
-    off cancels, exactly as the biller's own event would have."""
+    off cancels, exactly as the biller's own event would have. A case that has already
+    finished (the biller's event arrived while the step ran) has nothing left to settle."""
+    if state.finished:
+        return
     if settled.kind == "paid":
         payment = PaymentReceived(
             amount=state.amount_due, reference=settled.source, actor="biller", paid_at_biller=True
