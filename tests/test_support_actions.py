@@ -140,7 +140,9 @@ async def test_support_updates_answer_with_the_case_or_refuse(dunning: Dunning) 
             run.record_payment, PaymentReceived(amount=980, reference="phone")
         )
         assert (view.amount_due, view.amount_recovered) == (4000, 980)
-        view = await handle.execute_update(run.cancel_case, CancelRequest(reason="asked", actor="support:kim"))
+        view = await handle.execute_update(
+            run.cancel_case, CancelRequest(reason="asked", actor="support:kim")
+        )
         assert view.status is CaseStatus.CANCELLED
         result = await handle.result()
 
