@@ -57,6 +57,14 @@ from workflows.smart_retry import RetryModel, RetryPlan
 log = logging.getLogger("dunning.activities")
 
 
+class InvoiceSettledMeanwhile(Exception):
+    """The invoice was settled while a step was being sent: the rest of it is withheld."""
+
+    def __init__(self, settlement: InvoiceSettled) -> None:
+        super().__init__(settlement.source)
+        self.settlement = settlement
+
+
 class DunningActivities:
     """Everything a dunning case does outside its workflow."""
 
@@ -204,14 +212,18 @@ class DunningActivities:
                     for c in request.channels
                 ]
             )
-        deliveries = [self._deliver(request, customer, channel) for channel in request.channels]
-        if not any(d.status is DeliveryStatus.SENT for d in deliveries):
-            for channel in FALLBACK_ORDER:
-                if channel not in request.channels:
-                    delivery = self._deliver(request, customer, channel)
-                    deliveries.append(delivery)
-                    if delivery.status is DeliveryStatus.SENT:
-                        break
+        deliveries: list[Delivery] = []
+        try:
+            deliveries += [self._deliver(request, customer, c) for c in request.channels]
+            if not any(d.status is DeliveryStatus.SENT for d in deliveries):
+                for channel in FALLBACK_ORDER:
+                    if channel not in request.channels:
+                        delivery = self._deliver(request, customer, channel)
+                        deliveries.append(delivery)
+                        if delivery.status is DeliveryStatus.SENT:
+                            break
+        except InvoiceSettledMeanwhile as settled:
+            return NotifyResult(deliveries=deliveries, settled=settled.settlement)
         return NotifyResult(deliveries=deliveries)
 
     @activity.defn
@@ -276,6 +288,13 @@ class DunningActivities:
         )
         if row.status in SETTLED:
             return Delivery(channel=channel, status=SETTLED[row.status], detail="recorded")
+        # Asked again once the row exists: a payment stored before this point stops the
+        # message, and one stored after it arrived after the message was decided.
+        if request.failed_at is not None:
+            settled = self.store.invoice_settlement(request.invoice_id, request.failed_at)
+            if settled is not None:
+                self.store.mark_message(row.id, WITHHELD)
+                raise InvoiceSettledMeanwhile(settled)
         key = f"{request.case_id}:{request.step}:{channel.value}"
         message = OutboundMessage(
             key=key,
@@ -311,11 +330,13 @@ class DunningActivities:
 
 # Message rows: written PENDING before the provider call, settled after it. A row left
 # PENDING means a try died mid-call; one REFUSED means the provider said "not now".
-PENDING, REFUSED, UNCONFIRMED = "pending", "refused", "unconfirmed"
+# WITHHELD: the invoice was settled just before it went out.
+PENDING, REFUSED, UNCONFIRMED, WITHHELD = "pending", "refused", "unconfirmed", "withheld"
 SETTLED = {
     "sent": DeliveryStatus.SENT,
     "failed": DeliveryStatus.FAILED,
     UNCONFIRMED: DeliveryStatus.SENT,
+    WITHHELD: DeliveryStatus.SKIPPED,
 }
 # The cap counts what interrupts people: email and text messages, not in-app banners.
 CAPPED_CHANNELS = [Channel.EMAIL.value, Channel.SMS.value]
