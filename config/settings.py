@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     )
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8000
+    receiver_body_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds a sender has to deliver a body."
+    )
 
     # Email: "outbox" keeps messages in the store; "sendgrid" sends them.
     email_provider: Literal["outbox", "sendgrid"] = "outbox"

@@ -1321,3 +1321,26 @@ async def test_serve_alone_keeps_events_while_temporal_is_down(tmp_path: Path) -
     row = CaseStore(env["DATABASE_URL"]).webhook_event("stripe", event["id"])
     assert row.status == "pending"
     assert "Traceback" not in log.read_text()
+
+
+async def test_a_body_sent_too_slowly_is_cut_off_with_408(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**service_env(tmp_path, f"127.0.0.1:{free_port()}", port)}
+    env["RECEIVER_BODY_TIMEOUT"] = "1"
+    log = tmp_path / "serve.log"
+    process = served(["serve"], env, log)
+    try:
+        await healthy(f"http://127.0.0.1:{port}", process, log)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Dunning-Signature: t=1,v1=00\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        await writer.drain()  # ...and the other 999 bytes never come
+        answer = await asyncio.wait_for(reader.read(4096), timeout=30)
+        writer.close()
+    finally:
+        stop(process)
+
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"the body did not arrive within 1 s" in answer

@@ -59,7 +59,6 @@ log = logging.getLogger("dunning.webhooks")
 
 MAX_BODY = 1_000_000  # bytes; Stripe's events are far smaller
 HEALTH_TIMEOUT = 2.0  # seconds to wait for Temporal or the store in /healthz
-BODY_TIMEOUT = 10.0  # seconds a sender has to deliver a request body
 # What we answer an inbound SMS: nothing (Twilio itself confirms STOP and START).
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -180,7 +179,7 @@ class Receiver:
         secret = self.settings.stripe_webhook_secret
         if secret is None:
             raise Problem(503, "STRIPE_WEBHOOK_SECRET is not set: cannot verify Stripe events")
-        raw = await _body(request)
+        raw = await _body(request, self.settings.receiver_body_timeout)
         header = request.headers.get("stripe-signature")
         if header and not header.isascii():  # the SDK's compare_digest raises TypeError on it
             raise Problem(400, "Stripe-Signature rejected: not ASCII text")
@@ -226,7 +225,7 @@ class Receiver:
         secret = self.settings.billing_events_secret
         if secret is None:
             raise Problem(503, "BILLING_EVENTS_SECRET is not set: cannot verify events")
-        raw = await _body(request)
+        raw = await _body(request, self.settings.receiver_body_timeout)
         try:
             signing.verify(
                 raw,
@@ -321,7 +320,7 @@ class Receiver:
             webhook = sendgrid_events.verifier(key)
         except sendgrid_events.KeyUnusable as err:
             raise Problem(503, str(err)) from err
-        raw = await _body(request)
+        raw = await _body(request, self.settings.receiver_body_timeout)
         try:
             payload = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -366,7 +365,7 @@ class Receiver:
         token = self.settings.twilio_auth_token
         if token is None:
             raise Problem(503, "TWILIO_AUTH_TOKEN is not set: cannot verify Twilio webhooks")
-        raw = await _body(request)
+        raw = await _body(request, self.settings.receiver_body_timeout)
         try:
             form = ImmutableMultiDict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError as err:
@@ -462,19 +461,19 @@ def _once(
     return str(outcome), detail
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, timeout: float) -> bytes:
     """The raw body, exactly as sent (signatures cover these bytes), up to MAX_BODY and
-    within BODY_TIMEOUT: a sender that trickles its body does not hold a request open."""
+    within `timeout` seconds: a sender that trickles its body does not hold a request open."""
     chunks, size = [], 0
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > MAX_BODY:
                     raise Problem(413, f"body larger than {MAX_BODY} bytes")
                 chunks.append(chunk)
     except TimeoutError as err:
-        raise Problem(408, f"the body did not arrive within {BODY_TIMEOUT:g} s") from err
+        raise Problem(408, f"the body did not arrive within {timeout:g} s") from err
     return b"".join(chunks)
 
 
