@@ -359,7 +359,8 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         attributes = {key.name: value for key, value in execution.typed_search_attributes}
         rows.append(
             [
-                execution.id,
+                # The case id the other commands take (the workflow id less its prefix).
+                attributes.get("InvoiceId") or execution.id.removeprefix("dunning-"),
                 attributes.get("CustomerId", ""),
                 attributes.get("DunningStatus", ""),
                 format_money(attributes.get("AmountDue", 0), attributes.get("Currency", "USD")),

@@ -171,7 +171,7 @@ class DunningActivities:
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Charge once per attempt: the gateway dedupes on the attempt's idempotency key.
         An invoice the biller already settled is not charged (`settled` says why)."""
-        settled = self._settlement(request.invoice_id, request.failed_at)
+        settled = self._settlement(request.invoice_id, request.failed_at, request.amount)
         if settled is not None:
             return ChargeResult(approved=False, settled=settled, message="invoice settled")
         if request.payment_method is None:
@@ -199,7 +199,7 @@ class DunningActivities:
         their cases; a final notice or an outcome message never does. Nothing goes out for
         an invoice the biller already settled (`settled` says why)."""
         if request.failed_at is not None:
-            settled = self._settlement(request.invoice_id, request.failed_at)
+            settled = self._settlement(request.invoice_id, request.failed_at, request.amount_due)
             if settled is not None:
                 return NotifyResult(deliveries=[], settled=settled)
         customer = self.store.get_customer(request.customer_id)
@@ -231,11 +231,13 @@ class DunningActivities:
         """Keep the case row current and append its new audit lines."""
         self.store.record_case(record)
 
-    def _settlement(self, invoice_id: str, failed_at: datetime | None) -> InvoiceSettled | None:
+    def _settlement(
+        self, invoice_id: str, failed_at: datetime | None, amount_due: int
+    ) -> InvoiceSettled | None:
         """Whether the invoice is settled: by an event the receiver stored (which may have
         raced the case's start), else by the gateway's own word."""
         if failed_at is not None:
-            settled = self.store.invoice_settlement(invoice_id, failed_at)
+            settled = self.store.invoice_settlement(invoice_id, failed_at, amount_due)
             if settled is not None:
                 return settled
         return self.gateway.settlement(invoice_id)
@@ -291,7 +293,9 @@ class DunningActivities:
         # Asked again once the row exists: a payment stored before this point stops the
         # message, and one stored after it arrived after the message was decided.
         if request.failed_at is not None:
-            settled = self.store.invoice_settlement(request.invoice_id, request.failed_at)
+            settled = self.store.invoice_settlement(
+                request.invoice_id, request.failed_at, request.amount_due
+            )
             if settled is not None:
                 self.store.mark_message(row.id, WITHHELD)
                 raise InvoiceSettledMeanwhile(settled)

@@ -633,18 +633,27 @@ class CaseStore:
                 )
             )
 
-    def invoice_settlement(self, invoice_id: str, failed_at: datetime) -> InvoiceSettled | None:
+    def invoice_settlement(
+        self, invoice_id: str, failed_at: datetime, amount_due: int
+    ) -> InvoiceSettled | None:
         """Whether a stored event settled the invoice at or after its failure (less the clock
         skew between the biller's systems), in any status: a payment that reached us before
-        its case existed still stops the case."""
+        its case existed still stops the case.
+
+        A biller's payment of part of the invoice (`payment_succeeded` below `amount_due`) does
+        not; nor does one already delivered to the case, which counted it then."""
         rows = self.invoice_events_since(
             invoice_id, list(SETTLEMENT_KINDS), failed_at - MAX_CLOCK_SKEW
         )
-        if not rows:
-            return None
-        first = rows[0]
-        source = f"{first.type} {first.event_id}"
-        return InvoiceSettled(kind=SETTLEMENT_KINDS[first.type], source=source)
+        for row in rows:
+            if row.type == "payment_succeeded":
+                amount = (row.payload.get("data") or {}).get("amount")
+                told = row.status == WebhookEventStatus.PROCESSED
+                if told or not isinstance(amount, int) or amount < amount_due:
+                    continue
+            source = f"{row.type} {row.event_id}"
+            return InvoiceSettled(kind=SETTLEMENT_KINDS[row.type], source=source)
+        return None
 
     def open_case_ids(
         self,

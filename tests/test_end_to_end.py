@@ -224,7 +224,8 @@ async def test_cli_pause_resume_list_and_status(service_env, worker):
 
     await wait_for(listed_as_paused)
     listing = dunning(service_env, "list", "--status", "paused", "--customer", f"cus_{invoice}")
-    assert f"dunning-{invoice}" in listing.stdout
+    # The case id, as every other command takes it, not the workflow id.
+    assert listing.stdout.splitlines()[1].split()[0] == invoice
     assert "$25.00" in listing.stdout
 
     status = dunning(service_env, "status", invoice, "--json")

@@ -81,7 +81,7 @@ class CaseDesk:
     async def _open(self, intake: Intake, action: OpenCase) -> Outcome:
         event = action.event
         settled = await asyncio.to_thread(
-            self.store.invoice_settlement, event.invoice_id, intake.occurred_at
+            self.store.invoice_settlement, event.invoice_id, intake.occurred_at, event.amount_due
         )
         if settled is not None:
             # Events arrive out of order: a failure reported after the invoice was settled
