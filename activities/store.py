@@ -312,16 +312,23 @@ class CaseStore:
     # Customers -----------------------------------------------------------------------------
 
     def upsert_customer(self, profile: CustomerProfile) -> None:
-        """Create or update a customer's contact details."""
-        with self.session() as session:
-            row = session.get(Customer, profile.customer_id) or Customer(
-                customer_id=profile.customer_id
-            )
-            for field, value in profile.model_dump(exclude={"customer_id"}).items():
-                setattr(row, field, value)
-            row.updated_at = utcnow()
-            session.add(row)
-            session.commit()
+        """Create or update a customer's contact details. Safe when two processes create the
+        same customer at once: the one that loses the insert updates the winner's row."""
+        for _ in range(2):
+            with self.session() as session:
+                row = session.get(Customer, profile.customer_id) or Customer(
+                    customer_id=profile.customer_id
+                )
+                for field, value in profile.model_dump(exclude={"customer_id"}).items():
+                    setattr(row, field, value)
+                row.updated_at = utcnow()
+                session.add(row)
+                try:
+                    session.commit()
+                    return
+                except IntegrityError:
+                    session.rollback()  # inserted by another process since we looked
+        raise RuntimeError(f"customer {profile.customer_id} could not be stored")
 
     def get_customer(self, customer_id: str) -> CustomerProfile | None:
         """A customer's contact details, or None for an unknown customer."""

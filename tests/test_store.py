@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -155,6 +157,30 @@ def test_customer_upsert_replaces_the_stored_details(store):
     assert store.get_customer("cus_1") == updated
     with store.session() as session:
         assert len(session.exec(select(Customer)).all()) == 1
+
+
+def test_processes_creating_the_same_customer_at_once_both_succeed(store):
+    """Two receivers open cases for one new customer at the same moment: one inserts, the
+    other finds the row and updates it; neither fails the event."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    others = [CaseStore(url), CaseStore(url)]
+    try:
+        for n in range(15):
+            customer = f"cus_race_{n}"
+            barrier = threading.Barrier(len(others))
+
+            def upsert(each: CaseStore, name: str, customer=customer, barrier=barrier) -> None:
+                barrier.wait()
+                each.upsert_customer(CustomerProfile(customer_id=customer, name=name))
+
+            with ThreadPoolExecutor(len(others)) as pool:
+                futures = [pool.submit(upsert, each, f"n{i}") for i, each in enumerate(others)]
+                for future in futures:
+                    future.result()  # no IntegrityError
+            assert store.get_customer(customer).name in {"n0", "n1"}
+    finally:
+        for each in others:
+            each.engine.dispose()
 
 
 def test_unknown_customer_is_none(store):
