@@ -111,6 +111,8 @@ async def test_no_paid_invoice_is_charged_or_messaged_whatever_the_order(
             stop(process)
 
     assert running == [], f"{len(running)} paid invoices left in dunning: {running[:5]}"
+    for log in tmp_path.glob("*.log"):
+        assert "Traceback" not in log.read_text(), log.name
     store = CaseStore(env["DATABASE_URL"])
     with store.session() as session:
         charges = session.exec(select(ChargeAttempt)).all()
