@@ -35,11 +35,34 @@ from workflows.values import (
     CountryCode,
     Currency,
     MinorAmount,
-    check_failed_at,
 )
 
 # Decline, advice and network codes and card brands: short printable tokens, nothing else.
 CODE_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
+def check_occurred(at: datetime, now: datetime | None = None) -> datetime:
+    """`at` if it is not further ahead of now than `MAX_CLOCK_SKEW`; ValueError otherwise."""
+    now = now or datetime.now(UTC)
+    if at > now + MAX_CLOCK_SKEW:
+        raise ValueError(
+            f"{at:%Y-%m-%dT%H:%M:%SZ} is in the future (more than "
+            f"{int(MAX_CLOCK_SKEW.total_seconds())} s ahead of our clock)"
+        )
+    return at
+
+
+def check_failed_at(at: datetime, now: datetime | None = None) -> datetime:
+    """A failure time within the window a case can open on: at most `MAX_CLOCK_SKEW` ahead
+    and `MAX_FAILURE_AGE` behind now; ValueError otherwise."""
+    now = now or datetime.now(UTC)
+    check_occurred(at, now)
+    if at < now - MAX_FAILURE_AGE:
+        raise ValueError(
+            f"{at:%Y-%m-%dT%H:%M:%SZ} is more than {MAX_FAILURE_AGE.days} days ago: "
+            "too old to open a case"
+        )
+    return at
 
 
 class InvalidEvent(ValueError):

@@ -17,16 +17,15 @@ from test_webhooks import (
     Receiver,
     accepted,
     case_handle,
-    client_of,
     invoice,
     neutral_event,
     neutral_failure,
     new_invoice_id,
+    offline,  # noqa: F401 (fixture)
     paid,
-    receiver_settings,
+    receiver,  # noqa: F401 (fixture)
     refused,
     stripe_event,
-    temporal_is_down,
 )
 
 from activities.store import CaseStore, CustomerProfile, WebhookEvent, WebhookEventStatus
@@ -39,21 +38,6 @@ from workflows.models import CaseStatus, InvoiceSettled
 from workflows.policy import Outcome
 from workflows.steps import fold_settlement
 from workflows.values import MAX_AMOUNT
-
-
-@pytest.fixture
-def receiver(dunning: Dunning, tmp_path: Path) -> Receiver:
-    """The receiver on the test's time-skipping server and the worker's store."""
-    settings = receiver_settings(tmp_path, dunning.task_queue)
-    return Receiver(settings, client_of(dunning), dunning.activities.store)
-
-
-@pytest.fixture
-def offline(tmp_path: Path) -> Receiver:
-    """The receiver with no Temporal behind it: the door answers before any case."""
-    store = CaseStore(f"sqlite:///{tmp_path / 'offline.db'}")
-    store.create_schema()
-    return Receiver(receiver_settings(tmp_path), temporal_is_down, store)
 
 
 def failure_data(**data: object) -> dict:

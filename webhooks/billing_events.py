@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import from_json
 
 from config.settings import CONFIG_DIR
-from starter import BillingEvent
+from starter import BillingEvent, check_failed_at, check_occurred
 from webhooks.intake import Intake, OpenCase, TellCases, UnreadableEvent
 from workflows.models import (
     ID_PATTERN,
@@ -41,7 +41,7 @@ from workflows.models import (
     PaymentReceived,
 )
 from workflows.policy import DeclineCodes
-from workflows.values import MinorAmount, check_failed_at, check_occurred
+from workflows.values import MinorAmount
 
 PROVIDER = "billing"
 SCHEMA_FILE = CONFIG_DIR / "billing-event.schema.json"

@@ -16,7 +16,7 @@ import phonenumbers
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from activities.store import CustomerProfile
-from starter import BillingEvent
+from starter import BillingEvent, check_occurred
 from webhooks.intake import Action, Ignore, Intake, OpenCase, TellCases, UnreadableEvent
 from workflows.models import (
     ID_PATTERN,
@@ -27,7 +27,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
 )
-from workflows.values import LOCALE_PATTERN, MAX_AMOUNT, check_occurred
+from workflows.values import LOCALE_PATTERN, MAX_AMOUNT
 
 PROVIDER = "stripe"
 ACTOR = "stripe"
