@@ -3,7 +3,8 @@
     dunning worker            # or: python worker.py
 
 Settings come from the environment (see config/settings.py): TEMPORAL_ADDRESS,
-TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, DATABASE_URL, TASK_QUEUE.
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, DATABASE_URL, TASK_QUEUE. Every
+EVENT_SWEEP_SECONDS the worker carries out stored billing events no delivery finished.
 """
 
 from __future__ import annotations

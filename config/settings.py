@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     receiver_body_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds a sender has to deliver a body."
     )
+    event_sweep_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="How often the worker carries out stored billing events that no delivery "
+        "finished (pending while Temporal was down, or failed).",
+    )
 
     # Email: "outbox" keeps messages in the store; "sendgrid" sends them.
     email_provider: Literal["outbox", "sendgrid"] = "outbox"
@@ -279,10 +285,3 @@ class Settings(BaseSettings):
     def uses_dev_server(self) -> bool:
         """True when no cluster is configured and the bundled dev server should run."""
         return self.temporal_address is None
-
-    event_sweep_seconds: int = Field(
-        default=60,
-        ge=1,
-        description="How often the worker carries out stored billing events that no delivery "
-        "finished (pending while Temporal was down, or failed).",
-    )

@@ -10,10 +10,11 @@
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
 one JSON object (empty TwiML to an inbound SMS); an error is one line, ``{"error": "..."}``,
-and never a stack trace: 400 for the caller's mistakes (signature, JSON, schema), 403 for a
-Twilio or SendGrid signature that does not verify, 409 while another delivery of the same
-event is being acted on, 503 while Temporal or the store is unreachable or a provider's
-secret is not set (the event stays pending, so the biller's redelivery carries it out).
+and never a stack trace: 400 for the caller's mistakes (signature, JSON, a value that breaks
+a rule: stored as rejected), 403 for a Twilio or SendGrid signature that does not verify, 408
+for a body that does not arrive in time, 409 while another delivery of the same event is
+being acted on, 503 while Temporal or the store is unreachable or a provider's secret is not
+set (the event stays pending: the biller's redelivery or the worker's sweeper carries it out).
 """
 
 from __future__ import annotations
