@@ -9,7 +9,6 @@ settled invoice is never charged or messaged, whatever order the events arrive i
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from conftest import Dunning, status_when
@@ -28,7 +27,7 @@ from test_webhooks import (
     stripe_event,
 )
 
-from activities.store import CaseStore, CustomerProfile, WebhookEvent, WebhookEventStatus
+from activities.store import CustomerProfile
 from config.policies import find_policy, load_policies
 from config.settings import Settings
 from starter import BillingEvent, InvalidEvent, case_input, start_case, workflow_id_for
@@ -279,39 +278,3 @@ async def test_an_invoice_named_like_a_workflow_gets_its_own_case(
         view = await status_when(case_handle(dunning, plain), lambda v: True, "the plain case")
     assert view.invoice_id == plain
     assert view.status is not CaseStatus.RECOVERED
-
-
-def test_what_settles_an_invoice_for_the_check_before_each_step(tmp_path: Path) -> None:
-    store = CaseStore(f"sqlite:///{tmp_path / 'settle.db'}")
-    store.create_schema()
-    failed_at = datetime(2026, 11, 30, 9, tzinfo=UTC)
-
-    def stored(event_id: str, kind: str, invoice_id: str, at: datetime, **data) -> WebhookEvent:
-        row, _ = store.claim_webhook_event(
-            WebhookEvent(
-                provider="billing",
-                event_id=event_id,
-                type=kind,
-                occurred_at=at,
-                invoice_id=invoice_id,
-                payload={"data": {"invoice_id": invoice_id, **data}},
-            )
-        )
-        return row
-
-    # A payment an hour before the failure was for an earlier try, not this one.
-    stored("e1", "invoice.paid", "in_a", failed_at - timedelta(hours=1))
-    assert store.invoice_settlement("in_a", failed_at, 900) is None
-    # One stamped a little before it (another clock at the biller) settles it.
-    stored("e2", "invoice.paid", "in_a", failed_at - timedelta(minutes=2))
-    assert store.invoice_settlement("in_a", failed_at, 900).source == "invoice.paid e2"
-    # Part of the amount is not a settlement; the whole amount is.
-    stored("e3", "payment_succeeded", "in_b", failed_at, amount=400)
-    assert store.invoice_settlement("in_b", failed_at, 900) is None
-    whole = stored("e4", "payment_succeeded", "in_b", failed_at, amount=900)
-    assert store.invoice_settlement("in_b", failed_at, 900).kind == "paid"
-    # One the case was already told of was counted by the case.
-    store.settle_webhook_event(whole.id, WebhookEventStatus.PROCESSED, "sent")
-    assert store.invoice_settlement("in_b", failed_at, 500) is None
-    stored("e5", "invoice_voided", "in_c", failed_at + timedelta(days=1))
-    assert store.invoice_settlement("in_c", failed_at, 900).kind == "voided"

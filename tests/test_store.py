@@ -19,6 +19,8 @@ from activities.store import (
     CustomerProfile,
     Message,
     SimulatedCharge,
+    WebhookEvent,
+    WebhookEventStatus,
 )
 from workflows.models import CaseRecord, CaseStatus, ChargeRequest, ChargeResult, TimelineEntry
 
@@ -363,3 +365,37 @@ def test_customer_profile_accepts_e164_and_a_real_email():
     profile = CustomerProfile(customer_id="cus_1", email="aiko@example.com", phone="+33612345678")
 
     assert (profile.email, profile.phone) == ("aiko@example.com", "+33612345678")
+
+
+def test_what_settles_an_invoice_for_the_check_before_each_step(store: CaseStore) -> None:
+    failed_at = datetime(2026, 11, 30, 9, tzinfo=UTC)
+
+    def stored(event_id: str, kind: str, invoice_id: str, at: datetime, **data) -> WebhookEvent:
+        row, _ = store.claim_webhook_event(
+            WebhookEvent(
+                provider="billing",
+                event_id=event_id,
+                type=kind,
+                occurred_at=at,
+                invoice_id=invoice_id,
+                payload={"data": {"invoice_id": invoice_id, **data}},
+            )
+        )
+        return row
+
+    # A payment an hour before the failure was for an earlier try, not this one.
+    stored("e1", "invoice.paid", "in_a", failed_at - timedelta(hours=1))
+    assert store.invoice_settlement("in_a", failed_at, 900) is None
+    # One stamped a little before it (another clock at the biller) settles it.
+    stored("e2", "invoice.paid", "in_a", failed_at - timedelta(minutes=2))
+    assert store.invoice_settlement("in_a", failed_at, 900).source == "invoice.paid e2"
+    # Part of the amount is not a settlement; the whole amount is.
+    stored("e3", "payment_succeeded", "in_b", failed_at, amount=400)
+    assert store.invoice_settlement("in_b", failed_at, 900) is None
+    whole = stored("e4", "payment_succeeded", "in_b", failed_at, amount=900)
+    assert store.invoice_settlement("in_b", failed_at, 900).kind == "paid"
+    # One the case was already told of was counted by the case.
+    store.settle_webhook_event(whole.id, WebhookEventStatus.PROCESSED, "sent")
+    assert store.invoice_settlement("in_b", failed_at, 500) is None
+    stored("e5", "invoice_voided", "in_c", failed_at + timedelta(days=1))
+    assert store.invoice_settlement("in_c", failed_at, 900).kind == "voided"
