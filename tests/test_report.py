@@ -21,7 +21,6 @@ from analytics.report import Dimension, Period, Report, recovery_report
 from workflows.models import CaseRecord, CaseStatus, ChargeRequest, ChargeResult
 from workflows.policy import DeclineClass
 
-LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TOKYO = timezone(timedelta(hours=9))
 MARCH = {"since": date(2026, 3, 1), "until": date(2026, 3, 31)}
 
@@ -92,9 +91,8 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[CaseStore]:
     if request.param == "sqlite":
         store = CaseStore(f"sqlite:///{tmp_path / 'store.db'}")
     else:
-        # CI sets DATABASE_URL; by default the throwaway `test` database on this machine.
-        url = os.environ.get("DATABASE_URL", "")
-        url = make_url(url if url.startswith("postgresql") else LOCAL_POSTGRES)
+        # DATABASE_URL's PostgreSQL, or the suite's own (see conftest's `postgres_url`).
+        url = make_url(request.getfixturevalue("postgres_url"))
         # A schema of our own: other suites create and drop the same tables in `public`,
         # and two runs at once would trip over each other's CREATE TABLE.
         schema = f"report_{os.getpid()}"

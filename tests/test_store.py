@@ -1,8 +1,7 @@
-"""The SQLModel case store, on SQLite and on PostgreSQL (`DATABASE_URL`), from an empty schema."""
+"""The SQLModel case store, on SQLite and on PostgreSQL (`postgres_url`), from an empty schema."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,6 @@ TABLES = {
     "case_events",
     "simulated_charges",
 }
-LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 OPENED = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 TOKYO = timezone(timedelta(hours=9))
 
@@ -43,11 +41,8 @@ def empty_store(request: pytest.FixtureRequest, tmp_path) -> Iterator[CaseStore]
     if request.param == "sqlite":
         store = CaseStore(f"sqlite:///{tmp_path / 'store.db'}")
     else:
-        # CI sets DATABASE_URL; by default the throwaway `test` database on this machine.
-        url = os.environ.get("DATABASE_URL", "")
-        if not url.startswith("postgresql"):
-            url = LOCAL_POSTGRES
-        store = CaseStore(url)
+        # DATABASE_URL's PostgreSQL, or the suite's own (see conftest's `postgres_url`).
+        store = CaseStore(request.getfixturevalue("postgres_url"))
         SQLModel.metadata.drop_all(store.engine)
     yield store
     store.engine.dispose()
