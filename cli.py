@@ -58,6 +58,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
     ResumeRequest,
+    RetryRequest,
 )
 from workflows.money import format_money
 
@@ -254,6 +255,9 @@ cmd_cancel = _update_command(
     DunningWorkflow.cancel_case,
     lambda a: _validate(CancelRequest, {"reason": a.reason, "actor": a.actor}),
     "cancelled",
+)
+cmd_retry = _update_command(
+    DunningWorkflow.retry_case, lambda a: RetryRequest(actor=a.actor), "retrying"
 )
 
 
@@ -746,6 +750,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("outcome", choices=["won", "lost"])
     sub = case_command("cancel", cmd_cancel, "stop dunning a case for good")
     sub.add_argument("--reason", required=True)
+    case_command(
+        "retry", cmd_retry, "charge a blocked case again, once its gateway configuration is fixed"
+    )
 
     sub = command("status", cmd_status, "show a case: state, next step, attempts, messages")
     sub.add_argument("case", help="the case id, which is the invoice id")

@@ -43,6 +43,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
     ResumeRequest,
+    RetryRequest,
 )
 from workflows.policy import (
     Channel,
@@ -1491,3 +1492,36 @@ def test_a_charge_approved_after_the_case_ended_does_not_end_it_again(standard: 
     assert [e.kind for e in state.timeline].count("recovered") == 1
     assert state.timeline[-1].kind == "charge_after_outcome"
     assert (state.amount_due, state.amount_recovered) == (0, AMOUNT)
+
+
+def test_a_blocked_case_waits_for_an_operator_and_never_reaches_collections(
+    standard: Policy,
+) -> None:
+    state = open_case(standard)
+    send_due(state, FAILED_AT)
+    state.block("charge attempt 1: Stripe rejected the API key", at(2))
+
+    assert state.status is CaseStatus.BLOCKED
+    later = decide(state, at(30))  # long past collections
+    assert later == Wait(
+        until=None, reason="for an operator to fix: charge attempt 1: Stripe rejected the API key"
+    )
+    assert state.refuse_pause() is None  # support may still pause it
+    assert state.refuse_retry() is None
+
+    state.retry(RetryRequest(actor="ops"), at(12))
+    assert state.status is CaseStatus.ACTIVE
+    assert state.time_held == at(12) - at(2)  # the schedule moved on by the held time
+    step = decide(state, at(12))
+    assert isinstance(step, Charge) and step.attempt == 1
+    assert state.refuse_retry() == "case case-1 is not blocked"
+
+
+def test_cases_started_before_the_quiet_rule_still_send_their_outcome_message() -> None:
+    policy = make_policy(outcome_messages={"cancelled": ["email"]})
+    state = open_case(policy)
+    state.quiet_unless_messaged = False  # what workflow.patched gives a case started earlier
+    state.cancel(CancelRequest(reason="invoice voided", actor="billing"), FAILED_AT)
+
+    finish = decide(state, FAILED_AT)
+    assert isinstance(finish, Finish) and finish.message is not None

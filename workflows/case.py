@@ -28,6 +28,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
     ResumeRequest,
+    RetryRequest,
     TimelineEntry,
 )
 from workflows.policy import DeclineClass, DeclineCodes, Outcome, Policy, Tone
@@ -64,6 +65,14 @@ class CaseState(BaseModel):
     messages: list[MessageView] = Field(default_factory=list)
     pause: PauseRequest | None = None
     dispute_reason: str | None = None
+    blocked: str | None = Field(
+        default=None, description="Why the case waits for an operator (a gateway config error)."
+    )
+    quiet_unless_messaged: bool = Field(
+        default=True,
+        description="No outcome message to a customer dunning never wrote to (cases started "
+        "before this rule keep sending one).",
+    )
     held_since: AwareDatetime | None = None
     time_held: timedelta = timedelta(0)
     outcome: Outcome | None = None
@@ -99,6 +108,8 @@ class CaseState(BaseModel):
         """The one word operators filter on (search attribute `DunningStatus`)."""
         if self.outcome is not None:
             return CaseStatus(self.outcome.value)
+        if self.blocked is not None:
+            return CaseStatus.BLOCKED
         if self.dispute_reason is not None:
             return CaseStatus.DISPUTED
         if self.pause is not None:
@@ -195,6 +206,26 @@ class CaseState(BaseModel):
         """The gateway could not be reached for good: try the same attempt (same key) later."""
         self.last_charge_at = now
         self.note(now, "charge_error", detail=f"attempt {attempt}: {message}"[:300])
+
+    def block(self, reason: str, now: datetime) -> None:
+        """The gateway refused for a reason retrying cannot fix (a bad key, an unknown
+        invoice, a wrong API base): hold the case, clock stopped, until an operator retries.
+        Never a reason to go on to collections."""
+        if self.finished:
+            return
+        self.blocked = reason[:300]
+        self._hold(now)
+        self.note(now, "blocked", detail=self.blocked)
+
+    def retry(self, request: RetryRequest, now: datetime) -> None:
+        """An operator fixed the configuration: the held attempt is charged again now."""
+        refusal = self.refuse_retry()
+        if refusal is not None:
+            self.note(now, "ignored", request.actor, f"retry: {refusal}")
+            return
+        self.blocked = None
+        self._release(now)
+        self.note(now, "retry", request.actor)
 
     def record_message(
         self, step: str, template: str, deliveries: list[Delivery], now: datetime
@@ -297,6 +328,14 @@ class CaseState(BaseModel):
             return f"case {self.case.case_id} is not paused"
         return None
 
+    def refuse_retry(self) -> str | None:
+        """Why an operator's retry makes no sense now, or None when the case is blocked."""
+        if self.finished:
+            return self.refuse_when_finished()
+        if self.blocked is None:
+            return f"case {self.case.case_id} is not blocked"
+        return None
+
     def refuse_when_finished(self) -> str | None:
         """Why nothing more can happen to the case (it has finished), or None while it runs.
         The refusal of a payment, a new payment method and a cancel: the cases in which
@@ -381,7 +420,8 @@ class CaseState(BaseModel):
             self.held_since = now
 
     def _release(self, now: datetime) -> None:
-        if self.held_since is not None and self.pause is None and self.dispute_reason is None:
+        held = self.pause or self.dispute_reason or self.blocked
+        if self.held_since is not None and not held:
             self.time_held += now - self.held_since
             self.held_since = None
 

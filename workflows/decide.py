@@ -71,6 +71,8 @@ def decide(state: CaseState, now: datetime) -> Step:
     """The next step for this case at `now`, under the policy the case started with."""
     if state.outcome is not None:
         return _finish_in_contact_hours(state, state.outcome, state.outcome_reason, now)
+    if state.blocked is not None:
+        return Wait(until=None, reason=f"for an operator to fix: {state.blocked}")
     if state.dispute_reason is not None:
         return Wait(until=None, reason=f"while the dispute is open ({state.dispute_reason})")
     if state.pause is not None:
@@ -234,7 +236,7 @@ def _finish(state: CaseState, outcome: Outcome, reason: str) -> Finish:
     channels = state.policy.outcome_messages.get(outcome, [])
     message = None
     # A customer dunning never wrote to (the invoice was settled first) hears nothing now.
-    if channels and state.messages:
+    if channels and (state.messages or not state.quiet_unless_messaged):
         message = Notify(
             step=f"outcome-{outcome}", template=outcome.value, tone=None, channels=list(channels)
         )

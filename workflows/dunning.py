@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.case import CaseState
@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PlanRequest,
         PolicyRef,
         ResumeRequest,
+        RetryRequest,
         WriteBackRequest,
         WriteBackResult,
     )
@@ -52,13 +53,15 @@ with workflow.unsafe.imports_passed_through():
         wait_timeout,
     )
 
+# Gateway errors retrying cannot fix: the case waits for an operator (`dunning retry`).
+OPERATOR_ERRORS = ("GatewayConfigError", "IdempotencyConflict")
 # Charges retry transient gateway trouble for a long time: the idempotency key of the attempt
 # makes every retry safe, and giving up would only delay the customer's recovery.
 CHARGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_interval=timedelta(minutes=30),
     maximum_attempts=20,
-    non_retryable_error_types=["GatewayConfigError", "IdempotencyConflict"],
+    non_retryable_error_types=list(OPERATOR_ERRORS),
 )
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
@@ -68,6 +71,9 @@ NOTIFY_RETRY = RetryPolicy(
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
+# Patch ids of replay-safe changes; see README, "Changing workflow code while cases run".
+HOLD_FOR_OPERATOR = "hold-for-operator-on-gateway-config-error"
+QUIET_UNLESS_MESSAGED = "no-outcome-message-to-a-customer-never-written-to"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -105,6 +111,9 @@ class DunningWorkflow:
         )
         self._state = CaseState.open(case, policy, workflow.now())
         self._state.time_zones = contact.time_zones
+        # Replay-safe change (README, "Changing workflow code"): cases started before this
+        # rule still send an outcome message to a customer they never wrote to.
+        self._state.quiet_unless_messaged = workflow.patched(QUIET_UNLESS_MESSAGED)
         if policy.retry_timing == "smart":
             await self._plan_retries()
         for signal in self._early:
@@ -162,7 +171,13 @@ class DunningWorkflow:
                 summary=f"charge attempt {step.attempt}: {step.label}",
             )
         except ActivityError as err:
-            state.record_charge_error(step.attempt, str(err.cause or err), workflow.now())
+            cause = err.cause
+            needs_operator = isinstance(cause, ApplicationError) and cause.type in OPERATOR_ERRORS
+            # Cases that met such an error before this rule retried it on their schedule.
+            if needs_operator and workflow.patched(HOLD_FOR_OPERATOR):
+                state.block(f"charge attempt {step.attempt}: {cause.message}", workflow.now())
+            else:
+                state.record_charge_error(step.attempt, str(cause or err), workflow.now())
             return
         if result.settled is not None:
             fold_settlement(state, result.settled, workflow.now())
@@ -418,6 +433,17 @@ class DunningWorkflow:
     def _validate_cancel(self, request: CancelRequest) -> None:
         self._refuse(CaseState.refuse_when_finished)
 
+    @workflow.update
+    def retry_case(self, request: RetryRequest) -> CaseView:
+        """An operator fixed what blocked the case: charge again now; refused unless
+        blocked."""
+        self._apply(request)
+        return self.status()
+
+    @retry_case.validator
+    def _validate_retry(self, request: RetryRequest) -> None:
+        self._refuse(CaseState.refuse_retry)
+
     def _refuse(self, rule: Callable[[CaseState], str | None]) -> None:
         """Reject an update (before anything is written) when `rule` gives a reason."""
         refusal = "case has not started yet" if self._state is None else rule(self._state)
@@ -449,6 +475,7 @@ class DunningWorkflow:
             pause_reason=state.pause.reason if state.pause else None,
             paused_until=state.pause.until if state.pause else None,
             dispute_reason=state.dispute_reason,
+            blocked_reason=state.blocked,
             timeline=state.timeline,
         )
 

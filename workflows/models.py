@@ -31,6 +31,8 @@ class CaseStatus(StrEnum):
     AWAITING_CUSTOMER_ACTION = "awaiting_customer_action"
     PAUSED = "paused"
     DISPUTED = "disputed"
+    BLOCKED = "blocked"
+    """Held for an operator: the gateway refused for a reason retrying cannot fix."""
     RECOVERED = "recovered"
     CANCELLED = "cancelled"
     COLLECTIONS = "collections"
@@ -128,6 +130,12 @@ class PauseRequest(_Model):
 
 class ResumeRequest(_Model):
     """Support releases a paused case."""
+
+    actor: str = Field(min_length=1, max_length=100)
+
+
+class RetryRequest(_Model):
+    """An operator fixed what blocked the case (the gateway's configuration): charge again."""
 
     actor: str = Field(min_length=1, max_length=100)
 
@@ -343,6 +351,7 @@ class CaseView(_Model):
     pause_reason: str | None = None
     paused_until: AwareDatetime | None = None
     dispute_reason: str | None = None
+    blocked_reason: str | None = None
     timeline: list[TimelineEntry]
 
 

@@ -27,6 +27,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
     ResumeRequest,
+    RetryRequest,
 )
 
 Signal = (
@@ -37,6 +38,7 @@ Signal = (
     | DisputeResolved
     | PauseRequest
     | ResumeRequest
+    | RetryRequest
     | CancelRequest
 )
 """Everything that may reach a case from outside while it runs."""
@@ -106,6 +108,8 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.hold(signal, now)
         case ResumeRequest():
             state.release(signal, now)
+        case RetryRequest():
+            state.retry(signal, now)
         case CancelRequest():
             state.cancel(signal, now)
 
