@@ -92,7 +92,7 @@ class DunningActivities:
     def from_settings(cls, settings: Settings) -> DunningActivities:
         """The activities as configured; bad policies or templates fail here, at start-up."""
         store = CaseStore(settings.database_url)
-        store.create_schema()
+        store.upgrade()
         outbox = OutboxNotifier()
         notifiers: dict[Channel, Notifier] = {channel: outbox for channel in Channel}
         if settings.email_provider == "sendgrid":

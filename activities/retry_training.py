@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             args.database_url = args.database_url or settings.database_url
             args.models_dir = args.models_dir or settings.retry_models_dir
         store = CaseStore(args.database_url)
-        store.create_schema()
+        store.upgrade()
         path = train(store, args.models_dir, utcnow())
         model = read_model(path)
     except ValidationError as err:

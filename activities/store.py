@@ -8,15 +8,33 @@ audit sequence), so a retried activity never writes a row twice.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from pydantic import BaseModel, ConfigDict, EmailStr
 from pydantic import Field as Check
-from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint, or_, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+    func,
+    inspect,
+    or_,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -143,7 +161,7 @@ class ChargeAttempt(SQLModel, table=True):
     payment_method: str | None = None
     approved: bool
     decline_code: str | None = None
-    reference: str | None = None
+    reference: str | None = Field(default=None, index=True)
     at: datetime = _timestamp(nullable=False)
 
 
@@ -151,7 +169,17 @@ class Message(SQLModel, table=True):
     """The outbox: one row per (case, step, channel), written before the provider is called."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("case_id", "step", "channel"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "step", "channel"),
+        # The weekly cap counts a customer's sent messages per channel since a time.
+        Index(
+            "ix_messages_customer_id_channel_status_step_at",
+            "customer_id",
+            "channel",
+            "status",
+            "step_at",
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     case_id: str = Field(index=True)
     customer_id: str
@@ -258,14 +286,20 @@ class WebhookEvent(SQLModel, table=True):
     dedupe and for events that arrive out of order (an invoice paid before it failed)."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id"),
+        # Events about an invoice since its failure (settlement), and an invoice's events.
+        Index("ix_webhook_events_invoice_id_type_occurred_at", "invoice_id", "type", "occurred_at"),
+        # The sweeper's unfinished events whose claim has lapsed, and events by status.
+        Index("ix_webhook_events_status_claimed_until", "status", "claimed_until"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     provider: str
     event_id: str
     type: str = Field(index=True)
-    status: str = Field(default=WebhookEventStatus.PENDING, index=True)
+    status: str = Field(default=WebhookEventStatus.PENDING)
     detail: str = ""
-    invoice_id: str | None = Field(default=None, index=True)
+    invoice_id: str | None = None
     customer_id: str | None = Field(default=None, index=True)
     subscription_id: str | None = Field(default=None, index=True)
     occurred_at: datetime = _timestamp(nullable=False)
@@ -289,21 +323,74 @@ class WebhookClaim(StrEnum):
     """Another delivery of the same event is acting on it right now."""
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The revision a database made by `create_all`, before migrations existed, is at.
+FIRST_REVISION = "0001"
+# Any fixed number, the same in every process that migrates a PostgreSQL database.
+MIGRATION_LOCK_KEY = 7_464_100_001
+# How long a SQLite writer waits for another process's write to finish before "locked".
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+
+def migrations(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, made in code (no alembic.ini to ship or find), migrating
+    `connection`, or the store `DATABASE_URL` names when none is given."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
 class CaseStore:
     """Typed access to the store; safe to share between activity threads."""
 
     def __init__(self, database_url: str) -> None:
         if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
             Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {"check_same_thread": False} if database_url.startswith("sqlite") else {}
+        options: dict = {}
+        if database_url.startswith("sqlite"):
+            options["connect_args"] = {"check_same_thread": False}
+        elif database_url.startswith("postgresql"):
+            # A dropped connection is replaced, not handed to an activity; an unreachable
+            # server fails the start in seconds instead of hanging.
+            options["pool_pre_ping"] = True
+            options["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
         # hide_parameters: a database error must not carry an email or a phone into a log.
-        self.engine: Engine = create_engine(
-            database_url, connect_args=connect_args, hide_parameters=True
-        )
+        self.engine: Engine = create_engine(database_url, hide_parameters=True, **options)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_schema(self) -> None:
-        """Create every table that does not exist yet (safe to call on every start)."""
+        """Create the newest schema straight from the models, without migrations: for the
+        tests' throwaway stores. Every real start uses `upgrade`; tests/test_migrations.py
+        proves both give the same schema."""
         SQLModel.metadata.create_all(self.engine)
+
+    def upgrade(self, revision: str = "head") -> str:
+        """Migrate the schema to `revision` (the newest by default); the revision it is at.
+
+        Every start calls it. Processes starting together take turns under a lock (a
+        PostgreSQL advisory lock, a file lock beside a SQLite file), so a later one finds
+        nothing left to do. A database made by `create_all` before migrations existed is
+        recognised and stamped at the first revision, then upgraded."""
+        with self._migration_lock(), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Held until this transaction ends; migrations run inside it.
+                connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+            config = migrations(connection)
+            tables = inspect(connection).get_table_names()
+            if "alembic_version" not in tables and "cases" in tables:
+                command.stamp(config, FIRST_REVISION)
+            command.upgrade(config, revision)
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def _migration_lock(self) -> AbstractContextManager[None]:
+        """Across processes on SQLite (PostgreSQL's lock is taken in the transaction)."""
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return nullcontext()
+        return _file_lock(Path(f"{database}.lock"))
 
     def session(self) -> Session:
         """A new session; use it as a context manager."""
@@ -482,15 +569,14 @@ class CaseStore:
         """Messages on `channels` that went out to a customer since `since` (by the cases'
         clock: `step_at`), across all their cases."""
         with self.session() as session:
-            rows = session.exec(
-                select(Message.id).where(
+            return session.exec(
+                select(func.count()).where(
                     Message.customer_id == customer_id,
                     Message.channel.in_(channels),
                     Message.status == "sent",
                     Message.step_at >= since,
                 )
-            )
-            return len(list(rows))
+            ).one()
 
     @staticmethod
     def _find_message(session: Session, case_id: str, step: str, channel: str) -> Message | None:
@@ -760,6 +846,23 @@ class CaseStore:
                 WebhookEvent.provider == provider, WebhookEvent.event_id == event_id
             )
         ).first()
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    """WAL lets readers go on while one process writes; the busy timeout makes a second
+    writer wait its turn instead of failing with "database is locked"."""
+    cursor = connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` held for the block, by this process alone."""
+    with path.open("a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _case_ids(record: CaseRecord) -> dict:
