@@ -10,6 +10,12 @@ the idempotency layer (nothing is stored, a retry runs afresh); once an endpoint
 status and body are stored under the key and a repeat with the same parameters gets them
 back byte for byte, with ``Idempotent-Replayed: true``, even when they were an error; the
 same key with other parameters is a 400 ``idempotency_error``. GET and DELETE ignore keys.
+
+Both invoice shapes are served, chosen per request by the `Stripe-Version` header (the
+account's default version when none is sent, as Stripe does): since 2025-03-31.basil an
+invoice has no `payment_intent`, `charge` or `paid` and its payments are listed at
+`/v1/invoice_payments`; before it, those fields are on the invoice. Expanding a field the
+version does not have is Stripe's 400.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fake_http import LocalServer
 
-API_VERSION = "2026-10-28.endive"
+BASIL = "2025-03-31.basil"
+LEGACY_API_VERSION = "2024-06-20"
 ERROR_DOCS = "https://docs.stripe.com/error-codes"
 
 
@@ -56,7 +63,8 @@ class Invoice:
     decline: Decline | None = None
     """Every charge declines like this."""
     outages: list[int] = field(default_factory=list)
-    """Statuses (429, 500) answered before the request runs, one per request, not stored."""
+    """Statuses (401, 403, 404, 429, 500, 503) answered before the request runs, one per
+    request to the invoice or its payments, not stored."""
     failures: list[int] = field(default_factory=list)
     """Statuses (500) the charge fails with after it started: stored under the key."""
     lose_responses: int = 0
@@ -68,6 +76,13 @@ class Invoice:
     paid_out_of_band: bool = False
     payment_intent: str | None = None
     default_payment_method: str = "pm_fake_default"
+    last_decline: Decline | None = None
+    """The decline of the latest attempt (Stripe's own, before the case, when scripted): its
+    payment intent's `last_payment_error`."""
+
+    def __post_init__(self) -> None:
+        if self.last_decline is not None:
+            self.payment_intent = self.payment_intent or _id("pi")
 
 
 @dataclass
@@ -112,14 +127,18 @@ class _Stored:
 
 
 def decode_form(text: str) -> dict[str, Any]:
-    """Stripe's form encoding back to data: ``a[b]=1`` nests, ``a[0]=x`` makes a list."""
+    """Stripe's form encoding back to data: ``a[b]=1`` nests, ``a[0]=x`` and ``a[]=x`` make
+    a list."""
     root: dict[str, Any] = {}
     for key, value in parse_qsl(text, keep_blank_values=True):
         parts = re.findall(r"[^\[\]]+", key)
         node = root
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        if key.endswith("[]"):
+            node.setdefault(parts[-1], {})[str(len(node.get(parts[-1], {})))] = value
+        else:
+            node[parts[-1]] = value
     return _lists(root)
 
 
@@ -163,8 +182,14 @@ def _missing(kind: str, object_id: str) -> _Reply:
 class FakeStripe(LocalServer):
     """A Stripe API on 127.0.0.1 in a background thread; use as a context manager."""
 
-    def __init__(self, api_key: str = "sk_test_fake") -> None:
+    def __init__(
+        self, api_key: str = "sk_test_fake", account_api_version: str = LEGACY_API_VERSION
+    ) -> None:
         self.api_key = api_key
+        self.account_api_version = account_api_version
+        """What a request without a `Stripe-Version` header gets: an older account's default."""
+        self.wrong_base = False
+        """True: answer everything like a web server that is not Stripe (a non-JSON 404)."""
         self.invoices: dict[str, Invoice] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.requests: list[Request] = []
@@ -226,15 +251,16 @@ class FakeStripe(LocalServer):
         request = Request(http.command, url.path, headers, form, raw_body)
         with self._lock:
             self.requests.append(request)
-            answer = self._answer(request)
+            answer = self._answer(request) if not self.wrong_base else _NOT_STRIPE
         if answer is None:
             http.close_connection = True  # the response is lost on the way back
             return
         status, body, extra = answer
         http.send_response(status)
-        http.send_header("Content-Type", "application/json")
+        extra = {"Content-Type": "application/json", **extra}
+        if not self.wrong_base:
+            extra["Stripe-Version"] = self._version(request)
         http.send_header("Content-Length", str(len(body)))
-        http.send_header("Stripe-Version", API_VERSION)
         for name, value in extra.items():
             http.send_header(name, value)
         http.end_headers()
@@ -298,12 +324,30 @@ class FakeStripe(LocalServer):
             )
         return key
 
+    def _version(self, request: Request) -> str:
+        return request.headers.get("stripe-version") or self.account_api_version
+
+    def _legacy(self, form: dict) -> bool:
+        """Whether the request speaks an API version from before basil."""
+        return form["_version"] < BASIL
+
     def _outage(self, request: Request) -> None:
         """Rate limits and outages come before Stripe runs the request: nothing is stored."""
         invoice = self._invoice_of(request)
         if invoice is None or not invoice.outages:
             return
         status = invoice.outages.pop(0)
+        if status == 401:
+            raise _error(401, "invalid_request_error", "Invalid API Key provided: sk_test_****")
+        if status == 403:
+            raise _error(
+                403,
+                "invalid_request_error",
+                "The provided key 'rk_test_****' does not have the required permissions for "
+                "this endpoint on account 'acct_fake'.",
+            )
+        if status == 404:
+            raise _missing("invoice", invoice.id)
         if status == 429:
             raise _error(
                 429,
@@ -317,13 +361,19 @@ class FakeStripe(LocalServer):
 
     def _invoice_of(self, request: Request) -> Invoice | None:
         match = re.match(r"^/v1/invoices/([^/]+)", request.path)
-        return self.invoices.get(match.group(1)) if match else None
+        if match:
+            return self.invoices.get(match.group(1))
+        if request.path == "/v1/invoice_payments":
+            return self.invoices.get(str(request.form.get("invoice")))
+        return None
 
     def _run(self, request: Request) -> tuple[int, dict]:
         routes = [
             ("POST", r"^/v1/invoices/([^/]+)/pay$", self._pay),
             ("POST", r"^/v1/invoices/([^/]+)/mark_uncollectible$", self._mark_uncollectible),
             ("GET", r"^/v1/invoices/([^/]+)$", self._get_invoice),
+            ("GET", r"^/v1/invoice_payments()$", self._list_invoice_payments),
+            ("GET", r"^/v1/payment_intents/([^/]+)$", self._get_payment_intent),
             ("DELETE", r"^/v1/subscriptions/([^/]+)$", self._cancel),
             ("POST", r"^/v1/subscriptions/([^/]+)$", self._update_subscription),
             ("GET", r"^/v1/subscriptions/([^/]+)$", self._get_subscription),
@@ -332,7 +382,8 @@ class FakeStripe(LocalServer):
             for method, pattern, route in routes:
                 match = re.match(pattern, request.path)
                 if match and request.method == method:
-                    return 200, route(match.group(1), request.form)
+                    form = {**request.form, "_version": self._version(request)}
+                    return 200, route(match.group(1), form)
             raise _error(
                 404,
                 "invalid_request_error",
@@ -369,6 +420,7 @@ class FakeStripe(LocalServer):
         invoice.attempt_count += 1
         invoice.payment_intent = invoice.payment_intent or _id("pi")
         decline = invoice.decline
+        invoice.last_decline = decline
         if decline is not None:
             self.attempts.append(
                 Charge(invoice.id, method, invoice.amount_due, False, decline.decline_code)
@@ -393,6 +445,29 @@ class FakeStripe(LocalServer):
 
     def _get_invoice(self, invoice_id: str, form: dict) -> dict:
         return self._invoice_body(self._find_invoice(invoice_id), form)
+
+    def _list_invoice_payments(self, _: str, form: dict) -> dict:
+        """`GET /v1/invoice_payments?invoice=...`, newest first; expands the payment intent."""
+        invoice = self._find_invoice(str(form.get("invoice")))
+        expand = form.get("expand") or []
+        unknown = [path for path in expand if path != "data.payment.payment_intent"]
+        if unknown:
+            raise _not_expandable(unknown[0])
+        payment = self._invoice_payment(invoice) if invoice.payment_intent else None
+        if payment is not None and expand:
+            payment["payment"]["payment_intent"] = self._intent_body(invoice)
+        return {
+            "object": "list",
+            "data": [payment] if payment else [],
+            "has_more": False,
+            "url": "/v1/invoice_payments",
+        }
+
+    def _get_payment_intent(self, intent_id: str, form: dict) -> dict:
+        for invoice in self.invoices.values():
+            if invoice.payment_intent == intent_id:
+                return self._intent_body(invoice)
+        raise _missing("payment_intent", intent_id)
 
     def _cancel(self, subscription_id: str, form: dict) -> dict:
         subscription = self.subscriptions.get(subscription_id)
@@ -465,7 +540,6 @@ class FakeStripe(LocalServer):
             },
             "livemode": False,
             "metadata": {},
-            "parent": _invoice_parent(invoice),
             "status": invoice.status,
             "status_transitions": {
                 "finalized_at": now - 86400,
@@ -476,14 +550,52 @@ class FakeStripe(LocalServer):
             "subtotal": invoice.amount_due,
             "total": invoice.amount_due,
         }
-        if "payments" in (form.get("expand") or []):
-            body["payments"] = {
-                "object": "list",
-                "data": [self._invoice_payment(invoice)] if invoice.payment_intent else [],
-                "has_more": False,
-                "url": "/v1/invoice_payments",
-            }
+        expand = form.get("expand") or []
+        if self._legacy(form):
+            # Before basil: the payment and the subscription are named on the invoice.
+            intent: Any = invoice.payment_intent
+            if "payment_intent" in expand and intent:
+                intent = self._intent_body(invoice)
+            body.update(paid=paid, payment_intent=intent, charge=None)
+            body["subscription"] = invoice.subscription
+            allowed = {"payment_intent"}
+        else:
+            body["parent"] = _invoice_parent(invoice)
+            allowed = {"payments"}
+            if "payments" in expand:
+                body["payments"] = {
+                    "object": "list",
+                    "data": [self._invoice_payment(invoice)] if invoice.payment_intent else [],
+                    "has_more": False,
+                    "url": "/v1/invoice_payments",
+                }
+        unknown = [path for path in expand if path not in allowed]
+        if unknown:
+            raise _not_expandable(unknown[0])
         return body
+
+    def _intent_body(self, invoice: Invoice) -> dict:
+        """The invoice's payment intent; its last decline is `last_payment_error`."""
+        decline = invoice.last_decline
+        status = "requires_payment_method" if decline else "requires_confirmation"
+        error = None
+        if invoice.status == "paid":
+            status = "succeeded"
+        elif decline is not None and decline.code == "invoice_payment_intent_requires_action":
+            status = "requires_action"  # 3-D Secure pending: no error yet
+        elif decline is not None:
+            error = self._card_error(invoice, invoice.default_payment_method, decline)["error"]
+            del error["payment_intent"]
+        return {
+            "id": invoice.payment_intent,
+            "object": "payment_intent",
+            "amount": invoice.amount_due,
+            "currency": invoice.currency,
+            "customer": invoice.customer,
+            "last_payment_error": error,
+            "livemode": False,
+            "status": status,
+        }
 
     def _invoice_payment(self, invoice: Invoice) -> dict:
         paid = invoice.status == "paid"
@@ -596,3 +708,17 @@ def _invoice_parent(invoice: Invoice) -> dict | None:
 
 def _encode(body: dict) -> bytes:
     return (json.dumps(body, indent=2) + "\n").encode()
+
+
+def _not_expandable(path: str) -> _Reply:
+    return _error(
+        400, "invalid_request_error", f"This property cannot be expanded ({path}).", param="expand"
+    )
+
+
+# What a web server that is not Stripe answers (a wrong STRIPE_API_BASE): HTML, not Stripe's JSON.
+_NOT_STRIPE = (
+    404,
+    b"<html><head><title>404 Not Found</title></head><body>Not Found</body></html>\n",
+    {"Content-Type": "text/html"},
+)

@@ -9,6 +9,8 @@ many charges the fake's card network saw.
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,11 +23,11 @@ from fake_stripe import Decline, FakeStripe
 from activities.dunning import DunningActivities
 from activities.payments import GatewayConfigError, IdempotencyConflict
 from activities.payments.simulated import SimulatedGateway
-from activities.payments.stripe import StripeGateway
+from activities.payments.stripe import STRIPE_API_VERSION, StripeGateway
 from config.policies import load_declines
 from config.settings import CONFIG_DIR, Settings
-from workflows.models import ChargeRequest, ChargeResult, WriteBackRequest
-from workflows.policy import DeclineClass, DeclineTable, WriteBackAction
+from workflows.models import ChargeRequest, ChargeResult, InvoiceSettled, WriteBackRequest
+from workflows.policy import DeclineClass, DeclineCodes, DeclineTable, WriteBackAction
 
 API_KEY = "sk_test_x"
 # The card holder's details in every fake error body and invoice.
@@ -92,6 +94,7 @@ def test_paying_an_invoice_sends_the_attempts_key_off_session(
     [sent] = fake.requests
     assert (sent.method, sent.path) == ("POST", "/v1/invoices/in_pays/pay")
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+    assert sent.headers["stripe-version"] == STRIPE_API_VERSION
     assert sent.headers["idempotency-key"] == "dunning:case-in_pays:attempt:2"
     assert sent.headers["content-type"] == "application/x-www-form-urlencoded"
     assert sent.form["off_session"] == "true"
@@ -143,15 +146,25 @@ DECLINES = {
         "expired_card",
         DeclineClass.NEVER_RETRY,
     ),
-    "3-D Secure needed on an invoice": (
+    "3-D Secure needed on an invoice: Stripe's code, no blind retry": (
         Decline(
             None,
             code="invoice_payment_intent_requires_action",
             message="This payment requires additional user action before it can be "
             "completed successfully.",
         ),
+        "invoice_payment_intent_requires_action",
+        DeclineClass.NEEDS_CUSTOMER_ACTION,
+    ),
+    "issuer wants 3-D Secure off-session": (
+        Decline("authentication_required"),
         "authentication_required",
         DeclineClass.NEEDS_CUSTOMER_ACTION,
+    ),
+    "declined with no reason: Stripe's card_declined, not a code of ours": (
+        Decline(None),
+        "card_declined",
+        DeclineClass.RETRY_LATER,
     ),
 }
 
@@ -389,6 +402,221 @@ def test_a_detached_payment_method_needs_a_new_one(
     assert not result.approved
     assert result.decline_code == "invalid_payment_method"
     assert declines.classify(result) is DeclineClass.NEVER_RETRY
+
+
+# Error classes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [(401, "API key"), (403, "HTTP 403"), (404, "resource_missing")],
+)
+def test_a_refusal_stripe_will_repeat_is_a_config_error_at_once(
+    fake: FakeStripe, gateway: StripeGateway, status: int, words: str
+) -> None:
+    fake.add_invoice("in_refused", outages=[status])
+
+    with pytest.raises(GatewayConfigError, match=words) as raised:
+        gateway.charge(charge_request("in_refused"))
+
+    assert "\n" not in str(raised.value)
+    assert len(fake.requests) == 1  # the SDK did not retry it either
+    assert fake.attempts == []
+
+
+def test_a_server_that_is_not_stripe_is_a_config_error_not_an_outage(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    # A wrong STRIPE_API_BASE answers HTML. Retried as an outage, each charge stalled ~5.7 h.
+    fake.add_invoice("in_lost_base")
+    fake.wrong_base = True
+
+    with pytest.raises(GatewayConfigError) as raised:
+        gateway.charge(charge_request("in_lost_base"))
+
+    assert str(raised.value) == "HTTP 404 without Stripe's error body: check STRIPE_API_BASE"
+    with pytest.raises(GatewayConfigError, match="STRIPE_API_BASE"):
+        gateway.invoice_decline("in_lost_base")
+    with pytest.raises(GatewayConfigError, match="STRIPE_API_BASE"):
+        gateway.write_back(write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE, "in_lost_base"))
+
+
+def test_no_answer_at_all_is_transient(fake: FakeStripe) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    gateway = StripeGateway(API_KEY, closed)
+
+    with pytest.raises(stripe.APIConnectionError, match="Stripe unreachable"):
+        gateway.charge(charge_request("in_anywhere"))
+    with pytest.raises(stripe.APIConnectionError):
+        gateway.invoice_decline("in_anywhere")
+    with pytest.raises(stripe.APIConnectionError):
+        gateway.settlement("in_anywhere")
+
+
+# Settlement -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "settled"),
+    [
+        ("open", None),
+        ("paid", InvoiceSettled(kind="paid", source="Stripe: invoice paid")),
+        ("void", InvoiceSettled(kind="voided", source="Stripe: invoice void")),
+    ],
+)
+def test_settlement_reads_the_invoice_status(
+    fake: FakeStripe, gateway: StripeGateway, status: str, settled: InvoiceSettled | None
+) -> None:
+    fake.add_invoice("in_looked_at", status=status)
+
+    assert gateway.settlement("in_looked_at") == settled
+    assert fake.requests[0].headers["stripe-version"] == STRIPE_API_VERSION
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(429, stripe.RateLimitError), (500, stripe.APIError), (503, stripe.APIError)],
+)
+def test_settlement_raises_transient_trouble_for_the_activity_to_retry(
+    fake: FakeStripe, gateway: StripeGateway, status: int, error: type[Exception]
+) -> None:
+    fake.add_invoice("in_busy", outages=[status])
+
+    with pytest.raises(error, match=f"HTTP {status}"):
+        gateway.settlement("in_busy")
+    assert gateway.settlement("in_busy") is None  # the retry
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, "not stripe"])
+def test_settlement_takes_the_invoice_as_open_on_a_config_error_and_logs_it(
+    fake: FakeStripe,
+    gateway: StripeGateway,
+    status: int | str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It runs before every message: a reminder goes out; the charge raises the error itself.
+    fake.add_invoice("in_hidden", outages=[status] if isinstance(status, int) else [])
+    fake.wrong_base = status == "not stripe"
+
+    with caplog.at_level(logging.WARNING, logger="dunning.gateway"):
+        assert gateway.settlement("in_hidden") is None
+
+    assert "cannot read invoice in_hidden at Stripe" in caplog.text
+
+
+# The decline a webhook does not carry -----------------------------------------------------
+
+
+LOOKED_UP = {
+    "hard decline": (
+        Decline("stolen_card", advice_code="do_not_try_again", brand="mastercard"),
+        DeclineCodes(
+            decline_code="stolen_card", advice_code="do_not_try_again", card_brand="mastercard"
+        ),
+        DeclineClass.NEVER_RETRY,
+    ),
+    "soft decline, Visa 51": (
+        Decline("insufficient_funds", network_decline_code="51"),
+        DeclineCodes(
+            decline_code="insufficient_funds", network_decline_code="51", card_brand="visa"
+        ),
+        DeclineClass.RETRY_LATER,
+    ),
+    "no decline code: the error code": (
+        Decline(None, code="expired_card"),
+        DeclineCodes(decline_code="expired_card", card_brand="visa"),
+        DeclineClass.NEVER_RETRY,
+    ),
+    "3-D Secure pending: the intent waits, no error": (
+        Decline(None, code="invoice_payment_intent_requires_action"),
+        DeclineCodes(decline_code="authentication_required"),
+        DeclineClass.NEEDS_CUSTOMER_ACTION,
+    ),
+}
+
+
+@pytest.mark.parametrize(("decline", "codes", "expected"), LOOKED_UP.values(), ids=LOOKED_UP.keys())
+def test_the_decline_is_read_from_the_invoices_newest_payment(
+    fake: FakeStripe,
+    gateway: StripeGateway,
+    declines: DeclineTable,
+    decline: Decline,
+    codes: DeclineCodes,
+    expected: DeclineClass,
+) -> None:
+    fake.add_invoice("in_failed", last_decline=decline)
+
+    found = gateway.invoice_decline("in_failed")
+
+    assert found == codes
+    assert declines.classify(found) is expected
+    [sent] = fake.requests
+    assert (sent.method, sent.path) == ("GET", "/v1/invoice_payments")
+    assert sent.form == {
+        "invoice": "in_failed",
+        "limit": "1",
+        "expand": ["data.payment.payment_intent"],
+    }
+    assert sent.headers["stripe-version"] == STRIPE_API_VERSION
+
+
+def test_an_invoice_never_attempted_or_since_paid_has_no_decline(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    fake.add_invoice("in_fresh")
+    fake.add_invoice("in_paid", last_decline=Decline("insufficient_funds"), status="paid")
+
+    assert gateway.invoice_decline("in_fresh") is None
+    assert gateway.invoice_decline("in_paid") is None
+
+
+def test_the_decline_of_an_unknown_invoice_is_a_config_error(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    with pytest.raises(GatewayConfigError, match=r"resource_missing.*in_nowhere"):
+        gateway.invoice_decline("in_nowhere")
+
+
+# The fake speaks both API versions --------------------------------------------------------
+
+
+def get(fake: FakeStripe, path: str, version: str | None = None) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    if version:
+        headers["Stripe-Version"] = version
+    request = urllib.request.Request(f"{fake.url}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_the_fake_answers_an_unpinned_client_in_the_accounts_older_shape(
+    fake: FakeStripe,
+) -> None:
+    invoice = fake.add_invoice("in_shapes", subscription="sub_1", last_decline=Decline("lost_card"))
+
+    _, legacy = get(fake, "/v1/invoices/in_shapes")
+    _, basil = get(fake, "/v1/invoices/in_shapes", STRIPE_API_VERSION)
+    _, intent = get(fake, f"/v1/payment_intents/{invoice.payment_intent}")
+    status, refused = get(
+        fake, "/v1/invoices/in_shapes?expand[]=payment_intent", STRIPE_API_VERSION
+    )
+
+    assert (legacy["payment_intent"], legacy["subscription"], legacy["paid"]) == (
+        invoice.payment_intent,
+        "sub_1",
+        False,
+    )
+    assert "parent" not in legacy
+    assert not {"payment_intent", "charge", "paid"} & basil.keys()
+    assert basil["parent"]["subscription_details"]["subscription"] == "sub_1"
+    assert intent["last_payment_error"]["decline_code"] == "lost_card"
+    assert status == 400
+    assert refused["error"]["message"] == "This property cannot be expanded (payment_intent)."
 
 
 # Write-back -------------------------------------------------------------------------------

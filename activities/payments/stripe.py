@@ -3,9 +3,13 @@
 Every call carries the request's idempotency key and the SDK's own network retries are off:
 Temporal's activity retry is the only retry, and it sends the same key, so Stripe replays
 the first answer instead of charging twice. Errors leave here as one of three kinds: a
-declined `ChargeResult`, a transient Stripe error (the activity retries), or
-`GatewayConfigError` / `IdempotencyConflict` (it must not). Their messages are one line
-with no email address or phone number, since they end up in workflow history.
+declined `ChargeResult` (402), a transient Stripe error (429, 5xx, no answer: the activity
+retries), or `GatewayConfigError` / `IdempotencyConflict` (401, 403, 404 and every other 4xx,
+with or without Stripe's error body: retrying cannot help). Their messages are one line with
+no email address or phone number, since they end up in workflow history.
+
+The client speaks `STRIPE_API_VERSION`, whatever the SDK's default: an SDK upgrade must not
+change the shapes Stripe answers with.
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import WriteBackAction
+from workflows.policy import DeclineCodes, WriteBackAction
 
 log = logging.getLogger("dunning.gateway")
 
-# The issuer wants 3-D Secure; Stripe says so in its own code, the decline table by this one.
-REQUIRES_ACTION = "invoice_payment_intent_requires_action"
-TRANSIENT = (stripe.RateLimitError, stripe.APIError, stripe.APIConnectionError)
+# The API version every request names (2025-03-31.basil or later: invoices list their payments
+# at /v1/invoice_payments and have no payment_intent, charge or paid field).
+STRIPE_API_VERSION = "2026-10-28.endive"
 # An invoice in one of these needs no dunning: what each means for the case.
 SETTLED_STATUSES: dict[str, Literal["paid", "voided", "written_off"]] = {
     "paid": "paid",
@@ -56,6 +60,7 @@ class StripeGateway:
     def __init__(self, api_key: str, api_base: str | None = None) -> None:
         self.client = stripe.StripeClient(
             api_key,
+            stripe_version=STRIPE_API_VERSION,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=0,  # Temporal's activity retry is the only retry
         )
@@ -112,20 +117,42 @@ class StripeGateway:
         )
 
     def settlement(self, invoice_id: str) -> InvoiceSettled | None:
-        """The invoice's state at Stripe: paid, void or uncollectible settle it. Stripe
-        trouble is raised (the activity retries); an invoice Stripe cannot show is taken as
-        open, so the case's own errors say what is wrong when it charges."""
+        """The invoice's state at Stripe: paid, void or uncollectible settle it. Transient
+        trouble is raised (the activity retries). A configuration error is logged and the
+        invoice taken as open: this check runs before every message too, and a reminder must
+        not fail on it; the charge that follows raises the same error as `GatewayConfigError`."""
         try:
             status = self.client.v1.invoices.retrieve(invoice_id).status
-        except TRANSIENT as err:
-            raise _translated(err, f"settlement:{invoice_id}") from None
         except stripe.StripeError as err:
-            log.warning("cannot read invoice %s at Stripe: %s", invoice_id, type(err).__name__)
+            if _transient(err):
+                raise _translated(err, f"settlement:{invoice_id}") from None
+            log.warning(
+                "cannot read invoice %s at Stripe: %s (http %s)",
+                invoice_id,
+                type(err).__name__,
+                err.http_status,
+            )
             return None
         kind = SETTLED_STATUSES.get(status or "")
         return (
             None if kind is None else InvoiceSettled(kind=kind, source=f"Stripe: invoice {status}")
         )
+
+    def invoice_decline(self, invoice_id: str) -> DeclineCodes | None:
+        """The codes of the invoice's latest payment, which webhooks never carry (they expand
+        nothing); None when it was not declined. Raises like `charge`. Invoice payments list
+        every invoice's payments in the pinned version, whatever version sent the webhook."""
+        try:
+            payments = self.client.v1.invoice_payments.list(
+                params={
+                    "invoice": invoice_id,
+                    "limit": 1,  # newest first
+                    "expand": ["data.payment.payment_intent"],
+                }
+            ).to_dict()["data"]
+        except stripe.StripeError as err:
+            raise _translated(err, f"decline:{invoice_id}") from None
+        return _intent_decline(_dig(payments[0], "payment", "payment_intent")) if payments else None
 
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
         """Tell Stripe how the case ended; already in that state is not an error."""
@@ -185,24 +212,45 @@ class StripeGateway:
             raise _translated(lookup, request.idempotency_key) from None
 
 
+def decline_codes(error: dict) -> DeclineCodes:
+    """Stripe's own codes of a card error or a `last_payment_error`, for the decline table:
+    the issuer's `decline_code`, else the error's `code` (`card_declined`, `expired_card`,
+    `invoice_payment_intent_requires_action`, ...). Pure: the webhook reader uses it too."""
+    method = error.get("payment_method")
+    if not isinstance(method, dict):
+        method = _dig(error, "payment_intent", "last_payment_error", "payment_method")
+    return DeclineCodes(
+        decline_code=_code(error.get("decline_code"), 100) or _code(error.get("code"), 100),
+        advice_code=_code(error.get("advice_code"), 100),
+        network_decline_code=_code(error.get("network_decline_code"), 20),
+        network_advice_code=_code(error.get("network_advice_code"), 20),
+        card_brand=_code(_dig(method, "card", "brand"), 30),
+    )
+
+
+def _intent_decline(intent: Any) -> DeclineCodes | None:
+    """A payment intent's last decline; one waiting for 3-D Secure with no error yet is
+    Stripe's `authentication_required`."""
+    if not isinstance(intent, dict):
+        return None
+    error = intent.get("last_payment_error")
+    if isinstance(error, dict) and (error.get("decline_code") or error.get("code")):
+        return decline_codes(error)
+    if intent.get("status") == "requires_action":
+        return DeclineCodes(decline_code="authentication_required")
+    return None
+
+
 def _declined(err: stripe.CardError) -> ChargeResult:
     """A 402 as the issuer and network said it, codes intact for the decline table."""
     body = _error_body(err)
-    code = _text(body.get("code")) or _text(err.code)
-    decline = _text(body.get("decline_code")) or code
-    if code == REQUIRES_ACTION:
-        decline = "authentication_required"
+    codes = decline_codes({"code": err.code, **body})
     method = body.get("payment_method") or _dig(
         body, "payment_intent", "last_payment_error", "payment_method"
     )
-    card = _dig(method, "card") or {}
     return ChargeResult(
         approved=False,
-        decline_code=_text(decline, 100),
-        advice_code=_text(body.get("advice_code"), 100),
-        network_decline_code=_text(body.get("network_decline_code"), 20),
-        network_advice_code=_text(body.get("network_advice_code"), 20),
-        card_brand=_text(card.get("brand") if isinstance(card, dict) else None, 30),
+        **codes.model_dump(),
         payment_method=_text(_dig(method, "id")),
         reference=_text(body.get("charge")) or _text(_dig(body, "payment_intent", "id")),
         message=_scrub(_text(body.get("message")) or err.user_message or "declined"),
@@ -222,7 +270,7 @@ def _translated(err: stripe.StripeError, key: str) -> Exception:
     message = _scrub(_text(body.get("message")) or err.user_message or "")
     if isinstance(err, stripe.IdempotencyError):
         return IdempotencyConflict(f"idempotency key {key} was used with other parameters")
-    if isinstance(err, TRANSIENT):
+    if _transient(err):
         # Same type, so the activity retries; the SDK's own text names Stripe's support email.
         status = f"HTTP {err.http_status}" if err.http_status else "no response"
         clean = f"Stripe unavailable ({status}): {message}".rstrip(": ")
@@ -238,7 +286,23 @@ def _translated(err: stripe.StripeError, key: str) -> Exception:
     if isinstance(err, stripe.InvalidRequestError):
         code = err.code or "invalid_request_error"
         return GatewayConfigError(f"Stripe rejected the request ({code}): {message}")
-    return GatewayConfigError(f"Stripe error ({type(err).__name__}): {message}")
+    if not body:
+        # Stripe always answers errors in its JSON: something else answered.
+        return GatewayConfigError(
+            f"HTTP {err.http_status} without Stripe's error body: check STRIPE_API_BASE"
+        )
+    return GatewayConfigError(
+        f"Stripe error ({type(err).__name__}, HTTP {err.http_status}): {message}"
+    )
+
+
+def _transient(err: stripe.StripeError) -> bool:
+    """Whether a later try of the same request may pass: rate limits, no answer, 5xx, and
+    409 (a concurrent request with the same key; the SDK's own retry treats it so)."""
+    if isinstance(err, stripe.RateLimitError | stripe.APIConnectionError):
+        return True
+    status = err.http_status
+    return isinstance(err, stripe.APIError) and (status is None or status >= 500 or status == 409)
 
 
 def _already_paid(err: stripe.InvalidRequestError) -> bool:
@@ -284,6 +348,11 @@ def _text(value: Any, limit: int | None = None) -> str | None:
         return None
     text = str(value).strip()
     return text[:limit] if limit else text
+
+
+def _code(value: Any, limit: int) -> str | None:
+    """A code given as text, cut to the model's limit; anything else is no code."""
+    return (value.strip()[:limit] or None) if isinstance(value, str) else None
 
 
 def _scrub(text: str) -> str:
