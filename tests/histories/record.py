@@ -7,8 +7,9 @@ It starts the bundled Temporal dev server, runs a worker with the real activitie
 gateway, outbox notifier, a SQLite store in a temporary directory) and drives each path on the
 `demo` policy (its schedule fits in a minute), all at once. `tests/test_replay.py` replays every
 saved file against today's workflow code, so a change that running cases could not follow
-fails `make test`. Re-record after a replay-safe change; keep the files of the old code until
-no case started on it is still running (see README, "Changing workflow code while cases run").
+fails `make test`. Re-record after a replay-safe change; first move the files of the old code
+into a subfolder (also replayed) and keep them until no case started on it is still running
+(see README, "Changing workflow code while cases run").
 
 Histories are committed: customers are invented (`cus_rec_*`, example.com, a 555 number) and
 the recorder refuses to save a history that holds their name, email address or phone number.
