@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,11 +29,13 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from conftest import status_when
+from fake_stripe import Decline, FakeStripe
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.payments.stripe import STRIPE_API_VERSION
 from activities.store import (
     CaseStore,
     CustomerProfile,
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
 
 STRIPE_SECRET = "whsec_test_5f2c81d0e94b"
 EVENTS_SECRET = "events-secret-8d1a"
+STRIPE_API_KEY = "sk_test_receiver"
 SOFT_DECLINE = "pm_card_chargeDeclinedInsufficientFunds"
 CUSTOMER = "cus_ann"
 
@@ -109,7 +114,9 @@ def invoice(
     currency: str = "jpy",
     **extra: object,
 ) -> dict:
-    """An open invoice whose payment failed, as Stripe sends it."""
+    """An open invoice whose payment failed, as a webhook endpoint on API version
+    2025-03-31.basil or later sends it: no `payment_intent`, `charge` or `paid`, and nothing
+    expanded, so no decline either (it is at `/v1/invoice_payments`)."""
     return {
         "id": invoice_id,
         "object": "invoice",
@@ -137,21 +144,18 @@ def invoice(
     }
 
 
-def failed_payments(decline_code: str = "insufficient_funds") -> dict:
-    """An expanded `payments` list whose payment intent carries the issuer's answer."""
-    error = {
-        "type": "card_error",
-        "code": "card_declined",
-        "decline_code": decline_code,
-        "advice_code": "try_again_later",
-        "network_decline_code": "51",
-        "payment_method": {"id": "pm_1", "card": {"brand": "visa"}},
+def legacy(basil: dict, payment_intent: str | None = "pi_1", charge: str | None = None) -> dict:
+    """The same invoice as an endpoint on an API version before basil sends it: the
+    subscription, payment intent and charge named on the invoice by id (never expanded)."""
+    old = {key: value for key, value in basil.items() if key != "parent"}
+    subscription = (basil.get("parent") or {}).get("subscription_details") or {}
+    return {
+        **old,
+        "subscription": subscription.get("subscription"),
+        "payment_intent": payment_intent,
+        "charge": charge,
+        "paid": basil["status"] == "paid",
     }
-    payment = {
-        "type": "payment_intent",
-        "payment_intent": {"id": "pi_1", "last_payment_error": error},
-    }
-    return {"object": "list", "data": [{"object": "invoice_payment", "payment": payment}]}
 
 
 def paid(invoice_id: str, amount: int = 4980, **extra: object) -> dict:
@@ -217,13 +221,14 @@ class Receiver:
         return row
 
 
-def receiver_settings(tmp_path: Path, task_queue: str = "dunning") -> Settings:
+def receiver_settings(tmp_path: Path, task_queue: str = "dunning", **extra: object) -> Settings:
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'dunning.db'}",
         task_queue=task_queue,
         stripe_webhook_secret=STRIPE_SECRET,
         billing_events_secret=EVENTS_SECRET,
         _env_file=None,
+        **extra,
     )
 
 
@@ -242,6 +247,26 @@ async def temporal_is_down() -> Client:
 def receiver(dunning: Dunning, tmp_path: Path) -> Receiver:
     """The receiver on the test's time-skipping server and store (the worker's store)."""
     settings = receiver_settings(tmp_path, dunning.task_queue)
+    return Receiver(settings, client_of(dunning), dunning.activities.store)
+
+
+@pytest.fixture
+def stripe_api() -> Iterator[FakeStripe]:
+    """A fake Stripe API that holds the invoices the test's events are about."""
+    with FakeStripe(STRIPE_API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def stripe_receiver(dunning: Dunning, tmp_path: Path, stripe_api: FakeStripe) -> Receiver:
+    """The receiver with GATEWAY=stripe: it asks `stripe_api` for a decline a webhook lacks."""
+    settings = receiver_settings(
+        tmp_path,
+        dunning.task_queue,
+        gateway="stripe",
+        stripe_api_key=STRIPE_API_KEY,
+        stripe_api_base=stripe_api.url,
+    )
     return Receiver(settings, client_of(dunning), dunning.activities.store)
 
 
@@ -330,16 +355,22 @@ async def open_case(receiver: Receiver, dunning: Dunning, invoice_id: str, **fie
 
 
 async def test_payment_failed_opens_a_case_with_contacts_kept_out_of_the_workflow(
-    receiver: Receiver, dunning: Dunning
+    stripe_receiver: Receiver, stripe_api: FakeStripe, dunning: Dunning
 ) -> None:
+    receiver = stripe_receiver
     dunning.customer(SOFT_DECLINE, customer_id=CUSTOMER)  # a customer the product already knew
     invoice_id = new_invoice_id()
-    created = int((await dunning.now()).timestamp())
-    event = stripe_event(
-        "invoice.payment_failed",
-        invoice(invoice_id, payments=failed_payments()),
-        created=created,
+    stripe_api.add_invoice(
+        invoice_id,
+        last_decline=Decline(
+            "insufficient_funds",
+            advice_code="try_again_later",
+            network_decline_code="51",
+            brand="visa",
+        ),
     )
+    created = int((await dunning.now()).timestamp())
+    event = stripe_event("invoice.payment_failed", invoice(invoice_id), created=created)
     async with dunning.worker():
         body = accepted(await receiver.stripe(event), "processed")
         assert body["detail"].startswith(f"started dunning-{invoice_id}: ¥4,980 on standard v1")
@@ -349,7 +380,8 @@ async def test_payment_failed_opens_a_case_with_contacts_kept_out_of_the_workflo
 
     assert view.status is CaseStatus.ACTIVE
     assert (view.amount_due, view.currency, view.customer_id) == (4980, "JPY", CUSTOMER)
-    # Every code of the failure reaches the case; the start signal repeating it is not noted.
+    # Every code of the failure, asked of Stripe, reaches the case; the start signal repeating
+    # it is not noted.
     assert view.timeline[0].detail == (
         "standard v1; payment failed: insufficient_funds, advice try_again_later (visa 51)"
     )
@@ -411,25 +443,28 @@ async def test_older_subscription_field_is_still_understood(
     receiver: Receiver, dunning: Dunning
 ) -> None:
     invoice_id = new_invoice_id()
-    legacy = invoice(invoice_id)
-    del legacy["parent"]
-    legacy["subscription"] = "sub_legacy"  # API versions before 2025-03-31
-    event = stripe_event("invoice.payment_failed", legacy)
+    event = stripe_event(
+        "invoice.payment_failed", legacy(invoice(invoice_id, subscription="sub_legacy"))
+    )
     async with dunning.worker():
         accepted(await receiver.stripe(event), "processed")
     assert receiver.stored(event).subscription_id == "sub_legacy"
 
 
 async def test_another_failure_for_a_running_case_becomes_a_signal(
-    receiver: Receiver, dunning: Dunning
+    stripe_receiver: Receiver, stripe_api: FakeStripe, dunning: Dunning
 ) -> None:
+    receiver = stripe_receiver
     invoice_id = new_invoice_id()
+    stripe_api.add_invoice(invoice_id, last_decline=Decline("insufficient_funds"))
     async with dunning.worker():
         await open_case(receiver, dunning, invoice_id)
         run_id = (await case_handle(dunning, invoice_id).describe()).run_id
+        # The customer's own try with a card reported stolen: Stripe holds its decline.
+        stripe_api.invoices[invoice_id].last_decline = Decline("stolen_card")
         again = stripe_event(
             "invoice.payment_failed",
-            invoice(invoice_id, payments=failed_payments("stolen_card")),
+            invoice(invoice_id),
             created=int(time.time()),  # the receiver checks against the wall clock
         )
         body = accepted(await receiver.stripe(again), "processed")
@@ -451,20 +486,19 @@ async def test_another_failure_for_a_running_case_becomes_a_signal(
 
 
 async def test_duplicate_delivery_opens_one_case_and_sends_one_signal(
-    receiver: Receiver, dunning: Dunning
+    stripe_receiver: Receiver, stripe_api: FakeStripe, dunning: Dunning
 ) -> None:
+    receiver = stripe_receiver
     invoice_id = new_invoice_id()
+    failed = stripe_api.add_invoice(invoice_id, last_decline=Decline("insufficient_funds"))
     created = int((await dunning.now()).timestamp())
     event = stripe_event("invoice.payment_failed", invoice(invoice_id), created=created)
-    later = stripe_event(
-        "invoice.payment_failed",
-        invoice(invoice_id, payments=failed_payments("stolen_card")),
-        created=created + 60,
-    )
+    later = stripe_event("invoice.payment_failed", invoice(invoice_id), created=created + 60)
     async with dunning.worker():
         accepted(await receiver.stripe(event), "processed")
         again = accepted(await receiver.stripe(event), "duplicate")
         assert again["detail"].startswith("already processed: started")
+        failed.last_decline = Decline("stolen_card")
         accepted(await receiver.stripe(later), "processed")
         accepted(await receiver.stripe(later), "duplicate")
         handle = case_handle(dunning, invoice_id)
@@ -475,6 +509,108 @@ async def test_duplicate_delivery_opens_one_case_and_sends_one_signal(
     assert kinds(view).count("payment_failed") == 1
     assert kinds(view).count("opened") == 1
     assert len(receiver.store.webhook_events(invoice_id)) == 2
+
+
+# Stripe as it really sends events ----------------------------------------------------------
+# Nothing is expanded in either API shape: the receiver asks Stripe for the decline.
+
+
+async def test_a_basil_failure_is_classified_by_the_decline_stripe_lists_apart(
+    stripe_receiver: Receiver, stripe_api: FakeStripe, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    stripe_api.add_invoice(invoice_id, last_decline=Decline("stolen_card", brand="mastercard"))
+    event = stripe_event("invoice.payment_failed", invoice(invoice_id), created=int(time.time()))
+    assert "payment_intent" not in event["data"]["object"]
+
+    async with dunning.worker():
+        accepted(await stripe_receiver.stripe(event), "processed")
+        handle = case_handle(dunning, invoice_id)
+        await status_when(
+            handle, lambda v: v.status is CaseStatus.AWAITING_PAYMENT_METHOD, "a new card"
+        )
+        await dunning.env.sleep(timedelta(days=10))  # past every retry of the schedule
+        view = await status_when(handle, lambda v: v.messages, "the reminders")
+
+    # A hard decline read this way is never retried: only a new card can pay.
+    assert view.status is CaseStatus.AWAITING_PAYMENT_METHOD
+    assert view.attempts == []
+    assert view.timeline[0].detail.endswith("payment failed: stolen_card")
+    [asked] = stripe_api.requests
+    assert (asked.method, asked.path, asked.form["invoice"]) == (
+        "GET",
+        "/v1/invoice_payments",
+        invoice_id,
+    )
+    assert asked.form["expand"] == ["data.payment.payment_intent"]
+    assert asked.headers["stripe-version"] == STRIPE_API_VERSION
+
+
+async def test_a_legacy_failure_names_its_payment_intent_by_id_and_is_looked_up_too(
+    stripe_receiver: Receiver, stripe_api: FakeStripe, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    failed = stripe_api.add_invoice(
+        invoice_id, last_decline=Decline("insufficient_funds", network_decline_code="51")
+    )
+    old = legacy(invoice(invoice_id), payment_intent=failed.payment_intent)
+    event = stripe_event("invoice.payment_failed", old, created=int(time.time()))
+    event["api_version"] = "2024-06-20"
+
+    async with dunning.worker():
+        accepted(await stripe_receiver.stripe(event), "processed")
+        view = await status_when(case_handle(dunning, invoice_id), lambda v: True, "the case")
+
+    assert view.status is CaseStatus.ACTIVE  # a soft decline: retried on the schedule
+    assert view.timeline[0].detail.endswith("payment failed: insufficient_funds (visa 51)")
+    assert [r.path for r in stripe_api.requests] == ["/v1/invoice_payments"]
+
+
+async def test_a_payment_waiting_for_3d_secure_awaits_the_customer_not_a_retry(
+    stripe_receiver: Receiver, stripe_api: FakeStripe, dunning: Dunning
+) -> None:
+    invoice_id = new_invoice_id()
+    stripe_api.add_invoice(
+        invoice_id, last_decline=Decline(None, code="invoice_payment_intent_requires_action")
+    )
+    event = stripe_event("invoice.payment_failed", invoice(invoice_id), created=int(time.time()))
+
+    async with dunning.worker():
+        accepted(await stripe_receiver.stripe(event), "processed")
+        handle = case_handle(dunning, invoice_id)
+        await status_when(
+            handle, lambda v: v.status is CaseStatus.AWAITING_CUSTOMER_ACTION, "the customer"
+        )
+        await dunning.env.sleep(timedelta(days=3))
+        view = await status_when(handle, lambda v: v.messages, "the link to pay")
+
+    assert view.status is CaseStatus.AWAITING_CUSTOMER_ACTION
+    assert view.attempts == []
+    assert view.timeline[0].detail.endswith("payment failed: authentication_required")
+
+
+async def test_a_failed_lookup_opens_the_case_with_the_decline_unknown(
+    stripe_receiver: Receiver,
+    stripe_api: FakeStripe,
+    dunning: Dunning,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    invoice_id = new_invoice_id()
+    stripe_api.wrong_base = True  # STRIPE_API_BASE points at something that is not Stripe
+    event = stripe_event("invoice.payment_failed", invoice(invoice_id), created=int(time.time()))
+
+    with caplog.at_level(logging.WARNING, logger="dunning.webhooks"):
+        async with dunning.worker():
+            accepted(await stripe_receiver.stripe(event), "processed")
+            view = await status_when(case_handle(dunning, invoice_id), lambda v: True, "the case")
+
+    assert view.status is CaseStatus.ACTIVE
+    assert view.timeline[0].detail.endswith("payment failed: unknown")
+    [line] = [r.getMessage() for r in caplog.records if "decline of invoice" in r.getMessage()]
+    assert line == (
+        f"decline of invoice {invoice_id} unknown: "
+        "HTTP 404 without Stripe's error body: check STRIPE_API_BASE"
+    )
 
 
 # Out of order ------------------------------------------------------------------------------
@@ -533,7 +669,7 @@ async def test_stripe_failure_declined_retry_then_paid_recovers_without_write_ba
 
         payment = stripe_event(
             "invoice.paid",
-            paid(invoice_id, charge="ch_paid_by_customer"),
+            legacy(paid(invoice_id), charge="ch_paid_by_customer"),
             created=int(time.time()),  # the receiver checks against the wall clock
         )
         body = accepted(await receiver.stripe(payment), "processed")

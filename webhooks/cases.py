@@ -8,17 +8,25 @@ IGNORED, never an error: billers send events about invoices dunning never saw.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import stripe
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.payments import GatewayConfigError
+from activities.payments.stripe import StripeGateway
 from activities.store import CaseStore, CustomerProfile, WebhookEventStatus
 from config.settings import Settings
-from starter import case_input, case_run_status, start_case, workflow_id_for
+from starter import BillingEvent, case_input, case_run_status, start_case, workflow_id_for
 from webhooks.intake import OPENING_TYPES, Ignore, Intake, OpenCase, TellCases
+
+log = logging.getLogger("dunning.webhooks")
 
 ClientProvider = Callable[[], Awaitable[Client]]
 """An async callable giving a connected Temporal client; it raises when none can be had."""
@@ -55,6 +63,10 @@ class CaseDesk:
         self.settings = settings
         self.client_provider = client_provider
         self.store = store
+        # Asked for the decline a Stripe webhook does not carry (webhooks expand nothing).
+        self.stripe = (
+            StripeGateway.from_settings(settings) if settings.gateway == "stripe" else None
+        )
 
     async def act(self, intake: Intake) -> Outcome:
         """Carry out `intake`; raise `TemporalUnavailable` when Temporal is out of reach."""
@@ -92,6 +104,9 @@ class CaseDesk:
                 f"invoice {event.invoice_id} was settled by {settled.source} "
                 "at or after this failure: no case opened",
             )
+        if event.decline_code is None and self.stripe is not None and intake.provider == "stripe":
+            action = await self._with_decline(self.stripe, action)
+            event = action.event
         # The policy it names must exist before Temporal is asked: a bad one is rejected.
         case = await asyncio.to_thread(case_input, event, self.settings)
         merged = await asyncio.to_thread(self._merged, event.customer)
@@ -103,6 +118,23 @@ class CaseDesk:
             )
         status = WebhookEventStatus.IGNORED if started.finished else WebhookEventStatus.PROCESSED
         return Outcome(status, started.message)
+
+    async def _with_decline(self, gateway: StripeGateway, action: OpenCase) -> OpenCase:
+        """The failure with the decline Stripe keeps apart from the webhook; unchanged (the
+        decline unknown) when Stripe cannot say: the event must not be lost for it."""
+        invoice_id = action.event.invoice_id
+        try:
+            codes = await asyncio.to_thread(gateway.invoice_decline, invoice_id)
+            if codes is None:
+                return action
+            found = codes.model_dump(exclude_none=True)
+            event = BillingEvent.model_validate(action.event.model_dump(exclude_unset=True) | found)
+        except (stripe.StripeError, GatewayConfigError, ValidationError) as err:
+            log.warning("decline of invoice %s unknown: %s", invoice_id, _one_line(err))
+            return action
+        return dataclasses.replace(
+            action, event=event, failure=action.failure.model_copy(update=found)
+        )
 
     def _merged(self, given: CustomerProfile) -> CustomerProfile:
         """The stored profile with the fields the event gave laid over it."""

@@ -1,8 +1,11 @@
 """Stripe events, read into what they ask of dunning cases.
 
-Enable exactly `EVENT_TYPES` on the Stripe webhook endpoint. Field names follow current API
-versions (an invoice's subscription under `parent.subscription_details`), with the older
-top-level `subscription` still understood. Pure: no I/O, no Stripe API calls.
+Enable exactly `EVENT_TYPES` on the Stripe webhook endpoint. An endpoint keeps the API version
+it was created with, so both invoice shapes arrive: since 2025-03-31.basil the subscription is
+under `parent.subscription_details` and payments are listed apart (`/v1/invoice_payments`);
+before it, `subscription`, `payment_intent` and `charge` are ids on the invoice. Webhooks
+expand nothing, so a failure's decline is read only where a payload did expand it; otherwise
+the receiver asks Stripe (`StripeGateway.invoice_decline`). Pure: no I/O, no Stripe API calls.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import phonenumbers
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
+from activities.payments.stripe import decline_codes
 from activities.store import CustomerProfile
 from starter import BillingEvent, check_occurred
 from webhooks.intake import Action, Ignore, Intake, OpenCase, TellCases, UnreadableEvent
@@ -81,7 +85,7 @@ def _invoice_failed(kind: str, invoice: dict, previous: dict, occurred_at: datet
     customer_id = ids["customer_id"]
     if customer_id is None:
         raise UnreadableEvent("data.object.customer: the invoice has no customer")
-    codes = _decline_codes(_payment_error(invoice))
+    codes = decline_codes(_payment_error(invoice)).model_dump(exclude_none=True)
     if kind == "invoice.payment_action_required" and not codes.get("decline_code"):
         codes["decline_code"] = "authentication_required"  # the customer must confirm (3DS)
     customer = invoice.get("customer")
@@ -152,35 +156,14 @@ def _invoice_ids(invoice: dict) -> dict:
 
 
 def _payment_error(invoice: dict) -> dict:
-    """The invoice's last payment error, wherever this API version and expansion put it."""
-    payments = _dig(invoice, "payments", "data")
-    candidates = [
-        invoice.get("last_payment_error"),
-        _dig(invoice, "payment_intent", "last_payment_error"),
-        *[
-            _dig(payment, "payment", "payment_intent", "last_payment_error")
-            for payment in reversed(payments if isinstance(payments, list) else [])
-        ],
-        invoice.get("last_finalization_error"),
-    ]
-    for error in candidates:
+    """The latest payment error, only from a field the payload expanded: an id holds none."""
+    payments = _dig(invoice, "payments", "data")  # since basil, newest first
+    newest = payments[0] if isinstance(payments, list) and payments else None
+    for intent in (_dig(newest, "payment", "payment_intent"), invoice.get("payment_intent")):
+        error = _dig(intent, "last_payment_error")  # None when `intent` is an id
         if isinstance(error, dict) and (error.get("decline_code") or error.get("code")):
             return error
     return {}
-
-
-def _decline_codes(error: dict) -> dict:
-    code, decline = _text(error.get("code"), 100), _text(error.get("decline_code"), 100)
-    if decline is None and code is not None:
-        decline = "generic_decline" if code == "card_declined" else code
-    codes = {
-        "decline_code": decline,
-        "advice_code": _text(error.get("advice_code"), 100),
-        "network_decline_code": _text(error.get("network_decline_code"), 20),
-        "network_advice_code": _text(error.get("network_advice_code"), 20),
-        "card_brand": _text(_dig(error, "payment_method", "card", "brand"), 30),
-    }
-    return {name: value for name, value in codes.items() if value is not None}
 
 
 def _payment_reference(invoice: dict) -> str | None:
