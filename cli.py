@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
+from alembic.util.exc import CommandError
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from temporalio.client import (
@@ -383,6 +384,14 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    """Migrate the store's schema to the newest revision, as every worker and receiver start
+    does, and say which revision it is at."""
+    revision = _store(settings).upgrade()  # `_store` migrated it: this reads the revision
+    print(f"store schema at revision {revision}")
+    return 0
+
+
 def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
     events = _store(settings).find_webhook_events(
         statuses=args.status, invoice_id=args.invoice, limit=args.limit
@@ -514,13 +523,18 @@ async def _client(settings: Settings) -> Client:
 
 
 def _store(settings: Settings) -> CaseStore:
-    """The store with its tables; its trouble ends the command with exit 4."""
+    """The store, its schema upgraded (under a lock); its trouble ends the command with
+    exit 4."""
     try:
         store = CaseStore(settings.database_url)
-        store.create_schema()
-    except OSError as err:  # SQLite's folder cannot be made
+        store.upgrade()
+    except OSError as err:  # SQLite's folder or lock file cannot be made
         raise StoreUnavailable(
             f"cannot use the store ({err.strerror}: {err.filename}); check DATABASE_URL"
+        ) from err
+    except CommandError as err:  # e.g. a revision newer than this version of dunning knows
+        raise StoreUnavailable(
+            f"cannot upgrade the store's schema ({err}); a newer dunning may have migrated it"
         ) from err
     return store
 
@@ -804,6 +818,14 @@ def _parser() -> argparse.ArgumentParser:
     which = sub.add_mutually_exclusive_group(required=True)
     which.add_argument("event_ids", nargs="*", default=[], metavar="EVENT_ID")
     which.add_argument("--all", action="store_true", help="every pending or failed one")
+
+    db = commands.add_parser("db", help="the store's schema").add_subparsers(
+        dest="db_command", required=True, metavar="COMMAND"
+    )
+    sub = db.add_parser(
+        "upgrade", help="migrate the store's schema to the newest revision (every start does)"
+    )
+    sub.set_defaults(run=cmd_db_upgrade)
 
     sub = command("list", cmd_list, "list cases by status, customer or policy")
     sub.add_argument("--status", choices=[s.value for s in CaseStatus])

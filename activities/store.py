@@ -9,6 +9,7 @@ audit sequence), so a retried activity never writes a row twice.
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
@@ -323,6 +324,10 @@ class WebhookClaim(StrEnum):
     """Another delivery of the same event is acting on it right now."""
 
 
+log = logging.getLogger("dunning.store")
+# Alembic's INFO lines (plugins, dialect) come on every start; `upgrade` logs what changed.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The revision a database made by `create_all`, before migrations existed, is at.
 FIRST_REVISION = "0001"
@@ -362,10 +367,12 @@ class CaseStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_schema(self) -> None:
-        """Create the newest schema straight from the models, without migrations: for the
-        tests' throwaway stores. Every real start uses `upgrade`; tests/test_migrations.py
-        proves both give the same schema."""
-        SQLModel.metadata.create_all(self.engine)
+        """Create the newest schema straight from the models and stamp it so: the tests'
+        throwaway stores. Every real start uses `upgrade`; tests/test_migrations.py proves
+        both give the same schema."""
+        with self.engine.begin() as connection:
+            SQLModel.metadata.create_all(connection)
+            command.stamp(migrations(connection), "head")
 
     def upgrade(self, revision: str = "head") -> str:
         """Migrate the schema to `revision` (the newest by default); the revision it is at.
@@ -379,11 +386,16 @@ class CaseStore:
                 # Held until this transaction ends; migrations run inside it.
                 connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
             config = migrations(connection)
-            tables = inspect(connection).get_table_names()
-            if "alembic_version" not in tables and "cases" in tables:
-                command.stamp(config, FIRST_REVISION)
+            version = MigrationContext.configure(connection)
+            before = version.get_current_revision()
+            if before is None and inspect(connection).has_table("cases"):
+                command.stamp(config, FIRST_REVISION)  # made by create_all
+                before = FIRST_REVISION
             command.upgrade(config, revision)
-            return MigrationContext.configure(connection).get_current_revision()
+            after = version.get_current_revision()
+            if after != before:
+                log.info("store schema upgraded from %s to %s", before or "empty", after)
+            return after
 
     def _migration_lock(self) -> AbstractContextManager[None]:
         """Across processes on SQLite (PostgreSQL's lock is taken in the transaction)."""
