@@ -222,7 +222,13 @@ def test_a_decline_message_loses_any_email_or_phone(
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(429, stripe.RateLimitError), (500, stripe.APIError), (503, stripe.APIError)],
+    # 409: another request with the same key is still running at Stripe.
+    [
+        (409, stripe.APIError),
+        (429, stripe.RateLimitError),
+        (500, stripe.APIError),
+        (503, stripe.APIError),
+    ],
 )
 def test_an_outage_raises_then_the_same_request_pays_once(
     fake: FakeStripe, gateway: StripeGateway, status: int, error: type[Exception]
