@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=100)
     args = parser.parse_args()
-    customers = [f"cus_{random.Random(11).randrange(CUSTOMERS)}" for _ in range(args.lookups)]
+    rng = random.Random(11)
+    customers = [f"cus_{rng.randrange(CUSTOMERS)}" for _ in range(args.lookups)]
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "dunning.db"
