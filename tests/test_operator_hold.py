@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from conftest import Dunning, status_when
+from fake_stripe import FakeStripe
 
 from activities.payments import GatewayConfigError
 from activities.payments.simulated import SimulatedGateway
+from activities.payments.stripe import StripeGateway
+from config.policies import find_policy
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseStatus, ChargeRequest, ChargeResult, RetryRequest
 from workflows.policy import Outcome
@@ -68,3 +72,33 @@ async def test_a_configuration_error_blocks_the_case_until_an_operator_retries(
     assert result.charge_attempts == 1
     attempts = dunning.activities.store.attempts(case.case_id)
     assert [a.idempotency_key for a in attempts] == [f"dunning:{case.case_id}:attempt:1"]
+
+
+@pytest.mark.parametrize("mistake", ["unknown invoice", "wrong API base"])
+async def test_a_404_from_stripe_blocks_the_case_within_a_minute_not_hours(
+    dunning: Dunning, mistake: str
+) -> None:
+    """Stripe's JSON 404 (`resource_missing`) and a non-Stripe 404 (a wrong STRIPE_API_BASE)
+    are configuration errors: the real gateway against the fake raises them at once, and the
+    case is blocked with the reason instead of stalling in activity retries for hours or
+    retrying on its schedule into collections."""
+    with FakeStripe("sk_test_hold") as stripe_api:
+        stripe_api.wrong_base = mistake == "wrong API base"
+        dunning.activities.gateway = StripeGateway("sk_test_hold", stripe_api.url)
+        case = await dunning.open_case("pm_card_visa")  # an invoice Stripe does not have
+        async with dunning.worker():
+            handle = await dunning.start(case)
+            await dunning.env.sleep(timedelta(days=1, minutes=1))  # the first retry is due
+            view = await status_when(
+                handle, lambda v: v.status is CaseStatus.BLOCKED, "the case to be blocked"
+            )
+            blocked_at = next(e.at for e in view.timeline if e.kind == "blocked")
+            pay_calls = [r for r in stripe_api.requests if r.path.endswith("/pay")]
+
+    standard = find_policy(dunning.activities.policies, case.policy_name, case.policy_version)
+    charge_due = case.failure.failed_at + standard.retries[0]
+    # Activity retries of a transient error would have taken hours (5 s up to 30 min, 20x).
+    assert charge_due <= blocked_at < charge_due + timedelta(minutes=1)
+    expected = "check STRIPE_API_BASE" if stripe_api.wrong_base else "resource_missing"
+    assert expected in view.blocked_reason
+    assert len(pay_calls) == 1  # not retried: one request, then the operator
