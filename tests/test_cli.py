@@ -93,8 +93,11 @@ def test_unusable_store_is_one_line_with_exit_4(tmp_path, command, database_url,
 
 def test_locked_store_is_one_line_with_exit_4(tmp_path):
     env = cli_env(tmp_path)
-    CaseStore(env["DATABASE_URL"]).create_schema()
+    store = CaseStore(env["DATABASE_URL"])
+    store.create_schema()
+    store.engine.dispose()  # our own open connection would stop the exclusive lock below
     holder = sqlite3.connect(tmp_path / "dunning.db")
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # in WAL, only this keeps readers out
     holder.execute("BEGIN EXCLUSIVE")  # another process's open write transaction
     try:
         running = [
