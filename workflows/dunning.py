@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.dunning import DunningActivities
     from workflows.case import CaseState
     from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
     from workflows.models import (
@@ -24,11 +25,8 @@ with workflow.unsafe.imports_passed_through():
         CaseRecord,
         CaseResult,
         CaseView,
-        ChargeResult,
-        ContactFacts,
         DisputeOpened,
         DisputeResolved,
-        NotifyResult,
         PauseRequest,
         PaymentFailed,
         PaymentMethodUpdated,
@@ -38,11 +36,9 @@ with workflow.unsafe.imports_passed_through():
         ResumeRequest,
         RetryRequest,
         WriteBackRequest,
-        WriteBackResult,
     )
-    from workflows.policy import Policy, WriteBackAction
+    from workflows.policy import WriteBackAction
     from workflows.search import case_search_attributes
-    from workflows.smart_retry import RetryPlan
     from workflows.steps import (
         charge_request,
         fold_charge,
@@ -93,18 +89,16 @@ class DunningWorkflow:
     @workflow.run
     async def run(self, case: CaseInput) -> CaseResult:
         """Dun the case until it is recovered, cancelled or sent to collections."""
-        policy = await workflow.execute_activity(
-            "load_policy",
+        policy = await workflow.execute_activity_method(
+            DunningActivities.load_policy,
             PolicyRef(name=case.policy_name, version=case.policy_version),
-            result_type=Policy,
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
             summary=f"load policy {case.policy_name} v{case.policy_version}",
         )
-        contact = await workflow.execute_activity(
-            "contact_facts",
+        contact = await workflow.execute_activity_method(
+            DunningActivities.contact_facts,
             case.customer_id,
-            result_type=ContactFacts,
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
             summary="look up the customer's time zones",
@@ -149,10 +143,9 @@ class DunningWorkflow:
             policy_name=state.policy.name,
             policy_version=state.policy.version,
         )
-        plan = await workflow.execute_activity(
-            "plan_retries",
+        plan = await workflow.execute_activity_method(
+            DunningActivities.plan_retries,
             request,
-            result_type=RetryPlan,
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
             summary="plan the retry times",
@@ -162,10 +155,9 @@ class DunningWorkflow:
     async def _charge(self, step: Charge) -> None:
         state = self._state
         try:
-            result = await workflow.execute_activity(
-                "charge",
+            result = await workflow.execute_activity_method(
+                DunningActivities.charge,
                 charge_request(state, step),
-                result_type=ChargeResult,
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
                 summary=f"charge attempt {step.attempt}: {step.label}",
@@ -187,10 +179,9 @@ class DunningWorkflow:
     async def _notify(self, step: Notify) -> None:
         state = self._state
         try:
-            result = await workflow.execute_activity(
-                "notify",
+            result = await workflow.execute_activity_method(
+                DunningActivities.notify,
                 notify_request(state, step, workflow.now()),
-                result_type=NotifyResult,
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
                 summary=f"send {step.template} ({', '.join(step.channels)})",
@@ -247,10 +238,9 @@ class DunningWorkflow:
             action=action,
         )
         try:
-            result = await workflow.execute_activity(
-                "write_back",
+            result = await workflow.execute_activity_method(
+                DunningActivities.write_back,
                 request,
-                result_type=WriteBackResult,
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
                 summary=f"write back: {action}",
@@ -284,8 +274,8 @@ class DunningWorkflow:
             closed_at=state.closed_at,
             entries=entries,
         )
-        await workflow.execute_activity(
-            "record",
+        await workflow.execute_activity_method(
+            DunningActivities.record,
             record,
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
