@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import select
 
 import cli
+from activities import signing
 from activities.dunning import DunningActivities
 from activities.notify import (
     NotifierConfigError,
@@ -44,7 +45,6 @@ from activities.notify.in_app import InAppNotifier
 from activities.notify.twilio import TwilioNotifier
 from activities.store import CaseStore, CustomerProfile, Message, Suppression
 from config.settings import Settings
-from webhooks import signing
 from webhooks.app import create_app
 from workflows.models import (
     CaseStatus,

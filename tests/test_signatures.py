@@ -22,9 +22,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from activities import signing
 from activities.store import CaseStore
 from config.settings import Settings
-from webhooks import sendgrid_events, signing
+from webhooks import sendgrid_events
 from webhooks.app import create_app
 
 with warnings.catch_warnings():

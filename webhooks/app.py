@@ -40,6 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
+from activities import signing
 from activities.notify import scrubbed
 from activities.notify.links import InvalidToken
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
@@ -47,7 +48,6 @@ from config.settings import Settings
 from webhooks import (
     billing_events,
     sendgrid_events,
-    signing,
     stripe_events,
     twilio_events,
     unsubscribe,

@@ -1,6 +1,6 @@
 """The provider-neutral billing event of POST /events, for billers other than Stripe.
 
-One JSON object per request, signed with `Dunning-Signature` (see `webhooks.signing`):
+One JSON object per request, signed with `Dunning-Signature` (see `activities.signing`):
 
     {"id": "evt_81", "type": "payment_failed", "created": "2026-11-23T10:00:00Z",
      "data": {"invoice_id": "inv_81", "customer": {"customer_id": "c_7", "email": "a@b.c"},

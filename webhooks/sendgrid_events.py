@@ -21,8 +21,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
+from activities import signing
 from activities.store import CaseStore, WebhookEvent, WebhookEventStatus, utcnow
-from webhooks import signing
 from webhooks.deliveries import find_message, note_delivery
 
 PROVIDER = "sendgrid"

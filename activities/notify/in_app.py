@@ -7,7 +7,7 @@
 
     {"key": ..., "customer_id": ..., "case_id": ..., "step": ..., "template": ..., "text": ...}
 
-The product verifies the signature as our receiver does (webhooks/signing.py) and dedupes on
+The product verifies the signature as our receiver does (activities/signing.py) and dedupes on
 `key`: a retried activity may post the same message again. The payload names the customer by
 id only; their email address and phone number never leave the store this way.
 """
@@ -19,9 +19,9 @@ import logging
 import urllib.error
 import urllib.request
 
+from activities import signing
 from activities.notify import NotifierConfigError, NotifierUnavailable, OutboundMessage
 from config.settings import Settings
-from webhooks import signing
 
 log = logging.getLogger("dunning.in_app")
 
