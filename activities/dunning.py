@@ -36,6 +36,12 @@ from activities.store import CaseStore, CustomerProfile, Message, utcnow
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings
 from workflows import smart_retry
+from workflows.messaging import (
+    CAP_WINDOW,
+    CAPPED_CHANNELS,
+    fallback_channels,
+    gives_way_to_cap,
+)
 from workflows.models import (
     CaseRecord,
     ChargeRequest,
@@ -51,7 +57,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import Channel, Policy, Tone
+from workflows.policy import Channel, Policy
 from workflows.smart_retry import RetryModel, RetryPlan
 
 log = logging.getLogger("dunning.activities")
@@ -204,7 +210,10 @@ class DunningActivities:
                 return NotifyResult(deliveries=[], settled=settled)
         customer = self.store.get_customer(request.customer_id)
         at = request.at or utcnow()
-        if request.tone in YIELDING_TONES and self._over_weekly_cap(request.customer_id, at):
+        sent = self.store.messages_to_customer_since(
+            request.customer_id, at - CAP_WINDOW, [c.value for c in CAPPED_CHANNELS]
+        )
+        if gives_way_to_cap(request.tone, sent, self.messages_per_week):
             detail = f"frequency cap: {self.messages_per_week} messages in 7 days"
             return NotifyResult(
                 deliveries=[
@@ -216,12 +225,11 @@ class DunningActivities:
         try:
             deliveries += [self._deliver(request, customer, c) for c in request.channels]
             if not any(d.status is DeliveryStatus.SENT for d in deliveries):
-                for channel in FALLBACK_ORDER:
-                    if channel not in request.channels:
-                        delivery = self._deliver(request, customer, channel)
-                        deliveries.append(delivery)
-                        if delivery.status is DeliveryStatus.SENT:
-                            break
+                for channel in fallback_channels(request.channels):
+                    delivery = self._deliver(request, customer, channel)
+                    deliveries.append(delivery)
+                    if delivery.status is DeliveryStatus.SENT:
+                        break
         except InvoiceSettledMeanwhile as settled:
             return NotifyResult(deliveries=deliveries, settled=settled.settlement)
         return NotifyResult(deliveries=deliveries)
@@ -326,11 +334,6 @@ class DunningActivities:
         self.store.mark_message(row.id, DeliveryStatus.SENT, provider_id)
         return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=provider_id)
 
-    def _over_weekly_cap(self, customer_id: str, at: datetime) -> bool:
-        since = at - timedelta(days=7)
-        sent = self.store.messages_to_customer_since(customer_id, since, CAPPED_CHANNELS)
-        return sent >= self.messages_per_week
-
 
 # Message rows: written PENDING before the provider call, settled after it. A row left
 # PENDING means a try died mid-call; one REFUSED means the provider said "not now".
@@ -342,12 +345,6 @@ SETTLED = {
     UNCONFIRMED: DeliveryStatus.SENT,
     WITHHELD: DeliveryStatus.SKIPPED,
 }
-# The cap counts what interrupts people: email and text messages, not in-app banners.
-CAPPED_CHANNELS = [Channel.EMAIL.value, Channel.SMS.value]
-# Reminders give way to the weekly cap; the final notice and outcome messages never do.
-YIELDING_TONES = {Tone.GENTLE, Tone.FIRM}
-# Where a step goes when none of its own channels reaches the customer.
-FALLBACK_ORDER = [Channel.EMAIL, Channel.SMS, Channel.IN_APP]
 
 
 def _recipient(customer: CustomerProfile | None, channel: Channel) -> str | None:

@@ -578,14 +578,14 @@ class CaseStore:
     def messages_to_customer_since(
         self, customer_id: str, since: datetime, channels: list[str]
     ) -> int:
-        """Messages on `channels` that went out to a customer since `since` (by the cases'
-        clock: `step_at`), across all their cases."""
+        """Messages on `channels` that went out (or may have: unconfirmed) to a customer since
+        `since` (by the cases' clock: `step_at`), across all their cases."""
         with self.session() as session:
             return session.exec(
                 select(func.count()).where(
                     Message.customer_id == customer_id,
                     Message.channel.in_(channels),
-                    Message.status == "sent",
+                    Message.status.in_(["sent", "unconfirmed"]),
                     Message.step_at >= since,
                 )
             ).one()
