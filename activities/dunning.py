@@ -19,7 +19,6 @@ from activities.notify import (
     NotifierUnavailable,
     OutboundMessage,
     UndeliverableError,
-    scrubbed,
 )
 from activities.notify.contacts import contact_zones
 from activities.notify.in_app import InAppNotifier
@@ -32,6 +31,7 @@ from activities.payments import PaymentGateway
 from activities.payments.simulated import SimulatedGateway
 from activities.payments.stripe import StripeGateway
 from activities.retry_training import ModelFileError, newest_model
+from activities.scrub import scrubbed
 from activities.store import CaseStore, CustomerProfile, Message, utcnow
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings

@@ -41,8 +41,8 @@ from starlette.routing import Route
 from temporalio.client import Client
 
 from activities import signing
-from activities.notify import scrubbed
 from activities.notify.links import InvalidToken
+from activities.scrub import scrubbed
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
 from config.settings import Settings
 from webhooks import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Protocol
 
@@ -68,18 +67,3 @@ class NotifierConfigError(RuntimeError):
 
 class NotifierUnavailable(RuntimeError):
     """The provider is rate limiting, failing or unreachable: the activity retries."""
-
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# Seven or more digits, maybe with separators: any phone number, however it is written.
-_PHONE = re.compile(r"(?<!\w)\+?\d[\d ().-]{5,}\d(?!\w)")
-
-
-def scrubbed(text: str, recipient: str = "") -> str:
-    """`text` on one line, without `recipient` and without any email address or phone number.
-
-    For provider error messages, which quote the address or number they refused."""
-    text = " ".join(text.split())
-    for contact in filter(None, dict.fromkeys([recipient, recipient.removeprefix("+")])):
-        text = re.sub(re.escape(contact), "<recipient>", text, flags=re.IGNORECASE)
-    return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))[:300]

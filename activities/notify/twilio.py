@@ -24,8 +24,8 @@ from activities.notify import (
     OutboundMessage,
     UndeliverableError,
     UndeliverableReason,
-    scrubbed,
 )
+from activities.scrub import scrubbed
 from config.settings import Settings
 
 log = logging.getLogger("dunning.twilio")

@@ -15,12 +15,12 @@ change the shapes Stripe answers with.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Literal
 
 import stripe
 
 from activities.payments import GatewayConfigError, IdempotencyConflict
+from activities.scrub import scrubbed
 from config.settings import Settings
 from workflows.models import (
     ChargeRequest,
@@ -46,9 +46,6 @@ SUBSCRIPTION_ACTIONS = {
     WriteBackAction.CANCEL_SUBSCRIPTION_NOW,
     WriteBackAction.CANCEL_SUBSCRIPTION_AT_PERIOD_END,
 }
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<!\w)\+?\d[\d ().-]{6,}\d(?!\w)")
 
 
 class StripeGateway:
@@ -95,7 +92,7 @@ class StripeGateway:
                 return ChargeResult(
                     approved=False,
                     decline_code="invalid_payment_method",
-                    message=_scrub(err.user_message or "invalid payment method"),
+                    message=scrubbed(err.user_message or "invalid payment method"),
                 )
             raise _translated(err, request.idempotency_key) from None
         except stripe.StripeError as err:
@@ -253,7 +250,7 @@ def _declined(err: stripe.CardError) -> ChargeResult:
         **codes.model_dump(),
         payment_method=_text(_dig(method, "id")),
         reference=_text(body.get("charge")) or _text(_dig(body, "payment_intent", "id")),
-        message=_scrub(_text(body.get("message")) or err.user_message or "declined"),
+        message=scrubbed(_text(body.get("message")) or err.user_message or "declined"),
     )
 
 
@@ -267,7 +264,7 @@ def _translated(err: stripe.StripeError, key: str) -> Exception:
         err.request_id,
     )
     body = _error_body(err)
-    message = _scrub(_text(body.get("message")) or err.user_message or "")
+    message = scrubbed(_text(body.get("message")) or err.user_message or "")
     if isinstance(err, stripe.IdempotencyError):
         return IdempotencyConflict(f"idempotency key {key} was used with other parameters")
     if _transient(err):
@@ -353,9 +350,3 @@ def _text(value: Any, limit: int | None = None) -> str | None:
 def _code(value: Any, limit: int) -> str | None:
     """A code given as text, cut to the model's limit; anything else is no code."""
     return (value.strip()[:limit] or None) if isinstance(value, str) else None
-
-
-def _scrub(text: str) -> str:
-    """One line, no email address and no phone number: it may reach workflow history."""
-    text = _EMAIL.sub("<email>", " ".join(text.split()))
-    return _PHONE.sub("<phone>", text)[:300]
