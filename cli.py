@@ -18,50 +18,28 @@ A case is named by its case id, which is its invoice id; the workflow id is deri
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
+import functools
+import inspect
 import os
 import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from alembic.util.exc import CommandError
-from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from temporalio.client import (
-    Client,
-    WorkflowExecutionStatus,
-    WorkflowFailureError,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-)
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+import typer
 
-from activities.notify.templates import TemplateConfigError, Templates
-from activities.store import CaseStore, Message, WebhookClaim, WebhookEvent, WebhookEventStatus
-from config.errors import explain
-from config.policies import PolicyError, load_policies, load_segments
-from config.settings import CONFIG_DIR, Settings
-from starter import BillingEvent, case_run_status, run_demo, start_case, workflow_id_for
-from workflows.dunning import DunningWorkflow
-from workflows.models import (
-    ID_PATTERN,
-    CancelRequest,
-    CaseStatus,
-    CaseView,
-    DisputeOpened,
-    DisputeResolved,
-    PauseRequest,
-    PaymentMethodUpdated,
-    PaymentReceived,
-    ResumeRequest,
-    RetryRequest,
-)
-from workflows.money import format_money
+# Everything heavy (Temporal, SQLAlchemy, pydantic models, the workflows and activities) is
+# imported inside the command that needs it: `dunning --help` answers in a fraction of a second.
+if TYPE_CHECKING:
+    from sqlalchemy.exc import SQLAlchemyError
+    from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+
+    from activities.store import CaseStore, Message, WebhookEvent
+    from config.settings import Settings
+    from workflows.models import CaseView
 
 
 class UserError(Exception):
@@ -82,6 +60,7 @@ class TemporalUnreachable(UserError):
     exit_code = 5
 
 
+EXIT_BAD_ARGUMENTS = 2
 EXIT_INTERRUPTED = 130
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
@@ -101,41 +80,48 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str]) -> int:
     """Run one command; every error the user can act on becomes one line and an exit code."""
-    parser = _parser()
-    # These commands parse their own options (argparse cannot hand them on unparsed).
-    for prefix in (("simulate",), ("model", "train")):
-        if tuple(argv[: len(prefix)]) == prefix:
-            argv = [*prefix, "--", *argv[len(prefix) :]]
-            break
-    args = parser.parse_args(argv)  # bad arguments: one line, exit 2 (`_Parser.error`)
-    if getattr(args, "rest", None) and args.rest[0] == "--":
-        args.rest = args.rest[1:]
     try:
-        settings = Settings()
-        if args.opens_store:
-            _store(settings)  # name the store's trouble before anything else starts
-        code = args.run(args, settings)
-        if asyncio.iscoroutine(code):
-            code = asyncio.run(code)
+        # Not standalone: Click hands back bad arguments instead of printing a usage box.
+        code = typer.main.get_command(app).main(argv, prog_name="dunning", standalone_mode=False)
         return code or 0
-    except KeyboardInterrupt:
+    except typer.TyperException as err:  # Click's: bad arguments (exit 2)
+        where = err.ctx.command_path if getattr(err, "ctx", None) else "dunning"
+        return _bad_arguments(err.format_message(), where, err.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader has gone (`dunning list | head -1`): stop quietly
         return EXIT_CLOSED_PIPE
-    except ValidationError as err:
-        return _fail(f"invalid settings: {explain(err)}")
     except UserError as err:
         return _fail(str(err), err.exit_code)
-    except SQLAlchemyError as err:
+    except Exception as err:
+        return _trouble(err)
+
+
+def _trouble(err: Exception) -> int:
+    """The exit code of an error from the libraries a command used, after its one line.
+
+    Imported here, on the way out: a command that failed this way has loaded them already."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+    from temporalio.service import RPCError
+
+    from activities.notify.templates import TemplateConfigError
+    from config.errors import explain
+    from config.policies import PolicyError
+    from config.settings import Settings
+
+    if isinstance(err, ValidationError):
+        return _fail(f"invalid settings: {explain(err)}")
+    if isinstance(err, SQLAlchemyError):
         return _fail(_store_trouble(err), StoreUnavailable.exit_code)
-    except RPCError as err:
+    if isinstance(err, RPCError):
         return _fail(f"Temporal refused: {err.message}", TemporalUnreachable.exit_code)
-    except RuntimeError as err:
-        if not str(err).startswith("Failed client connect"):  # the SDK's words for it
-            raise
-        return _fail(_temporal_trouble(settings, err), TemporalUnreachable.exit_code)
-    except (PolicyError, TemplateConfigError, ValueError, OSError) as err:
+    if isinstance(err, RuntimeError) and str(err).startswith("Failed client connect"):
+        # The SDK's words for an unreachable server; settings were read before any connect.
+        return _fail(_temporal_trouble(Settings(), err), TemporalUnreachable.exit_code)
+    if isinstance(err, PolicyError | TemplateConfigError | ValueError | OSError):
         return _fail(str(err))
+    raise err
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -143,134 +129,318 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _bad_arguments(message: str, command: str, code: int = EXIT_BAD_ARGUMENTS) -> int:
+    """Bad arguments as one line (never the usage box), pointing at the command's help."""
+    # Click's wording less its full stop and pydantic's "Value error, " (Typer converts by it).
+    message = _one_line(message).removesuffix(".").replace("Value error, ", "")
+    return _fail(f"{message[:1].lower()}{message[1:]} (see {command} --help)", code)
+
+
+def _usage(ctx: typer.Context, message: str) -> typer.Exit:
+    """Arguments a command checks itself (Click cannot say "one of these"): one line, exit 2."""
+    _bad_arguments(message, ctx.command_path)
+    return typer.Exit(EXIT_BAD_ARGUMENTS)
+
+
+# The command line --------------------------------------------------------------------------
+
+app = typer.Typer(
+    name="dunning",
+    help=__doc__.splitlines()[0],
+    # Prose unwrapped (the help wraps it to the terminal), the exit-code table as written.
+    epilog="\n\n".join(
+        p if p.startswith("    ") else " ".join(p.split()) for p in __doc__.split("\n\n")[1:]
+    ),
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+model_app = typer.Typer(name="model", help="the smart-retry model")
+policies_app = typer.Typer(name="policies", help="policy files")
+events_app = typer.Typer(name="events", help="stored billing events")
+db_app = typer.Typer(name="db", help="the store's schema")
+
+
+def _command(group: typer.Typer, name: str, help: str, **options) -> Callable:
+    """Register `function` as command `name` of `group`. It returns its exit code (None: 0),
+    or is a coroutine function run to its end."""
+
+    def register(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def run(**params) -> int:
+            try:
+                code = function(**params)
+                if inspect.iscoroutine(code):
+                    import asyncio
+
+                    code = asyncio.run(code)
+            except BrokenPipeError:  # before Click's handling, which would make it exit 1
+                return EXIT_CLOSED_PIPE
+            return code or 0
+
+        group.command(name, help=help, **options)(run)
+        return function
+
+    return register
+
+
+def _settings() -> Settings:
+    """The settings, read first by every command: bad ones end it before anything starts."""
+    from config.settings import Settings
+
+    return Settings()
+
+
+def _checked_id(text: str | None) -> str | None:
+    """An id option (invoice, customer, policy, payment method) as workflows accept it."""
+    from workflows.models import ID_PATTERN
+
+    if text is not None and not re.fullmatch(ID_PATTERN, text):
+        raise typer.BadParameter(f"{text!r} is not a valid id")
+    return text
+
+
+# Choices as the enums in workflows.models, activities.store and analytics.report spell them,
+# written out so that parsing arguments imports none of them (tests/test_cli.py compares).
+CASE_STATUSES = Literal[
+    "active",
+    "awaiting_payment_method",
+    "awaiting_customer_action",
+    "paused",
+    "disputed",
+    "blocked",
+    "recovered",
+    "cancelled",
+    "collections",
+]
+# An enum where the option repeats (Typer takes no list of Literal).
+EventStatus = StrEnum(
+    "EventStatus", {s: s for s in ("pending", "processed", "ignored", "failed", "rejected")}
+)
+REPORT_DIMENSIONS = Literal["policy", "variant", "segment", "decline_class", "channel"]
+
+_ACTOR = os.environ.get("USER") or "support"
+Case = Annotated[str, typer.Argument(help="the case id, which is the invoice id")]
+Actor = Annotated[str, typer.Option(help="who does this (default: $USER)", show_default=False)]
+Id = Annotated[str | None, typer.Option(callback=_checked_id)]
+Json = Annotated[bool, typer.Option("--json")]
+Limit = Annotated[int, typer.Option()]
+# `simulate` and `model train` parse their own options, `--help` included: pass them on.
+PASSED_ON = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
 # Commands ----------------------------------------------------------------------------------
 
 
-def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
+@_command(app, "worker", "run a worker (and the dev server when none is set)")
+def cmd_worker(
+    demo: Annotated[bool, typer.Option("--demo", help="also start the demo cases")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="also serve the billing-event receiver (webhooks)")
+    ] = False,
+) -> None:
     from worker import main as run_worker
 
-    if args.demo:
+    settings = _settings()
+    _store(settings)  # name the store's trouble before anything else starts
+    if demo:
         settings = settings.in_demo_mode()
-    settings.check_secrets(serving=args.serve)  # SecretsProblem: one line, exit 1
-    run_worker(settings, demo=args.demo, serve=args.serve)
+    settings.check_secrets(serving=serve)  # SecretsProblem: one line, exit 1
+    run_worker(settings, demo=demo, serve=serve)
 
 
-async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+@_command(
+    app,
+    "serve",
+    "serve the billing-event receiver: POST /webhooks/stripe, POST /events, GET /healthz",
+)
+async def cmd_serve() -> int:
     from webhooks.app import connect_lazily, serve
 
+    settings = _settings()
     settings.check_secrets(serving=True)  # SecretsProblem: one line, exit 1
     await serve(settings, connect_lazily(settings), _store(settings))
     return 0
 
 
-async def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
-    if args.event is not None:
-        raw = sys.stdin.read() if args.event == "-" else _read(args.event)
-        event = _parse(BillingEvent, raw)
+@_command(app, "start", "start a case from a billing-event JSON or from flags")
+async def cmd_start(
+    event: Annotated[
+        str | None, typer.Argument(help="billing-event JSON file, or - for stdin")
+    ] = None,
+    invoice: Id = None,
+    customer: Id = None,
+    amount: Annotated[
+        int | None, typer.Option(help="amount due in minor units (cents, yen)")
+    ] = None,
+    currency: Annotated[str | None, typer.Option(help="ISO-4217 code, e.g. USD")] = None,
+    decline_code: Annotated[str | None, typer.Option()] = None,
+    payment_method: Annotated[
+        str | None, typer.Option(help="payment method token, e.g. pm_card_visa")
+    ] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option(help="E.164, e.g. +14155550100")] = None,
+    locale: Annotated[str, typer.Option()] = "en",
+    time_zone: Annotated[
+        str | None,
+        typer.Option(help="IANA zone, e.g. Asia/Tokyo (messages keep its hours)"),
+    ] = None,
+    policy: Annotated[str | None, typer.Option()] = None,
+    policy_version: Annotated[int | None, typer.Option()] = None,
+) -> int:
+    from starter import BillingEvent, start_case
+
+    settings = _settings()
+    if event is not None:
+        raw = sys.stdin.read() if event == "-" else _read(event)
+        billing_event = _parse(BillingEvent, raw)
     else:
-        missing = [
-            f"--{n}" for n in ("invoice", "customer", "amount", "currency") if not getattr(args, n)
-        ]
+        given = {"invoice": invoice, "customer": customer, "amount": amount, "currency": currency}
+        missing = [f"--{flag}" for flag, value in given.items() if not value]
         if missing:
             raise UserError(f"give an event file (or -) or the flags {', '.join(missing)}")
-        event = _validate(
+        billing_event = _validate(
             BillingEvent,
             {
-                "invoice_id": args.invoice,
+                "invoice_id": invoice,
                 "customer": {
-                    "customer_id": args.customer,
-                    "name": args.name,
-                    "email": args.email,
-                    "phone": args.phone,
-                    "locale": args.locale,
-                    "time_zone": args.time_zone,
-                    "payment_method": args.payment_method,
+                    "customer_id": customer,
+                    "name": name,
+                    "email": email,
+                    "phone": phone,
+                    "locale": locale,
+                    "time_zone": time_zone,
+                    "payment_method": payment_method,
                 },
-                "amount_due": args.amount,
-                "currency": args.currency,
-                "decline_code": args.decline_code,
-                "policy": args.policy,
-                "policy_version": args.policy_version,
+                "amount_due": amount,
+                "currency": currency,
+                "decline_code": decline_code,
+                "policy": policy,
+                "policy_version": policy_version,
             },
         )
     store = _store(settings)
-    result = await start_case(await _client(settings), settings, store, event)
+    result = await start_case(await _client(settings), settings, store, billing_event)
     print(result.message)
     return 0 if result.started else 3
 
 
-async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+@_command(app, "demo", "start demo cases that take different paths")
+async def cmd_demo() -> int:
+    from starter import run_demo
+
+    settings = _settings()
     await run_demo(await _client(settings), settings, _store(settings))
     return 0
 
 
-def _update_command(update: Callable, build: Callable[[argparse.Namespace], object], done: str):
-    """A support command: an update the case answers with its status or refuses (exit 1)."""
+@_command(app, "pause", "pause a case (no charges or messages)")
+async def cmd_pause(
+    case: Case,
+    reason: Annotated[str, typer.Option()],
+    until: Annotated[
+        str | None, typer.Option(help="resume by itself at an ISO time or after 30m, 4h, 2d")
+    ] = None,
+    actor: Actor = _ACTOR,
+) -> None:
+    from workflows.models import PauseRequest
 
-    async def command(args: argparse.Namespace, settings: Settings) -> int:
-        request = build(args)
-        handle = await _open_case(settings, args.case)
-        view = await _update(handle, update, request)
-        print(f"{done} {handle.id}: {view.details}")
-        return 0
-
-    return command
-
-
-cmd_pause = _update_command(
-    DunningWorkflow.pause_case,
-    lambda a: _validate(
-        PauseRequest,
-        {"reason": a.reason, "actor": a.actor, "until": _until(a.until) if a.until else None},
-    ),
-    "paused",
-)
-cmd_resume = _update_command(
-    DunningWorkflow.resume_case, lambda a: ResumeRequest(actor=a.actor), "resumed"
-)
-cmd_payment_received = _update_command(
-    DunningWorkflow.record_payment,
-    lambda a: _validate(
-        PaymentReceived, {"amount": a.amount, "reference": a.reference, "actor": a.actor}
-    ),
-    "recorded the payment on",
-)
-cmd_method_updated = _update_command(
-    DunningWorkflow.record_payment_method,
-    lambda a: _validate(
-        PaymentMethodUpdated, {"payment_method": a.payment_method, "actor": a.actor}
-    ),
-    "recorded the new payment method on",
-)
-cmd_dispute_opened = _update_command(
-    DunningWorkflow.open_dispute,
-    lambda a: _validate(DisputeOpened, {"reason": a.reason, "actor": a.actor}),
-    "opened a dispute on",
-)
-cmd_dispute_resolved = _update_command(
-    DunningWorkflow.resolve_dispute,
-    lambda a: DisputeResolved(won=a.outcome == "won", actor=a.actor),
-    "resolved the dispute on",
-)
-cmd_cancel = _update_command(
-    DunningWorkflow.cancel_case,
-    lambda a: _validate(CancelRequest, {"reason": a.reason, "actor": a.actor}),
-    "cancelled",
-)
-cmd_retry = _update_command(
-    DunningWorkflow.retry_case, lambda a: RetryRequest(actor=a.actor), "retrying"
-)
+    request = {"reason": reason, "actor": actor, "until": _until(until) if until else None}
+    await _support_update(case, "pause_case", _validate(PauseRequest, request), "paused")
 
 
-async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    handle, status = await _case(settings, args.case)
+@_command(app, "resume", "resume a paused case")
+async def cmd_resume(case: Case, actor: Actor = _ACTOR) -> None:
+    from workflows.models import ResumeRequest
+
+    await _support_update(case, "resume_case", ResumeRequest(actor=actor), "resumed")
+
+
+@_command(app, "payment-received", "record a payment made elsewhere")
+async def cmd_payment_received(
+    case: Case,
+    amount: Annotated[int, typer.Option(help="in minor units")],
+    reference: Annotated[str, typer.Option()] = "",
+    actor: Actor = _ACTOR,
+) -> None:
+    from workflows.models import PaymentReceived
+
+    request = _validate(PaymentReceived, {"amount": amount, "reference": reference, "actor": actor})
+    await _support_update(case, "record_payment", request, "recorded the payment on")
+
+
+@_command(app, "method-updated", "the customer has a new payment method")
+async def cmd_method_updated(case: Case, payment_method: Id = None, actor: Actor = _ACTOR) -> None:
+    from workflows.models import PaymentMethodUpdated
+
+    request = _validate(PaymentMethodUpdated, {"payment_method": payment_method, "actor": actor})
+    await _support_update(
+        case, "record_payment_method", request, "recorded the new payment method on"
+    )
+
+
+@_command(app, "dispute-opened", "stop charging during a dispute")
+async def cmd_dispute_opened(
+    case: Case, reason: Annotated[str, typer.Option()] = "", actor: Actor = _ACTOR
+) -> None:
+    from workflows.models import DisputeOpened
+
+    request = _validate(DisputeOpened, {"reason": reason, "actor": actor})
+    await _support_update(case, "open_dispute", request, "opened a dispute on")
+
+
+@_command(app, "dispute-resolved", "the dispute is won or lost")
+async def cmd_dispute_resolved(
+    case: Case, outcome: Annotated[Literal["won", "lost"], typer.Argument()], actor: Actor = _ACTOR
+) -> None:
+    from workflows.models import DisputeResolved
+
+    request = DisputeResolved(won=outcome == "won", actor=actor)
+    await _support_update(case, "resolve_dispute", request, "resolved the dispute on")
+
+
+@_command(app, "cancel", "stop dunning a case for good")
+async def cmd_cancel(
+    case: Case, reason: Annotated[str, typer.Option()], actor: Actor = _ACTOR
+) -> None:
+    from workflows.models import CancelRequest
+
+    request = _validate(CancelRequest, {"reason": reason, "actor": actor})
+    await _support_update(case, "cancel_case", request, "cancelled")
+
+
+@_command(app, "retry", "charge a blocked case again, once its gateway configuration is fixed")
+async def cmd_retry(case: Case, actor: Actor = _ACTOR) -> None:
+    from workflows.models import RetryRequest
+
+    await _support_update(case, "retry_case", RetryRequest(actor=actor), "retrying")
+
+
+async def _support_update(case: str, update: str, request: object, done: str) -> None:
+    """A support command: the case answers `update` (a `DunningWorkflow` update method's
+    name) with its status, printed after `done`, or refuses (exit 1)."""
+    from workflows.dunning import DunningWorkflow
+
+    handle = await _open_case(_settings(), case)
+    view = await _update(handle, getattr(DunningWorkflow, update), request)
+    print(f"{done} {handle.id}: {view.details}")
+
+
+@_command(app, "status", "show a case: state, next step, attempts, messages")
+async def cmd_status(case: Case, as_json: Json = False) -> int:
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
+    from workflows.dunning import DunningWorkflow
+
+    settings = _settings()
+    handle, status = await _case(settings, case)
     if status != WorkflowExecutionStatus.RUNNING:
         try:
             result = await handle.result()
         except WorkflowFailureError as err:
             ending = status.name.lower()
             raise UserError(f"case {handle.id} ended without an outcome ({ending})") from err
-        if args.json:
+        if as_json:
             print(result.model_dump_json(indent=2))
         else:
             print(f"{handle.id}  {result.outcome}: {result.reason}")
@@ -278,56 +448,118 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             _print_timeline(result.timeline)
         return 0
     view = await handle.query(DunningWorkflow.status)
-    if args.json:
+    if as_json:
         print(view.model_dump_json(indent=2))
     else:
         _print_view(handle.id, view, _stored_messages(settings, view.case_id))
     return 0
 
 
-def cmd_opt_out(args: argparse.Namespace, settings: Settings) -> int:
-    channel, contact = _contact(args.contact, args.channel)
-    source = f"support:{args.actor}"
+Contact = Annotated[
+    str, typer.Argument(help="email address, or phone number in E.164 (+14155550100)")
+]
+ContactChannel = Annotated[
+    Literal["email", "sms"] | None,
+    typer.Option(help="default: email for an address, else sms", show_default=False),
+]
+
+
+@_command(app, "opt-out", "stop dunning messages to an email address or phone number")
+def cmd_opt_out(contact: Contact, channel: ContactChannel = None, actor: Actor = _ACTOR) -> None:
+    settings = _settings()
+    channel, contact = _contact(contact, channel)
+    source = f"support:{actor}"
     _store(settings).suppress(channel, contact, OPTED_OUT, source)
     print(f"opted out {contact}: no dunning {_CHANNEL_NAMES[channel]} to it ({source})")
-    return 0
 
 
-def cmd_opt_in(args: argparse.Namespace, settings: Settings) -> int:
-    channel, contact = _contact(args.contact, args.channel)
+@_command(app, "opt-in", "allow dunning messages to an opted-out address or number again")
+def cmd_opt_in(contact: Contact, channel: ContactChannel = None, actor: Actor = _ACTOR) -> None:
+    settings = _settings()
+    channel, contact = _contact(contact, channel)
     store = _store(settings)
     earlier = store.suppression(channel, contact)
     lifted = earlier is not None and store.lift_suppression(channel, contact)
     if not lifted:
         print(f"{contact} was not opted out of {_CHANNEL_NAMES[channel]}: nothing to lift")
-        return 0
+        return
     print(
         f"opted in {contact}: dunning {_CHANNEL_NAMES[channel]} allowed again "
-        f"(lifted {earlier.reason} from {earlier.source}, by support:{args.actor})"
+        f"(lifted {earlier.reason} from {earlier.source}, by support:{actor})"
     )
-    return 0
 
 
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+@_command(app, "report", "recovery figures from the store: table, JSON, chart")
+def cmd_report(
+    since: Annotated[
+        str | None, typer.Option(help="first day of case opening, YYYY-MM-DD (UTC)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="last day of case opening, included, YYYY-MM-DD (UTC)")
+    ] = None,
+    by: Annotated[
+        REPORT_DIMENSIONS | None,
+        typer.Option(
+            help="show one grouping (default: all); the chart draws lines by policy or variant"
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the full report as JSON")] = False,
+    chart: Annotated[
+        Path | None, typer.Option(metavar="OUT.html", help="write the recovery curve")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="the store (default: DATABASE_URL or settings)")
+    ] = None,
+) -> int:
+    from types import SimpleNamespace
+
     from analytics.cli import run_report
 
+    settings = _settings()
+    args = SimpleNamespace(
+        since=since, until=until, by=by, json=as_json, chart=chart, database_url=database_url
+    )
     return run_report(args, settings)
 
 
-def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+@_command(
+    app,
+    "simulate",
+    "compare policies offline on a world model (options: dunning simulate --help)",
+    context_settings=PASSED_ON,
+    add_help_option=False,
+)
+def cmd_simulate(ctx: typer.Context) -> int:
     from simulation.cli import main as simulate
 
-    return simulate(args.rest)
+    _settings()
+    return simulate(ctx.args)
 
 
-def cmd_model_train(args: argparse.Namespace, settings: Settings) -> int:
+@_command(
+    model_app,
+    "train",
+    "fit a retry model on the recorded charge attempts (options: dunning model train --help)",
+    context_settings=PASSED_ON,
+    add_help_option=False,
+)
+def cmd_model_train(ctx: typer.Context) -> int:
     from activities.retry_training import main as train
 
-    return train(args.rest)
+    _settings()
+    return train(ctx.args)
 
 
-def cmd_policies_check(args: argparse.Namespace, settings: Settings) -> int:
+@_command(
+    policies_app, "check", "validate every policy, segment and template file and explain errors"
+)
+def cmd_policies_check() -> None:
     """Load every policy, the decline table, the segments and the templates as a worker would."""
+    from activities.notify.templates import Templates
+    from config.policies import load_policies, load_segments
+    from config.settings import CONFIG_DIR
+
+    settings = _settings()
     policies = load_policies(settings.policies_dir, settings.declines_file)
     rules = load_segments(settings.segments_file, policies)
     templates = Templates(CONFIG_DIR / "templates")
@@ -340,7 +572,6 @@ def cmd_policies_check(args: argparse.Namespace, settings: Settings) -> int:
     for segment in rules.segments:
         print(f"ok  segment {segment.name} → {', '.join(segment.policies)}")
     print(f"ok  templates: {', '.join(sorted(templates.languages))}")
-    return 0
 
 
 def _days(offset) -> str:
@@ -348,19 +579,31 @@ def _days(offset) -> str:
     return f"day {days:g}" if days >= 1 else f"{offset.total_seconds():g}s"
 
 
-async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+@_command(app, "list", "list cases by status, customer or policy")
+async def cmd_list(
+    status: Annotated[CASE_STATUSES | None, typer.Option()] = None,
+    customer: Id = None,
+    policy: Id = None,
+    limit: Limit = 50,
+    as_json: Json = False,
+) -> None:
+    import json
+
+    from workflows.money import format_money
+
+    settings = _settings()
     clauses = ["WorkflowType = 'DunningWorkflow'"]
     for attribute, value in (
-        ("DunningStatus", args.status),
-        ("CustomerId", args.customer),
-        ("DunningPolicy", args.policy),
+        ("DunningStatus", status),
+        ("CustomerId", customer),
+        ("DunningPolicy", policy),
     ):
         if value is not None:
             clauses.append(f"{attribute} = '{value}'")
     query = " AND ".join(clauses)
     client = await _client(settings)
     rows = []
-    async for execution in client.list_workflows(query, limit=args.limit):
+    async for execution in client.list_workflows(query, limit=limit):
         attributes = {key.name: value for key, value in execution.typed_search_attributes}
         rows.append(
             [
@@ -373,32 +616,36 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
                 _when(attributes.get("NextActionAt")),
             ]
         )
-    if args.json:
+    if as_json:
         keys = ["case", "customer", "status", "amount_due", "charges", "next_action_at"]
         print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
-        return 0
+        return
     if not rows:
         print("no cases match")
-        return 0
+        return
     _print_table(["CASE", "CUSTOMER", "STATUS", "DUE", "CHARGES", "NEXT ACTION"], rows)
-    return 0
 
 
-def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+@_command(db_app, "upgrade", "migrate the store's schema to the newest revision (every start does)")
+def cmd_db_upgrade() -> None:
     """Migrate the store's schema to the newest revision, as every worker and receiver start
     does, and say which revision it is at."""
-    revision = _store(settings).upgrade()  # `_store` migrated it: this reads the revision
+    revision = _store(_settings()).upgrade()  # `_store` migrated it: this reads the revision
     print(f"store schema at revision {revision}")
-    return 0
 
 
-def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
-    events = _store(settings).find_webhook_events(
-        statuses=args.status, invoice_id=args.invoice, limit=args.limit
+@_command(events_app, "list", "stored billing events, newest first")
+def cmd_events_list(
+    status: Annotated[list[EventStatus] | None, typer.Option()] = None,
+    invoice: Id = None,
+    limit: Limit = 50,
+) -> None:
+    events = _store(_settings()).find_webhook_events(
+        statuses=status, invoice_id=invoice, limit=limit
     )
     if not events:
         print("no stored events match")
-        return 0
+        return
     rows = [
         [
             e.provider,
@@ -414,25 +661,36 @@ def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
     ]
     header = ["PROVIDER", "EVENT", "TYPE", "STATUS", "INVOICE", "DELIVERIES", "RECEIVED", "DETAIL"]
     _print_table(header, rows)
-    return 0
 
 
-async def cmd_events_retry(args: argparse.Namespace, settings: Settings) -> int:
+@_command(events_app, "retry", "carry out stored pending or failed billing events now")
+async def cmd_events_retry(
+    ctx: typer.Context,
+    event_ids: Annotated[list[str] | None, typer.Argument(metavar="EVENT_ID")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every pending or failed one")] = False,
+) -> int:
     """Carry out stored billing events no delivery finished, now, whatever their age and
     however often they were tried; say what became of each."""
+    if event_ids and all_:
+        raise _usage(ctx, "argument --all: not allowed with argument EVENT_ID")
+    if not event_ids and not all_:
+        raise _usage(ctx, "one of the arguments EVENT_ID --all is required")
+
+    from activities.store import WebhookClaim, WebhookEventStatus
     from webhooks.cases import CaseDesk
     from webhooks.sweeper import PROVIDERS, retry_all
 
+    settings = _settings()
     store = _store(settings)
     client = await _client(settings)  # unreachable: exit 5 before any event is claimed
     code = 0
-    if args.all:
+    if all_:
         events = store.webhook_events_to_retry(PROVIDERS, received_before=datetime.now(UTC))
         if not events:
             print("no pending or failed billing events")
     else:
-        named = store.find_webhook_events(event_ids=args.event_ids, providers=PROVIDERS)
-        for event_id in sorted(set(args.event_ids) - {e.event_id for e in named}):
+        named = store.find_webhook_events(event_ids=event_ids, providers=PROVIDERS)
+        for event_id in sorted(set(event_ids) - {e.event_id for e in named}):
             code = _fail(f"{event_id}: no stored billing event has this id")
         events = []
         for event in reversed(named):  # oldest first, as they came in
@@ -463,22 +721,29 @@ def _event_name(event: WebhookEvent) -> str:
     return f"{event.provider} {event.event_id} ({event.type})"
 
 
+app.add_typer(model_app)
+app.add_typer(policies_app)
+app.add_typer(events_app)
+app.add_typer(db_app)
+
+
 # Helpers -----------------------------------------------------------------------------------
 
 OPTED_OUT = "opted_out"
 _CHANNEL_NAMES = {"email": "email", "sms": "SMS"}
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_EMAIL = TypeAdapter(EmailStr)
 
 
 def _contact(text: str, channel: str | None) -> tuple[str, str]:
     """The channel and the contact as the suppression table keys it: an email address, or a
     phone number in E.164 (spaces, dashes, dots and brackets dropped)."""
+    from pydantic import EmailStr, TypeAdapter, ValidationError
+
     text = text.strip()
     channel = channel or ("email" if "@" in text else "sms")
     if channel == "email":
         try:
-            return channel, _EMAIL.validate_python(text)
+            return channel, TypeAdapter(EmailStr).validate_python(text)
         except ValidationError as err:
             reason = err.errors()[0]["msg"].removeprefix("value is not a valid email address: ")
             raise UserError(f"{text!r} is not an email address ({reason})") from err
@@ -490,6 +755,8 @@ def _contact(text: str, channel: str | None) -> tuple[str, str]:
 
 def _store_trouble(err: SQLAlchemyError) -> str:
     """The store's error in one line, never its message (it may quote the statement)."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     if isinstance(err, ArgumentError):
         return f"DATABASE_URL is unusable ({err}); e.g. sqlite:///.dunning/dunning.db"
     # The driver's own words (connection refused, database is locked) carry no values.
@@ -504,6 +771,8 @@ def _temporal_trouble(settings: Settings, err: BaseException) -> str:
 
 def _stored_messages(settings: Settings, case_id: str) -> list[Message] | None:
     """The case's message rows, with what providers reported; None when the store is down."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return _store(settings).messages(case_id)
     except (StoreUnavailable, SQLAlchemyError):
@@ -525,6 +794,10 @@ async def _client(settings: Settings) -> Client:
 def _store(settings: Settings) -> CaseStore:
     """The store, its schema upgraded (under a lock); its trouble ends the command with
     exit 4."""
+    from alembic.util.exc import CommandError
+
+    from activities.store import CaseStore
+
     try:
         store = CaseStore(settings.database_url)
         store.upgrade()
@@ -543,6 +816,10 @@ async def _case(settings: Settings, case: str) -> tuple[WorkflowHandle, Workflow
     """A handle on the case (named by its case id, i.e. its invoice id), after checking it
     exists, with its run's status. An argument that looks like a workflow id is still a case
     id: invoice `dunning-in_1` has a case of its own."""
+    from starter import case_run_status, workflow_id_for
+    from workflows.dunning import DunningWorkflow
+    from workflows.models import ID_PATTERN
+
     if not re.fullmatch(ID_PATTERN, case):
         raise UserError(f"{case!r} is not a case or invoice id")
     client = await _client(settings)
@@ -555,6 +832,8 @@ async def _case(settings: Settings, case: str) -> tuple[WorkflowHandle, Workflow
 
 async def _open_case(settings: Settings, case: str) -> WorkflowHandle:
     """A handle on a case that is still running; a finished case is refused clearly."""
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
     handle, status = await _case(settings, case)
     if status != WorkflowExecutionStatus.RUNNING:
         try:
@@ -567,6 +846,10 @@ async def _open_case(settings: Settings, case: str) -> WorkflowHandle:
 
 async def _update(handle: WorkflowHandle, update: Callable, request: object) -> CaseView:
     """The case's answer to a support update, or `UserError` saying why it refused."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+    from temporalio.service import RPCError, RPCStatusCode
+
     try:
         return await handle.execute_update(update, request)
     except WorkflowUpdateFailedError as err:
@@ -579,6 +862,10 @@ async def _update(handle: WorkflowHandle, update: Callable, request: object) -> 
 
 
 def _validate(model: type, data: dict):
+    from pydantic import ValidationError
+
+    from config.errors import explain
+
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -586,6 +873,10 @@ def _validate(model: type, data: dict):
 
 
 def _parse(model: type, raw: str):
+    from pydantic import ValidationError
+
+    from config.errors import explain
+
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
@@ -605,6 +896,8 @@ _DURATION = re.compile(r"^(\d+)([mhd])$")
 
 def _until(text: str) -> datetime:
     """`--until` as an ISO time (UTC when no zone is given) or a duration: 30m, 4h, 2d."""
+    from pydantic import TypeAdapter, ValidationError
+
     if match := _DURATION.match(text):
         unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
         return datetime.now(UTC) + timedelta(**{unit: int(match.group(1))})
@@ -630,6 +923,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def _print_view(workflow_id: str, view: CaseView, stored: list[Message] | None = None) -> None:
+    from workflows.money import format_money
+
     due = format_money(view.amount_due, view.currency)
     print(f"{workflow_id}  {view.status}  {due} due  ({view.policy})")
     print(f"customer {view.customer_id}, invoice {view.invoice_id}")
@@ -678,159 +973,3 @@ def _print_timeline(timeline) -> None:
     for entry in timeline:
         detail = f": {entry.detail}" if entry.detail else ""
         print(f"  {_when(entry.at)}  {entry.kind} by {entry.actor}{detail}")
-
-
-def _id(text: str) -> str:
-    if not re.fullmatch(ID_PATTERN, text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid id")
-    return text
-
-
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line (not the whole usage), exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"dunning: {message} (see {self.prog} --help)\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="dunning",
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.set_defaults(opens_store=False)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    actor = os.environ.get("USER") or "support"
-
-    def command(name: str, run: Callable, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(run=run)
-        return sub
-
-    def case_command(name: str, run: Callable, help: str) -> argparse.ArgumentParser:
-        sub = command(name, run, help)
-        sub.add_argument("case", help="the case id, which is the invoice id")
-        sub.add_argument("--actor", default=actor, help="who does this (default: $USER)")
-        return sub
-
-    sub = command("worker", cmd_worker, "run a worker (and the dev server when none is set)")
-    sub.set_defaults(opens_store=True)  # its activities open it once the worker starts
-    sub.add_argument("--demo", action="store_true", help="also start the demo cases")
-    sub.add_argument(
-        "--serve", action="store_true", help="also serve the billing-event receiver (webhooks)"
-    )
-
-    command(
-        "serve",
-        cmd_serve,
-        "serve the billing-event receiver: POST /webhooks/stripe, POST /events, GET /healthz",
-    )
-
-    sub = command("start", cmd_start, "start a case from a billing-event JSON or from flags")
-    sub.add_argument("event", nargs="?", help="billing-event JSON file, or - for stdin")
-    sub.add_argument("--invoice", type=_id)
-    sub.add_argument("--customer", type=_id)
-    sub.add_argument("--amount", type=int, help="amount due in minor units (cents, yen)")
-    sub.add_argument("--currency", help="ISO-4217 code, e.g. USD")
-    sub.add_argument("--decline-code")
-    sub.add_argument("--payment-method", help="payment method token, e.g. pm_card_visa")
-    sub.add_argument("--name")
-    sub.add_argument("--email")
-    sub.add_argument("--phone", help="E.164, e.g. +14155550100")
-    sub.add_argument("--locale", default="en")
-    sub.add_argument("--time-zone", help="IANA zone, e.g. Asia/Tokyo (messages keep its hours)")
-    sub.add_argument("--policy")
-    sub.add_argument("--policy-version", type=int)
-
-    command("demo", cmd_demo, "start demo cases that take different paths")
-
-    sub = case_command("pause", cmd_pause, "pause a case (no charges or messages)")
-    sub.add_argument("--reason", required=True)
-    sub.add_argument("--until", help="resume by itself at an ISO time or after 30m, 4h, 2d")
-    case_command("resume", cmd_resume, "resume a paused case")
-
-    sub = case_command("payment-received", cmd_payment_received, "record a payment made elsewhere")
-    sub.add_argument("--amount", type=int, required=True, help="in minor units")
-    sub.add_argument("--reference", default="")
-    sub = case_command(
-        "method-updated", cmd_method_updated, "the customer has a new payment method"
-    )
-    sub.add_argument("--payment-method", type=_id)
-    sub = case_command("dispute-opened", cmd_dispute_opened, "stop charging during a dispute")
-    sub.add_argument("--reason", default="")
-    sub = case_command("dispute-resolved", cmd_dispute_resolved, "the dispute is won or lost")
-    sub.add_argument("outcome", choices=["won", "lost"])
-    sub = case_command("cancel", cmd_cancel, "stop dunning a case for good")
-    sub.add_argument("--reason", required=True)
-    case_command(
-        "retry", cmd_retry, "charge a blocked case again, once its gateway configuration is fixed"
-    )
-
-    sub = command("status", cmd_status, "show a case: state, next step, attempts, messages")
-    sub.add_argument("case", help="the case id, which is the invoice id")
-    sub.add_argument("--json", action="store_true")
-
-    for name, run, help in (
-        ("opt-out", cmd_opt_out, "stop dunning messages to an email address or phone number"),
-        ("opt-in", cmd_opt_in, "allow dunning messages to an opted-out address or number again"),
-    ):
-        sub = command(name, run, help)
-        sub.add_argument("contact", help="email address, or phone number in E.164 (+14155550100)")
-        sub.add_argument(
-            "--channel", choices=["email", "sms"], help="default: email for an address, else sms"
-        )
-        sub.add_argument("--actor", default=actor, help="who does this (default: $USER)")
-
-    from analytics.cli import add_report_arguments
-
-    add_report_arguments(
-        command("report", cmd_report, "recovery figures from the store: table, JSON, chart")
-    )
-    sub = command("simulate", cmd_simulate, "compare policies offline on a world model")
-    sub.add_argument("rest", nargs=argparse.REMAINDER, help="see `dunning simulate --help`")
-    model = commands.add_parser("model", help="the smart-retry model").add_subparsers(
-        dest="model_command", required=True, metavar="COMMAND"
-    )
-    train = model.add_parser("train", help="fit a retry model on the recorded charge attempts")
-    train.add_argument("rest", nargs=argparse.REMAINDER, help="see `dunning model train --help`")
-    train.set_defaults(run=cmd_model_train)
-
-    policies = commands.add_parser("policies", help="policy files").add_subparsers(
-        dest="policies_command", required=True, metavar="COMMAND"
-    )
-    check = policies.add_parser(
-        "check", help="validate every policy, segment and template file and explain errors"
-    )
-    check.set_defaults(run=cmd_policies_check)
-
-    events = commands.add_parser("events", help="stored billing events").add_subparsers(
-        dest="events_command", required=True, metavar="COMMAND"
-    )
-    sub = events.add_parser("list", help="stored billing events, newest first")
-    sub.set_defaults(run=cmd_events_list)
-    sub.add_argument("--status", action="append", choices=[s.value for s in WebhookEventStatus])
-    sub.add_argument("--invoice", type=_id)
-    sub.add_argument("--limit", type=int, default=50)
-    sub = events.add_parser("retry", help="carry out stored pending or failed billing events now")
-    sub.set_defaults(run=cmd_events_retry)
-    which = sub.add_mutually_exclusive_group(required=True)
-    which.add_argument("event_ids", nargs="*", default=[], metavar="EVENT_ID")
-    which.add_argument("--all", action="store_true", help="every pending or failed one")
-
-    db = commands.add_parser("db", help="the store's schema").add_subparsers(
-        dest="db_command", required=True, metavar="COMMAND"
-    )
-    sub = db.add_parser(
-        "upgrade", help="migrate the store's schema to the newest revision (every start does)"
-    )
-    sub.set_defaults(run=cmd_db_upgrade)
-
-    sub = command("list", cmd_list, "list cases by status, customer or policy")
-    sub.add_argument("--status", choices=[s.value for s in CaseStatus])
-    sub.add_argument("--customer", type=_id)
-    sub.add_argument("--policy", type=_id)
-    sub.add_argument("--limit", type=int, default=50)
-    sub.add_argument("--json", action="store_true")
-    return parser

@@ -133,18 +133,61 @@ def test_unreachable_temporal_is_one_line_with_exit_5(tmp_path, command):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        ([], "the following arguments are required: COMMAND (see dunning --help)"),
-        (["bogus"], "invalid choice: 'bogus'"),
-        (["pause"], "required: case, --reason (see dunning pause --help)"),
-        (["list", "--limit", "many"], "argument --limit: invalid int value: 'many'"),
-        (["dispute-resolved", "in_1", "maybe"], "(see dunning dispute-resolved --help)"),
+        ([], "missing command (see dunning --help)"),
+        (["bogus"], "no such command 'bogus'"),
+        (["pause"], "missing argument 'case' (see dunning pause --help)"),
+        (["pause", "in_1"], "missing option '--reason' (see dunning pause --help)"),
+        (["list", "--limit", "many"], "invalid value for '--limit'"),
+        (["dispute-resolved", "in_1", "maybe"], "'maybe' is not one of 'won', 'lost' (see dunning"),
         (["events", "retry"], "one of the arguments EVENT_ID --all is required"),
+        (["events", "retry", "evt_1", "--all"], "--all: not allowed with argument EVENT_ID"),
+        (["start", "--invoice", "in 1"], "'in 1' is not a valid id (see dunning start --help)"),
+        (["model"], "missing command (see dunning model --help)"),
     ],
 )
 def test_bad_arguments_are_one_line_with_exit_2(tmp_path, args, words):
     done = dunning(cli_env(tmp_path), *args, cwd=tmp_path)
     one_line(done, 2, words)
     assert done.stdout == ""
+
+
+def test_help_answers_without_loading_temporal_or_the_store(tmp_path):
+    done = dunning(cli_env(tmp_path), "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "141" in done.stdout  # the exit-code table
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, cli; print(sorted(sys.modules))"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for heavy in ("temporalio", "sqlalchemy", "sqlmodel", "stripe", "sendgrid", "twilio"):
+        assert f"'{heavy}'" not in loaded, heavy
+    assert "'workflows.dunning'" not in loaded and "'activities.store'" not in loaded
+
+
+def test_choices_are_the_values_of_their_enums():
+    from typing import get_args
+
+    import cli
+    from activities.store import WebhookEventStatus
+    from analytics.report import Dimension
+    from workflows.models import CaseStatus
+
+    assert list(get_args(cli.CASE_STATUSES)) == [s.value for s in CaseStatus]
+    assert [s.value for s in cli.EventStatus] == [s.value for s in WebhookEventStatus]
+    assert list(get_args(cli.REPORT_DIMENSIONS)) == [d.value for d in Dimension]
+
+
+def test_simulate_takes_its_own_options(tmp_path):
+    done = dunning(cli_env(tmp_path), "simulate", "--cases", "3", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert '"policies"' in done.stdout
+    assert (
+        "usage: dunning simulate"
+        in dunning(cli_env(tmp_path), "simulate", "--help", cwd=tmp_path).stdout
+    )
 
 
 def test_closed_stdout_ends_quietly(dev_server: WorkflowEnvironment, tmp_path):
