@@ -32,7 +32,7 @@ from temporalio.worker import Worker  # noqa: E402
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from worker import bundled_binary  # noqa: E402
+from intake.client import bundled_binary  # noqa: E402
 from workflows.dunning import DunningWorkflow  # noqa: E402
 from workflows.models import CaseInput, CaseResult, Failure, PauseRequest  # noqa: E402
 from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes  # noqa: E402

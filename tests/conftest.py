@@ -39,7 +39,7 @@ from temporalio.worker import Worker
 from activities.dunning import DunningActivities
 from activities.store import CustomerProfile
 from config.settings import Settings
-from worker import bundled_binary
+from intake.client import bundled_binary
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseInput, CaseResult, CaseView, Failure
 from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes

@@ -30,7 +30,8 @@ from test_webhooks import (
 from activities.store import CustomerProfile
 from config.policies import find_policy, load_policies
 from config.settings import Settings
-from starter import BillingEvent, InvalidEvent, case_input, start_case, workflow_id_for
+from intake.cases import CaseOpener, workflow_id_for
+from intake.events import BillingEvent, InvalidEvent
 from workflows.case import CaseState
 from workflows.decide import Notify, decide
 from workflows.models import CaseStatus, InvoiceSettled
@@ -150,7 +151,9 @@ def test_the_python_starter_checks_the_same_model() -> None:
     )
     assert event.currency == "USD"
     with pytest.raises(InvalidEvent, match="policy: unknown policy 'nope'"):
-        case_input(event.model_copy(update={"policy": "nope"}), Settings(_env_file=None))
+        CaseOpener.from_settings(Settings(_env_file=None)).case_input(
+            event.model_copy(update={"policy": "nope"})
+        )
 
 
 # A late failure starts its schedule now ------------------------------------------------------
@@ -167,7 +170,7 @@ def test_a_late_failure_starts_with_its_first_reminder_not_a_burst() -> None:
         failed_at=now - timedelta(days=20),
         policy="standard",
     )
-    case = case_input(event, Settings(_env_file=None))
+    case = CaseOpener.from_settings(Settings(_env_file=None)).case_input(event)
     assert case.failure.failed_at == now - timedelta(days=20)  # the fact is kept for reports
     assert case.schedule_from >= now
     policy = standard_policy()
@@ -211,7 +214,11 @@ def open_state() -> CaseState:
     event = BillingEvent(
         invoice_id="in_s", customer=CustomerProfile(customer_id="c"), amount_due=900, currency="EUR"
     )
-    case = case_input(event, Settings(_env_file=None)).model_copy(update={"schedule_from": NOW})
+    case = (
+        CaseOpener.from_settings(Settings(_env_file=None))
+        .case_input(event)
+        .model_copy(update={"schedule_from": NOW})
+    )
     return CaseState.open(case, standard_policy(), NOW)
 
 
@@ -237,7 +244,7 @@ async def test_a_payment_stored_while_the_case_starts_stops_it_before_any_step(
             policy="standard",
         )
         settings = receiver_settings_for(dunning)
-        await start_case(dunning.env.client, settings, receiver.store, event)
+        await CaseOpener.from_settings(settings).start(dunning.env.client, receiver.store, event)
         result = await case_handle(dunning, invoice_id).result()
 
     expected = Outcome.RECOVERED if kind == "invoice.paid" else Outcome.CANCELLED

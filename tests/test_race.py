@@ -34,7 +34,8 @@ from test_webhooks import (
 )
 
 from activities.store import CaseStore, ChargeAttempt, Message
-from starter import case_run_status, workflow_id_for
+from intake.cases import workflow_id_for
+from intake.client import case_run_status
 
 PAIRS = 200
 MAX_GAP = 0.5  # seconds between the two events of a pair

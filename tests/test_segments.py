@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from config.policies import PolicyError, load_policies, load_segments
 from config.settings import CONFIG_DIR, Settings
-from starter import BillingEvent, case_input
+from intake.cases import CaseOpener
+from intake.events import BillingEvent
 from workflows.policy import DeclineClass
 from workflows.segments import CaseFacts, SegmentRules, Variant, assign_variant
 
@@ -127,8 +128,9 @@ def test_a_case_records_its_segment_and_variant(tmp_path: Path):
         }
     )
 
-    case = case_input(event, settings)
-    named = case_input(event.model_copy(update={"policy": "demo"}), settings)
+    opener = CaseOpener.from_settings(settings)
+    case = opener.case_input(event)
+    named = opener.case_input(event.model_copy(update={"policy": "demo"}))
 
     assert case.segment == "trial"
     assert (case.variant, case.policy_name) in {("a", "standard"), ("b", "demo")}

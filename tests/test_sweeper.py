@@ -31,7 +31,7 @@ from test_webhooks import (
 )
 
 from activities.store import CaseStore, WebhookEvent, WebhookEventStatus
-from starter import case_run_status
+from intake.client import case_run_status
 from webhooks.cases import CaseDesk
 from webhooks.sweeper import PROVIDERS, retry_all, sweep, sweeping
 

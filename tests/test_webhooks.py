@@ -45,12 +45,11 @@ from activities.store import (
     WebhookEventStatus,
 )
 from config.settings import Settings
-from starter import case_run_status
+from intake.client import bundled_binary, case_run_status
 from webhooks.app import create_app
 from webhooks.billing_events import SCHEMA_FILE, json_schema
 from webhooks.cases import ClientProvider
 from webhooks.stripe_events import EVENT_TYPES
-from worker import bundled_binary
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseResult, CaseStatus, CaseView
 from workflows.policy import Outcome

@@ -45,6 +45,7 @@ from activities.notify.links import InvalidToken
 from activities.scrub import scrubbed
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
 from config.settings import Settings
+from intake.client import connect
 from webhooks import (
     billing_events,
     sendgrid_events,
@@ -101,8 +102,6 @@ def connect_lazily(settings: Settings) -> ClientProvider:
         nonlocal client
         async with lock:
             if client is None:
-                from worker import connect  # the worker module knows TLS, API keys, converter
-
                 client = await connect(settings)
         return client
 

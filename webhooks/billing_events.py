@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import from_json
 
 from config.settings import CONFIG_DIR
-from starter import BillingEvent, check_failed_at, check_occurred
+from intake.events import BillingEvent, check_failed_at, check_occurred
 from webhooks.intake import Intake, OpenCase, TellCases, UnreadableEvent
 from workflows.models import (
     ID_PATTERN,

@@ -23,7 +23,9 @@ from activities.payments import GatewayConfigError
 from activities.payments.stripe import StripeGateway
 from activities.store import CaseStore, CustomerProfile, WebhookEventStatus
 from config.settings import Settings
-from starter import BillingEvent, case_input, case_run_status, start_case, workflow_id_for
+from intake.cases import CaseOpener, workflow_id_for
+from intake.client import case_run_status
+from intake.events import BillingEvent
 from webhooks.intake import OPENING_TYPES, Ignore, Intake, OpenCase, TellCases
 
 log = logging.getLogger("dunning.webhooks")
@@ -56,13 +58,20 @@ class Outcome:
 
 
 class CaseDesk:
-    """Opens and signals dunning cases for billing events; holds the store and a way to
-    reach Temporal. Safe to share between requests."""
+    """Opens and signals dunning cases for billing events; holds the store, a way to reach
+    Temporal and the case opener. Safe to share between requests."""
 
-    def __init__(self, settings: Settings, client_provider: ClientProvider, store: CaseStore):
+    def __init__(
+        self,
+        settings: Settings,
+        client_provider: ClientProvider,
+        store: CaseStore,
+        opener: CaseOpener | None = None,
+    ):
         self.settings = settings
         self.client_provider = client_provider
         self.store = store
+        self._opener = opener
         # Asked for the decline a Stripe webhook does not carry (webhooks expand nothing).
         self.stripe = (
             StripeGateway.from_settings(settings) if settings.gateway == "stripe" else None
@@ -80,6 +89,14 @@ class CaseDesk:
             case TellCases():
                 return await self._tell(intake.action)
         raise AssertionError(f"unknown action {intake.action!r}")
+
+    @property
+    def opener(self) -> CaseOpener:
+        """The given opener, else one built from the settings at the first case opened (a
+        receiver with a broken policy file still starts, and answers for other events)."""
+        if self._opener is None:
+            self._opener = CaseOpener.from_settings(self.settings)
+        return self._opener
 
     async def client(self) -> Client:
         """The Temporal client, or `TemporalUnavailable`."""
@@ -108,14 +125,12 @@ class CaseDesk:
             action = await self._with_decline(self.stripe, action)
             event = action.event
         # The policy it names must exist before Temporal is asked: a bad one is rejected.
-        case = await asyncio.to_thread(case_input, event, self.settings)
+        case = await asyncio.to_thread(lambda: self.opener.case_input(event))
         merged = await asyncio.to_thread(self._merged, event.customer)
         event = event.model_copy(update={"customer": merged})
         client = await self.client()
         with _reaching_temporal():
-            started = await start_case(
-                client, self.settings, self.store, event, action.failure, case
-            )
+            started = await self.opener.start(client, self.store, event, action.failure, case)
         status = WebhookEventStatus.IGNORED if started.finished else WebhookEventStatus.PROCESSED
         return Outcome(status, started.message)
 

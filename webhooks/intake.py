@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from activities.store import CustomerProfile
-from starter import BillingEvent, InvalidEvent
+from intake.events import BillingEvent, InvalidEvent
 from workflows.models import PaymentFailed
 
 # Event types, as each provider names them, that open a case.

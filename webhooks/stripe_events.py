@@ -20,7 +20,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from activities.payments.stripe import decline_codes
 from activities.store import CustomerProfile
-from starter import BillingEvent, check_occurred
+from intake.events import BillingEvent, check_occurred
 from webhooks.intake import Action, Ignore, Intake, OpenCase, TellCases, UnreadableEvent
 from workflows.models import (
     ID_PATTERN,

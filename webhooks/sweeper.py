@@ -30,7 +30,7 @@ from activities.store import (
     utcnow,
 )
 from config.settings import Settings
-from starter import InvalidEvent
+from intake.events import InvalidEvent
 from webhooks import billing_events, stripe_events
 from webhooks.cases import CaseDesk, TemporalUnavailable
 from webhooks.intake import Intake, UnreadableEvent

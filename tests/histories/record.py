@@ -42,7 +42,7 @@ from activities.payments import GatewayConfigError
 from activities.payments.simulated import SimulatedGateway
 from activities.store import CaseStore, CustomerProfile
 from config.settings import Settings
-from worker import bundled_binary
+from intake.client import bundled_binary
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     CancelRequest,
