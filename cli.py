@@ -288,7 +288,8 @@ async def cmd_start(
     policy: Annotated[str | None, typer.Option()] = None,
     policy_version: Annotated[int | None, typer.Option()] = None,
 ) -> int:
-    from starter import BillingEvent, start_case
+    from intake.cases import start_case
+    from intake.events import BillingEvent
 
     settings = _settings()
     if event is not None:
@@ -327,7 +328,7 @@ async def cmd_start(
 
 @_command(app, "demo", "start demo cases that take different paths")
 async def cmd_demo() -> int:
-    from starter import run_demo
+    from intake.demo import run_demo
 
     settings = _settings()
     await run_demo(await _client(settings), settings, _store(settings))
@@ -781,7 +782,7 @@ def _stored_messages(settings: Settings, case_id: str) -> list[Message] | None:
 
 async def _client(settings: Settings) -> Client:
     """A connected client; `TemporalUnreachable` (exit 5) when there is none to be had."""
-    from worker import connect
+    from intake.client import connect
 
     try:
         return await connect(settings)
@@ -816,7 +817,8 @@ async def _case(settings: Settings, case: str) -> tuple[WorkflowHandle, Workflow
     """A handle on the case (named by its case id, i.e. its invoice id), after checking it
     exists, with its run's status. An argument that looks like a workflow id is still a case
     id: invoice `dunning-in_1` has a case of its own."""
-    from starter import case_run_status, workflow_id_for
+    from intake.cases import workflow_id_for
+    from intake.client import case_run_status
     from workflows.dunning import DunningWorkflow
     from workflows.models import ID_PATTERN
 

@@ -18,13 +18,10 @@ from pydantic import ValidationError
 from activities.store import CaseStore
 from config.errors import explain
 from config.settings import Settings
-from intake.cases import CaseOpener, start_case, workflow_id_for
-from intake.client import case_run_status, connect
+from intake.cases import CaseOpener
+from intake.client import connect
 from intake.demo import run_demo
 from intake.events import BillingEvent
-
-# cli.py imports these until it moves to intake
-__all__ = ["BillingEvent", "case_run_status", "run_demo", "start_case", "workflow_id_for"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,16 +19,13 @@ from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from config.settings import SecretsProblem, Settings
-from intake.client import connect, temporal
+from intake.client import temporal
 from intake.demo import run_demo
 from webhooks.app import serve as serve_receiver
 from webhooks.sweeper import sweeping
 from workflows.dunning import DunningWorkflow
 
 log = logging.getLogger("dunning.worker")
-
-# cli.py imports connect from here until it moves to intake.client
-__all__ = ["build_worker", "connect", "main", "run"]
 
 
 def build_worker(client: Client, settings: Settings, activities: DunningActivities) -> Worker:
