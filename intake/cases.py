@@ -20,7 +20,7 @@ from config.policies import PolicyError, find_policy, load_policies, load_segmen
 from config.settings import Settings
 from intake.client import case_run_status
 from intake.events import BillingEvent, InvalidEvent
-from workflows.dunning import DunningWorkflow
+from workflows.dunning import DunningWorkflow, signal_name
 from workflows.models import CaseInput, Failure, PaymentFailed
 from workflows.money import format_money
 from workflows.policy import DeclineCodes, Policy
@@ -143,7 +143,7 @@ class CaseOpener:
                     if failure is None
                     else WorkflowIDConflictPolicy.USE_EXISTING
                 ),
-                start_signal=None if failure is None else "payment_failed",
+                start_signal=None if failure is None else signal_name(PaymentFailed),
                 start_signal_args=[] if failure is None else [failure],
                 static_summary=(
                     f"Invoice {case.invoice_id} · {amount} · "

@@ -33,6 +33,7 @@ from simulation.synthetic import generate_cases
 from simulation.world import ActionKind, CustomerAction, SentMessage, SimCase, World, load_world
 from workflows.case import CaseState
 from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
+from workflows.dunning import SIGNALS, signal_name
 from workflows.models import (
     CancelRequest,
     Delivery,
@@ -60,15 +61,8 @@ DISPUTE_LOST_AFTER = timedelta(days=10)
 TRAINING_WINDOW = timedelta(days=28)
 MAX_STEPS = 1000
 
-# The DunningWorkflow signal that carries each kind of signal payload.
-SIGNAL_NAMES: dict[type[BaseModel], str] = {
-    PaymentReceived: "payment_received",
-    PaymentMethodUpdated: "payment_method_updated",
-    DisputeOpened: "dispute_opened",
-    DisputeResolved: "dispute_resolved",
-    CancelRequest: "cancel",
-}
-SIGNAL_TYPES = {name: model for model, name in SIGNAL_NAMES.items()}
+# The payload each DunningWorkflow signal carries, by the signal's name.
+SIGNAL_TYPES = {signal_name(model): model for model in SIGNALS}
 
 
 class SimulationError(RuntimeError):
@@ -314,7 +308,7 @@ class _CaseSimulation:
             CustomerEvent(
                 at=self.now,
                 action=action,
-                signal=SIGNAL_NAMES[type(signal)],
+                signal=signal_name(type(signal)),
                 payload=signal.model_dump(mode="json"),
             )
         )

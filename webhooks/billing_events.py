@@ -273,27 +273,27 @@ def read_neutral_event(event: NeutralEvent) -> Intake:
             payment = PaymentReceived(
                 amount=paid.amount, reference=paid.reference, actor=actor, paid_at_biller=True
             )
-            tell = TellCases("payment_received", payment, invoice_id=paid.invoice_id)
+            tell = TellCases(payment, invoice_id=paid.invoice_id)
             return Intake(**common, action=tell, invoice_id=paid.invoice_id)
         case InvoiceVoidedEvent(data=voided):
             cancel = CancelRequest(reason=voided.reason, actor=actor)
-            tell = TellCases("cancel", cancel, invoice_id=voided.invoice_id)
+            tell = TellCases(cancel, invoice_id=voided.invoice_id)
             return Intake(**common, action=tell, invoice_id=voided.invoice_id)
         case SubscriptionCancelledEvent(data=ended):
             cancel = CancelRequest(reason=ended.reason, actor=actor)
-            tell = TellCases("cancel", cancel, subscription_id=ended.subscription_id)
+            tell = TellCases(cancel, subscription_id=ended.subscription_id)
             return Intake(**common, action=tell, subscription_id=ended.subscription_id)
         case DisputeOpenedEvent(data=dispute):
             opened = DisputeOpened(reason=dispute.reason, actor=actor)
-            tell = TellCases("dispute_opened", opened, invoice_id=dispute.invoice_id)
+            tell = TellCases(opened, invoice_id=dispute.invoice_id)
             return Intake(**common, action=tell, invoice_id=dispute.invoice_id)
         case DisputeClosedEvent(data=dispute):
             resolved = DisputeResolved(won=dispute.won, actor=actor)
-            tell = TellCases("dispute_resolved", resolved, invoice_id=dispute.invoice_id)
+            tell = TellCases(resolved, invoice_id=dispute.invoice_id)
             return Intake(**common, action=tell, invoice_id=dispute.invoice_id)
         case PaymentMethodUpdatedEvent(data=method):
             update = PaymentMethodUpdated(payment_method=method.payment_method, actor=actor)
-            tell = TellCases("payment_method_updated", update, customer_id=method.customer_id)
+            tell = TellCases(update, customer_id=method.customer_id)
             return Intake(**common, action=tell, customer_id=method.customer_id)
     raise AssertionError(f"unhandled event type {item.type}")  # every type is matched above
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from activities.store import CustomerProfile
 from intake.events import BillingEvent, InvalidEvent
+from workflows.dunning import signal_name
 from workflows.models import PaymentFailed
 
 # Event types, as each provider names them, that open a case.
@@ -42,12 +43,16 @@ class TellCases:
     The first target given wins: the invoice's case; else the case that made one of the
     charges; else every open case of the subscription; else of the customer."""
 
-    signal: str
     payload: BaseModel
     invoice_id: str | None = None
     charge_references: tuple[str, ...] = ()
     subscription_id: str | None = None
     customer_id: str | None = None
+
+    @property
+    def signal(self) -> str:
+        """The signal that carries the payload (see `workflows.dunning.SIGNALS`)."""
+        return signal_name(type(self.payload))
 
     def describe_target(self) -> str:
         """What the event is about, for details: ``invoice in_1``, ``customer cus_9``."""

@@ -129,7 +129,6 @@ def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetim
         )
     if not paid or paid <= 0:
         action: Action = TellCases(
-            "cancel",
             CancelRequest(reason=f"{kind}: settled without a payment", actor=ACTOR),
             invoice_id=ids["invoice_id"],
         )
@@ -137,13 +136,13 @@ def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetim
     charge = _payment_reference(invoice)
     reference = f"{ids['invoice_id']}/{charge}" if charge else ids["invoice_id"]
     payment = PaymentReceived(amount=paid, reference=reference, actor=ACTOR, paid_at_biller=True)
-    return {"action": TellCases("payment_received", payment, invoice_id=ids["invoice_id"]), **ids}
+    return {"action": TellCases(payment, invoice_id=ids["invoice_id"]), **ids}
 
 
 def _invoice_closed(kind: str, invoice: dict, previous: dict, occurred_at: datetime) -> dict:
     ids = _invoice_ids(invoice)
     cancel = CancelRequest(reason=kind, actor=ACTOR)
-    return {"action": TellCases("cancel", cancel, invoice_id=ids["invoice_id"]), **ids}
+    return {"action": TellCases(cancel, invoice_id=ids["invoice_id"]), **ids}
 
 
 def _invoice_ids(invoice: dict) -> dict:
@@ -188,7 +187,7 @@ def _subscription_deleted(kind: str, subscription: dict, previous: dict, at: dat
     subscription_id = _id(subscription.get("id"), "id", required=True)
     cancel = CancelRequest(reason=kind, actor=ACTOR)
     return {
-        "action": TellCases("cancel", cancel, subscription_id=subscription_id),
+        "action": TellCases(cancel, subscription_id=subscription_id),
         "subscription_id": subscription_id,
         "customer_id": _id(subscription.get("customer"), "customer"),
     }
@@ -208,16 +207,14 @@ def _dispute(kind: str, dispute: dict, previous: dict, occurred_at: datetime) ->
     )
     if kind == "charge.dispute.created":
         reason = _text(dispute.get("reason"), 400) or "dispute opened"
-        signal, payload = (
-            "dispute_opened",
-            DisputeOpened(reason=f"{reason} (Stripe dispute {dispute_id})", actor=ACTOR),
+        payload: DisputeOpened | DisputeResolved = DisputeOpened(
+            reason=f"{reason} (Stripe dispute {dispute_id})", actor=ACTOR
         )
     else:
-        signal = "dispute_resolved"
         payload = DisputeResolved(won=dispute.get("status") in DISPUTE_KEPT, actor=ACTOR)
     if invoice_id is None and not references:
         raise UnreadableEvent("data.object: the dispute names no charge or payment intent")
-    tell = TellCases(signal, payload, invoice_id=invoice_id, charge_references=references)
+    tell = TellCases(payload, invoice_id=invoice_id, charge_references=references)
     return {"action": tell, "invoice_id": invoice_id}
 
 
@@ -227,7 +224,7 @@ def _payment_method(kind: str, method: dict, previous: dict, occurred_at: dateti
     if customer_id is None:
         return {"action": Ignore(f"{kind}: the payment method belongs to no customer")}
     update = PaymentMethodUpdated(payment_method=method_id, actor=ACTOR)
-    action = TellCases("payment_method_updated", update, customer_id=customer_id)
+    action = TellCases(update, customer_id=customer_id)
     return {"action": action, "customer_id": customer_id}
 
 
@@ -256,7 +253,7 @@ def _customer_updated(kind: str, customer: dict, previous: dict, occurred_at: da
     action: Action = Ignore(f"{kind}: the default payment method did not change")
     if changed:
         update = PaymentMethodUpdated(payment_method=new, actor=ACTOR)
-        action = TellCases("payment_method_updated", update, customer_id=customer_id)
+        action = TellCases(update, customer_id=customer_id)
     return {"action": action, "customer_id": customer_id, "contacts": contacts}
 
 

@@ -489,3 +489,22 @@ def describe(step: Step) -> str:
             return f"{prefix}waiting until {step.until:%Y-%m-%d %H:%M} UTC {step.reason}"
         case Finish():
             return f"{step.outcome}: {step.reason}"
+
+
+SIGNALS = {
+    PaymentReceived: DunningWorkflow.payment_received,
+    PaymentFailed: DunningWorkflow.payment_failed,
+    PaymentMethodUpdated: DunningWorkflow.payment_method_updated,
+    DisputeOpened: DunningWorkflow.dispute_opened,
+    DisputeResolved: DunningWorkflow.dispute_resolved,
+    PauseRequest: DunningWorkflow.pause,
+    ResumeRequest: DunningWorkflow.resume,
+    CancelRequest: DunningWorkflow.cancel,
+}
+"""The signal that carries each payload. Billers, the starter and the simulator send by
+payload type, so a signal's name is written once: as its handler's."""
+
+
+def signal_name(payload_type: type) -> str:
+    """The name of the signal that carries `payload_type`, e.g. ``payment_received``."""
+    return SIGNALS[payload_type].__name__
