@@ -125,14 +125,14 @@ def _trouble(err: Exception) -> int:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"dunning: {_one_line(message)}", file=sys.stderr)
+    print(f"dunning: {_line(message)}", file=sys.stderr)
     return code
 
 
 def _bad_arguments(message: str, command: str, code: int = EXIT_BAD_ARGUMENTS) -> int:
     """Bad arguments as one line (never the usage box), pointing at the command's help."""
     # Click's wording less its full stop and pydantic's "Value error, " (Typer converts by it).
-    message = _one_line(message).removesuffix(".").replace("Value error, ", "")
+    message = _line(message).removesuffix(".").replace("Value error, ", "")
     return _fail(f"{message[:1].lower()}{message[1:]} (see {command} --help)", code)
 
 
@@ -656,7 +656,7 @@ def cmd_events_list(
             e.invoice_id or "-",
             str(e.deliveries),
             _when(e.received_at),
-            _one_line(e.detail)[:100] or "-",
+            _line(e.detail)[:100] or "-",
         ]
         for e in events
     ]
@@ -708,7 +708,7 @@ async def cmd_events_retry(
         if handled.claim is WebhookClaim.BUSY:
             print(f"{_event_name(event)}: being carried out by a delivery right now")
         else:
-            print(f"{_event_name(event)}: {handled.status}, {_one_line(handled.detail)}")
+            print(f"{_event_name(event)}: {handled.status}, {_line(handled.detail)}")
         if handled.status not in (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED):
             code = code or 1
     for event in events[len(results) :]:
@@ -761,13 +761,13 @@ def _store_trouble(err: SQLAlchemyError) -> str:
     if isinstance(err, ArgumentError):
         return f"DATABASE_URL is unusable ({err}); e.g. sqlite:///.dunning/dunning.db"
     # The driver's own words (connection refused, database is locked) carry no values.
-    reason = _one_line(err.orig)[:200] if isinstance(err, OperationalError) else ""
+    reason = _line(err.orig)[:200] if isinstance(err, OperationalError) else ""
     return f"cannot use the store ({reason or type(err).__name__}); check DATABASE_URL"
 
 
 def _temporal_trouble(settings: Settings, err: BaseException) -> str:
     address = settings.temporal_address or f"localhost:{settings.dev_server_port}"
-    return f"cannot reach Temporal at {address} ({_one_line(err)}); check TEMPORAL_ADDRESS"
+    return f"cannot reach Temporal at {address} ({_line(err)}); check TEMPORAL_ADDRESS"
 
 
 def _stored_messages(settings: Settings, case_id: str) -> list[Message] | None:
@@ -856,7 +856,7 @@ async def _update(handle: WorkflowHandle, update: Callable, request: object) -> 
         return await handle.execute_update(update, request)
     except WorkflowUpdateFailedError as err:
         reason = err.cause.message if isinstance(err.cause, ApplicationError) else err.cause
-        raise UserError(f"refused: {_one_line(reason or err)}") from err
+        raise UserError(f"refused: {_line(reason or err)}") from err
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -912,10 +912,6 @@ def _until(text: str) -> datetime:
 
 def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
-
-
-def _one_line(err: object) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -975,3 +971,10 @@ def _print_timeline(timeline) -> None:
     for entry in timeline:
         detail = f": {entry.detail}" if entry.detail else ""
         print(f"  {_when(entry.at)}  {entry.kind} by {entry.actor}{detail}")
+
+
+def _line(err: object) -> str:
+    """`err` on one line, whole (the CLI prints the full reason)."""
+    from config.errors import one_line
+
+    return one_line(err, limit=10_000)

@@ -44,6 +44,7 @@ from activities import signing
 from activities.notify.links import InvalidToken
 from activities.scrub import scrubbed
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
+from config.errors import one_line
 from config.settings import Settings
 from intake.client import connect
 from webhooks import (
@@ -71,7 +72,7 @@ class Problem(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
-        self.reason = _one_line(reason)
+        self.reason = one_line(reason, 500)
 
 
 def create_app(settings: Settings, client_provider: ClientProvider, store: CaseStore) -> Starlette:
@@ -153,7 +154,7 @@ def _answering(
             return _error(problem.status, problem.reason)
         except OperationalError as err:
             # SQLAlchemy quotes the statement's parameters: contacts must not reach the log.
-            log.warning("store unavailable: %s", scrubbed(_one_line(err)))
+            log.warning("store unavailable: %s", scrubbed(one_line(err, 500)))
             return _error(503, "the store is unavailable; retry later")
         except Exception:
             log.exception("unexpected error on %s", request.url.path)
@@ -196,7 +197,7 @@ class Receiver:
             reason = str(err.user_message or err).split(". ")[0]
             raise Problem(400, f"Stripe-Signature rejected: {reason}") from err
         except Exception as err:  # not UTF-8, not JSON, not an event object
-            raise Problem(400, f"malformed JSON: {_one_line(err)}") from err
+            raise Problem(400, f"malformed JSON: {one_line(err, 500)}") from err
         try:  # the SDK refuses a stale signature, not one dated ahead to be replayed later
             signing.check_fresh(
                 signing.signed_at(header, "Stripe-Signature"),
@@ -484,7 +485,7 @@ async def _reachable(ping: Callable[[], Awaitable[object]]) -> str:
     except TimeoutError:
         return "unreachable: no answer in time"
     except Exception as err:
-        return f"unreachable: {_one_line(err).removeprefix('Temporal is unreachable: ')}"
+        return f"unreachable: {one_line(err, 500).removeprefix('Temporal is unreachable: ')}"
     return "reachable"
 
 
@@ -493,14 +494,10 @@ def _accepted(event_id: str, status: str, detail: str) -> JSONResponse:
 
 
 def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": _one_line(reason)}, status_code=status)
+    return JSONResponse({"error": one_line(reason, 500)}, status_code=status)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Unknown paths and methods answer in JSON like everything else."""
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _one_line(err: object) -> str:
-    return " ".join(str(err).split())[:500] or type(err).__name__

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import from_json
 
+from config.errors import explain, one_line
 from config.settings import CONFIG_DIR
 from intake.events import BillingEvent, check_failed_at, check_occurred
 from webhooks.intake import Intake, OpenCase, TellCases, UnreadableEvent
@@ -208,13 +209,13 @@ def envelope(raw: bytes) -> tuple[Envelope, dict]:
     try:
         payload = from_json(raw)
     except ValueError as err:
-        raise ValueError(f"malformed JSON ({_one_line(err)})") from err
+        raise ValueError(f"malformed JSON ({one_line(err, 200)})") from err
     if not isinstance(payload, dict):
         raise ValueError("the body is not a JSON object")
     try:
         return Envelope.model_validate(payload), payload
     except ValidationError as err:
-        raise ValueError(explain(err)) from err
+        raise ValueError(explain(err, tags=EVENT_TYPES)) from err
 
 
 def parse(raw: bytes) -> NeutralEvent:
@@ -222,24 +223,7 @@ def parse(raw: bytes) -> NeutralEvent:
     try:
         return NeutralEvent.model_validate_json(raw)
     except ValidationError as err:
-        raise ValueError(explain(err)) from err
-
-
-def explain(err: ValidationError) -> str:
-    """``data.amount_due: Input should be greater than 0``: each problem with its field path,
-    without the `type` tag pydantic puts first."""
-    problems = []
-    for problem in err.errors(include_url=False):
-        loc = [str(part) for part in problem["loc"]]
-        if loc and loc[0] in EVENT_TYPES:
-            loc = loc[1:]
-        if problem["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc = ["type"]
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "json_invalid":
-            loc, message = [], f"malformed JSON ({problem['ctx'].get('error', 'invalid')})"
-        problems.append(f"{'.'.join(loc)}: {message}" if loc else message)
-    return "; ".join(problems)
+        raise ValueError(explain(err, tags=EVENT_TYPES)) from err
 
 
 def read_neutral_event(event: NeutralEvent) -> Intake:
@@ -296,10 +280,6 @@ def read_neutral_event(event: NeutralEvent) -> Intake:
             tell = TellCases(update, customer_id=method.customer_id)
             return Intake(**common, action=tell, customer_id=method.customer_id)
     raise AssertionError(f"unhandled event type {item.type}")  # every type is matched above
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200]
 
 
 if __name__ == "__main__":

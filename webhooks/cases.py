@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.payments import GatewayConfigError
 from activities.payments.stripe import StripeGateway
 from activities.store import CaseStore, CustomerProfile, WebhookEventStatus
+from config.errors import one_line
 from config.settings import Settings
 from intake.cases import CaseOpener, workflow_id_for
 from intake.client import case_run_status
@@ -103,7 +104,7 @@ class CaseDesk:
         try:
             return await self.client_provider()
         except Exception as err:
-            raise TemporalUnavailable(f"Temporal is unreachable: {_one_line(err)}") from err
+            raise TemporalUnavailable(f"Temporal is unreachable: {one_line(err)}") from err
 
     # Opening -------------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ class CaseDesk:
             found = codes.model_dump(exclude_none=True)
             event = BillingEvent.model_validate(action.event.model_dump(exclude_unset=True) | found)
         except (stripe.StripeError, GatewayConfigError, ValidationError) as err:
-            log.warning("decline of invoice %s unknown: %s", invoice_id, _one_line(err))
+            log.warning("decline of invoice %s unknown: %s", invoice_id, one_line(err))
             return action
         return dataclasses.replace(
             action, event=event, failure=action.failure.model_copy(update=found)
@@ -215,13 +216,9 @@ def _reaching_temporal() -> Iterator[None]:
         yield
     except RPCError as err:
         if err.status in _TRANSIENT:
-            raise TemporalUnavailable(f"Temporal did not answer: {_one_line(err)}") from err
+            raise TemporalUnavailable(f"Temporal did not answer: {one_line(err)}") from err
         raise
     except RuntimeError as err:
         if "connect" in str(err).lower():  # the SDK's "Failed client connect: ..."
-            raise TemporalUnavailable(f"Temporal is unreachable: {_one_line(err)}") from err
+            raise TemporalUnavailable(f"Temporal is unreachable: {one_line(err)}") from err
         raise
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:300] or type(err).__name__

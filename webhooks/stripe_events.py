@@ -20,6 +20,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from activities.payments.stripe import decline_codes
 from activities.store import CustomerProfile
+from config.errors import explain
 from intake.events import BillingEvent, check_occurred
 from webhooks.intake import Action, Ignore, Intake, OpenCase, TellCases, UnreadableEvent
 from workflows.models import (
@@ -115,7 +116,7 @@ def _invoice_failed(kind: str, invoice: dict, previous: dict, occurred_at: datet
             **codes,
         )
     except ValidationError as err:
-        raise UnreadableEvent(_explain(err, "data.object")) from err
+        raise UnreadableEvent(explain(err, prefix="data.object")) from err
     failure = PaymentFailed(**codes, actor=ACTOR)
     return {"action": OpenCase(event=event, failure=failure), **ids}
 
@@ -346,12 +347,3 @@ def _text(value: object, limit: int) -> str | None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _explain(err: ValidationError, prefix: str) -> str:
-    """``data.object.amount_due: Input should be greater than 0``, one line per event."""
-    return "; ".join(
-        f"{prefix}.{'.'.join(str(part) for part in problem['loc'])}: "
-        + problem["msg"].removeprefix("Value error, ")
-        for problem in err.errors()
-    )

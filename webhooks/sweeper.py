@@ -29,6 +29,7 @@ from activities.store import (
     WebhookEventStatus,
     utcnow,
 )
+from config.errors import one_line
 from config.settings import Settings
 from intake.events import InvalidEvent
 from webhooks import billing_events, stripe_events
@@ -75,7 +76,7 @@ async def act_once(
     except UnreadableEvent as err:
         intake, unreadable = None, str(err)
     except Exception as err:  # a payload shape no reader foresaw is still the sender's
-        intake, unreadable = None, f"cannot read the event: {_one_line(err)}"
+        intake, unreadable = None, f"cannot read the event: {one_line(err)}"
     row, claim = await asyncio.to_thread(
         desk.store.claim_webhook_event,
         WebhookEvent(
@@ -198,7 +199,7 @@ async def sweeping(settings: Settings, client: Client, store: CaseStore) -> Asyn
             except Exception as err:
                 log.warning(
                     "event sweep: %s; next round in %ss",
-                    _one_line(err),
+                    one_line(err),
                     settings.event_sweep_seconds,
                 )
             else:
@@ -213,7 +214,3 @@ async def sweeping(settings: Settings, client: Client, store: CaseStore) -> Asyn
         yield
     finally:
         task.cancel()
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:300] or type(err).__name__
