@@ -8,14 +8,16 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
+# pip's own output goes to a log; it is shown only when the install fails.
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@echo "Setting up $(VENV) (pip's output: $(VENV)/install.log)"
+	@python3 -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[test]'; } \
+		> $(VENV)/install.log 2>&1 || { tail -n 30 $(VENV)/install.log; exit 1; }
+	@touch $@
 
 run: setup
-	$(BIN)/dunning worker --demo --serve
+	@$(BIN)/dunning worker --demo --serve
 
 test: setup
 	$(BIN)/pytest
