@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # The store tests run on SQLite and on PostgreSQL: DATABASE_URL's when it is set, else one
 # the tests start themselves (pgserver), so no system database is needed.
 
-.PHONY: setup run test lint
+.PHONY: setup run test test-fast lint
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ run: setup
 
 test: setup
 	$(BIN)/pytest
+
+# The pure tier alone (the policy core, readers, templates): seconds, no servers.
+test-fast: setup
+	$(BIN)/pytest -m pure -q
 
 lint: setup
 	$(BIN)/ruff check .

@@ -249,3 +249,41 @@ async def status_when(
             return view
         await asyncio.sleep(0.05)
     raise AssertionError(f"case never reached: {what}; last status: {view}")
+
+
+# Tiers ----------------------------------------------------------------------------------------
+
+_TIER_FIXTURES = {
+    "dev_server": "dev_server",
+    "env": "time_skipping",
+    "dunning": "time_skipping",
+    "postgres_url": "postgresql",
+}
+# Modules whose tests exercise pure code (the policy core, readers, templates, tokens); a
+# test in one of them that asks for a file, server or database fixture is not pure.
+_PURE_MODULES = {
+    "test_policy_core",
+    "test_messaging_rules",
+    "test_policy_files",
+    "test_segments",
+    "test_smart_retry",
+    "test_stripe_shapes",
+    "test_templates",
+    "test_tokens",
+}
+_LOCAL_FIXTURES = {"tmp_path", "tmp_path_factory"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier from its module and the fixtures it uses (see pyproject's
+    markers), so `pytest -m pure` runs the core alone in seconds."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        tiers = {tier for fixture, tier in _TIER_FIXTURES.items() if fixture in names}
+        if "postgresql" in item.name:  # the store's parametrised backends
+            tiers.add("postgresql")
+        if not tiers:
+            pure = item.module.__name__ in _PURE_MODULES and not names & _LOCAL_FIXTURES
+            tiers.add("pure" if pure else "local")
+        for tier in tiers:
+            item.add_marker(tier)
