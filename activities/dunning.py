@@ -32,7 +32,7 @@ from activities.payments.simulated import SimulatedGateway
 from activities.payments.stripe import StripeGateway
 from activities.retry_training import ModelFileError, newest_model
 from activities.scrub import scrubbed
-from activities.store import CaseStore, CustomerProfile, Message, utcnow
+from activities.store import CaseStore, CustomerProfile, Message, MessageStatus, utcnow
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings
 from workflows import smart_retry
@@ -259,11 +259,13 @@ class DunningActivities:
         earlier = self.store.message(request.case_id, request.step, channel.value)
         if earlier is not None and earlier.status in SETTLED:
             return Delivery(channel=channel, status=SETTLED[earlier.status], detail="recorded")
-        if earlier is not None and earlier.status == PENDING:
+        if earlier is not None and earlier.status == MessageStatus.PENDING:
             # An earlier try handed it to the provider and died before hearing back: it may
             # have gone out. At most once: it is not sent again.
-            self.store.mark_message(earlier.id, UNCONFIRMED)
-            return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=UNCONFIRMED)
+            self.store.mark_message(earlier.id, MessageStatus.UNCONFIRMED)
+            return Delivery(
+                channel=channel, status=DeliveryStatus.SENT, detail=MessageStatus.UNCONFIRMED
+            )
         suppression = self.store.suppression(channel.value, recipient)
         if suppression is not None:
             detail = f"suppressed: {suppression.reason} ({suppression.source})"
@@ -305,7 +307,7 @@ class DunningActivities:
                 request.invoice_id, request.failed_at, request.amount_due
             )
             if settled is not None:
-                self.store.mark_message(row.id, WITHHELD)
+                self.store.mark_message(row.id, MessageStatus.WITHHELD)
                 raise InvoiceSettledMeanwhile(settled)
         key = f"{request.case_id}:{request.step}:{channel.value}"
         message = OutboundMessage(
@@ -323,27 +325,26 @@ class DunningActivities:
         try:
             provider_id = self.notifiers[channel].send(message)
         except (NotifierUnavailable, NotifierConfigError):
-            self.store.mark_message(row.id, REFUSED)  # the provider said no: a retry may send
+            # The provider said no: a retry may send.
+            self.store.mark_message(row.id, MessageStatus.REFUSED)
             raise
         except UndeliverableError as err:
             # This contact cannot take messages on this channel: never try it again.
-            self.store.mark_message(row.id, DeliveryStatus.FAILED)
+            self.store.mark_message(row.id, MessageStatus.FAILED)
             self.store.suppress(channel.value, recipient, err.reason, source="provider")
             detail = f"{scrubbed(str(err), recipient)} ({err.reason})"
             return Delivery(channel=channel, status=DeliveryStatus.FAILED, detail=detail)
-        self.store.mark_message(row.id, DeliveryStatus.SENT, provider_id)
+        self.store.mark_message(row.id, MessageStatus.SENT, provider_id)
         return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=provider_id)
 
 
-# Message rows: written PENDING before the provider call, settled after it. A row left
-# PENDING means a try died mid-call; one REFUSED means the provider said "not now".
-# WITHHELD: the invoice was settled just before it went out.
-PENDING, REFUSED, UNCONFIRMED, WITHHELD = "pending", "refused", "unconfirmed", "withheld"
+# Message rows: written PENDING before the provider call, settled after it; a row in one of
+# these is not sent again, and answers as the delivery it recorded.
 SETTLED = {
-    "sent": DeliveryStatus.SENT,
-    "failed": DeliveryStatus.FAILED,
-    UNCONFIRMED: DeliveryStatus.SENT,
-    WITHHELD: DeliveryStatus.SKIPPED,
+    MessageStatus.SENT: DeliveryStatus.SENT,
+    MessageStatus.FAILED: DeliveryStatus.FAILED,
+    MessageStatus.UNCONFIRMED: DeliveryStatus.SENT,
+    MessageStatus.WITHHELD: DeliveryStatus.SKIPPED,
 }
 
 

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
 from activities.notify.contacts import contact_zones
-from activities.store import Case, CaseStore, ChargeAttempt, Customer, utcnow
+from activities.store import CaseStore, utcnow
 from config.errors import explain
 from config.settings import Settings
 from workflows.policy import DeclineClass
@@ -108,13 +107,7 @@ def attempt_history(store: CaseStore) -> list[AttemptRecord]:
 
     The case row has no failure time or card brand: the case's opening time stands for the
     failure (a case opens within seconds of it) and the brand is unknown."""
-    with store.session() as session:
-        rows = session.exec(
-            select(ChargeAttempt, Case, Customer)
-            .join(Case, Case.case_id == ChargeAttempt.case_id)
-            .join(Customer, Customer.customer_id == Case.customer_id, isouter=True)
-            .order_by(ChargeAttempt.case_id, ChargeAttempt.attempt)
-        ).all()
+    rows = store.attempt_history()
     history = []
     first_card: dict[str, str | None] = {}
     for attempt, case, customer in rows:

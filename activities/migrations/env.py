@@ -10,7 +10,7 @@ there is none (writing a new revision), the store `DATABASE_URL` names:
 from alembic import context
 from sqlmodel import SQLModel
 
-from activities.store import CaseStore
+from activities.store import CaseStore  # registers every table on SQLModel.metadata
 from config.settings import Settings
 
 

@@ -1,0 +1,71 @@
+"""The case store: customers, cases, charge attempts, messages, received billing events and the
+audit trail, one module per concern.
+
+SQLite by default, any SQLAlchemy URL (PostgreSQL in production) through `DATABASE_URL`.
+Contact details live here and only here: workflows hold the customer id.
+Every write is idempotent (keyed by case and attempt, case and step and channel, case and
+audit sequence), so a retried activity never writes a row twice.
+"""
+
+from activities.store.cases import CaseRecords
+from activities.store.engine import FIRST_REVISION, Database, migrations
+from activities.store.inbox import (
+    FINAL_STATUSES,
+    OPEN_CASE_STATUSES,
+    SETTLEMENT_KINDS,
+    EventInbox,
+)
+from activities.store.ledger import SimulatedLedger
+from activities.store.messages import Outbox
+from activities.store.tables import (
+    Case,
+    CaseEvent,
+    ChargeAttempt,
+    Customer,
+    CustomerProfile,
+    Message,
+    MessageStatus,
+    SimulatedCharge,
+    Suppression,
+    UTCDateTime,
+    WebhookClaim,
+    WebhookEvent,
+    WebhookEventStatus,
+    contact_key,
+    utcnow,
+)
+
+
+class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger):
+    """The one store the activities, the receiver and the CLI share: every concern's methods
+    on one engine; safe to share between activity threads."""
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "FIRST_REVISION",
+    "OPEN_CASE_STATUSES",
+    "SETTLEMENT_KINDS",
+    "Case",
+    "CaseEvent",
+    "CaseRecords",
+    "CaseStore",
+    "ChargeAttempt",
+    "Customer",
+    "CustomerProfile",
+    "Database",
+    "EventInbox",
+    "Message",
+    "MessageStatus",
+    "Outbox",
+    "SimulatedCharge",
+    "SimulatedLedger",
+    "Suppression",
+    "UTCDateTime",
+    "WebhookClaim",
+    "WebhookEvent",
+    "WebhookEventStatus",
+    "contact_key",
+    "migrations",
+    "utcnow",
+]
