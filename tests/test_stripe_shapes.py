@@ -9,13 +9,14 @@ from __future__ import annotations
 from test_webhooks import invoice, legacy, stripe_event
 
 from webhooks.intake import OpenCase
-from webhooks.stripe_events import read_stripe_event
+from webhooks.stripe_events import envelope, read_stripe_event
 
 # The reader alone: a decline only where a payload expanded it -------------------------------
 
 
 def failure(obj: dict) -> OpenCase:
-    action = read_stripe_event(stripe_event("invoice.payment_failed", obj)).action
+    event = stripe_event("invoice.payment_failed", obj)
+    action = read_stripe_event(event, envelope(event)).action
     assert isinstance(action, OpenCase)
     return action
 

@@ -972,7 +972,7 @@ async def test_signature_covers_the_raw_body(offline: Receiver) -> None:
     ("body", "words"),
     [
         ("{not json", "malformed JSON"),
-        ("[1, 2]", "malformed JSON"),
+        ("[1, 2]", "not a Stripe event: the body is not a JSON object"),
         ('{"object": "event", "type": "invoice.paid"}', "not a Stripe event: id"),
     ],
 )

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 import stripe
 import uvicorn
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -184,19 +185,16 @@ class Receiver:
         if header and not header.isascii():  # the SDK's compare_digest raises TypeError on it
             raise Problem(400, "Stripe-Signature rejected: not ASCII text")
         try:
-            stripe.Webhook.construct_event(
-                raw,
-                header,
-                secret.get_secret_value(),
-                tolerance=self.settings.stripe_webhook_tolerance,
+            stripe.WebhookSignature.verify_header(
+                raw, header, secret.get_secret_value(), self.settings.stripe_webhook_tolerance
             )
         except stripe.SignatureVerificationError as err:
             if not header:
                 raise Problem(400, "missing Stripe-Signature header") from err
             reason = str(err.user_message or err).split(". ")[0]
             raise Problem(400, f"Stripe-Signature rejected: {reason}") from err
-        except Exception as err:  # not UTF-8, not JSON, not an event object
-            raise Problem(400, f"malformed JSON: {one_line(err, 500)}") from err
+        except UnicodeDecodeError as err:
+            raise Problem(400, "malformed JSON: the body is not UTF-8") from err
         try:  # the SDK refuses a stale signature, not one dated ahead to be replayed later
             signing.check_fresh(
                 signing.signed_at(header, "Stripe-Signature"),
@@ -205,18 +203,21 @@ class Receiver:
             )
         except signing.SignatureError as err:
             raise Problem(400, str(err)) from err
-        payload = json.loads(raw)
+        try:  # parsed once, here: the signature check above reads only the header
+            payload = json.loads(raw)
+        except (ValueError, RecursionError) as err:
+            raise Problem(400, f"malformed JSON: {one_line(err, 500)}") from err
         try:
-            event_id, kind, occurred_at = stripe_events.envelope(payload)
+            head = stripe_events.envelope(payload)
         except ValueError as err:
             raise Problem(400, f"not a Stripe event: {err}") from err
         return await self._receive(
             stripe_events.PROVIDER,
-            event_id,
-            kind,
-            occurred_at,
+            head.event_id,
+            head.kind,
+            head.occurred_at,
             payload,
-            lambda: stripe_events.read_stripe_event(payload),
+            lambda: stripe_events.read_stripe_event(payload, head),
         )
 
     @_answering
@@ -432,7 +433,8 @@ class Receiver:
         return _accepted(event_id, handled.status, handled.detail)
 
     def _ping_store(self) -> None:
-        self.store.ping()
+        with self.store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
 
 def _once(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 from pydantic import EmailStr, TypeAdapter, ValidationError
@@ -46,7 +46,15 @@ _LOCALE = re.compile(LOCALE_PATTERN)
 MAX_UNIX_SECONDS = 32_503_680_000
 
 
-def envelope(payload: Any) -> tuple[str, str, datetime]:
+class Envelope(NamedTuple):
+    """What names a Stripe event: read first, so even an unreadable event can be stored."""
+
+    event_id: str
+    kind: str
+    occurred_at: datetime
+
+
+def envelope(payload: Any) -> Envelope:
     """The event's id, type and creation time; ValueError when the payload is no event."""
     if not isinstance(payload, dict):
         raise ValueError("the body is not a JSON object")
@@ -57,12 +65,13 @@ def envelope(payload: Any) -> tuple[str, str, datetime]:
         raise ValueError("type: missing")
     if not _is_int(created) or not 0 <= created < MAX_UNIX_SECONDS:
         raise ValueError("created: not a unix timestamp")
-    return event_id, kind, check_occurred(datetime.fromtimestamp(created, UTC))
+    return Envelope(event_id, kind, check_occurred(datetime.fromtimestamp(created, UTC)))
 
 
-def read_stripe_event(payload: dict) -> Intake:
-    """What an authentic Stripe event asks; `UnreadableEvent` when its object makes no sense."""
-    event_id, kind, occurred_at = envelope(payload)
+def read_stripe_event(payload: dict, head: Envelope) -> Intake:
+    """What an authentic Stripe event asks, given its `envelope`; `UnreadableEvent` when its
+    object makes no sense."""
+    event_id, kind, occurred_at = head
     data = payload.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):

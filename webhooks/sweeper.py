@@ -118,7 +118,7 @@ async def act_once(
 def read_stored(event: WebhookEvent) -> Intake:
     """A stored billing event (one of `PROVIDERS`) read again, as its endpoint read it."""
     if event.provider == stripe_events.PROVIDER:
-        return stripe_events.read_stripe_event(event.payload)
+        return stripe_events.read_stripe_event(event.payload, stripe_events.envelope(event.payload))
     raw = json.dumps(event.payload).encode()
     return billing_events.read_neutral_event(billing_events.parse(raw))
 
