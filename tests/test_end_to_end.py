@@ -258,7 +258,7 @@ async def test_cli_pause_resume_list_and_status(service_env, worker):
     [
         (["pause", "in_nope", "--reason", "x"], None, "no case for in_nope"),
         (["status", "bad id!"], None, "is not a case or invoice id"),
-        (["start", "-"], "{not json", "Invalid JSON"),
+        (["start", "-"], "{not json", "malformed JSON"),
         (["start", "-"], '{"invoice_id": "in_1"}', "customer: Field required"),
         (["start", "--invoice", "in_1", "--customer", "c", "--amount", "5"], None, "--currency"),
         (["pause", "in_x", "--reason", "x", "--until", "someday"], None, "--until 'someday'"),
