@@ -1,8 +1,8 @@
 """The dunning activities: load a policy, charge, notify, record.
 
-Methods on one class that holds the dependencies (store, gateway, notifier, policies), so a
-test or a deployment swaps a real service for another by construction. All are synchronous
-and run in the worker's thread pool; all are idempotent.
+Methods on one class that holds the dependencies (store, payment processor and biller,
+notifiers, policies), so a test or a deployment swaps a real service for another by
+construction. All are synchronous and run in the worker's thread pool; all are idempotent.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from activities.notify.outbox import OutboxNotifier
 from activities.notify.sendgrid import SendGridNotifier
 from activities.notify.templates import Templates, message_variables
 from activities.notify.twilio import TwilioNotifier
-from activities.payments import PaymentGateway
-from activities.payments.simulated import SimulatedGateway
-from activities.payments.stripe import StripeGateway
+from activities.payments import Biller, Processor, biller_for, processor_for
 from activities.retry_training import ModelFileError, newest_model
 from activities.scrub import scrubbed
 from activities.store import CaseStore, CustomerProfile, Message, MessageStatus, utcnow
@@ -77,7 +75,8 @@ class DunningActivities:
     def __init__(
         self,
         store: CaseStore,
-        gateway: PaymentGateway,
+        processor: Processor,
+        biller: Biller,
         notifiers: dict[Channel, Notifier],
         policies: list[Policy],
         templates: Templates,
@@ -86,7 +85,8 @@ class DunningActivities:
         retry_models_dir: Path | None = None,
     ) -> None:
         self.store = store
-        self.gateway = gateway
+        self.processor = processor
+        self.biller = biller
         self.notifiers = notifiers
         self.policies = policies
         self.templates = templates
@@ -109,11 +109,8 @@ class DunningActivities:
             notifiers[Channel.IN_APP] = InAppNotifier.from_settings(settings)
         return cls(
             store=store,
-            gateway=(
-                StripeGateway.from_settings(settings)
-                if settings.gateway == "stripe"
-                else SimulatedGateway(store)
-            ),
+            processor=processor_for(settings, store),
+            biller=biller_for(settings, store),
             notifiers=notifiers,
             policies=load_policies(settings.policies_dir, settings.declines_file),
             templates=Templates(CONFIG_DIR / "templates"),
@@ -175,7 +172,7 @@ class DunningActivities:
 
     @activity.defn
     def charge(self, request: ChargeRequest) -> ChargeResult:
-        """Charge once per attempt: the gateway dedupes on the attempt's idempotency key.
+        """Charge once per attempt: the processor dedupes on the attempt's idempotency key.
         An invoice the biller already settled is not charged (`settled` says why)."""
         settled = self._settlement(request.invoice_id, request.failed_at, request.amount)
         if settled is not None:
@@ -184,7 +181,7 @@ class DunningActivities:
             customer = self.store.get_customer(request.customer_id)
             if customer is not None and customer.payment_method:
                 request = request.model_copy(update={"payment_method": customer.payment_method})
-        result = self.gateway.charge(request)
+        result = self.processor.charge(request)
         if result.payment_method is None:
             result = result.model_copy(update={"payment_method": request.payment_method})
         self.store.record_attempt(request, result)
@@ -192,8 +189,8 @@ class DunningActivities:
 
     @activity.defn
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
-        """Tell the biller how the case ended; the gateway dedupes on the request's key."""
-        return self.gateway.write_back(request)
+        """Tell the biller how the case ended; the biller dedupes on the request's key."""
+        return self.biller.write_back(request)
 
     @activity.defn
     def notify(self, request: NotifyRequest) -> NotifyResult:
@@ -243,12 +240,12 @@ class DunningActivities:
         self, invoice_id: str, failed_at: datetime | None, amount_due: int
     ) -> InvoiceSettled | None:
         """Whether the invoice is settled: by an event the receiver stored (which may have
-        raced the case's start), else by the gateway's own word."""
+        raced the case's start), else by the biller's own word."""
         if failed_at is not None:
             settled = self.store.invoice_settlement(invoice_id, failed_at, amount_due)
             if settled is not None:
                 return settled
-        return self.gateway.settlement(invoice_id)
+        return self.biller.settlement(invoice_id)
 
     def _deliver(
         self, request: NotifyRequest, customer: CustomerProfile | None, channel: Channel

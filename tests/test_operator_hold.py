@@ -16,15 +16,15 @@ from conftest import Dunning, status_when
 from fake_stripe import FakeStripe
 
 from activities.payments import GatewayConfigError
-from activities.payments.simulated import SimulatedGateway
-from activities.payments.stripe import StripeGateway
+from activities.payments.simulated import SimulatedProcessor
+from activities.payments.stripe import StripeBiller, StripeProcessor
 from config.policies import find_policy
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseStatus, ChargeRequest, ChargeResult, RetryRequest
 from workflows.policy import Outcome
 
 
-class MisconfiguredGateway(SimulatedGateway):
+class MisconfiguredProcessor(SimulatedProcessor):
     """Refuses every charge as a wrong API base would, until `fixed`."""
 
     fixed = False
@@ -38,8 +38,8 @@ class MisconfiguredGateway(SimulatedGateway):
 async def test_a_configuration_error_blocks_the_case_until_an_operator_retries(
     dunning: Dunning,
 ) -> None:
-    gateway = MisconfiguredGateway(dunning.activities.store)
-    dunning.activities.gateway = gateway
+    processor = MisconfiguredProcessor(dunning.activities.store)
+    dunning.activities.processor = processor
     case = await dunning.open_case("pm_card_visa")
     async with dunning.worker():
         handle = await dunning.start(case)
@@ -61,7 +61,7 @@ async def test_a_configuration_error_blocks_the_case_until_an_operator_retries(
         assert len(view.messages) == sent
         assert dunning.activities.store.attempts(case.case_id) == []
 
-        gateway.fixed = True
+        processor.fixed = True
         answer = await handle.execute_update(
             DunningWorkflow.retry_case, RetryRequest(actor="ops:lee")
         )
@@ -84,7 +84,8 @@ async def test_a_404_from_stripe_blocks_the_case_within_a_minute_not_hours(
     retrying on its schedule into collections."""
     with FakeStripe("sk_test_hold") as stripe_api:
         stripe_api.wrong_base = mistake == "wrong API base"
-        dunning.activities.gateway = StripeGateway("sk_test_hold", stripe_api.url)
+        dunning.activities.processor = StripeProcessor("sk_test_hold", stripe_api.url)
+        dunning.activities.biller = StripeBiller("sk_test_hold", stripe_api.url)
         case = await dunning.open_case("pm_card_visa")  # an invoice Stripe does not have
         async with dunning.worker():
             handle = await dunning.start(case)

@@ -2,7 +2,7 @@
 
 The first tests run the same case twice, through the simulator and through the real
 DunningWorkflow on the time-skipping server, with the same world behind both: the
-workflow's charges reach the world through a `PaymentGateway` that asks it, and the
+workflow's charges reach the world through a `Processor` that asks it, and the
 customer's actions the simulator applied reach the workflow as signals at the same virtual
 times. Both runs must take the same steps (charges, messages, waits) at the same times.
 The rest check the synthetic world's model, determinism, policy comparison and the CLI.
@@ -72,7 +72,7 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 SAME_MOMENT = timedelta(seconds=1)
 
 
-# A world written down, and a gateway that asks a world -----------------------------------
+# A world written down, and payments that ask a world --------------------------------------
 
 
 class ScriptedWorld:
@@ -104,8 +104,8 @@ class ScriptedWorld:
         return CustomerAction(kind=kind, at=at + delay)
 
 
-class WorldGateway:
-    """A `PaymentGateway` whose answers come from a `World`, asked at the activity's virtual
+class WorldPayments:
+    """A `Processor` and `Biller` whose answers come from a `World`, asked at the activity's virtual
     time: the workflow's charges meet the world the simulator's did."""
 
     def __init__(self, world: World, cases: list[SimCase]) -> None:
@@ -193,12 +193,12 @@ async def run_both(
     retry_model: RetryModel | None = None,
 ) -> tuple[CaseRun, CaseResult]:
     """The case through the simulator, then through DunningWorkflow: the same world (a fresh
-    one for the simulator, then the same instance behind the workflow's gateway), and the
+    one for the simulator, then the same instance behind the workflow's processor), and the
     customer's actions as signals at the times the simulator applied them. Compares steps."""
     world = make_world()
     run = run_case(case, policy, world, retry_model=retry_model)
 
-    dunning.activities.gateway = WorldGateway(world, [case])
+    dunning.activities.processor = dunning.activities.biller = WorldPayments(world, [case])
     dunning.activities.store.upsert_customer(
         CustomerProfile(
             customer_id=case.customer_id,

@@ -1,7 +1,8 @@
-"""The Stripe gateway driven through the real `stripe` SDK against a local fake Stripe API.
+"""Stripe's processor and biller driven through the real `stripe` SDK against a local fake
+Stripe API.
 
-Nothing is mocked: `StripeGateway` builds a real `stripe.StripeClient` pointed at
-`tests/fake_stripe.py`, which answers over HTTP the way Stripe does (paths, Bearer auth,
+Nothing is mocked: `StripeProcessor` and `StripeBiller` build a real `stripe.StripeClient`
+pointed at `tests/fake_stripe.py`, which answers over HTTP the way Stripe does (paths, Bearer auth,
 idempotency keys, 402/404/429/500 bodies). The tests read what went over the wire and how
 many charges the fake's card network saw.
 """
@@ -21,9 +22,17 @@ import stripe
 from fake_stripe import Decline, FakeStripe
 
 from activities.dunning import DunningActivities
-from activities.payments import GatewayConfigError, IdempotencyConflict
-from activities.payments.simulated import SimulatedGateway
-from activities.payments.stripe import STRIPE_API_VERSION, StripeGateway
+from activities.payments import (
+    BILLERS,
+    PROCESSORS,
+    PROVIDERS,
+    GatewayConfigError,
+    IdempotencyConflict,
+    biller_for,
+    processor_for,
+)
+from activities.payments.simulated import SimulatedBiller, SimulatedProcessor
+from activities.payments.stripe import STRIPE_API_VERSION, StripeBiller, StripeProcessor
 from config.policies import load_declines
 from config.settings import CONFIG_DIR, Settings
 from workflows.models import ChargeRequest, ChargeResult, InvoiceSettled, WriteBackRequest
@@ -42,9 +51,15 @@ def fake() -> Iterator[FakeStripe]:
 
 
 @pytest.fixture
-def gateway(fake: FakeStripe) -> StripeGateway:
-    """The real gateway, SDK and all, pointed at the fake."""
-    return StripeGateway(API_KEY, fake.url)
+def processor(fake: FakeStripe) -> StripeProcessor:
+    """The real processor, SDK and all, pointed at the fake."""
+    return StripeProcessor(API_KEY, fake.url)
+
+
+@pytest.fixture
+def biller(fake: FakeStripe) -> StripeBiller:
+    """The real biller, SDK and all, pointed at the fake."""
+    return StripeBiller(API_KEY, fake.url)
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +97,11 @@ def write_back_request(
 
 
 def test_paying_an_invoice_sends_the_attempts_key_off_session(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     invoice = fake.add_invoice("in_pays")
 
-    result = gateway.charge(charge_request("in_pays", attempt=2))
+    result = processor.charge(charge_request("in_pays", attempt=2))
 
     assert result.approved
     assert result.reference == invoice.payment_intent
@@ -104,10 +119,12 @@ def test_paying_an_invoice_sends_the_attempts_key_off_session(
     assert invoice.status == "paid"
 
 
-def test_a_new_payment_method_is_the_one_charged(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_a_new_payment_method_is_the_one_charged(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
     fake.add_invoice("in_new_card")
 
-    result = gateway.charge(charge_request("in_new_card", payment_method="pm_card_new"))
+    result = processor.charge(charge_request("in_new_card", payment_method="pm_card_new"))
 
     assert result.approved
     assert fake.requests[0].form["payment_method"] == "pm_card_new"
@@ -174,7 +191,7 @@ DECLINES = {
 )
 def test_a_card_error_becomes_a_decline_the_table_classifies(
     fake: FakeStripe,
-    gateway: StripeGateway,
+    processor: StripeProcessor,
     declines: DeclineTable,
     decline: Decline,
     decline_code: str,
@@ -182,7 +199,7 @@ def test_a_card_error_becomes_a_decline_the_table_classifies(
 ) -> None:
     fake.add_invoice("in_declines", decline=decline)
 
-    result = gateway.charge(charge_request("in_declines"))
+    result = processor.charge(charge_request("in_declines"))
 
     assert result == ChargeResult(
         approved=False,
@@ -204,7 +221,7 @@ def test_a_card_error_becomes_a_decline_the_table_classifies(
 
 
 def test_a_decline_message_loses_any_email_or_phone(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     fake.add_invoice(
         "in_chatty",
@@ -214,7 +231,7 @@ def test_a_decline_message_loses_any_email_or_phone(
         ),
     )
 
-    result = gateway.charge(charge_request("in_chatty"))
+    result = processor.charge(charge_request("in_chatty"))
 
     assert result.decline_code == "call_issuer"
     assert result.message == "Declined: ask <email> to call <phone>."
@@ -231,17 +248,17 @@ def test_a_decline_message_loses_any_email_or_phone(
     ],
 )
 def test_an_outage_raises_then_the_same_request_pays_once(
-    fake: FakeStripe, gateway: StripeGateway, status: int, error: type[Exception]
+    fake: FakeStripe, processor: StripeProcessor, status: int, error: type[Exception]
 ) -> None:
     fake.add_invoice("in_busy", outages=[status])
     request = charge_request("in_busy")
 
     with pytest.raises(error) as raised:
-        gateway.charge(request)
+        processor.charge(request)
     assert raised.value.http_status == status
     assert fake.charges == []
 
-    result = gateway.charge(request)  # what the activity's retry does
+    result = processor.charge(request)  # what the activity's retry does
 
     assert result.approved
     assert len(fake.charges) == 1
@@ -250,19 +267,19 @@ def test_an_outage_raises_then_the_same_request_pays_once(
 
 
 def test_a_lost_response_is_replayed_on_retry_not_charged_again(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     invoice = fake.add_invoice("in_lost", lose_responses=1)
     request = charge_request("in_lost")
 
     with pytest.raises(stripe.APIConnectionError) as raised:
-        gateway.charge(request)
+        processor.charge(request)
     assert len(fake.charges) == 1  # Stripe charged; only the answer was lost
     # The SDK's own text names Stripe's support address; history must not get it.
     assert "@" not in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
-    result = gateway.charge(request)
+    result = processor.charge(request)
 
     assert result.approved
     assert result.reference == invoice.payment_intent
@@ -270,13 +287,13 @@ def test_a_lost_response_is_replayed_on_retry_not_charged_again(
 
 
 def test_the_same_key_twice_gets_the_stored_answer_and_one_charge(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     fake.add_invoice("in_twice")
     request = charge_request("in_twice")
 
-    first = gateway.charge(request)
-    second = gateway.charge(request)
+    first = processor.charge(request)
+    second = processor.charge(request)
 
     assert first == second
     assert first.approved
@@ -284,13 +301,13 @@ def test_the_same_key_twice_gets_the_stored_answer_and_one_charge(
 
 
 def test_a_declined_attempt_replays_its_decline_without_a_second_try(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     fake.add_invoice("in_no_funds", decline=Decline("insufficient_funds"))
     request = charge_request("in_no_funds")
 
-    first = gateway.charge(request)
-    second = gateway.charge(request)
+    first = processor.charge(request)
+    second = processor.charge(request)
 
     assert first == second
     assert first.decline_code == "insufficient_funds"
@@ -328,7 +345,7 @@ def test_the_fake_replays_stored_bytes_like_stripe(fake: FakeStripe) -> None:
 
 
 def test_stripe_replays_a_stored_500_and_nothing_is_charged(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     # A 500 from a request that began running is stored under its key (API v1): the same
     # attempt keeps getting it for 24 hours. Safe: no charge; the next attempt has a new key.
@@ -337,48 +354,48 @@ def test_stripe_replays_a_stored_500_and_nothing_is_charged(
 
     for _ in range(2):
         with pytest.raises(stripe.APIError):
-            gateway.charge(request)
+            processor.charge(request)
 
     assert fake.charges == []
-    assert gateway.charge(charge_request("in_broken", attempt=2)).approved
+    assert processor.charge(charge_request("in_broken", attempt=2)).approved
     assert len(fake.charges) == 1
 
 
 def test_reusing_a_key_with_other_parameters_is_a_conflict(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     fake.add_invoice("in_conflict", decline=Decline("insufficient_funds"))
-    gateway.charge(charge_request("in_conflict"))
+    processor.charge(charge_request("in_conflict"))
 
     with pytest.raises(IdempotencyConflict, match="dunning:case-in_conflict:attempt:1"):
-        gateway.charge(charge_request("in_conflict", payment_method="pm_card_other"))
+        processor.charge(charge_request("in_conflict", payment_method="pm_card_other"))
 
     assert len(fake.attempts) == 1
 
 
 def test_a_bad_api_key_is_a_config_error(fake: FakeStripe) -> None:
     fake.add_invoice("in_locked")
-    gateway = StripeGateway("sk_test_wrong_key", fake.url)
+    processor = StripeProcessor("sk_test_wrong_key", fake.url)
 
     with pytest.raises(GatewayConfigError, match="API key") as raised:
-        gateway.charge(charge_request("in_locked"))
+        processor.charge(charge_request("in_locked"))
 
     assert "wrong" not in str(raised.value)
     assert "\n" not in str(raised.value)
     assert fake.attempts == []
 
 
-def test_an_unknown_invoice_is_a_config_error(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_an_unknown_invoice_is_a_config_error(fake: FakeStripe, processor: StripeProcessor) -> None:
     with pytest.raises(GatewayConfigError, match=r"resource_missing.*in_nowhere"):
-        gateway.charge(charge_request("in_nowhere"))
+        processor.charge(charge_request("in_nowhere"))
 
 
 def test_an_invoice_already_paid_counts_as_approved(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     fake.add_invoice("in_paid_by_customer", status="paid")
 
-    result = gateway.charge(charge_request("in_paid_by_customer"))
+    result = processor.charge(charge_request("in_paid_by_customer"))
 
     assert result.approved
     assert result.reference == "in_paid_by_customer"
@@ -386,11 +403,11 @@ def test_an_invoice_already_paid_counts_as_approved(
 
 
 def test_a_payment_still_processing_is_not_approved(
-    fake: FakeStripe, gateway: StripeGateway, declines: DeclineTable
+    fake: FakeStripe, processor: StripeProcessor, declines: DeclineTable
 ) -> None:
     fake.add_invoice("in_sepa", settles=False)
 
-    result = gateway.charge(charge_request("in_sepa"))
+    result = processor.charge(charge_request("in_sepa"))
 
     assert not result.approved
     assert result.decline_code == "payment_pending"
@@ -398,12 +415,12 @@ def test_a_payment_still_processing_is_not_approved(
 
 
 def test_a_detached_payment_method_needs_a_new_one(
-    fake: FakeStripe, gateway: StripeGateway, declines: DeclineTable
+    fake: FakeStripe, processor: StripeProcessor, declines: DeclineTable
 ) -> None:
     fake.add_invoice("in_stale_card")
     fake.detached_payment_methods.add("pm_gone")
 
-    result = gateway.charge(charge_request("in_stale_card", payment_method="pm_gone"))
+    result = processor.charge(charge_request("in_stale_card", payment_method="pm_gone"))
 
     assert not result.approved
     assert result.decline_code == "invalid_payment_method"
@@ -418,12 +435,12 @@ def test_a_detached_payment_method_needs_a_new_one(
     [(401, "API key"), (403, "HTTP 403"), (404, "resource_missing")],
 )
 def test_a_refusal_stripe_will_repeat_is_a_config_error_at_once(
-    fake: FakeStripe, gateway: StripeGateway, status: int, words: str
+    fake: FakeStripe, processor: StripeProcessor, status: int, words: str
 ) -> None:
     fake.add_invoice("in_refused", outages=[status])
 
     with pytest.raises(GatewayConfigError, match=words) as raised:
-        gateway.charge(charge_request("in_refused"))
+        processor.charge(charge_request("in_refused"))
 
     assert "\n" not in str(raised.value)
     assert len(fake.requests) == 1  # the SDK did not retry it either
@@ -431,34 +448,34 @@ def test_a_refusal_stripe_will_repeat_is_a_config_error_at_once(
 
 
 def test_a_server_that_is_not_stripe_is_a_config_error_not_an_outage(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor, biller: StripeBiller
 ) -> None:
     # A wrong STRIPE_API_BASE answers HTML. Retried as an outage, each charge stalled ~5.7 h.
     fake.add_invoice("in_lost_base")
     fake.wrong_base = True
 
     with pytest.raises(GatewayConfigError) as raised:
-        gateway.charge(charge_request("in_lost_base"))
+        processor.charge(charge_request("in_lost_base"))
 
     assert str(raised.value) == "HTTP 404 without Stripe's error body: check STRIPE_API_BASE"
     with pytest.raises(GatewayConfigError, match="STRIPE_API_BASE"):
-        gateway.invoice_decline("in_lost_base")
+        processor.invoice_decline("in_lost_base")
     with pytest.raises(GatewayConfigError, match="STRIPE_API_BASE"):
-        gateway.write_back(write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE, "in_lost_base"))
+        biller.write_back(write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE, "in_lost_base"))
 
 
 def test_no_answer_at_all_is_transient(fake: FakeStripe) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    gateway = StripeGateway(API_KEY, closed)
+    processor, biller = StripeProcessor(API_KEY, closed), StripeBiller(API_KEY, closed)
 
     with pytest.raises(stripe.APIConnectionError, match="Stripe unreachable"):
-        gateway.charge(charge_request("in_anywhere"))
+        processor.charge(charge_request("in_anywhere"))
     with pytest.raises(stripe.APIConnectionError):
-        gateway.invoice_decline("in_anywhere")
+        processor.invoice_decline("in_anywhere")
     with pytest.raises(stripe.APIConnectionError):
-        gateway.settlement("in_anywhere")
+        biller.settlement("in_anywhere")
 
 
 # Settlement -------------------------------------------------------------------------------
@@ -473,11 +490,11 @@ def test_no_answer_at_all_is_transient(fake: FakeStripe) -> None:
     ],
 )
 def test_settlement_reads_the_invoice_status(
-    fake: FakeStripe, gateway: StripeGateway, status: str, settled: InvoiceSettled | None
+    fake: FakeStripe, biller: StripeBiller, status: str, settled: InvoiceSettled | None
 ) -> None:
     fake.add_invoice("in_looked_at", status=status)
 
-    assert gateway.settlement("in_looked_at") == settled
+    assert biller.settlement("in_looked_at") == settled
     assert fake.requests[0].headers["stripe-version"] == STRIPE_API_VERSION
 
 
@@ -486,19 +503,19 @@ def test_settlement_reads_the_invoice_status(
     [(429, stripe.RateLimitError), (500, stripe.APIError), (503, stripe.APIError)],
 )
 def test_settlement_raises_transient_trouble_for_the_activity_to_retry(
-    fake: FakeStripe, gateway: StripeGateway, status: int, error: type[Exception]
+    fake: FakeStripe, biller: StripeBiller, status: int, error: type[Exception]
 ) -> None:
     fake.add_invoice("in_busy", outages=[status])
 
     with pytest.raises(error, match=f"HTTP {status}"):
-        gateway.settlement("in_busy")
-    assert gateway.settlement("in_busy") is None  # the retry
+        biller.settlement("in_busy")
+    assert biller.settlement("in_busy") is None  # the retry
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, "not stripe"])
 def test_settlement_takes_the_invoice_as_open_on_a_config_error_and_logs_it(
     fake: FakeStripe,
-    gateway: StripeGateway,
+    biller: StripeBiller,
     status: int | str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -507,7 +524,7 @@ def test_settlement_takes_the_invoice_as_open_on_a_config_error_and_logs_it(
     fake.wrong_base = status == "not stripe"
 
     with caplog.at_level(logging.WARNING, logger="dunning.gateway"):
-        assert gateway.settlement("in_hidden") is None
+        assert biller.settlement("in_hidden") is None
 
     assert "cannot read invoice in_hidden at Stripe" in caplog.text
 
@@ -546,7 +563,7 @@ LOOKED_UP = {
 @pytest.mark.parametrize(("decline", "codes", "expected"), LOOKED_UP.values(), ids=LOOKED_UP.keys())
 def test_the_decline_is_read_from_the_invoices_newest_payment(
     fake: FakeStripe,
-    gateway: StripeGateway,
+    processor: StripeProcessor,
     declines: DeclineTable,
     decline: Decline,
     codes: DeclineCodes,
@@ -554,7 +571,7 @@ def test_the_decline_is_read_from_the_invoices_newest_payment(
 ) -> None:
     fake.add_invoice("in_failed", last_decline=decline)
 
-    found = gateway.invoice_decline("in_failed")
+    found = processor.invoice_decline("in_failed")
 
     assert found == codes
     assert declines.classify(found) is expected
@@ -569,20 +586,20 @@ def test_the_decline_is_read_from_the_invoices_newest_payment(
 
 
 def test_an_invoice_never_attempted_or_since_paid_has_no_decline(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     fake.add_invoice("in_fresh")
     fake.add_invoice("in_paid", last_decline=Decline("insufficient_funds"), status="paid")
 
-    assert gateway.invoice_decline("in_fresh") is None
-    assert gateway.invoice_decline("in_paid") is None
+    assert processor.invoice_decline("in_fresh") is None
+    assert processor.invoice_decline("in_paid") is None
 
 
 def test_the_decline_of_an_unknown_invoice_is_a_config_error(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, processor: StripeProcessor
 ) -> None:
     with pytest.raises(GatewayConfigError, match=r"resource_missing.*in_nowhere"):
-        gateway.invoice_decline("in_nowhere")
+        processor.invoice_decline("in_nowhere")
 
 
 # The fake speaks both API versions --------------------------------------------------------
@@ -628,10 +645,10 @@ def test_the_fake_answers_an_unpinned_client_in_the_accounts_older_shape(
 # Write-back -------------------------------------------------------------------------------
 
 
-def test_mark_uncollectible(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_mark_uncollectible(fake: FakeStripe, biller: StripeBiller) -> None:
     invoice = fake.add_invoice("in_done")
 
-    result = gateway.write_back(write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE))
+    result = biller.write_back(write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE))
 
     assert result.done
     assert invoice.status == "uncollectible"
@@ -642,32 +659,32 @@ def test_mark_uncollectible(fake: FakeStripe, gateway: StripeGateway) -> None:
 
 
 def test_mark_uncollectible_twice_replays_the_first_answer(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, biller: StripeBiller
 ) -> None:
     fake.add_invoice("in_done")
     request = write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE)
 
-    assert gateway.write_back(request).done
-    assert gateway.write_back(request).done  # the retry of a lost answer: same key, same 200
+    assert biller.write_back(request).done
+    assert biller.write_back(request).done  # the retry of a lost answer: same key, same 200
 
 
 @pytest.mark.parametrize("status", ["uncollectible", "paid", "void"])
 def test_mark_uncollectible_when_already_settled_is_nothing_to_do(
-    fake: FakeStripe, gateway: StripeGateway, status: str
+    fake: FakeStripe, biller: StripeBiller, status: str
 ) -> None:
     fake.add_invoice("in_done", status=status)
 
-    result = gateway.write_back(write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE))
+    result = biller.write_back(write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE))
 
     assert not result.done
     assert result.detail == f"invoice already {status}"
     assert fake.invoices["in_done"].status == status
 
 
-def test_mark_paid_out_of_band(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_mark_paid_out_of_band(fake: FakeStripe, biller: StripeBiller) -> None:
     invoice = fake.add_invoice("in_done")
 
-    result = gateway.write_back(write_back_request(WriteBackAction.MARK_PAID_OUT_OF_BAND))
+    result = biller.write_back(write_back_request(WriteBackAction.MARK_PAID_OUT_OF_BAND))
 
     assert result.done
     assert invoice.status == "paid"
@@ -678,18 +695,18 @@ def test_mark_paid_out_of_band(fake: FakeStripe, gateway: StripeGateway) -> None
     assert sent.headers["idempotency-key"] == "dunning:case-9:outcome:mark_paid_out_of_band"
 
 
-def test_mark_paid_out_of_band_when_already_paid(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_mark_paid_out_of_band_when_already_paid(fake: FakeStripe, biller: StripeBiller) -> None:
     fake.add_invoice("in_done", status="paid")
 
-    result = gateway.write_back(write_back_request(WriteBackAction.MARK_PAID_OUT_OF_BAND))
+    result = biller.write_back(write_back_request(WriteBackAction.MARK_PAID_OUT_OF_BAND))
 
     assert (result.done, result.detail) == (False, "invoice already paid")
 
 
-def test_cancel_subscription_now(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_cancel_subscription_now(fake: FakeStripe, biller: StripeBiller) -> None:
     subscription = fake.add_subscription("sub_1")
 
-    result = gateway.write_back(write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_NOW))
+    result = biller.write_back(write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_NOW))
 
     assert result.done
     assert subscription.status == "canceled"
@@ -698,10 +715,10 @@ def test_cancel_subscription_now(fake: FakeStripe, gateway: StripeGateway) -> No
     assert sent.headers["idempotency-key"] == "dunning:case-9:outcome:cancel_subscription_now"
 
 
-def test_cancel_a_subscription_already_canceled(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_cancel_a_subscription_already_canceled(fake: FakeStripe, biller: StripeBiller) -> None:
     fake.add_subscription("sub_1", status="canceled")
 
-    result = gateway.write_back(write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_NOW))
+    result = biller.write_back(write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_NOW))
 
     assert (result.done, result.detail) == (False, "subscription already canceled")
     # Stripe calls a canceled subscription "no such subscription"; a look settles it.
@@ -712,16 +729,16 @@ def test_cancel_a_subscription_already_canceled(fake: FakeStripe, gateway: Strip
 
 
 def test_cancel_an_unknown_subscription_is_a_config_error(
-    fake: FakeStripe, gateway: StripeGateway
+    fake: FakeStripe, biller: StripeBiller
 ) -> None:
     with pytest.raises(GatewayConfigError, match="sub_1"):
-        gateway.write_back(write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_NOW))
+        biller.write_back(write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_NOW))
 
 
-def test_cancel_at_period_end(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_cancel_at_period_end(fake: FakeStripe, biller: StripeBiller) -> None:
     subscription = fake.add_subscription("sub_1")
 
-    result = gateway.write_back(
+    result = biller.write_back(
         write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_AT_PERIOD_END)
     )
 
@@ -737,12 +754,10 @@ def test_cancel_at_period_end(fake: FakeStripe, gateway: StripeGateway) -> None:
     )
 
 
-def test_cancel_at_period_end_when_already_canceled(
-    fake: FakeStripe, gateway: StripeGateway
-) -> None:
+def test_cancel_at_period_end_when_already_canceled(fake: FakeStripe, biller: StripeBiller) -> None:
     fake.add_subscription("sub_1", status="canceled")
 
-    result = gateway.write_back(
+    result = biller.write_back(
         write_back_request(WriteBackAction.CANCEL_SUBSCRIPTION_AT_PERIOD_END)
     )
 
@@ -754,9 +769,9 @@ def test_cancel_at_period_end_when_already_canceled(
     [WriteBackAction.CANCEL_SUBSCRIPTION_NOW, WriteBackAction.CANCEL_SUBSCRIPTION_AT_PERIOD_END],
 )
 def test_cancel_without_a_subscription_asks_nothing(
-    fake: FakeStripe, gateway: StripeGateway, action: WriteBackAction
+    fake: FakeStripe, biller: StripeBiller, action: WriteBackAction
 ) -> None:
-    result = gateway.write_back(write_back_request(action, subscription_id=None))
+    result = biller.write_back(write_back_request(action, subscription_id=None))
 
     assert (result.done, result.detail) == (False, "no subscription")
     assert fake.requests == []
@@ -767,10 +782,10 @@ def test_write_back_maps_errors_like_charge(fake: FakeStripe) -> None:
     request = write_back_request(WriteBackAction.MARK_UNCOLLECTIBLE)
 
     with pytest.raises(GatewayConfigError, match="API key"):
-        StripeGateway("sk_test_wrong_key", fake.url).write_back(request)
+        StripeBiller("sk_test_wrong_key", fake.url).write_back(request)
     with pytest.raises(stripe.RateLimitError):
-        StripeGateway(API_KEY, fake.url).write_back(request)
-    assert StripeGateway(API_KEY, fake.url).write_back(request).done
+        StripeBiller(API_KEY, fake.url).write_back(request)
+    assert StripeBiller(API_KEY, fake.url).write_back(request).done
 
 
 # Wiring -----------------------------------------------------------------------------------
@@ -792,7 +807,8 @@ def test_settings_choose_stripe_and_the_attempt_is_recorded(
 
     result = activities.charge(request)
 
-    assert isinstance(activities.gateway, StripeGateway)
+    assert isinstance(activities.processor, StripeProcessor)
+    assert isinstance(activities.biller, StripeBiller)
     assert result.decline_code == "insufficient_funds"
     [attempt] = activities.store.attempts(request.case_id)
     assert (attempt.attempt, attempt.approved, attempt.decline_code) == (
@@ -805,7 +821,20 @@ def test_settings_choose_stripe_and_the_attempt_is_recorded(
     assert fake.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
 
 
-def test_settings_keep_the_simulated_gateway_by_default(tmp_path: Path) -> None:
+def test_settings_keep_the_simulated_payments_by_default(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'dunning.db'}", _env_file=None)
+    activities = DunningActivities.from_settings(settings)
 
-    assert isinstance(DunningActivities.from_settings(settings).gateway, SimulatedGateway)
+    assert isinstance(activities.processor, SimulatedProcessor)
+    assert isinstance(activities.biller, SimulatedBiller)
+
+
+def test_every_provider_registers_its_processor_and_biller(tmp_path: Path) -> None:
+    store = DunningActivities.from_settings(
+        Settings(database_url=f"sqlite:///{tmp_path / 'dunning.db'}", _env_file=None)
+    ).store
+    stripe_settings = Settings(gateway="stripe", stripe_api_key=API_KEY, _env_file=None)
+
+    assert set(PROCESSORS) == set(BILLERS) == set(PROVIDERS)
+    assert isinstance(processor_for(stripe_settings, store), StripeProcessor)
+    assert isinstance(biller_for(stripe_settings, store), StripeBiller)

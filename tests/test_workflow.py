@@ -22,7 +22,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.payments.simulated import SimulatedGateway
+from activities.payments.simulated import SimulatedProcessor
 from activities.store import Case, CaseStore, SimulatedCharge
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
@@ -273,7 +273,7 @@ async def test_new_payment_method_after_hard_decline_recovers_soon(dunning: Dunn
 async def test_charge_that_fails_after_the_gateway_accepted_charges_once(
     dunning: Dunning,
 ) -> None:
-    class GatewayThatLosesFirstAnswer(SimulatedGateway):
+    class ProcessorThatLosesFirstAnswer(SimulatedProcessor):
         """Charges for real, then loses the answer once, like a connection cut mid-response."""
 
         def __init__(self, store: CaseStore) -> None:
@@ -288,14 +288,14 @@ async def test_charge_that_fails_after_the_gateway_accepted_charges_once(
             return result
 
     store = dunning.activities.store
-    gateway = GatewayThatLosesFirstAnswer(store)
-    dunning.activities.gateway = gateway
+    processor = ProcessorThatLosesFirstAnswer(store)
+    dunning.activities.processor = processor
     case = await dunning.open_case("pm_card_visa")
     async with dunning.worker():
         handle = await dunning.start(case)
         result = await finish(handle)
 
-    assert gateway.calls == 2  # the activity was retried with the same idempotency key
+    assert processor.calls == 2  # the activity was retried with the same idempotency key
     assert result.outcome is Outcome.RECOVERED
     assert result.charge_attempts == 1
     assert result.amount_recovered == 4980

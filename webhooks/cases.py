@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.payments import GatewayConfigError
-from activities.payments.stripe import StripeGateway
+from activities.payments.stripe import StripeProcessor
 from activities.store import CaseStore, CustomerProfile, WebhookEventStatus
 from config.errors import one_line
 from config.settings import Settings
@@ -75,7 +75,7 @@ class CaseDesk:
         self._opener = opener
         # Asked for the decline a Stripe webhook does not carry (webhooks expand nothing).
         self.stripe = (
-            StripeGateway.from_settings(settings) if settings.gateway == "stripe" else None
+            StripeProcessor.from_settings(settings) if settings.gateway == "stripe" else None
         )
 
     async def act(self, intake: Intake) -> Outcome:
@@ -135,7 +135,7 @@ class CaseDesk:
         status = WebhookEventStatus.IGNORED if started.finished else WebhookEventStatus.PROCESSED
         return Outcome(status, started.message)
 
-    async def _with_decline(self, gateway: StripeGateway, action: OpenCase) -> OpenCase:
+    async def _with_decline(self, gateway: StripeProcessor, action: OpenCase) -> OpenCase:
         """The failure with the decline Stripe keeps apart from the webhook; unchanged (the
         decline unknown) when Stripe cannot say: the event must not be lost for it."""
         invoice_id = action.event.invoice_id

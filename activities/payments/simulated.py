@@ -1,4 +1,4 @@
-"""A gateway that needs no account and answers by payment-method token.
+"""A processor and a biller that need no account; the processor answers by payment-method token.
 
 Tokens are the names of Stripe's test payment methods, so a demo or a test reads like one
 run against Stripe's test mode. Answers are remembered by idempotency key in the store, as
@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 
-from activities.payments import IdempotencyConflict
+from activities.payments import BILLERS, PROCESSORS, IdempotencyConflict
 from activities.store import CaseStore, SimulatedCharge, utcnow
 from workflows.models import (
     ChargeRequest,
@@ -66,8 +66,8 @@ def simulated_answer(request: ChargeRequest) -> ChargeResult:
     return ChargeResult(approved=False, decline_code="invalid_payment_method")
 
 
-class SimulatedGateway:
-    """`PaymentGateway` for demos and tests; charges are rows in the store."""
+class SimulatedProcessor:
+    """`Processor` for demos and tests; charges are rows in the store."""
 
     def __init__(self, store: CaseStore) -> None:
         self.store = store
@@ -99,13 +99,17 @@ class SimulatedGateway:
             message="approved" if stored.approved else f"declined: {stored.decline_code}",
         )
 
+
+class SimulatedBiller:
+    """`Biller` for demos and tests: there is no biller behind the simulation."""
+
     def settlement(self, invoice_id: str) -> InvoiceSettled | None:
-        """The simulated gateway keeps no invoices: the biller's events (in the store) are
+        """The simulated biller keeps no invoices: the biller's events (in the store) are
         the only word on them."""
         return None
 
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
-        """There is no biller behind the simulation: log what a real one would be told."""
+        """Log what a real biller would be told."""
         log.info("write back %s for invoice %s", request.action, request.invoice_id)
         return WriteBackResult(done=True, detail="simulated")
 
@@ -115,3 +119,7 @@ def _fingerprint(request: ChargeRequest) -> str:
     fields = request.model_dump(exclude={"attempt"})
     fields["key"] = request.idempotency_key
     return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
+
+
+PROCESSORS["simulated"] = lambda settings, store: SimulatedProcessor(store)
+BILLERS["simulated"] = lambda settings, store: SimulatedBiller()

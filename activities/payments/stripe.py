@@ -1,4 +1,5 @@
-"""Stripe: pay invoices off-session and write outcomes back, through the official SDK.
+"""Stripe as processor (pay invoices off-session) and biller (write outcomes back, read
+invoice status), through the official SDK.
 
 Every call carries the request's idempotency key and the SDK's own network retries are off:
 Temporal's activity retry is the only retry, and it sends the same key, so Stripe replays
@@ -15,11 +16,11 @@ change the shapes Stripe answers with.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import stripe
 
-from activities.payments import GatewayConfigError, IdempotencyConflict
+from activities.payments import BILLERS, PROCESSORS, GatewayConfigError, IdempotencyConflict
 from activities.scrub import scrubbed
 from config.settings import Settings
 from workflows.models import (
@@ -48,8 +49,8 @@ SUBSCRIPTION_ACTIONS = {
 }
 
 
-class StripeGateway:
-    """`PaymentGateway` over Stripe invoices and subscriptions.
+class StripeAccount:
+    """A Stripe client for one API key: what the processor and the biller are built on.
 
     Safe to retry: the same request sends the same idempotency key, and Stripe answers a
     repeated key with the stored response and never a second charge."""
@@ -63,11 +64,15 @@ class StripeGateway:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StripeGateway:
-        """The gateway for `Settings` with ``GATEWAY=stripe``."""
+    def from_settings(cls, settings: Settings) -> Self:
+        """The account for `Settings` with ``GATEWAY=stripe``."""
         if settings.stripe_api_key is None:
             raise GatewayConfigError("GATEWAY=stripe needs STRIPE_API_KEY")
         return cls(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
+
+
+class StripeProcessor(StripeAccount):
+    """`Processor` over Stripe invoices: pays them, and reads why a payment was declined."""
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Pay the invoice off-session with its default method, or the request's method."""
@@ -113,6 +118,26 @@ class StripeGateway:
             message="paid",
         )
 
+    def invoice_decline(self, invoice_id: str) -> DeclineCodes | None:
+        """The codes of the invoice's latest payment, which webhooks never carry (they expand
+        nothing); None when it was not declined. Raises like `charge`. Invoice payments list
+        every invoice's payments in the pinned version, whatever version sent the webhook."""
+        try:
+            payments = self.client.v1.invoice_payments.list(
+                params={
+                    "invoice": invoice_id,
+                    "limit": 1,  # newest first
+                    "expand": ["data.payment.payment_intent"],
+                }
+            ).to_dict()["data"]
+        except stripe.StripeError as err:
+            raise _translated(err, f"decline:{invoice_id}") from None
+        return _intent_decline(_dig(payments[0], "payment", "payment_intent")) if payments else None
+
+
+class StripeBiller(StripeAccount):
+    """`Biller` over Stripe invoices and subscriptions."""
+
     def settlement(self, invoice_id: str) -> InvoiceSettled | None:
         """The invoice's state at Stripe: paid, void or uncollectible settle it. Transient
         trouble is raised (the activity retries). A configuration error is logged and the
@@ -134,22 +159,6 @@ class StripeGateway:
         return (
             None if kind is None else InvoiceSettled(kind=kind, source=f"Stripe: invoice {status}")
         )
-
-    def invoice_decline(self, invoice_id: str) -> DeclineCodes | None:
-        """The codes of the invoice's latest payment, which webhooks never carry (they expand
-        nothing); None when it was not declined. Raises like `charge`. Invoice payments list
-        every invoice's payments in the pinned version, whatever version sent the webhook."""
-        try:
-            payments = self.client.v1.invoice_payments.list(
-                params={
-                    "invoice": invoice_id,
-                    "limit": 1,  # newest first
-                    "expand": ["data.payment.payment_intent"],
-                }
-            ).to_dict()["data"]
-        except stripe.StripeError as err:
-            raise _translated(err, f"decline:{invoice_id}") from None
-        return _intent_decline(_dig(payments[0], "payment", "payment_intent")) if payments else None
 
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
         """Tell Stripe how the case ended; already in that state is not an error."""
@@ -207,6 +216,10 @@ class StripeGateway:
             return "subscription already canceled" if status == "canceled" else None
         except stripe.StripeError as lookup:
             raise _translated(lookup, request.idempotency_key) from None
+
+
+PROCESSORS["stripe"] = lambda settings, store: StripeProcessor.from_settings(settings)
+BILLERS["stripe"] = lambda settings, store: StripeBiller.from_settings(settings)
 
 
 def decline_codes(error: dict) -> DeclineCodes:

@@ -4,7 +4,7 @@
     .venv/bin/python -m tests.histories.record cancelled  # only the paths named
 
 It starts the bundled Temporal dev server, runs a worker with the real activities (simulated
-gateway, outbox notifier, a SQLite store in a temporary directory) and drives each path on the
+payments, outbox notifier, a SQLite store in a temporary directory) and drives each path on the
 `demo` policy (its schedule fits in a minute), all at once. `tests/test_replay.py` replays every
 saved file against today's workflow code, so a change that running cases could not follow
 fails `make test`. Re-record after a replay-safe change; first move the files of the old code
@@ -39,7 +39,7 @@ from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from activities.payments import GatewayConfigError
-from activities.payments.simulated import SimulatedGateway
+from activities.payments.simulated import SimulatedProcessor
 from activities.store import CaseStore, CustomerProfile
 from config.settings import Settings
 from intake.client import bundled_binary
@@ -77,8 +77,8 @@ IDENTITY = "dunning-record"
 CONTACT = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+|\+\d{8,15}")
 
 
-class Gateway(SimulatedGateway):
-    """The simulated gateway, refusing with a configuration error the invoices `misconfigured`
+class Processor(SimulatedProcessor):
+    """The simulated processor, refusing with a configuration error the invoices `misconfigured`
     names, as a wrong API base would."""
 
     def __init__(self, store: CaseStore) -> None:
@@ -93,11 +93,11 @@ class Gateway(SimulatedGateway):
 
 @dataclass
 class Recording:
-    """The dev server's client and the worker's store and gateway, shared by every path."""
+    """The dev server's client and the worker's store and processor, shared by every path."""
 
     client: Client
     store: CaseStore
-    gateway: Gateway
+    processor: Processor
 
     async def start(
         self,
@@ -260,9 +260,9 @@ async def needs_customer_action(rec: Recording) -> tuple[WorkflowHandle, Outcome
 async def operator_hold(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     """A gateway configuration error blocks the case until an operator retries it."""
     handle = await rec.start("operator_hold", "pm_card_visa")
-    rec.gateway.misconfigured.add(handle.id.removeprefix("dunning-"))
+    rec.processor.misconfigured.add(handle.id.removeprefix("dunning-"))
     await until(handle, lambda v: v.status is CaseStatus.BLOCKED, "blocked")
-    rec.gateway.misconfigured.clear()
+    rec.processor.misconfigured.clear()
     await handle.execute_update(DunningWorkflow.retry_case, RetryRequest(actor="ops:rec"))
     return handle, Outcome.RECOVERED
 
@@ -346,8 +346,8 @@ async def main(names: list[str]) -> None:
             _env_file=None,
         )
         activities = DunningActivities.from_settings(settings)
-        gateway = Gateway(activities.store)
-        activities.gateway = gateway
+        processor = Processor(activities.store)
+        activities.processor = processor
         env = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
             search_attributes=SEARCH_ATTRIBUTES,
@@ -367,7 +367,7 @@ async def main(names: list[str]) -> None:
                     identity=IDENTITY,
                 ),
             ):
-                rec = Recording(client=env.client, store=activities.store, gateway=gateway)
+                rec = Recording(client=env.client, store=activities.store, processor=processor)
                 await asyncio.gather(*(record(rec, name) for name in names or PATHS))
 
 
