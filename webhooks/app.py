@@ -29,7 +29,6 @@ from urllib.parse import parse_qsl
 
 import stripe
 import uvicorn
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -433,8 +432,7 @@ class Receiver:
         return _accepted(event_id, handled.status, handled.detail)
 
     def _ping_store(self) -> None:
-        with self.store.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        self.store.ping()
 
 
 def _once(

@@ -5,7 +5,7 @@ it was created with, so both invoice shapes arrive: since 2025-03-31.basil the s
 under `parent.subscription_details` and payments are listed apart (`/v1/invoice_payments`);
 before it, `subscription`, `payment_intent` and `charge` are ids on the invoice. Webhooks
 expand nothing, so a failure's decline is read only where a payload did expand it; otherwise
-the receiver asks Stripe (`StripeGateway.invoice_decline`). Pure: no I/O, no Stripe API calls.
+the receiver asks Stripe (`StripeProcessor.invoice_decline`). Pure: no I/O, no Stripe API calls.
 """
 
 from __future__ import annotations
