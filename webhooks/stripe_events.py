@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import phonenumbers
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from activities.payments.stripe import decline_codes
+from activities.payments.stripe_objects import decline_codes, dig, payment_reference, text
 from activities.store import CustomerProfile
 from config.errors import explain
 from intake.events import BillingEvent, check_occurred
@@ -107,7 +107,7 @@ def _invoice_failed(kind: str, invoice: dict, previous: dict, occurred_at: datet
         email=invoice.get("customer_email"),
         name=invoice.get("customer_name"),
         phone=invoice.get("customer_phone"),
-        country=_dig(invoice, "customer_address", "country"),
+        country=dig(invoice, "customer_address", "country"),
         locales=locales,
         payment_method=_id(invoice.get("default_payment_method"), "default_payment_method"),
     )
@@ -143,7 +143,7 @@ def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetim
             invoice_id=ids["invoice_id"],
         )
         return {"action": action, **ids}
-    charge = _payment_reference(invoice)
+    charge = payment_reference(invoice)
     reference = f"{ids['invoice_id']}/{charge}" if charge else ids["invoice_id"]
     payment = PaymentReceived(amount=paid, reference=reference, actor=ACTOR, paid_at_biller=True)
     return {"action": TellCases(payment, invoice_id=ids["invoice_id"]), **ids}
@@ -156,7 +156,7 @@ def _invoice_closed(kind: str, invoice: dict, previous: dict, occurred_at: datet
 
 
 def _invoice_ids(invoice: dict) -> dict:
-    subscription = _dig(invoice, "parent", "subscription_details", "subscription")
+    subscription = dig(invoice, "parent", "subscription_details", "subscription")
     return {
         "invoice_id": _id(invoice.get("id"), "id", required=True),
         "customer_id": _id(invoice.get("customer"), "customer"),
@@ -166,28 +166,13 @@ def _invoice_ids(invoice: dict) -> dict:
 
 def _payment_error(invoice: dict) -> dict:
     """The latest payment error, only from a field the payload expanded: an id holds none."""
-    payments = _dig(invoice, "payments", "data")  # since basil, newest first
+    payments = dig(invoice, "payments", "data")  # since basil, newest first
     newest = payments[0] if isinstance(payments, list) and payments else None
-    for intent in (_dig(newest, "payment", "payment_intent"), invoice.get("payment_intent")):
-        error = _dig(intent, "last_payment_error")  # None when `intent` is an id
+    for intent in (dig(newest, "payment", "payment_intent"), invoice.get("payment_intent")):
+        error = dig(intent, "last_payment_error")  # None when `intent` is an id
         if isinstance(error, dict) and (error.get("decline_code") or error.get("code")):
             return error
     return {}
-
-
-def _payment_reference(invoice: dict) -> str | None:
-    """The charge or payment intent that paid the invoice, when the payload names one."""
-    charge = _id(invoice.get("charge"), "charge")
-    if charge:
-        return charge
-    payments = _dig(invoice, "payments", "data")
-    for payment in reversed(payments if isinstance(payments, list) else []):
-        details = _dig(payment, "payment")
-        for name in ("payment_intent", "charge"):
-            found = _id(_dig(details, name), f"payments.payment.{name}")
-            if found:
-                return found
-    return None
 
 
 # Subscriptions, disputes, payment methods --------------------------------------------------
@@ -209,14 +194,14 @@ def _dispute(kind: str, dispute: dict, previous: dict, occurred_at: datetime) ->
     intent = dispute.get("payment_intent")
     invoice_id = (
         _id(dispute.get("invoice"), "invoice")
-        or _id(_dig(charge, "invoice"), "charge.invoice")
-        or _id(_dig(intent, "invoice"), "payment_intent.invoice")
+        or _id(dig(charge, "invoice"), "charge.invoice")
+        or _id(dig(intent, "invoice"), "payment_intent.invoice")
     )
     references = tuple(
         ref for ref in (_id(charge, "charge"), _id(intent, "payment_intent")) if ref is not None
     )
     if kind == "charge.dispute.created":
-        reason = _text(dispute.get("reason"), 400) or "dispute opened"
+        reason = text(dispute.get("reason"), 400) or "dispute opened"
         payload: DisputeOpened | DisputeResolved = DisputeOpened(
             reason=f"{reason} (Stripe dispute {dispute_id})", actor=ACTOR
         )
@@ -241,7 +226,7 @@ def _payment_method(kind: str, method: dict, previous: dict, occurred_at: dateti
 def _customer_updated(kind: str, customer: dict, previous: dict, occurred_at: datetime) -> dict:
     customer_id = _id(customer.get("id"), "id", required=True)
     new = _id(
-        _dig(customer, "invoice_settings", "default_payment_method"),
+        dig(customer, "invoice_settings", "default_payment_method"),
         "invoice_settings.default_payment_method",
     )
     before = previous.get("invoice_settings")
@@ -256,7 +241,7 @@ def _customer_updated(kind: str, customer: dict, previous: dict, occurred_at: da
         email=customer.get("email"),
         name=customer.get("name"),
         phone=customer.get("phone"),
-        country=_dig(customer, "address", "country"),
+        country=dig(customer, "address", "country"),
         locales=customer.get("preferred_locales"),
         payment_method=new if changed else None,
     )
@@ -342,16 +327,6 @@ def _id(value: object, where: str, required: bool = False) -> str | None:
     if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value):
         raise UnreadableEvent(f"data.object.{where}: not an id")
     return value
-
-
-def _dig(value: object, *path: str) -> Any:
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def _text(value: object, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
 
 
 def _is_int(value: object) -> bool:

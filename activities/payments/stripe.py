@@ -21,6 +21,7 @@ from typing import Any, Literal, Self
 import stripe
 
 from activities.payments import BILLERS, PROCESSORS, GatewayConfigError, IdempotencyConflict
+from activities.payments.stripe_objects import decline_codes, dig, payment_reference
 from activities.scrub import scrubbed
 from config.settings import Settings
 from workflows.models import (
@@ -109,12 +110,12 @@ class StripeProcessor(StripeAccount):
             return ChargeResult(
                 approved=False,
                 decline_code="payment_pending",
-                reference=_payment_reference(fields) or request.invoice_id,
+                reference=payment_reference(fields) or request.invoice_id,
                 message=f"invoice {status}: payment not confirmed yet",
             )
         return ChargeResult(
             approved=True,
-            reference=_payment_reference(fields) or request.invoice_id,
+            reference=payment_reference(fields) or request.invoice_id,
             message="paid",
         )
 
@@ -132,7 +133,7 @@ class StripeProcessor(StripeAccount):
             ).to_dict()["data"]
         except stripe.StripeError as err:
             raise _translated(err, f"decline:{invoice_id}") from None
-        return _intent_decline(_dig(payments[0], "payment", "payment_intent")) if payments else None
+        return _intent_decline(dig(payments[0], "payment", "payment_intent")) if payments else None
 
 
 class StripeBiller(StripeAccount):
@@ -222,22 +223,6 @@ PROCESSORS["stripe"] = lambda settings, store: StripeProcessor.from_settings(set
 BILLERS["stripe"] = lambda settings, store: StripeBiller.from_settings(settings)
 
 
-def decline_codes(error: dict) -> DeclineCodes:
-    """Stripe's own codes of a card error or a `last_payment_error`, for the decline table:
-    the issuer's `decline_code`, else the error's `code` (`card_declined`, `expired_card`,
-    `invoice_payment_intent_requires_action`, ...). Pure: the webhook reader uses it too."""
-    method = error.get("payment_method")
-    if not isinstance(method, dict):
-        method = _dig(error, "payment_intent", "last_payment_error", "payment_method")
-    return DeclineCodes(
-        decline_code=_code(error.get("decline_code"), 100) or _code(error.get("code"), 100),
-        advice_code=_code(error.get("advice_code"), 100),
-        network_decline_code=_code(error.get("network_decline_code"), 20),
-        network_advice_code=_code(error.get("network_advice_code"), 20),
-        card_brand=_code(_dig(method, "card", "brand"), 30),
-    )
-
-
 def _intent_decline(intent: Any) -> DeclineCodes | None:
     """A payment intent's last decline; one waiting for 3-D Secure with no error yet is
     Stripe's `authentication_required`."""
@@ -255,14 +240,14 @@ def _declined(err: stripe.CardError) -> ChargeResult:
     """A 402 as the issuer and network said it, codes intact for the decline table."""
     body = _error_body(err)
     codes = decline_codes({"code": err.code, **body})
-    method = body.get("payment_method") or _dig(
+    method = body.get("payment_method") or dig(
         body, "payment_intent", "last_payment_error", "payment_method"
     )
     return ChargeResult(
         approved=False,
         **codes.model_dump(),
-        payment_method=_text(_dig(method, "id")),
-        reference=_text(body.get("charge")) or _text(_dig(body, "payment_intent", "id")),
+        payment_method=_text(dig(method, "id")),
+        reference=_text(body.get("charge")) or _text(dig(body, "payment_intent", "id")),
         message=scrubbed(_text(body.get("message")) or err.user_message or "declined"),
     )
 
@@ -320,36 +305,11 @@ def _already_paid(err: stripe.InvalidRequestError) -> bool:
     return err.code == "invoice_already_paid" or "already paid" in message
 
 
-def _payment_reference(invoice: dict) -> str | None:
-    """The payment intent (or charge) that paid the invoice, from its expanded payments."""
-    payments = _dig(invoice, "payments", "data") or []
-    for payment in payments:
-        found = _dig(payment, "payment", "payment_intent") or _dig(payment, "payment", "charge")
-        found = _dig(found, "id") if isinstance(found, dict) else found
-        if isinstance(found, str):
-            return found
-    # Older API versions put them on the invoice itself.
-    for field in ("payment_intent", "charge"):
-        found = invoice.get(field)
-        found = _dig(found, "id") if isinstance(found, dict) else found
-        if isinstance(found, str):
-            return found
-    return None
-
-
 def _error_body(err: stripe.StripeError) -> dict:
     """The API's ``error`` object as plain data; empty when the body was not Stripe's JSON."""
     body = err.json_body if isinstance(err.json_body, dict) else {}
     error = body.get("error")
     return error if isinstance(error, dict) else {}
-
-
-def _dig(value: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _text(value: Any, limit: int | None = None) -> str | None:
@@ -358,8 +318,3 @@ def _text(value: Any, limit: int | None = None) -> str | None:
         return None
     text = str(value).strip()
     return text[:limit] if limit else text
-
-
-def _code(value: Any, limit: int) -> str | None:
-    """A code given as text, cut to the model's limit; anything else is no code."""
-    return (value.strip()[:limit] or None) if isinstance(value, str) else None

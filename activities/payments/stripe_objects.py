@@ -1,0 +1,65 @@
+"""Stripe's objects (invoices, payment errors) read as plain data, the same way by the
+gateway and by the webhook reader. Pure: no SDK, no I/O.
+
+Webhooks expand nothing; API responses expand what was asked. Every reader here takes an
+expanded object or an id where Stripe may give either, and answers None for anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from workflows.models import ID_PATTERN
+from workflows.policy import DeclineCodes
+
+
+def dig(value: Any, *path: str) -> Any:
+    """`value[path[0]][path[1]]...`, or None where a step is not an object."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def text(value: Any, limit: int) -> str | None:
+    """A field given as text, stripped and cut to `limit`; anything else is None."""
+    return (value.strip()[:limit] or None) if isinstance(value, str) else None
+
+
+def object_id(value: Any) -> str | None:
+    """The id of an expandable field (an id or an expanded object), when it is one."""
+    found = dig(value, "id") if isinstance(value, dict) else value
+    return found if isinstance(found, str) and re.fullmatch(ID_PATTERN, found) else None
+
+
+def decline_codes(error: dict) -> DeclineCodes:
+    """Stripe's own codes of a card error or a `last_payment_error`, for the decline table:
+    the issuer's `decline_code`, else the error's `code` (`card_declined`, `expired_card`,
+    `invoice_payment_intent_requires_action`, ...)."""
+    method = error.get("payment_method")
+    if not isinstance(method, dict):
+        method = dig(error, "payment_intent", "last_payment_error", "payment_method")
+    return DeclineCodes(
+        decline_code=text(error.get("decline_code"), 100) or text(error.get("code"), 100),
+        advice_code=text(error.get("advice_code"), 100),
+        network_decline_code=text(error.get("network_decline_code"), 20),
+        network_advice_code=text(error.get("network_advice_code"), 20),
+        card_brand=text(dig(method, "card", "brand"), 30),
+    )
+
+
+def payment_reference(invoice: dict) -> str | None:
+    """The charge or payment intent that paid the invoice: the invoice's own `charge` (older
+    API versions name it), else the newest of its expanded `payments` (versions since basil,
+    newest first), else its own `payment_intent`."""
+    if found := object_id(invoice.get("charge")):
+        return found
+    payments = dig(invoice, "payments", "data")
+    for payment in payments if isinstance(payments, list) else []:
+        details = dig(payment, "payment")
+        found = object_id(dig(details, "payment_intent")) or object_id(dig(details, "charge"))
+        if found:
+            return found
+    return object_id(invoice.get("payment_intent"))
