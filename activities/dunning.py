@@ -207,9 +207,13 @@ class DunningActivities:
                 return NotifyResult(deliveries=[], settled=settled)
         customer = self.store.get_customer(request.customer_id)
         at = request.at or utcnow()
-        sent = self.store.messages_to_customer_since(
-            request.customer_id, at - CAP_WINDOW, [c.value for c in CAPPED_CHANNELS]
-        )
+
+        def sent() -> int:
+            capped = [c.value for c in CAPPED_CHANNELS]
+            return self.store.messages_to_customer_since(
+                request.customer_id, at - CAP_WINDOW, capped
+            )
+
         if gives_way_to_cap(request.tone, sent, self.messages_per_week):
             detail = f"frequency cap: {self.messages_per_week} messages in 7 days"
             return NotifyResult(

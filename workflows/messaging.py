@@ -8,6 +8,7 @@ the count means is this module's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from workflows.policy import Channel, Tone
@@ -25,10 +26,11 @@ FALLBACK_ORDER = (Channel.EMAIL, Channel.SMS, Channel.IN_APP)
 """Where a step goes, in this order, when none of its own channels reaches the customer."""
 
 
-def gives_way_to_cap(tone: Tone | None, sent_in_window: int, cap: int) -> bool:
-    """True when a step of `tone` must be skipped: the customer already had `cap` capped
-    messages in the window, and the tone is one that yields."""
-    return tone in YIELDING_TONES and sent_in_window >= cap
+def gives_way_to_cap(tone: Tone | None, sent_in_window: Callable[[], int], cap: int) -> bool:
+    """True when a step of `tone` must be skipped: the tone is one that yields and the
+    customer already had `cap` capped messages in the window. `sent_in_window` is asked only
+    for a tone that yields, so a final notice costs no count."""
+    return tone in YIELDING_TONES and sent_in_window() >= cap
 
 
 def fallback_channels(requested: list[Channel]) -> list[Channel]:
