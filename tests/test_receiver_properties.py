@@ -34,6 +34,7 @@ from test_webhooks import (
     STRIPE_SECRET,
     case_handle,
     client_of,
+    receiver_settings,
     signed,
     temporal_is_down,
 )
@@ -102,16 +103,14 @@ HEADER_VALUES = st.one_of(
 
 
 def settings_for(tmp_path: Path, task_queue: str = "dunning") -> Settings:
-    return Settings(
-        database_url=f"sqlite:///{tmp_path / 'props.db'}",
-        task_queue=task_queue,
-        stripe_webhook_secret=STRIPE_SECRET,
-        billing_events_secret=EVENTS_SECRET,
+    """The receiver's test settings, with every provider's secret, so each route is live."""
+    return receiver_settings(
+        tmp_path,
+        task_queue,
         twilio_auth_token=TWILIO_TOKEN,
         sendgrid_webhook_public_key=public_key_of(SENDGRID_KEY),
         public_base_url=PUBLIC_URL,
         self_service_secret="property-test-secret-0123456789",
-        _env_file=None,
     )
 
 
