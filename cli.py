@@ -200,7 +200,7 @@ def _checked_id(text: str | None) -> str | None:
 
 
 # Choices as the enums in workflows.models, activities.store and analytics.report spell them,
-# written out so that parsing arguments imports none of them (tests/test_cli.py compares).
+# written out so that parsing arguments imports none of them (tests/cli/test_cli.py compares).
 CASE_STATUSES = Literal[
     "active",
     "awaiting_payment_method",

@@ -60,8 +60,8 @@ class Database:
 
     def create_schema(self) -> None:
         """Create the newest schema straight from the models and stamp it so: the tests'
-        throwaway stores. Every real start uses `upgrade`; tests/test_migrations.py proves
-        both give the same schema."""
+        throwaway stores. Every real start uses `upgrade`; tests/activities/test_migrations.py
+        proves both give the same schema."""
         with self.engine.begin() as connection:
             SQLModel.metadata.create_all(connection)
             command.stamp(migrations(connection), "head")
