@@ -16,7 +16,10 @@ from workflows.models import (
     AttemptView,
     CancelRequest,
     CaseInput,
+    CaseRecord,
+    CaseResult,
     CaseStatus,
+    CaseView,
     ChargeResult,
     Delivery,
     DeliveryStatus,
@@ -119,6 +122,71 @@ class CaseState(BaseModel):
         if self.awaiting is DeclineClass.NEEDS_CUSTOMER_ACTION:
             return CaseStatus.AWAITING_CUSTOMER_ACTION
         return CaseStatus.ACTIVE
+
+    def figures(self) -> dict:
+        """The fields every projection of the case shares (`CaseFigures`)."""
+        return {
+            "case_id": self.case.case_id,
+            "invoice_id": self.case.invoice_id,
+            "amount_due": self.amount_due,
+            "amount_recovered": self.amount_recovered,
+            "currency": self.case.currency,
+        }
+
+    def record(self, entries: list[TimelineEntry]) -> CaseRecord:
+        """The case row for the store, with `entries` as the audit lines to add."""
+        case = self.case
+        return CaseRecord(
+            **self.figures(),
+            customer_id=case.customer_id,
+            subscription_id=case.subscription_id,
+            segment=case.segment,
+            variant=case.variant,
+            decline_code=case.failure.decline_code,
+            decline_class=self.policy.declines.classify(case.failure),
+            status=self.status,
+            policy=self.policy.name,
+            policy_version=self.policy.version,
+            opened_at=self.opened_at,
+            closed_at=self.closed_at,
+            entries=entries,
+        )
+
+    def view(self, next_step: str, next_action_at: datetime | None, details: str) -> CaseView:
+        """Where the case stands for operators, with what `decide` says comes next."""
+        pause = self.pause
+        return CaseView(
+            **self.figures(),
+            customer_id=self.case.customer_id,
+            status=self.status,
+            policy=self.policy.label,
+            next_step=next_step,
+            next_action_at=next_action_at,
+            details=details,
+            attempts=self.attempts,
+            messages=self.messages,
+            paused_by=pause.actor if pause else None,
+            pause_reason=pause.reason if pause else None,
+            paused_until=pause.until if pause else None,
+            dispute_reason=self.dispute_reason,
+            blocked_reason=self.blocked,
+            timeline=self.timeline,
+        )
+
+    def result(self, now: datetime) -> CaseResult:
+        """How a concluded case ended: its figures and the last 50 timeline lines."""
+        if self.outcome is None:
+            raise ValueError("the case has not concluded")
+        return CaseResult(
+            **self.figures(),
+            outcome=self.outcome,
+            reason=self.outcome_reason,
+            charge_attempts=len(self.attempts),
+            messages_sent=self.messages_sent,
+            opened_at=self.opened_at,
+            closed_at=self.closed_at or now,
+            timeline=self.timeline[-50:],
+        )
 
     @property
     def schedule_origin(self) -> datetime:

@@ -22,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         CancelRequest,
         CaseInput,
-        CaseRecord,
         CaseResult,
         CaseView,
         DisputeOpened,
@@ -213,20 +212,7 @@ class DunningWorkflow:
         for action in step.write_back:
             await self._write_back(action)
         await self._record()
-        return CaseResult(
-            case_id=state.case.case_id,
-            invoice_id=state.case.invoice_id,
-            outcome=step.outcome,
-            reason=state.outcome_reason,
-            amount_due=state.amount_due,
-            amount_recovered=state.amount_recovered,
-            currency=state.case.currency,
-            charge_attempts=len(state.attempts),
-            messages_sent=state.messages_sent,
-            opened_at=state.opened_at,
-            closed_at=state.closed_at or workflow.now(),
-            timeline=state.timeline[-50:],
-        )
+        return state.result(workflow.now())
 
     async def _write_back(self, action: WriteBackAction) -> None:
         """Tell the biller how the case ended; a failure is recorded, the outcome stands."""
@@ -255,25 +241,7 @@ class DunningWorkflow:
         """Write the case row and the audit lines not yet written (one activity, idempotent)."""
         state = self._state
         entries = state.timeline[self._recorded :]
-        record = CaseRecord(
-            case_id=state.case.case_id,
-            invoice_id=state.case.invoice_id,
-            customer_id=state.case.customer_id,
-            subscription_id=state.case.subscription_id,
-            segment=state.case.segment,
-            variant=state.case.variant,
-            decline_code=state.case.failure.decline_code,
-            decline_class=state.policy.declines.classify(state.case.failure),
-            status=state.status,
-            amount_due=state.amount_due,
-            amount_recovered=state.amount_recovered,
-            currency=state.case.currency,
-            policy=state.policy.name,
-            policy_version=state.policy.version,
-            opened_at=state.opened_at,
-            closed_at=state.closed_at,
-            entries=entries,
-        )
+        record = state.record(entries)
         await workflow.execute_activity_method(
             DunningActivities.record,
             record,
@@ -447,27 +415,7 @@ class DunningWorkflow:
         if state is None:
             raise ValueError("case has not started yet")
         step = decide(state, workflow.now())
-        return CaseView(
-            case_id=state.case.case_id,
-            invoice_id=state.case.invoice_id,
-            customer_id=state.case.customer_id,
-            status=state.status,
-            policy=state.policy.label,
-            amount_due=state.amount_due,
-            amount_recovered=state.amount_recovered,
-            currency=state.case.currency,
-            next_step=step.kind,
-            next_action_at=getattr(step, "until", None),
-            details=describe(step),
-            attempts=state.attempts,
-            messages=state.messages,
-            paused_by=state.pause.actor if state.pause else None,
-            pause_reason=state.pause.reason if state.pause else None,
-            paused_until=state.pause.until if state.pause else None,
-            dispute_reason=state.dispute_reason,
-            blocked_reason=state.blocked,
-            timeline=state.timeline,
-        )
+        return state.view(step.kind, getattr(step, "until", None), describe(step))
 
 
 _UNSET = object()

@@ -222,6 +222,9 @@ class NotifyRequest(_Model):
     tone: Tone | None = None
     channels: list[Channel]
     amount_due: int
+    amount_paid: int = Field(
+        default=0, description="Paid so far on the invoice: what a receipt thanks the customer for."
+    )
     currency: str
     deadline: datetime | None = None
     at: AwareDatetime | None = Field(
@@ -287,11 +290,19 @@ class PlanRequest(PlanFacts):
     policy_version: int = Field(ge=1)
 
 
-class CaseRecord(_Model):
-    """The case row as the store keeps it, with the audit lines not yet written."""
+class CaseFigures(_Model):
+    """What every picture of a case starts with: which invoice, and how much is owed and paid."""
 
     case_id: str
     invoice_id: str
+    amount_due: int
+    amount_recovered: int
+    currency: str
+
+
+class CaseRecord(CaseFigures):
+    """The case row as the store keeps it, with the audit lines not yet written."""
+
     customer_id: str
     subscription_id: str | None = None
     segment: str | None = None
@@ -299,9 +310,6 @@ class CaseRecord(_Model):
     decline_code: str | None = None
     decline_class: DeclineClass | None = None
     status: CaseStatus
-    amount_due: int
-    amount_recovered: int
-    currency: str
     policy: str
     policy_version: int
     opened_at: AwareDatetime
@@ -331,17 +339,12 @@ class MessageView(_Model):
     deliveries: list[Delivery]
 
 
-class CaseView(_Model):
+class CaseView(CaseFigures):
     """The `status` query's answer: where the case stands and what it will do next."""
 
-    case_id: str
-    invoice_id: str
     customer_id: str
     status: CaseStatus
     policy: str
-    amount_due: int
-    amount_recovered: int
-    currency: str
     next_step: str
     next_action_at: AwareDatetime | None = None
     details: str
@@ -355,16 +358,11 @@ class CaseView(_Model):
     timeline: list[TimelineEntry]
 
 
-class CaseResult(_Model):
+class CaseResult(CaseFigures):
     """The workflow's result: how the case ended, with its figures and a short timeline."""
 
-    case_id: str
-    invoice_id: str
     outcome: Outcome
     reason: str
-    amount_due: int
-    amount_recovered: int
-    currency: str
     charge_attempts: int
     messages_sent: int
     opened_at: AwareDatetime

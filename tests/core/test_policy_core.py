@@ -294,6 +294,32 @@ def test_finished_case_keeps_its_outcome_forever(standard: Policy) -> None:
     assert state.closed_at == at(2)
 
 
+def test_projections_carry_the_same_figures_and_their_own_facts(standard: Policy) -> None:
+    state = open_case(standard, decline_code=HARD)
+    state.hold(PauseRequest(reason="customer on holiday", actor="support"), at(2))
+    with pytest.raises(ValueError, match="not concluded"):
+        state.result(at(2))
+
+    record = state.record(state.timeline[-1:])
+    view = state.view("wait", at(9), "paused")
+    state.receive_payment(PaymentReceived(amount=AMOUNT, actor="support"), at(3))
+    result = state.result(at(4))
+
+    assert (record.case_id, record.amount_due, record.currency) == ("case-1", AMOUNT, "USD")
+    assert (record.decline_code, record.decline_class) == (HARD, "never_retry")
+    assert record.status is CaseStatus.PAUSED and [e.kind for e in record.entries] == ["paused"]
+    assert (view.paused_by, view.pause_reason, view.next_action_at) == (
+        "support",
+        "customer on holiday",
+        at(9),
+    )
+    assert (result.outcome, result.amount_recovered, result.closed_at) == (
+        Outcome.RECOVERED,
+        AMOUNT,
+        at(3),
+    )
+
+
 def test_cancel_after_finish_is_ignored(standard: Policy) -> None:
     state = open_case(standard)
     state.receive_payment(PaymentReceived(amount=AMOUNT, actor="support"), at(2))
