@@ -150,8 +150,24 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
     public_base_url: str = Field(
-        default="http://localhost:8000",
-        description="Where providers reach this service (status callbacks, inbound SMS).",
+        default="",
+        description="Where customers and providers reach this service (links in messages, the "
+        "recovery page, status callbacks, inbound SMS); default: http://localhost:RECEIVER_PORT.",
+    )
+
+    # Who the messages and the recovery page speak for.
+    company_name: str = Field(default="Example Co", min_length=1, max_length=80)
+    support_email: str = Field(
+        default="support@example.com", description="Named in every message and on every page."
+    )
+    support_phone: str | None = Field(default=None, description="Shown beside the email.")
+    brand_colour: str = Field(
+        default="#1f5f99",
+        pattern=r"^#[0-9A-Fa-f]{6}$",
+        description="Buttons and headings (#rrggbb); dark enough for white text on it.",
+    )
+    logo_url: str | None = Field(
+        default=None, description="An https image shown atop the recovery page and emails."
     )
 
     # In-app: a notification row, plus an optional signed webhook to the product.
@@ -162,8 +178,9 @@ class Settings(BaseSettings):
     messages_per_week: int = Field(default=4, ge=1)
 
     self_service_url: str = Field(
-        default="http://localhost:8000/update-payment-method?token={token}",
-        description="The page where a customer fixes their payment; {token} names the case.",
+        default="",
+        description="The page where a customer settles a case ({token} names the case and the "
+        "purpose); default: PUBLIC_BASE_URL/recover?token={token}, served by the receiver.",
     )
     self_service_secret: SecretStr | None = Field(
         default=None,
@@ -196,6 +213,13 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError("set both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY, or neither")
+        if not self.public_base_url:
+            self.public_base_url = f"http://localhost:{self.receiver_port}"
+        self.public_base_url = self.public_base_url.rstrip("/")
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
+        if not self.self_service_url:
+            self.self_service_url = f"{self.public_base_url}/recover?token={{token}}"
         if "{token}" not in self.self_service_url:
             raise ValueError("SELF_SERVICE_URL must contain {token}")
         if self.gateway == "stripe" and self.stripe_api_key is None:

@@ -77,6 +77,7 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         tone=step.tone,
         channels=step.channels,
         amount_due=state.amount_due,
+        amount_paid=state.amount_recovered,
         currency=state.case.currency,
         deadline=step.deadline,
         at=now,
