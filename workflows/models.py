@@ -120,6 +120,53 @@ class DisputeResolved(_Model):
     actor: str = "system"
 
 
+class FeedbackReason(StrEnum):
+    """Why the customer has not paid, as they tell it on the recovery page."""
+
+    CANNOT_AFFORD = "cannot_afford"
+    CARD_CHANGED = "card_changed"
+    DISPUTING = "disputing"
+    WANT_TO_CANCEL = "want_to_cancel"
+    OTHER = "other"
+
+
+class FeedbackGiven(_Model):
+    """The customer's reason; their own words stay in the store, never in the history."""
+
+    reason: FeedbackReason
+    actor: str = "customer"
+
+
+class PromiseToPay(_Model):
+    """The customer will pay by `pay_on`: reminders pause until then, and the case charges
+    that day and resumes dunning if it is still unpaid."""
+
+    pay_on: AwareDatetime
+    actor: str = "customer"
+
+
+class PlanChosen(_Model):
+    """The customer accepts one of the policy's payment plans (by its number of installments)."""
+
+    installments: int = Field(ge=2, le=12)
+    actor: str = "customer"
+
+
+class Installment(_Model):
+    """One part of a payment plan: how much, when, and whether it is paid."""
+
+    number: int = Field(ge=1)
+    amount: int = Field(ge=1)
+    due_at: AwareDatetime
+    paid: bool = False
+
+
+class PlanQuote(_Model):
+    """A plan the case can offer now, with the installments it would charge."""
+
+    installments: list[Installment]
+
+
 class PauseRequest(_Model):
     """Support holds the case (a ticket, a negotiation); `until` lets it resume by itself."""
 
@@ -355,6 +402,14 @@ class CaseView(CaseFigures):
     paused_until: AwareDatetime | None = None
     dispute_reason: str | None = None
     blocked_reason: str | None = None
+    plan_offers: list[PlanQuote] = Field(
+        default_factory=list, description="Plans the customer may choose now."
+    )
+    promise_by: AwareDatetime | None = Field(
+        default=None, description="The latest date the customer may promise; None: no promise."
+    )
+    promised_for: AwareDatetime | None = None
+    plan: list[Installment] = Field(default_factory=list, description="The chosen plan.")
     timeline: list[TimelineEntry]
 
 

@@ -141,6 +141,17 @@ class Reminder(_Strict):
     channels: list[Channel] = Field(min_length=1)
 
 
+class PlanOffer(_Strict):
+    """A payment plan a policy offers: the amount due in `installments` equal parts, the first
+    charged when the customer accepts, the others every `every`."""
+
+    installments: int = Field(ge=2, le=12)
+    every: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    min_installment: int = Field(
+        default=1, ge=1, description="Minor units; smaller installments are not offered."
+    )
+
+
 class Policy(_Strict):
     """A versioned dunning schedule. A running case keeps the version it started with."""
 
@@ -174,6 +185,13 @@ class Policy(_Strict):
         description="What the biller is told per outcome (mark uncollectible, cancel, ...).",
     )
     declines: DeclineTable = Field(default_factory=DeclineTable)
+    payment_plans: list[PlanOffer] = Field(
+        default_factory=list, description="Plans the recovery page offers; none: no plan."
+    )
+    promise_within: timedelta | None = Field(
+        default=None,
+        description="How far ahead a customer may promise to pay; unset: no promise offered.",
+    )
 
     @property
     def label(self) -> str:
