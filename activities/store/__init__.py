@@ -1,5 +1,5 @@
-"""The case store: customers, cases, charge attempts, messages, received billing events and the
-audit trail, one module per concern.
+"""The case store: customers, cases, charge attempts, messages, received billing events, the
+customers' feedback and the audit trail, one module per concern.
 
 SQLite by default, any SQLAlchemy URL (PostgreSQL in production) through `DATABASE_URL`.
 Contact details live here and only here: workflows hold the customer id.
@@ -9,6 +9,7 @@ audit sequence), so a retried activity never writes a row twice.
 
 from activities.store.cases import CaseRecords
 from activities.store.engine import FIRST_REVISION, Database, migrations
+from activities.store.feedback import FEEDBACK_TEXT_LIMIT, CustomerFeedback, FeedbackBook
 from activities.store.inbox import (
     FINAL_STATUSES,
     OPEN_CASE_STATUSES,
@@ -36,12 +37,13 @@ from activities.store.tables import (
 )
 
 
-class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger):
+class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook):
     """The one store the activities, the receiver and the CLI share: every concern's methods
     on one engine; safe to share between activity threads."""
 
 
 __all__ = [
+    "FEEDBACK_TEXT_LIMIT",
     "FINAL_STATUSES",
     "FIRST_REVISION",
     "OPEN_CASE_STATUSES",
@@ -52,9 +54,11 @@ __all__ = [
     "CaseStore",
     "ChargeAttempt",
     "Customer",
+    "CustomerFeedback",
     "CustomerProfile",
     "Database",
     "EventInbox",
+    "FeedbackBook",
     "Message",
     "MessageStatus",
     "Outbox",
