@@ -24,8 +24,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from activities.store import CaseStore
 from analytics.ab import ABComparison
 from analytics.curve import recovery_curve, render_html
-from analytics.report import CurrencyFigures, Dimension, Figures, Report, recovery_report
+from analytics.report import (
+    CurrencyFigures,
+    Dimension,
+    FeedbackCounts,
+    Figures,
+    Report,
+    recovery_report,
+)
 from config.settings import Settings
+from workflows.models import FeedbackReason
 from workflows.money import format_money
 
 
@@ -168,7 +176,8 @@ TITLES = {
 
 def render_text(report: Report, by: Dimension | None = None) -> str:
     """The report as aligned text tables: all cases, then `by` (or every grouping), then the
-    A/B comparisons when variants are shown."""
+    A/B comparisons when variants are shown, the reasons customers gave (overall, by policy,
+    by segment) and, without `by`, what the recovery page's actions recovered."""
     outcomes = report.totals.outcomes
     lines = [
         f"Recovery report: {report.period.label} (UTC)",
@@ -183,7 +192,46 @@ def render_text(report: Report, by: Dimension | None = None) -> str:
     if by in (None, Dimension.VARIANT):
         for experiment in report.experiments:
             lines += ["", *_experiment(experiment)]
+    feedback = report.feedback
+    if by is None:
+        lines += ["", FEEDBACK_TITLE, *_feedback_table([feedback.totals])]
+    if by in (None, Dimension.POLICY):
+        lines += ["", f"{FEEDBACK_TITLE}, by policy", *_feedback_table(feedback.by_policy)]
+    if by in (None, Dimension.SEGMENT):
+        lines += ["", f"{FEEDBACK_TITLE}, by segment", *_feedback_table(feedback.by_segment)]
+    if by is None:
+        lines += ["", ACTIONS_TITLE, *_actions_table(report)]
     return "\n".join(lines)
+
+
+FEEDBACK_TITLE = "Why customers have not paid (cases that answered; cases per reason given)"
+ACTIONS_TITLE = "Recovered through the recovery page (credited to the customer's last step)"
+
+
+def _feedback_table(groups: list[FeedbackCounts]) -> list[str]:
+    if not groups:
+        return ["  no answers"]
+    reasons = list(FeedbackReason)
+    rows = [
+        [group.label, str(group.answered), *(str(group.reasons[r]) for r in reasons)]
+        for group in groups
+    ]
+    return _aligned(["", "Answered", *reasons], rows)
+
+
+def _actions_table(report: Report) -> list[str]:
+    rows = [
+        [
+            action.action.value,
+            str(action.cases),
+            str(action.recovered),
+            _percent(action.share_of_cases),
+            _percent(action.share_of_recovered),
+        ]
+        for action in report.page_actions
+    ]
+    header = ["Action", "Cases", "Recovered", "Of all cases", "Of recovered"]
+    return _aligned(header, rows)
 
 
 def _table(first: str, groups: list[tuple[str, Figures]]) -> list[str]:
@@ -248,7 +296,9 @@ def _experiment(experiment: ABComparison) -> list[str]:
 
 def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    numeric = {i for i, name in enumerate(header) if name not in ("", "Currency", "Variant")}
+    numeric = {
+        i for i, name in enumerate(header) if name not in ("", "Currency", "Variant", "Action")
+    }
     numeric -= {len(header) - 1} if header[-1] == "Verdict" else set()
     return [
         "  ".join(

@@ -16,7 +16,16 @@ Definitions, so two readers get the same numbers:
 - messages count only those with status `sent`; messages per recovered case: messages sent to
   recovered cases over recovered cases;
 - by channel: a channel's cases are those with at least one message sent on it, and its
-  messages are those sent on it.
+  messages are those sent on it;
+- feedback: a reason counts the cases that gave it on the "tell us why" page, once per case
+  however often it was given (a case that gave two reasons counts under both); answered
+  counts the cases that gave any;
+- page actions: the customer's own steps on the recovery page, read from the audit trail:
+  pay (`payment_received` by the customer), card (`payment_method_updated` by the customer),
+  plan (`plan_chosen`), promise (`promise_made`). A recovered case is credited to the last of
+  them before it closed (so no case counts twice, and a card update counts only when it was
+  followed by the recovery, with no other step of the customer's in between); its share is
+  of all cases, and of recovered cases.
 """
 
 from __future__ import annotations
@@ -30,14 +39,17 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import ColumnElement, FromClause, func, select
+from sqlalchemy import ColumnElement, FromClause, case, func, or_, select
 
-from activities.store import Case, CaseStore, Message
+from activities.store import Case, CaseEvent, CaseStore, CustomerFeedback, Message
 from analytics.ab import ABComparison, Arm, compare_variants
-from workflows.models import CaseStatus
+from workflows.models import CaseStatus, FeedbackReason
 
 CASES = Case.__table__
 MESSAGES = Message.__table__
+EVENTS = CaseEvent.__table__
+FEEDBACK = CustomerFeedback.__table__
+CUSTOMER = "customer"
 SENT = "sent"
 RECOVERED = CaseStatus.RECOVERED.value
 OUTCOMES = (CaseStatus.RECOVERED.value, CaseStatus.CANCELLED.value, CaseStatus.COLLECTIONS.value)
@@ -128,13 +140,57 @@ class Group(Figures):
     key: dict[str, str | int | None]
 
 
+class FeedbackCounts(BaseModel):
+    """What one group's customers told us on the "tell us why" page: how many cases answered,
+    and how many cases gave each reason (every reason listed, zeros included)."""
+
+    label: str
+    key: dict[str, str | int | None]
+    answered: int = 0
+    reasons: dict[FeedbackReason, int] = Field(
+        default_factory=lambda: dict.fromkeys(FeedbackReason, 0)
+    )
+
+
+class FeedbackFigures(BaseModel):
+    """The reasons customers gave: over all cases, by policy and by segment."""
+
+    totals: FeedbackCounts = Field(
+        default_factory=lambda: FeedbackCounts(label="all cases", key={})
+    )
+    by_policy: list[FeedbackCounts] = Field(default_factory=list)
+    by_segment: list[FeedbackCounts] = Field(default_factory=list)
+
+
+class PageAction(StrEnum):
+    """A step the customer takes on the recovery page that can bring the money back."""
+
+    PAY = "pay"
+    CARD = "card"
+    PLAN = "plan"
+    PROMISE = "promise"
+
+
+class ActionFigures(BaseModel):
+    """How often customers took one page action, and the cases it recovered."""
+
+    action: PageAction
+    cases: int = Field(description="Cases in which the customer took it.")
+    recovered: int = Field(description="Recovered cases whose last customer step it was.")
+    share_of_cases: float | None = Field(description="`recovered` over all cases.")
+    share_of_recovered: float | None = Field(description="`recovered` over recovered cases.")
+
+
 class Report(BaseModel):
-    """Everything `dunning report` shows; `experiments` compares each A/B segment's variants."""
+    """Everything `dunning report` shows; `experiments` compares each A/B segment's variants,
+    `feedback` and `page_actions` are the customer's side."""
 
     period: Period
     totals: Figures
     groups: dict[Dimension, list[Group]]
     experiments: list[ABComparison]
+    feedback: FeedbackFigures = Field(default_factory=FeedbackFigures)
+    page_actions: list[ActionFigures] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -214,6 +270,12 @@ def recovery_report(
             dimension: _figures(connection, grouping, period)
             for dimension, grouping in GROUPINGS.items()
         }
+        feedback = FeedbackFigures(
+            totals=_feedback(connection, None, period)[0],
+            by_policy=_feedback(connection, Dimension.POLICY, period),
+            by_segment=_feedback(connection, Dimension.SEGMENT, period),
+        )
+        actions = _page_actions(connection, period)
     totals = found.pop(None).get((), {})
     groups = {
         dimension: [
@@ -222,8 +284,23 @@ def recovery_report(
         ]
         for dimension, by_key in found.items()
     }
+    totals = Figures(**totals)
     return Report(
-        period=period, totals=Figures(**totals), groups=groups, experiments=_experiments(groups)
+        period=period,
+        totals=totals,
+        groups=groups,
+        experiments=_experiments(groups),
+        feedback=feedback,
+        page_actions=[
+            ActionFigures(
+                action=action,
+                cases=len(took),
+                recovered=actions.credited[action],
+                share_of_cases=_rate(actions.credited[action], totals.cases),
+                share_of_recovered=_rate(actions.credited[action], totals.recovered_cases),
+            )
+            for action, took in actions.took.items()
+        ],
     )
 
 
@@ -335,6 +412,83 @@ class _Tally:
             "messages_sent": self.messages_sent,
             "messages_per_recovered_case": _rate(self.messages_to_recovered, recovered),
         }
+
+
+def _feedback(connection, dimension: Dimension | None, period: Period) -> list[FeedbackCounts]:
+    """The cases that answered and the cases per reason, of each group (of all cases for
+    None: one entry, with zeros when nobody answered), in group order."""
+    grouping = GROUPINGS[dimension]
+    keys = grouping.case_keys
+    answered_from = FEEDBACK.join(CASES, FEEDBACK.c.case_id == CASES.c.case_id)
+    cases = func.count(FEEDBACK.c.case_id.distinct())
+    counts: dict[tuple, FeedbackCounts] = {}
+
+    def counts_of(key: tuple) -> FeedbackCounts:
+        if key not in counts:
+            named = dict(zip(grouping.names, key, strict=True))
+            counts[key] = FeedbackCounts(label=grouping.label(named), key=named)
+        return counts[key]
+
+    answered = (
+        select(*keys, cases).select_from(answered_from).where(*period.conditions()).group_by(*keys)
+    )
+    for row in connection.execute(answered):
+        counts_of(tuple(row[: len(keys)])).answered = row[-1]
+    by_reason = (
+        select(*keys, FEEDBACK.c.reason, cases)
+        .select_from(answered_from)
+        .where(*period.conditions(), FEEDBACK.c.reason.in_(list(FeedbackReason)))
+        .group_by(*keys, FEEDBACK.c.reason)
+    )
+    for row in connection.execute(by_reason):
+        key, (reason, found) = tuple(row[: len(keys)]), row[len(keys) :]
+        counts_of(key).reasons[FeedbackReason(reason)] = found
+    if dimension is None:
+        return [counts_of(())]
+    return [counts[key] for key in sorted(counts, key=group_order)]
+
+
+# The audit trail's kinds and actors that are the customer's own steps on the recovery page.
+_ACTION_EVENTS = {
+    PageAction.PAY: (EVENTS.c.kind == "payment_received") & (EVENTS.c.actor == CUSTOMER),
+    PageAction.CARD: (EVENTS.c.kind == "payment_method_updated") & (EVENTS.c.actor == CUSTOMER),
+    PageAction.PLAN: EVENTS.c.kind == "plan_chosen",
+    PageAction.PROMISE: EVENTS.c.kind == "promise_made",
+}
+
+
+@dataclass
+class _Actions:
+    """Which cases took each page action, and how many recovered cases each is credited with."""
+
+    took: dict[PageAction, set[str]]
+    credited: dict[PageAction, int]
+
+
+def _page_actions(connection, period: Period) -> _Actions:
+    """Every page action of the period's cases, one row each (a case takes a handful at most):
+    the last one of a recovered case is credited with its recovery."""
+    action = case(*((condition, name.value) for name, condition in _ACTION_EVENTS.items()))
+    rows = connection.execute(
+        select(EVENTS.c.case_id, EVENTS.c.seq, action, CASES.c.status)
+        .select_from(EVENTS.join(CASES, EVENTS.c.case_id == CASES.c.case_id))
+        .where(
+            *period.conditions(),
+            or_(*_ACTION_EVENTS.values()),
+            or_(CASES.c.closed_at.is_(None), EVENTS.c.at <= CASES.c.closed_at),
+        )
+        .order_by(EVENTS.c.case_id, EVENTS.c.seq)
+    )
+    took: dict[PageAction, set[str]] = {name: set() for name in PageAction}
+    last: dict[str, PageAction] = {}
+    for case_id, _seq, name, status in rows:
+        took[PageAction(name)].add(case_id)
+        if status == RECOVERED:
+            last[case_id] = PageAction(name)  # ordered by seq: the latest wins
+    credited = dict.fromkeys(PageAction, 0)
+    for name in last.values():
+        credited[name] += 1
+    return _Actions(took=took, credited=credited)
 
 
 def _rate(part: int, whole: int) -> float | None:

@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, make_url, text
 from sqlmodel import SQLModel
 
-from activities.store import CaseStore, Message
+from activities.store import CaseEvent, CaseStore, Message
 from analytics.ab import Arm, Verdict, compare_variants, difference_interval
 from analytics.cli import main
 from analytics.curve import Curve, CurveLine, recovery_curve, render_html
-from analytics.report import Dimension, Period, Report, recovery_report
+from analytics.report import Dimension, PageAction, Period, Report, recovery_report
 from workflows.models import CaseRecord, CaseStatus, ChargeRequest, ChargeResult
 from workflows.policy import DeclineClass
 
@@ -83,6 +83,38 @@ MESSAGES = [
 
 # case: attempts, the last approved when the case was recovered by a charge.
 ATTEMPTS = {"u1": 2, "u2": 3, "u3": 1, "j2": 1}
+
+# case, reason, submission: the "tell us why" answers. In March, by policy: standard v1
+# answered u3, u5, j3 (want_to_cancel, cannot_afford, disputing); patient v2 answered u4, j2
+# (cannot_afford and other, card_changed). By segment: large u3, u4; default u5, j2, j3.
+# u3's second submission repeats its reason and u4 gave two: a case counts once per reason.
+FEEDBACK = [
+    ("u3", "want_to_cancel", "k1"),
+    ("u3", "want_to_cancel", "k2"),
+    ("u4", "cannot_afford", "k1"),
+    ("u4", "other", "k2"),
+    ("u5", "cannot_afford", "k1"),
+    ("j2", "card_changed", "k1"),
+    ("j3", "disputing", "k1"),
+    ("o1", "other", "k1"),  # opened in February
+]
+
+# case: its audit lines (kind, actor) in order, an hour apart from opening. Page actions taken
+# in March: pay u1, j1; card u1, j2, u5; plan u2, u3; promise u4, j2 (j1's promise, after it
+# closed, does not count). Credited to the last one of a recovered case: u1 pay (after its
+# card), j1 pay (support's card update is not the customer's), u2 plan (the biller's payment
+# of an installment is not a page action), j2 card (after its promise). Of 8 cases and 4
+# recovered: pay 2, card 1, plan 1, promise 0.
+EVENTS = {
+    "u1": [("payment_method_updated", "customer"), ("payment_received", "customer")],
+    "u2": [("plan_chosen", "customer"), ("payment_received", "stripe")],
+    "u3": [("plan_chosen", "customer")],
+    "u4": [("promise_made", "customer")],
+    "j1": [("payment_method_updated", "support:kim"), ("payment_received", "customer")],
+    "j2": [("promise_made", "customer"), ("payment_method_updated", "customer")],
+    "u5": [("payment_method_updated", "customer")],  # still open: taken, not credited
+    "o2": [("payment_received", "customer")],  # opened in April
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -163,6 +195,18 @@ def _seed(store: CaseStore) -> None:
             approved = attempt == count and case_id != "u3"
             decline = None if approved else "insufficient_funds"
             store.record_attempt(request, ChargeResult(approved=approved, decline_code=decline))
+    opened = {row[0]: row[10] for row in CASES}
+    for case_id, reason, submission in FEEDBACK:
+        store.record_feedback(case_id, f"cus_{case_id}", reason, "", submission)
+    with store.session() as session:
+        for case_id, lines in EVENTS.items():
+            for seq, (kind, actor) in enumerate(lines, start=1):
+                at = opened[case_id] + timedelta(hours=seq)
+                session.add(CaseEvent(case_id=case_id, seq=seq, at=at, kind=kind, actor=actor))
+        # After j1 closed (3 hours after opening): a late step credits nothing.
+        late = opened["j1"] + timedelta(hours=5)
+        session.add(CaseEvent(case_id="j1", seq=9, at=late, kind="promise_made", actor="customer"))
+        session.commit()
 
 
 def _group(report: Report, dimension: Dimension, label: str):
@@ -346,6 +390,75 @@ def test_the_report_parses_back_from_its_json(store):
     assert Report.model_validate_json(report.model_dump_json()) == report
 
 
+# The customer's side: feedback reasons and page actions ----------------------------------
+
+REASONS = ["cannot_afford", "card_changed", "disputing", "want_to_cancel", "other"]
+
+
+def _reasons(counts) -> tuple:
+    return (counts.answered, *(counts.reasons[r] for r in REASONS))
+
+
+def test_feedback_reasons_count_cases_once_per_reason_over_all_cases(store):
+    feedback = recovery_report(store, **MARCH).feedback
+
+    # answered, cannot_afford, card_changed, disputing, want_to_cancel, other
+    assert _reasons(feedback.totals) == (5, 2, 1, 1, 1, 1)
+
+
+def test_feedback_reasons_by_policy_and_by_segment(store):
+    feedback = recovery_report(store, **MARCH).feedback
+
+    assert {g.label: _reasons(g) for g in feedback.by_policy} == {
+        "patient v2": (2, 1, 1, 0, 0, 1),
+        "standard v1": (3, 1, 0, 1, 1, 0),
+    }
+    assert [g.label for g in feedback.by_segment] == ["default", "large"]
+    assert {g.label: _reasons(g) for g in feedback.by_segment} == {
+        "default": (3, 1, 1, 1, 0, 0),
+        "large": (2, 1, 0, 0, 1, 1),
+    }
+    assert feedback.by_policy[0].key == {"policy": "patient", "policy_version": 2}
+
+
+def test_feedback_follows_the_period_of_the_cases(store):
+    february = recovery_report(store, until=date(2026, 2, 28)).feedback
+
+    assert _reasons(february.totals) == (1, 0, 0, 0, 0, 1)  # o1
+    assert [g.label for g in february.by_policy] == ["standard v1"]
+    nothing = recovery_report(store, since=date(2026, 5, 1)).feedback
+    assert _reasons(nothing.totals) == (0, 0, 0, 0, 0, 0)
+    assert (nothing.by_policy, nothing.by_segment) == ([], [])
+
+
+def test_each_recovered_case_is_credited_to_the_customers_last_page_action(store):
+    actions = {a.action: a for a in recovery_report(store, **MARCH).page_actions}
+
+    assert list(actions) == [PageAction.PAY, PageAction.CARD, PageAction.PLAN, PageAction.PROMISE]
+    figures = {
+        name: (a.cases, a.recovered, a.share_of_cases, a.share_of_recovered)
+        for name, a in actions.items()
+    }
+    assert figures == {
+        PageAction.PAY: (2, 2, 2 / 8, 2 / 4),
+        PageAction.CARD: (3, 1, 1 / 8, 1 / 4),
+        PageAction.PLAN: (2, 1, 1 / 8, 1 / 4),
+        PageAction.PROMISE: (2, 0, 0.0, 0.0),
+    }
+
+
+def test_page_actions_of_cases_outside_the_period_do_not_count(store):
+    april = {a.action: a for a in recovery_report(store, since=date(2026, 4, 1)).page_actions}
+
+    assert (april[PageAction.PAY].cases, april[PageAction.PAY].recovered) == (1, 1)  # o2
+    assert april[PageAction.PAY].share_of_cases == 1.0
+    assert all(a.cases == 0 for name, a in april.items() if name != PageAction.PAY)
+    empty = recovery_report(store, since=date(2026, 5, 1)).page_actions
+    assert [(a.cases, a.share_of_cases, a.share_of_recovered) for a in empty] == [
+        (0, None, None)
+    ] * 4
+
+
 # A/B comparison ---------------------------------------------------------------------------
 
 
@@ -498,6 +611,14 @@ def test_cli_prints_a_table_with_money_formatted_per_currency(store, capsys):
     assert "standard v1" in out and "large/patient" in out and "in_app" in out
     assert "A/B test in segment large (control: control)" in out
     assert "not significant" in out
+    assert "Why customers have not paid" in out
+    # answered, then cannot_afford, card_changed, disputing, want_to_cancel, other
+    assert re.search(r"^all cases\s+5\s+2\s+1\s+1\s+1\s+1$", out, re.M)
+    assert re.search(r"^patient v2\s+2\s+1\s+1\s+0\s+0\s+1$", out, re.M)
+    assert re.search(r"^large\s+2\s+1\s+0\s+0\s+1\s+1$", out, re.M)
+    assert "Recovered through the recovery page" in out
+    assert re.search(r"^pay\s+2\s+2\s+25\.0%\s+50\.0%$", out, re.M)
+    assert re.search(r"^promise\s+2\s+0\s+0\.0%\s+0\.0%$", out, re.M)
 
 
 def test_cli_by_shows_one_grouping(store, capsys):
@@ -506,6 +627,17 @@ def test_cli_by_shows_one_grouping(store, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "By channel" in out and "By policy" not in out and "A/B test" not in out
+    assert "Why customers have not paid" not in out and "recovery page" not in out
+
+
+def test_cli_by_segment_shows_the_reasons_by_segment_alone(store, capsys):
+    code = main(["report", "--by", "segment", "--since", "2026-03-01", "--until", "2026-03-31",
+                 "--database-url", _url(store)])  # fmt: skip
+
+    out = capsys.readouterr().out.split("Why customers have not paid")[1]
+    assert code == 0
+    assert re.search(r"^default\s+3\s+1\s+1\s+1\s+0\s+0$", out, re.M)
+    assert "patient v2" not in out and "all cases" not in out
 
 
 def test_cli_json_parses_back_into_the_report(store, capsys):
