@@ -92,6 +92,8 @@ _TIER_FIXTURES = {
     "env": "time_skipping",
     "dunning": "time_skipping",
     "postgres_url": "postgresql",
+    "browser": "browser",
+    "page": "browser",
 }
 # Modules whose tests exercise pure code (the policy core, readers, templates, tokens); a
 # test in one of them that asks for a file, server or database fixture is not pure.
