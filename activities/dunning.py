@@ -32,7 +32,7 @@ from activities.retry_training import ModelFileError, newest_model
 from activities.scrub import scrubbed
 from activities.store import CaseStore, CustomerProfile, Message, MessageStatus, utcnow
 from config.policies import find_policy, load_policies
-from config.settings import CONFIG_DIR, Settings
+from config.settings import Settings
 from workflows import smart_retry
 from workflows.messaging import (
     CAP_WINDOW,
@@ -113,7 +113,7 @@ class DunningActivities:
             biller=biller_for(settings, store),
             notifiers=notifiers,
             policies=load_policies(settings.policies_dir, settings.declines_file),
-            templates=Templates(CONFIG_DIR / "templates"),
+            templates=Templates.from_settings(settings),
             self_service=SelfService(
                 url=settings.self_service_url,
                 secret=settings.self_service_secret.get_secret_value(),
@@ -276,6 +276,7 @@ class DunningActivities:
             name=customer.name,
             invoice_id=request.invoice_id,
             amount=request.amount_due,
+            amount_paid=request.amount_paid,
             currency=request.currency,
             deadline=request.deadline,
             link=self.self_service.link_for(request.case_id, utcnow()),

@@ -4,21 +4,27 @@ Every template of every language is rendered once with sample data at start-up, 
 template or a misspelt variable stops the worker with its file and name, never a blank
 message to a customer. Amounts and dates are written the customer's way (Babel): ¥4,980,
 $49.00, 49,00 €; "25 November 2026" or "2026年11月25日", in the customer's time zone.
+
+Every message speaks for the company (`Brand`): every email ends with the language's
+signature (the company and how to reach support) and an unsubscribe footer. The HTML part
+fits a phone: a fluid column at most 600 px wide, the self-service link a labelled button.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from jinja2 import Environment, StrictUndefined, TemplateError, UndefinedError
+from jinja2 import Environment, StrictUndefined, Template, TemplateError, UndefinedError
 from markupsafe import Markup, escape
 
+from config.settings import CONFIG_DIR, Settings
 from workflows.money import format_money
 from workflows.policy import Channel
 
@@ -32,16 +38,25 @@ TEMPLATE_NAMES = [
     "cancelled",
     "collections",
 ]
+# Outcome messages: the case is over, so they carry no link and no button.
+OUTCOMES = {"recovered", "cancelled", "collections"}
 PARTS = ["subject", "email", "sms", "in_app"]
+BUTTON = "button"  # the label of an email's self-service button, in the message's language
+SIGNATURE = ("signature", "email")
 FOOTER = ("footer", "email")
+FOOTER_LINK = ("footer", "unsubscribe")
 SAMPLE = {
     "unsubscribe": "https://example.com/unsubscribe?token=sample",
     "name": "Sample Customer",
     "invoice_id": "in_sample",
     "amount": "$49.00",
+    "amount_paid": "$49.00",
     "deadline": "25 November 2026",
     "link": "https://example.com/pay?token=sample",
     "case_id": "in_sample",
+    "company": "Sample Co",
+    "support_email": "help@example.com",
+    "support_phone": "+1 555 0100",
 }
 
 
@@ -56,6 +71,40 @@ class RenderedMessage:
         self.subject, self.text, self.html = subject, text, html
 
 
+def _default(field: str) -> str | None:
+    return Settings.model_fields[field].default
+
+
+@dataclass(frozen=True)
+class Brand:
+    """Who the messages speak for: named in every message, with how to reach support."""
+
+    company: str = _default("company_name")
+    support_email: str = _default("support_email")
+    support_phone: str | None = _default("support_phone")
+    colour: str = _default("brand_colour")
+    logo_url: str | None = _default("logo_url")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Brand:
+        """The brand the settings name (COMPANY_NAME, SUPPORT_EMAIL, ...)."""
+        return cls(
+            company=settings.company_name,
+            support_email=settings.support_email,
+            support_phone=settings.support_phone,
+            colour=settings.brand_colour,
+            logo_url=settings.logo_url,
+        )
+
+    def variables(self) -> dict[str, object]:
+        """What the templates may say about the company: company, support_email, support_phone."""
+        return {
+            "company": self.company,
+            "support_email": self.support_email,
+            "support_phone": self.support_phone or "",
+        }
+
+
 def babel_locale(locale: str | None, default: str = "en") -> Locale:
     """Babel's locale for a BCP-47 or POSIX tag (en-GB, ja_JP, zh-Hans); `default` if unknown."""
     try:
@@ -67,26 +116,33 @@ def babel_locale(locale: str | None, default: str = "en") -> Locale:
 class Templates:
     """Every template of every language, compiled and checked once."""
 
-    def __init__(self, templates_dir: Path, default_language: str = "en") -> None:
+    def __init__(
+        self, templates_dir: Path, default_language: str = "en", brand: Brand | None = None
+    ) -> None:
         self.default_language = default_language
+        self.brand = brand or Brand()
         env = Environment(undefined=StrictUndefined, autoescape=False)
-        self._compiled = {}
+        self._compiled: dict[tuple[str, str, str], Template] = {}
         for path in sorted(templates_dir.glob("*.toml")):
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise TemplateConfigError(f"{path}: not valid TOML: {exc}") from exc
-            for name, part in [*((n, p) for n in TEMPLATE_NAMES for p in PARTS), FOOTER]:
+            required = [(n, p) for n in TEMPLATE_NAMES for p in PARTS]
+            buttons = [(n, BUTTON) for n in TEMPLATE_NAMES if BUTTON in data.get(n, {})]
+            for name, part in [*required, SIGNATURE, FOOTER, FOOTER_LINK, *buttons]:
                 source = data.get(name, {}).get(part)
                 if source is None:
                     raise TemplateConfigError(f"{path}: [{name}] has no {part!r}")
                 try:
                     template = env.from_string(source)
-                    template.render(SAMPLE)
-                    template.render({**SAMPLE, "name": "", "deadline": ""})
+                    for sample in _samples():
+                        template.render(sample)
                 except (TemplateError, UndefinedError) as exc:
                     raise TemplateConfigError(f"{path}: [{name}].{part}: {exc}") from exc
                 self._compiled[path.stem, name, part] = template
+            for name in TEMPLATE_NAMES:
+                _check_link(path, name, self._compiled, path.stem)
         if not self.languages or default_language not in self.languages:
             raise TemplateConfigError(f"{templates_dir}: no templates for {default_language!r}")
         layout_path = templates_dir / "layout.html"
@@ -96,6 +152,11 @@ class Templates:
             )
         except (OSError, TemplateError) as exc:
             raise TemplateConfigError(f"{layout_path}: {exc}") from exc
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Templates:
+        """The shipped templates, speaking for the company the settings name."""
+        return cls(CONFIG_DIR / "templates", brand=Brand.from_settings(settings))
 
     @property
     def languages(self) -> set[str]:
@@ -117,21 +178,69 @@ class Templates:
     def render(
         self, language: str, name: str, channel: Channel, variables: dict[str, object]
     ) -> RenderedMessage:
-        """Template `name` in `language` for `channel`."""
+        """Template `name` in `language` for `channel`, signed by the brand.
+
+        An email has a plain-text part (body, signature, unsubscribe footer) and an HTML part
+        in which the self-service link is a button labelled in the message's language."""
+        variables = {**self.brand.variables(), **variables}
         text = self._compiled[language, name, channel.value].render(variables)
         if channel is not Channel.EMAIL:
             return RenderedMessage("", text, "")
         subject = self._compiled[language, name, "subject"].render(variables)
+        signature = self._compiled[(language, *SIGNATURE)].render(variables)
         footer = self._compiled[(language, *FOOTER)].render(variables)
-        paragraphs = [_linked(p) for p in text.split("\n\n")]
+        button = self._compiled.get((language, name, BUTTON))
+        link = str(variables["link"])
+        blocks = [
+            {"button": paragraph.strip() == link, "html": self._linked(paragraph)}
+            for paragraph in f"{text}\n\n{signature}".split("\n\n")
+        ]
         html = self._layout.render(
             lang=language,
             subject=subject,
-            paragraphs=paragraphs,
-            link=variables["link"],
-            footer=_linked(footer),
+            blocks=blocks,
+            link=link,
+            button=button.render(variables) if button else "",
+            unsubscribe=variables["unsubscribe"],
+            unsubscribe_label=self._compiled[(language, *FOOTER_LINK)].render(variables),
+            **asdict(self.brand),
         )
-        return RenderedMessage(subject, f"{text}\n\n--\n{footer}", html)
+        return RenderedMessage(subject, f"{text}\n\n{signature}\n\n--\n{footer}", html)
+
+    def _linked(self, paragraph: str) -> Markup:
+        """A paragraph for HTML: escaped, lines kept, URLs and the support address linked."""
+        email = self.brand.support_email
+        lines = []
+        for line in paragraph.strip().splitlines():
+            parts = _URL.split(line)  # odd positions are URLs
+            html = Markup("").join(
+                Markup('<a href="{0}">{0}</a>').format(part) if i % 2 else escape(part)
+                for i, part in enumerate(parts)
+            )
+            if email:
+                mailto = Markup('<a href="mailto:{0}">{0}</a>').format(email)
+                html = Markup(html.replace(escape(email), mailto))
+            lines.append(html)
+        return Markup("<br>").join(lines)
+
+
+def _samples() -> list[dict[str, object]]:
+    """Sample variables a template must render with: all set, and the optional ones empty."""
+    return [SAMPLE, {**SAMPLE, "name": "", "deadline": "", "support_phone": ""}]
+
+
+def _check_link(path: Path, name: str, compiled: dict, language: str) -> None:
+    """An email shows the self-service link as a button: the link stands alone in its
+    paragraph and the template names the button; an outcome message has no link at all."""
+    email = compiled[language, name, "email"].render(SAMPLE)
+    paragraphs = [p.strip() for p in email.split("\n\n")]
+    has_button = (language, name, BUTTON) in compiled
+    if name in OUTCOMES and (SAMPLE["link"] in email or has_button):
+        raise TemplateConfigError(f"{path}: [{name}] is an outcome message: no link, no button")
+    if any(SAMPLE["link"] in p and p != SAMPLE["link"] for p in paragraphs):
+        raise TemplateConfigError(f"{path}: [{name}].email: put {{{{ link }}}} on its own line")
+    if (SAMPLE["link"] in paragraphs) != has_button:
+        raise TemplateConfigError(f"{path}: [{name}]: an email with {{{{ link }}}} has a button")
 
 
 def message_variables(
@@ -139,6 +248,7 @@ def message_variables(
     name: str | None,
     invoice_id: str,
     amount: int,
+    amount_paid: int,
     currency: str,
     deadline: datetime | None,
     link: str,
@@ -147,7 +257,8 @@ def message_variables(
     locale: str | None,
     time_zone: str | None,
 ) -> dict[str, object]:
-    """The variables every template may use, formatted for the customer's locale and zone."""
+    """The variables every template may use, formatted for the customer's locale and zone:
+    `amount` is what is still due, `amount_paid` what has been paid (a receipt's figure)."""
     babel = babel_locale(locale)
     local_deadline = ""
     if deadline is not None:
@@ -157,6 +268,7 @@ def message_variables(
         "name": name or "",
         "invoice_id": invoice_id,
         "amount": format_money(amount, currency, str(babel)),
+        "amount_paid": format_money(amount_paid, currency, str(babel)),
         "deadline": local_deadline,
         "link": link,
         "unsubscribe": unsubscribe,
@@ -164,18 +276,4 @@ def message_variables(
     }
 
 
-def _linked(paragraph: str) -> Markup:
-    """A paragraph for HTML: escaped, lines kept, every URL made a link."""
-    lines = []
-    for line in paragraph.splitlines():
-        parts = _URL.split(line)  # odd positions are URLs
-        lines.append(
-            Markup("").join(
-                Markup('<a href="{0}">{0}</a>').format(part) if i % 2 else escape(part)
-                for i, part in enumerate(parts)
-            )
-        )
-    return Markup("<br>").join(lines)
-
-
-_URL = re.compile(r"(https?://[^\s<>\"'()（）,，]+)")
+_URL = re.compile(r"(https?://[^\s<>\"'()（）,，、。]+)")

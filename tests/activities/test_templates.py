@@ -16,7 +16,7 @@ from activities.notify.templates import (
     Templates,
     message_variables,
 )
-from config.settings import CONFIG_DIR
+from config.settings import CONFIG_DIR, Settings
 from workflows.policy import Channel
 
 TEMPLATES_DIR = CONFIG_DIR / "templates"
@@ -36,6 +36,7 @@ def variables(locale: str, time_zone: str, deadline: datetime | None = DEADLINE)
         name="Aiko Tanaka",
         invoice_id="in_1MtE3k2eZvKYlo2C",
         amount=4980,
+        amount_paid=0,
         currency="JPY",
         deadline=deadline,
         link=LINK,
@@ -62,7 +63,8 @@ def test_every_template_renders_in_every_language_on_every_channel(
     message = templates.render(language, name, channel, values)
 
     assert message.text.strip()
-    assert "in_1MtE3k2eZvKYlo2C" in message.text or values["amount"] in message.text
+    # What the message is about: the invoice, its amount, or (a short text) the link to act on.
+    assert any(v in message.text for v in ("in_1MtE3k2eZvKYlo2C", values["amount"], LINK))
     assert not re.search(r"{{|}}|{%|%}|None", message.subject + message.text + message.html)
     if channel is Channel.EMAIL:
         assert "in_1MtE3k2eZvKYlo2C" in message.subject
@@ -101,7 +103,7 @@ def test_final_notice_in_japanese_names_the_amount_and_the_date(templates):
         "ja", "final_notice", Channel.EMAIL, variables("ja-JP", "Asia/Tokyo")
     )
 
-    assert message.subject == "【最終通知】請求書 in_1MtE3k2eZvKYlo2C"
+    assert message.subject == "【重要】お支払いに関する最終のご案内（請求書 in_1MtE3k2eZvKYlo2C）"
     assert message.text.startswith("Aiko Tanaka 様")
     assert "￥4,980" in message.text
     assert "2026年11月26日までに" in message.text
@@ -112,7 +114,7 @@ def test_chinese_greeting_without_a_name_is_still_polite(templates):
 
     message = templates.render("zh-Hans", "card_update", Channel.EMAIL, values)
 
-    assert message.text.startswith("您好:")
+    assert message.text.startswith("您好：")
 
 
 @pytest.mark.parametrize(
@@ -135,14 +137,35 @@ def test_a_customers_locale_picks_the_template_language(templates, locale, langu
     assert templates.language_for(locale) == language
 
 
-def test_html_escapes_what_it_quotes_and_links_the_url(templates):
+def test_html_escapes_what_it_quotes_and_shows_the_link_as_a_labelled_button(templates):
     values = {**variables("en", "UTC"), "name": "<b>Mallory</b>"}
 
     message = templates.render("en", "reminder_gentle", Channel.EMAIL, values)
 
     assert "<b>Mallory</b>" not in message.html
     assert "&lt;b&gt;Mallory&lt;/b&gt;" in message.html
-    assert f'<a href="{LINK}">{LINK}</a>' in message.html
+    assert re.search(f'<a href="{re.escape(LINK)}"[^>]*>Pay or update your card</a>', message.html)
+    assert f">{LINK}<" not in message.html  # never the raw URL as the link's text
+    assert LINK in message.text  # the plain-text part keeps it, on its own line
+
+
+def test_messages_speak_for_the_company_the_settings_name():
+    settings = Settings(
+        _env_file=None,
+        company_name="Northwind Music",
+        support_email="help@northwind.example",
+        support_phone="+1 415 555 0100",
+        brand_colour="#8a1538",
+    )
+
+    message = Templates.from_settings(settings).render(
+        "en", "collections", Channel.EMAIL, variables("en", "UTC")
+    )
+
+    assert message.text.rstrip().count("Northwind Music") >= 1
+    assert "help@northwind.example" in message.text
+    assert "+1 415 555 0100" in message.text
+    assert "#8a1538" in message.html
 
 
 def _copy_templates(tmp_path: Path) -> Path:
@@ -168,6 +191,30 @@ def test_a_missing_template_stops_start_up(tmp_path):
     (folder / "zh-Hans.toml").write_text(chinese.split("[collections]")[0], encoding="utf-8")
 
     with pytest.raises(TemplateConfigError, match=r"\[collections\] has no 'subject'"):
+        Templates(folder)
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "problem"),
+    [
+        ("en", "here:\n\n{{ link }}", "here: {{ link }}", "on its own line"),
+        ("en", 'button = "Update your card"\n', "", "has a button"),
+        (
+            "ja",
+            "これ以上のお手続きは必要ありません。",
+            "これ以上のお手続きは必要ありません。\n\n{{ link }}",
+            r"\[recovered\] is an outcome message",
+        ),
+    ],
+)
+def test_a_link_the_html_cannot_show_as_a_button_stops_start_up(tmp_path, name, old, new, problem):
+    folder = _copy_templates(tmp_path)
+    path = folder / f"{name}.toml"
+    source = path.read_text(encoding="utf-8")
+    assert old in source
+    path.write_text(source.replace(old, new, 1), encoding="utf-8")
+
+    with pytest.raises(TemplateConfigError, match=problem):
         Templates(folder)
 
 
