@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import Client
 
+from activities.notify.links import SelfService
 from activities.store import CaseStore, CustomerProfile
 from config.settings import Settings
 from intake.cases import CaseOpener, StartResult
@@ -42,10 +43,25 @@ def demo_events(now: datetime) -> list[BillingEvent]:
 
 
 async def run_demo(client: Client, settings: Settings, store: CaseStore) -> list[StartResult]:
-    """Start the demo cases and say where to watch them."""
+    """Start the demo cases and say where to watch them, with each case's recovery page: the
+    link its messages carry, so the customer's side can be tried in a browser."""
     opener = CaseOpener.from_settings(settings)
-    results = [await opener.start(client, store, event) for event in demo_events(datetime.now(UTC))]
-    for result in results:
+    now = datetime.now(UTC)
+    events = demo_events(now)
+    results = [await opener.start(client, store, event) for event in events]
+    pages = recovery_pages(settings)
+    for event, result in zip(events, results, strict=True):
         print(result.message, flush=True)
+        name = event.customer.name or event.customer.customer_id
+        print(f"  {name}'s recovery page: {pages.link_for(result.case_id, now)}", flush=True)
     print("Watch them in the Temporal UI; they finish within about a minute.", flush=True)
     return results
+
+
+def recovery_pages(settings: Settings) -> SelfService:
+    """The recovery page's links, signed as the worker signs the ones in messages."""
+    return SelfService(
+        url=settings.self_service_url,
+        secret=settings.self_service_secret.get_secret_value(),
+        valid_for=timedelta(days=settings.self_service_valid_days),
+    )
