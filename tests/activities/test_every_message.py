@@ -1,0 +1,310 @@
+"""Every message in every language, read the way its customer reads it.
+
+Each template is rendered through the real renderer, signed by a company with a support
+contact, with a realistic 110-character self-service link: the right amount (what is due, or
+for a receipt what was paid), no link once the case is over, the company and how to reach it,
+CJK punctuation in Japanese and Chinese, at most two SMS segments, and an HTML part that fits
+a 390 px phone and a 600 px desktop column.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from activities.notify.templates import (
+    OUTCOMES,
+    TEMPLATE_NAMES,
+    Brand,
+    RenderedMessage,
+    Templates,
+    message_variables,
+)
+from config.settings import CONFIG_DIR
+from workflows.policy import Channel
+
+BRAND = Brand(
+    company="Northwind Music",
+    support_email="help@northwind.example",
+    support_phone="+81 3-1234-5678",
+    colour="#8a1538",
+)
+LINK = "https://pay.northwind.example/recover?token=" + "eyJjYXNlIjoiaW5fMU10RTNrMmVadktZ.abc"
+LINK += "x" * (110 - len(LINK))
+UNSUBSCRIBE = "https://pay.northwind.example/unsubscribe?token=u.v"
+INVOICE = "in_1MtE3k2eZvKYlo2C"
+DEADLINE = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+# language: (the customer's locale, time zone, 4980 JPY written their way, the deadline there)
+CUSTOMERS = {
+    "en": ("en-US", "America/New_York", "¥4,980", "November 25, 2026"),
+    "ja": ("ja-JP", "Asia/Tokyo", "￥4,980", "2026年11月26日"),
+    "zh-Hans": ("zh-CN", "Asia/Shanghai", "JP¥4,980", "2026年11月26日"),
+}
+ZERO = {"en": "¥0", "ja": "￥0", "zh-Hans": "JP¥0"}
+# What the final notice says happens next.
+NEXT = {"en": "collections team", "ja": "回収", "zh-Hans": "催收部门"}
+MESSAGES = [(lang, name) for lang in CUSTOMERS for name in TEMPLATE_NAMES]
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates(CONFIG_DIR / "templates", brand=BRAND)
+
+
+def render(
+    templates: Templates, language: str, name: str, channel: Channel, **overrides: object
+) -> RenderedMessage:
+    locale, zone, _, _ = CUSTOMERS[language]
+    recovered = name == "recovered"
+    values = message_variables(
+        name="Aiko Tanaka",
+        invoice_id=INVOICE,
+        amount=0 if recovered else 4980,  # a paid invoice has nothing left due
+        amount_paid=4980 if recovered else 0,
+        currency="JPY",
+        deadline=DEADLINE,
+        link=LINK,
+        unsubscribe=UNSUBSCRIBE,
+        case_id=INVOICE,
+        locale=locale,
+        time_zone=zone,
+    )
+    return templates.render(language, name, channel, {**values, **overrides})
+
+
+def carries_link(language: str, name: str, channel: Channel) -> bool:
+    return name not in OUTCOMES and channel is not Channel.IN_APP
+
+
+def short_of_room(language: str, name: str, channel: Channel) -> bool:
+    """A Japanese or Chinese SMS with the link: two UCS-2 segments (134 characters) less a
+    110-character link leave room for one short sentence and the opt-out, nothing more."""
+    return channel is Channel.SMS and language != "en" and carries_link(language, name, channel)
+
+
+# Amounts ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "name", "channel"),
+    # Not a ja/zh SMS with the link: no room for the amount there; the page behind it shows it.
+    [(*m, c) for m in MESSAGES for c in Channel if not short_of_room(*m, c)],
+)
+def test_every_message_names_the_amount_due_or_for_a_receipt_the_amount_paid(
+    templates, language, name, channel
+):
+    message = render(templates, language, name, channel)
+    words = message.subject + message.text
+
+    assert CUSTOMERS[language][2] in words
+    assert not re.search(re.escape(ZERO[language]) + r"(?![\d,.])", words + message.html)
+
+
+@pytest.mark.parametrize("language", CUSTOMERS)
+def test_a_receipt_thanks_for_what_was_paid_never_zero(templates, language):
+    for channel in Channel:
+        message = render(templates, language, "recovered", channel)
+
+        assert CUSTOMERS[language][2] in message.text  # ¥4,980, ￥4,980, JP¥4,980
+        assert ZERO[language] not in message.text
+
+
+# Links and next steps --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("language", CUSTOMERS)
+@pytest.mark.parametrize("name", sorted(OUTCOMES))
+def test_an_outcome_message_has_no_pay_link_or_button(templates, language, name, channel):
+    message = render(templates, language, name, channel)
+
+    assert "recover?token" not in message.text + message.html
+    assert "<a " not in message.html.replace(f'<a href="{UNSUBSCRIBE}">', "").replace(
+        f'<a href="mailto:{BRAND.support_email}">', ""
+    )
+
+
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.SMS])
+@pytest.mark.parametrize("language", CUSTOMERS)
+@pytest.mark.parametrize("name", [n for n in TEMPLATE_NAMES if n not in OUTCOMES])
+def test_a_reminder_carries_the_link_to_act_on(templates, language, name, channel):
+    message = render(templates, language, name, channel)
+
+    assert LINK in message.text
+    if channel is Channel.EMAIL:
+        assert re.search(f'<a href="{re.escape(LINK)}"[^>]*>[^<]+</a>', message.html)
+
+
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.IN_APP])
+@pytest.mark.parametrize("language", CUSTOMERS)
+def test_the_final_notice_names_the_date_and_what_happens_next(templates, language, channel):
+    message = render(templates, language, "final_notice", channel)
+
+    assert CUSTOMERS[language][3] in message.text
+    assert NEXT[language] in message.text
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("language", CUSTOMERS)
+def test_the_collections_message_says_whom_to_contact(templates, language, channel):
+    message = render(templates, language, "collections", channel)
+
+    assert BRAND.support_email in message.text
+    assert BRAND.support_phone in message.text
+    without_phone = Templates(
+        CONFIG_DIR / "templates", brand=Brand(company="N", support_email="a@b.example")
+    )
+    text = render(without_phone, language, "collections", channel).text
+    assert "a@b.example" in text
+    assert not re.search(r"or call|or on\b|または|或致电|None", text)
+
+
+# Who is writing --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("language", "name"), MESSAGES)
+def test_every_email_is_signed_by_the_company_with_its_support_contact(templates, language, name):
+    message = render(templates, language, name, Channel.EMAIL)
+
+    for part in (message.text, message.html):
+        assert BRAND.company in part
+        assert BRAND.support_email in part
+        assert BRAND.support_phone in part
+
+
+@pytest.mark.parametrize(("language", "name"), MESSAGES)
+def test_every_text_message_names_the_company_where_it_fits(templates, language, name):
+    message = render(templates, language, name, Channel.SMS)
+
+    if short_of_room(language, name, Channel.SMS):
+        assert BRAND.company not in message.text  # the 110-character link leaves no room
+    else:
+        assert message.text.startswith((f"{BRAND.company}: ", f"【{BRAND.company}】"))
+
+
+# CJK punctuation -------------------------------------------------------------------------------
+
+# Kana, CJK ideographs, CJK symbols and full-width forms.
+CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+ASCII_BY_CJK = re.compile(f"[{CJK}][,.:()!?]|[,.:()!?][{CJK}]")
+# Not prose: URLs, e-mail addresses, amounts and phone numbers keep their ASCII punctuation.
+NOT_PROSE = re.compile(
+    r"https?://\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[A-Z]{0,3}[¥￥$€][\d.,]*\d|\+[\d -]+"
+)
+
+
+def ascii_punctuation_by_cjk(text: str) -> list[str]:
+    """Each place `text` puts ASCII punctuation beside a CJK character: the pair, e.g. "書("."""
+    return ASCII_BY_CJK.findall(NOT_PROSE.sub(" ", text))
+
+
+def test_the_punctuation_checker_finds_ascii_beside_cjk_and_spares_urls_and_amounts():
+    assert ascii_punctuation_by_cjk("請求書(￥4,980)のお支払い: 完了") == ["書(", ")の", "い:"]
+    assert ascii_punctuation_by_cjk("请访问：https://a.example/x?token=a.b。回复STOP退订") == []
+    assert ascii_punctuation_by_cjk("JP¥4,980。help@northwind.example。") == []
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize(("language", "name"), [m for m in MESSAGES if m[0] != "en"])
+def test_japanese_and_chinese_use_full_width_punctuation(templates, language, name, channel):
+    message = render(templates, language, name, channel)
+    visible = re.sub(r"<[^>]+>", "", message.html.split("<body", 1)[-1])
+
+    assert ascii_punctuation_by_cjk(message.subject + "\n" + message.text + "\n" + visible) == []
+
+
+@pytest.mark.parametrize("language", ["ja", "zh-Hans"])
+def test_gentle_steps_use_no_alarming_words(templates, language):
+    alarming = ["督促", "最終警告", "警告", "催收", "債権回収", "最终"]
+    for name in ["reminder_gentle", "reminder_firm", "card_update", "authentication_needed"]:
+        for channel in Channel:
+            message = render(templates, language, name, channel)
+            assert not [w for w in alarming if w in message.subject + message.text]
+
+
+def test_japanese_is_written_politely(templates):
+    for name in TEMPLATE_NAMES:
+        text = render(templates, "ja", name, Channel.EMAIL).text
+        assert re.search("(ます|です|ください|ました|ません)。", text), name
+
+
+# SMS segments ----------------------------------------------------------------------------------
+
+GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENSION = set("\f^{}\\[~]|€")  # an escape and the character: two septets each
+
+
+def sms_segments(text: str) -> int:
+    """How many segments a carrier bills for `text`: GSM-7 when every character is in the
+    GSM 03.38 alphabet (160 septets, or 153 per part), otherwise UCS-2 (70 UTF-16 units, or 67
+    per part)."""
+    if set(text) <= GSM_BASIC | GSM_EXTENSION:
+        units = len(text) + sum(c in GSM_EXTENSION for c in text)
+        single, part = 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, part = 70, 67
+    return 1 if units <= single else math.ceil(units / part)
+
+
+def test_segments_are_counted_as_a_carrier_counts_them():
+    assert sms_segments("a" * 160) == 1
+    assert sms_segments("a" * 161) == 2
+    assert sms_segments("€" * 80) == 1
+    assert sms_segments("€" * 81) == 2
+    assert sms_segments("a" * 306) == 2
+    assert sms_segments("a" * 307) == 3
+    assert sms_segments("あ" * 70) == 1
+    assert sms_segments("あ" * 71) == 2
+    assert sms_segments("a" * 133 + "’") == 2  # one curly quote turns it all into UCS-2
+    assert sms_segments("a" * 134 + "’") == 3
+
+
+@pytest.mark.parametrize(("language", "name"), MESSAGES)
+def test_every_text_message_fits_two_segments_with_a_realistic_link(templates, language, name):
+    assert len(LINK) == 110
+    message = render(templates, language, name, Channel.SMS)
+
+    assert sms_segments(message.text) <= 2, (sms_segments(message.text), message.text)
+    assert "STOP" in message.text
+    if language == "en":  # GSM-7: one curly quote or dash would halve the room
+        assert set(message.text) <= GSM_BASIC | GSM_EXTENSION
+
+
+# HTML ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("language", "name"), MESSAGES)
+def test_the_html_fits_a_phone_and_a_600px_column(templates, language, name):
+    message = render(templates, language, name, Channel.EMAIL)
+    html = message.html
+
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert "max-width:600px" in html
+    widths = re.findall(r'\bwidth="(\d+)"', html) + re.findall(r"\bwidth:\s*(\d+)px", html)
+    widths += re.findall(r"min-width:\s*(\d+)px", html)
+    assert all(int(w) <= 600 for w in widths), widths
+    body = html.split("<body", 1)[1]
+    visible = re.sub(r"<[^>]+>", " ", re.sub(r"<!--.*?-->", "", body, flags=re.S))
+    assert "http" not in visible  # links are labelled: never a raw URL to read
+    assert f'<a href="{UNSUBSCRIBE}">' in html  # the unsubscribe link stays
+    # The plain-text part says the same, without markup.
+    assert message.text.strip() and "<" not in message.text
+    assert INVOICE in message.text and BRAND.company in message.text
+
+
+def test_a_logo_is_never_wider_than_the_screen():
+    branded = Templates(
+        CONFIG_DIR / "templates",
+        brand=Brand(company="N", support_email="a@b.example", logo_url="https://n.example/l.png"),
+    )
+    html = render(branded, "en", "reminder_gentle", Channel.EMAIL).html
+
+    image = re.search(r"<img [^>]*>", html).group(0)
+    assert 'src="https://n.example/l.png"' in image and "max-width:100%" in image
