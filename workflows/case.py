@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from workflows.arrangements import quote
 from workflows.models import (
     AttemptView,
     CancelRequest,
@@ -25,16 +26,21 @@ from workflows.models import (
     DeliveryStatus,
     DisputeOpened,
     DisputeResolved,
+    FeedbackGiven,
+    Installment,
     MessageView,
     PauseRequest,
     PaymentFailed,
     PaymentMethodUpdated,
     PaymentReceived,
+    PlanChosen,
+    PlanQuote,
+    PromiseToPay,
     ResumeRequest,
     RetryRequest,
     TimelineEntry,
 )
-from workflows.policy import DeclineClass, DeclineCodes, Outcome, Policy, Tone
+from workflows.policy import DeclineClass, DeclineCodes, Outcome, PlanOffer, Policy, Tone
 from workflows.smart_retry import PlanFacts, RetryPlan
 
 
@@ -76,6 +82,14 @@ class CaseState(BaseModel):
         description="No outcome message to a customer dunning never wrote to (cases started "
         "before this rule keep sending one).",
     )
+    promise: PromiseToPay | None = Field(
+        default=None, description="The customer's promise to pay on a date; holds the clock."
+    )
+    plan: list[Installment] = Field(
+        default_factory=list, description="The payment plan the customer chose; holds the clock."
+    )
+    plan_offer: PlanOffer | None = None
+    installment_declines: int = Field(default=0, description="Of the installment due now.")
     held_since: AwareDatetime | None = None
     time_held: timedelta = timedelta(0)
     outcome: Outcome | None = None
@@ -152,8 +166,11 @@ class CaseState(BaseModel):
             entries=entries,
         )
 
-    def view(self, next_step: str, next_action_at: datetime | None, details: str) -> CaseView:
-        """Where the case stands for operators, with what `decide` says comes next."""
+    def view(
+        self, next_step: str, next_action_at: datetime | None, details: str, now: datetime
+    ) -> CaseView:
+        """Where the case stands for operators and the recovery page, with what `decide`
+        says comes next and what the customer may arrange at `now`."""
         pause = self.pause
         return CaseView(
             **self.figures(),
@@ -170,6 +187,10 @@ class CaseState(BaseModel):
             paused_until=pause.until if pause else None,
             dispute_reason=self.dispute_reason,
             blocked_reason=self.blocked,
+            plan_offers=self.plan_quotes(now),
+            promise_by=self.promise_by(now),
+            promised_for=self.promise.pay_on if self.promise else None,
+            plan=self.plan,
             timeline=self.timeline,
         )
 
@@ -242,18 +263,7 @@ class CaseState(BaseModel):
 
         A charge of a new payment method answers the update made at `method_updated_at`; a
         newer update that arrived while it ran still gets its own charge."""
-        decline_class = None if result.approved else self.policy.declines.classify(result)
-        self.attempts.append(
-            AttemptView(
-                attempt=attempt,
-                at=now,
-                approved=result.approved,
-                payment_method=result.payment_method or self.payment_method,
-                decline_class=decline_class,
-                **result.model_dump(include=set(DeclineCodes.model_fields)),
-            )
-        )
-        self.last_charge_at = now
+        self._append_attempt(attempt, result, now)
         if scheduled:
             self.scheduled_retries_done += 1
         elif self.method_updated_at == method_updated_at:
@@ -268,6 +278,52 @@ class CaseState(BaseModel):
             self._finish(Outcome.RECOVERED, f"charge attempt {attempt} approved", now)
             return
         self.note(now, "charge_declined", detail=f"attempt {attempt}: {_describe(result)}")
+        self._classify(result, now)
+
+    def record_installment(
+        self, attempt: int, number: int, result: ChargeResult, now: datetime
+    ) -> None:
+        """Fold an installment's charge in: paid lowers what is due (the last one recovers the
+        case); a hard decline, or a soft one past the plan's retries, ends the plan and dunning
+        resumes for what is left."""
+        self._append_attempt(attempt, result, now)
+        self.method_updated_at = None
+        if self.finished:
+            self.note(now, "charge_after_outcome", detail=f"installment {number} ({attempt})")
+            return
+        installment = self.plan[number - 1]
+        label = f"installment {number} of {len(self.plan)}"
+        if result.approved:
+            paid = min(self.installment_amount(installment), self.amount_due)
+            installment.paid = True
+            self.installment_declines = 0
+            self.amount_due -= paid
+            self.amount_recovered += paid
+            self.note(now, "installment_paid", detail=f"{label}: {paid}")
+            if self.amount_due == 0:
+                self._finish(Outcome.RECOVERED, f"payment plan complete ({label})", now)
+            return
+        self.installment_declines += 1
+        self.note(now, "installment_declined", detail=f"{label}: {_describe(result)}")
+        retries = self.plan_offer.retries if self.plan_offer else []
+        soft = self.policy.declines.classify(result) is DeclineClass.RETRY_LATER
+        if not soft or self.installment_declines > len(retries):
+            self._end_arrangement(now, "plan_ended", f"{label} could not be charged")
+            self._classify(result, now)
+
+    def record_promised_charge(self, attempt: int, result: ChargeResult, now: datetime) -> None:
+        """Fold the charge on the promised date in: approved recovers the case, a decline
+        ends the promise and dunning resumes where it stopped."""
+        self._append_attempt(attempt, result, now)
+        if self.finished:
+            self.note(now, "charge_after_outcome", detail=f"attempt {attempt} approved")
+            return
+        if result.approved:
+            self.amount_recovered += self.amount_due
+            self.amount_due = 0
+            self._finish(Outcome.RECOVERED, "paid on the promised date", now)
+            return
+        self._end_arrangement(now, "promise_broken", f"attempt {attempt}: {_describe(result)}")
         self._classify(result, now)
 
     def record_charge_error(self, attempt: int, message: str, now: datetime) -> None:
@@ -354,6 +410,91 @@ class CaseState(BaseModel):
             self.payment_method = update.payment_method
         self.method_updated_at = now
         self.note(now, "payment_method_updated", update.actor, update.payment_method or "")
+
+    # The customer's choices on the recovery page ---------------------------------------------
+
+    def plan_quotes(self, now: datetime) -> list[PlanQuote]:
+        """The payment plans the customer may choose now (none once one runs or the case is
+        held or finished)."""
+        if self.refuse_arrangement() is not None:
+            return []
+        quotes = (quote(offer, self.amount_due, now) for offer in self.policy.payment_plans)
+        return [q for q in quotes if q is not None]
+
+    def promise_by(self, now: datetime) -> datetime | None:
+        """The latest moment the customer may promise to pay, or None when they may not."""
+        if self.policy.promise_within is None or self.refuse_arrangement() is not None:
+            return None
+        return now + self.policy.promise_within
+
+    def refuse_arrangement(self) -> str | None:
+        """Why the customer cannot arrange a plan or a promise now, or None."""
+        if self.finished:
+            return self.refuse_when_finished()
+        if self.plan:
+            return "a payment plan is already running"
+        if self.promise is not None:
+            return f"a payment is already promised for {self.promise.pay_on:%Y-%m-%d}"
+        if self.dispute_reason is not None or self.blocked is not None:
+            return "the case is on hold; please contact support"
+        return None
+
+    def refuse_plan(self, chosen: PlanChosen, now: datetime) -> str | None:
+        """Why this plan cannot start now, or None."""
+        offered = [len(q.installments) for q in self.plan_quotes(now)]
+        if chosen.installments not in offered:
+            return self.refuse_arrangement() or (
+                f"no plan of {chosen.installments} installments is offered for this invoice"
+            )
+        return None
+
+    def refuse_promise(self, promise: PromiseToPay, now: datetime) -> str | None:
+        """Why this promise cannot be taken, or None."""
+        latest = self.promise_by(now)
+        if latest is None:
+            return self.refuse_arrangement() or "this invoice offers no promise to pay"
+        if not now < promise.pay_on <= latest:
+            return f"the date must be after today and no later than {latest:%Y-%m-%d}"
+        return None
+
+    def choose_plan(self, chosen: PlanChosen, now: datetime) -> None:
+        """Start a payment plan: reminders and retries stop while it runs (the clock is held),
+        and each installment is charged on its date."""
+        refusal = self.refuse_plan(chosen, now)
+        if refusal is not None:
+            self.note(now, "ignored", chosen.actor, f"plan: {refusal}")
+            return
+        offer = next(o for o in self.policy.payment_plans if o.installments == chosen.installments)
+        self.plan = quote(offer, self.amount_due, now).installments
+        self.plan_offer = offer
+        self.installment_declines = 0
+        self._hold(now)
+        amounts = ", ".join(str(i.amount) for i in self.plan)
+        self.note(now, "plan_chosen", chosen.actor, f"{len(self.plan)} installments: {amounts}")
+
+    def make_promise(self, promise: PromiseToPay, now: datetime) -> None:
+        """The customer will pay on a date: nothing is sent or charged until then."""
+        refusal = self.refuse_promise(promise, now)
+        if refusal is not None:
+            self.note(now, "ignored", promise.actor, f"promise: {refusal}")
+            return
+        self.promise = promise
+        self._hold(now)
+        self.note(now, "promise_made", promise.actor, f"pay on {promise.pay_on:%Y-%m-%d %H:%M} UTC")
+
+    def record_feedback(self, feedback: FeedbackGiven, now: datetime) -> None:
+        """Why the customer has not paid (the reason only; their words stay in the store)."""
+        self.note(now, "feedback", feedback.actor, feedback.reason.value)
+
+    def next_installment(self) -> Installment | None:
+        """The plan's first unpaid installment."""
+        return next((i for i in self.plan if not i.paid), None)
+
+    def installment_amount(self, installment: Installment) -> int:
+        """What an installment charges: its share, or all that is left for the last one
+        (a partial payment from elsewhere makes the last ones smaller)."""
+        last = installment.number == len(self.plan)
+        return self.amount_due if last else min(installment.amount, self.amount_due)
 
     def open_dispute(self, dispute: DisputeOpened, now: datetime) -> None:
         """Stop charging and messaging while the customer disputes a charge."""
@@ -487,8 +628,29 @@ class CaseState(BaseModel):
         if self.held_since is None:
             self.held_since = now
 
+    def _append_attempt(self, attempt: int, result: ChargeResult, now: datetime) -> None:
+        decline_class = None if result.approved else self.policy.declines.classify(result)
+        self.attempts.append(
+            AttemptView(
+                attempt=attempt,
+                at=now,
+                approved=result.approved,
+                payment_method=result.payment_method or self.payment_method,
+                decline_class=decline_class,
+                **result.model_dump(include=set(DeclineCodes.model_fields)),
+            )
+        )
+        self.last_charge_at = now
+
+    def _end_arrangement(self, now: datetime, kind: str, detail: str) -> None:
+        """A plan or promise that did not pay: dunning resumes for what is left."""
+        self.plan, self.plan_offer, self.promise = [], None, None
+        self.installment_declines = 0
+        self._release(now)
+        self.note(now, kind, detail=detail)
+
     def _release(self, now: datetime) -> None:
-        held = self.pause or self.dispute_reason or self.blocked
+        held = self.pause or self.dispute_reason or self.blocked or self.plan or self.promise
         if self.held_since is not None and not held:
             self.time_held += now - self.held_since
             self.held_since = None
@@ -510,3 +672,11 @@ def _describe(codes: DeclineCodes) -> str:
     suffix = f" ({brand}{network})" if network else ""
     advice = f", advice {codes.advice_code}" if codes.advice_code else ""
     return f"{codes.decline_code or 'unknown'}{advice}{suffix}"
+
+
+class CaseRun(CaseInput):
+    """What one run of a case starts from: the case, and, when a long payment plan continued
+    as new, the state the previous run left. A first run's input is a plain `CaseInput`, so
+    every history recorded before this type existed still decodes."""
+
+    carried: CaseState | None = None

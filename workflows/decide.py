@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel
 
+from workflows.arrangements import installment_charge_at
 from workflows.case import CaseState
 from workflows.policy import Channel, DeclineClass, Outcome, Tone, WriteBackAction
 
@@ -24,6 +25,12 @@ class Charge(BaseModel):
     label: str
     method_updated_at: AwareDatetime | None = None
     """For a charge of a new payment method: the update it answers."""
+    installment: int | None = None
+    """For a payment plan's charge: the installment's number."""
+    amount: int | None = None
+    """What to charge when not all that is due (an installment)."""
+    promised: bool = False
+    """The charge on the date the customer promised to pay."""
 
 
 class Notify(BaseModel):
@@ -77,6 +84,13 @@ def decide(state: CaseState, now: datetime) -> Step:
         return Wait(until=None, reason=f"while the dispute is open ({state.dispute_reason})")
     if state.pause is not None:
         return Wait(until=state.pause.until, reason=f"while paused by {state.pause.actor}")
+    if state.plan:
+        return _installment_step(state, now)
+    if state.promise is not None:
+        if now < state.promise.pay_on:
+            return Wait(until=state.promise.pay_on, reason="until the date the customer promised")
+        label = "the charge on the promised date"
+        return Charge(attempt=len(state.attempts) + 1, scheduled=False, label=label, promised=True)
 
     charge_at = next_charge_at(state)
     if charge_at is not None and charge_at <= now:
@@ -130,6 +144,28 @@ def next_charge_at(state: CaseState) -> datetime | None:
     if (network_allows_at := _network_allows_at(state)) is not None:
         at = max(at, network_allows_at)
     return at
+
+
+def _installment_step(state: CaseState, now: datetime) -> Charge | Wait:
+    """A payment plan runs: charge the next installment on its date (or its retry, or soon
+    after a new card), else wait for it."""
+    installment = state.next_installment()
+    retries = state.plan_offer.retries if state.plan_offer else []
+    at = installment_charge_at(installment, state.installment_declines, retries) or now
+    if state.method_updated_at is not None and state.installment_declines:
+        at = min(at, state.method_updated_at + state.policy.retry_after_method_update)
+    if (network_allows_at := _network_allows_at(state)) is not None:
+        at = max(at, network_allows_at)
+    label = f"installment {installment.number} of {len(state.plan)}"
+    if at > now:
+        return Wait(until=at, reason=f"before {label}")
+    return Charge(
+        attempt=len(state.attempts) + 1,
+        scheduled=False,
+        label=label,
+        installment=installment.number,
+        amount=state.installment_amount(installment),
+    )
 
 
 def _network_allows_at(state: CaseState) -> datetime | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -17,7 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
-    from workflows.case import CaseState
+    from workflows.case import CaseRun, CaseState
     from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
     from workflows.models import (
         CancelRequest,
@@ -26,12 +27,15 @@ with workflow.unsafe.imports_passed_through():
         CaseView,
         DisputeOpened,
         DisputeResolved,
+        FeedbackGiven,
         PauseRequest,
         PaymentFailed,
         PaymentMethodUpdated,
         PaymentReceived,
+        PlanChosen,
         PlanRequest,
         PolicyRef,
+        PromiseToPay,
         ResumeRequest,
         RetryRequest,
         WriteBackRequest,
@@ -86,8 +90,42 @@ class DunningWorkflow:
         self._early: list[object] = []
 
     @workflow.run
-    async def run(self, case: CaseInput) -> CaseResult:
-        """Dun the case until it is recovered, cancelled or sent to collections."""
+    async def run(self, case: CaseRun) -> CaseResult:
+        """Dun the case until it is recovered, cancelled or sent to collections. A run that
+        continues a long payment plan starts from the state the previous run carried over."""
+        if case.carried is None:
+            await self._open(CaseInput.model_validate(case.model_dump(exclude={"carried"})))
+        else:
+            self._state = case.carried
+            self._recorded = len(case.carried.timeline)
+        for signal in self._early:
+            self._apply(signal)
+        installments_paid = self._installments_paid()
+
+        while True:
+            self._state.expire_pause(workflow.now())
+            # The step sees every signal so far; one arriving from here on wakes the next wait.
+            self._changed = False
+            step = decide(self._state, workflow.now())
+            self._publish(step)
+            match step:
+                case Charge():
+                    await self._charge(step)
+                case Notify():
+                    await self._notify(step)
+                case Wait() | AwaitPaymentMethod():
+                    await self._record()
+                    rolled = self._installments_paid() > installments_paid
+                    if rolled or workflow.info().is_continue_as_new_suggested():
+                        await self._continue_as_new()
+                    await self._wait(step.until, step.reason)
+                case Finish():
+                    return await self._finish(step)
+
+    # Steps ---------------------------------------------------------------------------------
+
+    async def _open(self, case: CaseInput) -> None:
+        """Load the pinned policy and the customer's time zones, and open the case."""
         policy = await workflow.execute_activity_method(
             DunningActivities.load_policy,
             PolicyRef(name=case.policy_name, version=case.policy_version),
@@ -109,27 +147,16 @@ class DunningWorkflow:
         self._state.quiet_unless_messaged = workflow.patched(QUIET_UNLESS_MESSAGED)
         if policy.retry_timing == "smart":
             await self._plan_retries()
-        for signal in self._early:
-            self._apply(signal)
 
-        while True:
-            self._state.expire_pause(workflow.now())
-            # The step sees every signal so far; one arriving from here on wakes the next wait.
-            self._changed = False
-            step = decide(self._state, workflow.now())
-            self._publish(step)
-            match step:
-                case Charge():
-                    await self._charge(step)
-                case Notify():
-                    await self._notify(step)
-                case Wait() | AwaitPaymentMethod():
-                    await self._record()
-                    await self._wait(step.until, step.reason)
-                case Finish():
-                    return await self._finish(step)
+    def _installments_paid(self) -> int:
+        return sum(installment.paid for installment in self._state.plan)
 
-    # Steps ---------------------------------------------------------------------------------
+    async def _continue_as_new(self) -> NoReturn:
+        """Begin a new run with the case as it stands (its audit lines already recorded), so
+        a plan of many months keeps each history as small as one installment's."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        state = self._state
+        workflow.continue_as_new(CaseRun(**state.case.model_dump(), carried=state))
 
     async def _plan_retries(self) -> None:
         """Smart timing: ask once when to retry; the plan lives in the case's history, so a
@@ -402,6 +429,39 @@ class DunningWorkflow:
     def _validate_retry(self, request: RetryRequest) -> None:
         self._refuse(CaseState.refuse_retry)
 
+    # The customer's choices on the recovery page: updates, so the page can show the answer.
+
+    @workflow.update
+    def choose_plan(self, chosen: PlanChosen) -> CaseView:
+        """Start one of the policy's payment plans; refused when it is not offered now."""
+        self._apply(chosen)
+        return self.status()
+
+    @choose_plan.validator
+    def _validate_plan(self, chosen: PlanChosen) -> None:
+        self._refuse(lambda state: state.refuse_plan(chosen, workflow.now()))
+
+    @workflow.update
+    def promise_payment(self, promise: PromiseToPay) -> CaseView:
+        """Hold reminders until the promised date, then charge; refused outside the policy's
+        window."""
+        self._apply(promise)
+        return self.status()
+
+    @promise_payment.validator
+    def _validate_promise(self, promise: PromiseToPay) -> None:
+        self._refuse(lambda state: state.refuse_promise(promise, workflow.now()))
+
+    @workflow.update
+    def give_feedback(self, feedback: FeedbackGiven) -> CaseView:
+        """Record why the customer has not paid (the reason; their words stay in the store)."""
+        self._apply(feedback)
+        return self.status()
+
+    @give_feedback.validator
+    def _validate_feedback(self, feedback: FeedbackGiven) -> None:
+        self._refuse(lambda state: None)
+
     def _refuse(self, rule: Callable[[CaseState], str | None]) -> None:
         """Reject an update (before anything is written) when `rule` gives a reason."""
         refusal = "case has not started yet" if self._state is None else rule(self._state)
@@ -414,8 +474,9 @@ class DunningWorkflow:
         state = self._state
         if state is None:
             raise ValueError("case has not started yet")
-        step = decide(state, workflow.now())
-        return state.view(step.kind, getattr(step, "until", None), describe(step))
+        now = workflow.now()
+        step = decide(state, now)
+        return state.view(step.kind, getattr(step, "until", None), describe(step), now)
 
 
 _UNSET = object()

@@ -150,6 +150,20 @@ class PlanOffer(_Strict):
     min_installment: int = Field(
         default=1, ge=1, description="Minor units; smaller installments are not offered."
     )
+    retries: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(days=1), timedelta(days=3)],
+        max_length=5,
+        description="When a declined installment is tried again, from its due date; after the "
+        "last one the plan ends and dunning resumes for what is left.",
+    )
+
+    @model_validator(mode="after")
+    def _retries_fit(self) -> PlanOffer:
+        if self.retries != sorted(self.retries) or any(r <= timedelta(0) for r in self.retries):
+            raise ValueError("retries: positive offsets in increasing order")
+        if self.retries and self.retries[-1] >= self.every:
+            raise ValueError("retries: the last must come before the next installment (every)")
+        return self
 
 
 class Policy(_Strict):
@@ -190,6 +204,7 @@ class Policy(_Strict):
     )
     promise_within: timedelta | None = Field(
         default=None,
+        gt=timedelta(0),
         description="How far ahead a customer may promise to pay; unset: no promise offered.",
     )
 
@@ -216,6 +231,8 @@ class Policy(_Strict):
         tones = [list(Tone).index(r.tone) for r in self.reminders]
         if tones != sorted(tones):
             raise ValueError("reminders: the tone ladder only climbs (gentle → firm → final)")
+        if len({offer.installments for offer in self.payment_plans}) < len(self.payment_plans):
+            raise ValueError("payment_plans: one offer per number of installments")
         if len(self.retries) > self.max_charge_attempts:
             raise ValueError("retries: more scheduled retries than max_charge_attempts allows")
         return self

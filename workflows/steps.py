@@ -20,12 +20,15 @@ from workflows.models import (
     Delivery,
     DisputeOpened,
     DisputeResolved,
+    FeedbackGiven,
     InvoiceSettled,
     NotifyRequest,
     PauseRequest,
     PaymentFailed,
     PaymentMethodUpdated,
     PaymentReceived,
+    PlanChosen,
+    PromiseToPay,
     ResumeRequest,
     RetryRequest,
 )
@@ -40,6 +43,9 @@ Signal = (
     | ResumeRequest
     | RetryRequest
     | CancelRequest
+    | PlanChosen
+    | PromiseToPay
+    | FeedbackGiven
 )
 """Everything that may reach a case from outside while it runs."""
 
@@ -54,7 +60,7 @@ def charge_request(state: CaseState, step: Charge) -> ChargeRequest:
         invoice_id=state.case.invoice_id,
         customer_id=state.case.customer_id,
         attempt=step.attempt,
-        amount=state.amount_due,
+        amount=step.amount or state.amount_due,
         currency=state.case.currency,
         payment_method=state.payment_method,
         failed_at=state.case.failure.failed_at,
@@ -63,7 +69,12 @@ def charge_request(state: CaseState, step: Charge) -> ChargeRequest:
 
 def fold_charge(state: CaseState, step: Charge, result: ChargeResult, now: datetime) -> None:
     """Fold the gateway's answer to a `Charge` step into the case."""
-    state.record_attempt(step.attempt, step.scheduled, result, now, step.method_updated_at)
+    if step.installment is not None:
+        state.record_installment(step.attempt, step.installment, result, now)
+    elif step.promised:
+        state.record_promised_charge(step.attempt, result, now)
+    else:
+        state.record_attempt(step.attempt, step.scheduled, result, now, step.method_updated_at)
 
 
 def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyRequest:
@@ -113,6 +124,12 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.retry(signal, now)
         case CancelRequest():
             state.cancel(signal, now)
+        case PlanChosen():
+            state.choose_plan(signal, now)
+        case PromiseToPay():
+            state.make_promise(signal, now)
+        case FeedbackGiven():
+            state.record_feedback(signal, now)
 
 
 def fold_settlement(state: CaseState, settled: InvoiceSettled, now: datetime) -> None:

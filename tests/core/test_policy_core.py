@@ -301,7 +301,7 @@ def test_projections_carry_the_same_figures_and_their_own_facts(standard: Policy
         state.result(at(2))
 
     record = state.record(state.timeline[-1:])
-    view = state.view("wait", at(9), "paused")
+    view = state.view("wait", at(9), "paused", at(2))
     state.receive_payment(PaymentReceived(amount=AMOUNT, actor="support"), at(3))
     result = state.result(at(4))
 

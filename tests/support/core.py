@@ -27,6 +27,7 @@ from workflows.models import (
 from workflows.policy import (
     Policy,
 )
+from workflows.steps import fold_charge
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 FAILED_AT = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -105,10 +106,10 @@ def charge(
     approved: bool = False,
     code: str | None = SOFT,
 ) -> None:
-    """Carry a charge step out with the given gateway answer."""
+    """Carry a charge step out with the given gateway answer, folded as the workflow folds it."""
     assert isinstance(step, Charge), step
     result = ChargeResult(approved=approved, decline_code=None if approved else code)
-    state.record_attempt(step.attempt, step.scheduled, result, now, step.method_updated_at)
+    fold_charge(state, step, result, now)
 
 
 def send_due(state: CaseState, now: datetime) -> None:
