@@ -5,7 +5,11 @@
     POST /webhooks/twilio          inbound SMS (STOP, START), verified with TWILIO_AUTH_TOKEN
     POST /webhooks/twilio/status   SMS status callbacks, verified with TWILIO_AUTH_TOKEN
     POST /webhooks/sendgrid        SendGrid events, verified with SENDGRID_WEBHOOK_PUBLIC_KEY
-    GET  /unsubscribe?token=...    the email footer's link; POST carries it out (one-click)
+    GET  /preferences?token=...    the customer's message preferences (webhooks/preferences.py);
+                                   POST stops or restarts email, SMS or all of them
+    GET  /unsubscribe?token=...    the same page, the email footer's link; POST (one-click,
+                                   RFC 8058) stops email
+    GET  /recover/feedback?...     "tell us why" (webhooks/feedback.py); POST follows the answer
     GET  /healthz                  {"ok": true, ...}; 503 when Temporal or the store is down
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
@@ -35,12 +39,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
 from activities import signing
-from activities.notify.links import InvalidToken
 from activities.scrub import scrubbed
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
 from config.errors import one_line
@@ -48,13 +51,15 @@ from config.settings import Settings
 from intake.client import connect
 from webhooks import (
     billing_events,
+    preferences,
     sendgrid_events,
     stripe_events,
     twilio_events,
-    unsubscribe,
 )
 from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
+from webhooks.feedback import FeedbackPage
 from webhooks.intake import Intake, UnreadableEvent
+from webhooks.pages import Pages
 from webhooks.sweeper import act_once
 
 log = logging.getLogger("dunning.webhooks")
@@ -77,7 +82,12 @@ class Problem(Exception):
 def create_app(settings: Settings, client_provider: ClientProvider, store: CaseStore) -> Starlette:
     """The receiver as an ASGI app. `client_provider` is awaited for each event that needs
     Temporal, so a cluster that is down only delays events (503) instead of stopping the app."""
-    receiver = Receiver(settings, CaseDesk(settings, client_provider, store), store)
+    desk = CaseDesk(settings, client_provider, store)
+    receiver = Receiver(settings, desk, store)
+    pages = Pages.from_settings(settings)
+    secret = settings.self_service_secret.get_secret_value()
+    feedback = FeedbackPage(store, desk, pages, secret)
+    choices = preferences.Preferences(store, pages, secret)
     return Starlette(
         routes=[
             Route("/webhooks/stripe", receiver.stripe_webhook, methods=["POST"]),
@@ -85,8 +95,10 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
             Route("/webhooks/twilio", receiver.twilio_inbound, methods=["POST"]),
             Route("/webhooks/twilio/status", receiver.twilio_status, methods=["POST"]),
             Route("/webhooks/sendgrid", receiver.sendgrid_events, methods=["POST"]),
-            Route("/unsubscribe", receiver.unsubscribe, methods=["GET", "POST"]),
+            Route("/preferences", choices.handle, methods=["GET", "POST"]),
+            Route("/unsubscribe", choices.handle, methods=["GET", "POST"]),
             Route("/healthz", receiver.health, methods=["GET"]),
+            Route("/recover/feedback", feedback.handle, methods=["GET", "POST"]),
         ],
         exception_handlers={HTTPException: _http_error},
     )
@@ -115,8 +127,8 @@ async def serve(settings: Settings, client_provider: ClientProvider, store: Case
         app, host=settings.receiver_host, port=settings.receiver_port, lifespan="off"
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config above
-    if not any(isinstance(f, unsubscribe.RedactTokens) for f in access.filters):
-        access.addFilter(unsubscribe.RedactTokens())
+    if not any(isinstance(f, preferences.RedactTokens) for f in access.filters):
+        access.addFilter(preferences.RedactTokens())
     server = uvicorn.Server(config)
     where = f"{settings.receiver_host}:{settings.receiver_port}"
 
@@ -169,9 +181,6 @@ class Receiver:
         self.settings = settings
         self.desk = desk
         self.store = store
-        self.unsubscriptions = unsubscribe.Unsubscribe(
-            store, settings.self_service_secret.get_secret_value()
-        )
 
     @_answering
     async def stripe_webhook(self, request: Request) -> JSONResponse:
@@ -251,25 +260,6 @@ class Receiver:
         return await self._receive(
             billing_events.PROVIDER, head.id, head.type, head.created, payload, read
         )
-
-    async def unsubscribe(self, request: Request) -> Response:
-        """The email footer's link: GET asks, POST (the button, or a mail client's one-click)
-        stops dunning email to the customer."""
-        token = request.query_params.get("token", "")
-        try:
-            case_id = self.unsubscriptions.case_for(token)
-        except InvalidToken as err:
-            return HTMLResponse(unsubscribe.refused_page(str(err)), status_code=400)
-        if request.method == "GET":
-            return HTMLResponse(unsubscribe.confirm_page(token))
-        try:
-            done = await run_in_threadpool(self.unsubscriptions.carry_out, case_id)
-        except OperationalError:
-            return HTMLResponse(unsubscribe.refused_page("please try again later"), 503)
-        if not done:
-            return HTMLResponse(unsubscribe.refused_page("we have no email for it"), 404)
-        log.info("unsubscribed the customer of case %s from dunning email", case_id)
-        return HTMLResponse(unsubscribe.done_page())
 
     @_answering
     async def twilio_inbound(self, request: Request) -> Response:

@@ -1,4 +1,6 @@
-"""The one-click email unsubscribe link in every email's footer and List-Unsubscribe header."""
+"""The one-click email unsubscribe link in every email's footer and List-Unsubscribe header:
+old links keep working and now open the preferences page (tests/receiver/test_preferences.py
+covers its choices)."""
 
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ def test_opening_the_link_asks_and_changes_nothing(http: TestClient, store: Case
 
     assert page.status_code == 200
     assert '<form method="post"' in page.text
+    assert 'id="stop-email"' in page.text
     assert store.suppression("email", EMAIL) is None  # a mail scanner's visit unsubscribes nobody
 
 
@@ -84,33 +87,57 @@ def test_one_click_post_suppresses_dunning_email_to_the_customer(http, store: Ca
     done = http.post(link(), data={"List-Unsubscribe": "One-Click"})
 
     assert done.status_code == 200
-    assert "You are unsubscribed" in done.text
+    assert "we won&#39;t email you about payments any more" in done.text
     suppression = store.suppression("email", EMAIL.lower())
     assert (suppression.reason, suppression.source) == ("unsubscribed", "link")
 
 
+def test_one_click_post_as_multipart_without_fields_still_suppresses_email(http, store):
+    # RFC 8058 lets the mail client send its one field as multipart/form-data.
+    done = http.post(link(), files={"List-Unsubscribe": (None, "One-Click")})
+
+    assert done.status_code == 200
+    assert store.suppression("email", EMAIL) is not None
+    assert store.suppression("in_app", "cus_1") is None  # one-click stops email alone
+
+
+NOT_WORKING = "This link doesn&#39;t work"
+
+
 @pytest.mark.parametrize(
-    ("url", "reason"),
+    ("url", "title"),
     [
-        ("/unsubscribe?token=garbage", "malformed token"),
-        ("/unsubscribe", "malformed token"),
-        (
+        ("/unsubscribe?token=garbage", NOT_WORKING),
+        ("/unsubscribe", NOT_WORKING),
+        (  # a recovery-page link cannot unsubscribe
             "/unsubscribe?token="
             + make_token("in_1", SECRET, datetime.now(UTC), timedelta(days=1), use="pay"),
-            "not a token to unsubscribe",
+            NOT_WORKING,
         ),
         (
             "/unsubscribe?token="
             + make_token("in_1", "another-secret", datetime.now(UTC), timedelta(days=1)),
-            "bad signature",
+            NOT_WORKING,
+        ),
+        (
+            "/unsubscribe?token="
+            + make_token(
+                "in_1",
+                SECRET,
+                datetime.now(UTC) - timedelta(days=2),
+                timedelta(days=1),
+                use="unsubscribe",
+            ),
+            "This link has expired",
         ),
     ],
 )
-def test_a_link_that_does_not_work_says_why(http: TestClient, store: CaseStore, url, reason):
+def test_a_link_that_does_not_work_says_so_kindly(http: TestClient, store: CaseStore, url, title):
     answer = http.post(url)
 
     assert answer.status_code == 400
-    assert reason in answer.text
+    assert title in answer.text
+    assert "support@example.com" in answer.text  # where to turn instead
     assert store.suppression("email", EMAIL) is None
 
 
@@ -118,7 +145,7 @@ def test_a_link_for_an_unknown_case_finds_nobody(http: TestClient):
     answer = http.post(link("in_unknown"))
 
     assert answer.status_code == 404
-    assert "we have no email for it" in answer.text
+    assert "We can&#39;t find this payment" in answer.text
 
 
 def signed_claims(claims: bytes) -> str:
@@ -148,5 +175,5 @@ def test_a_malformed_token_gets_the_refusal_page_never_a_500(
     answer = http.request(method, f"/unsubscribe?{query}")
 
     assert answer.status_code == 400
-    assert "This link does not work" in answer.text
+    assert NOT_WORKING in answer.text
     assert store.suppression("email", EMAIL) is None
