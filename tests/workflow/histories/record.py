@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
@@ -57,6 +57,8 @@ from workflows.models import (
     PauseRequest,
     PaymentMethodUpdated,
     PaymentReceived,
+    PlanChosen,
+    PromiseToPay,
     ResumeRequest,
     RetryRequest,
 )
@@ -267,6 +269,24 @@ async def smart_retry_plan(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     return handle, Outcome.CANCELLED
 
 
+async def payment_plan(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
+    """The customer chooses two installments: the first is charged at once and the run
+    continues as new (this history ends there); the second, 20 s later, recovers the case."""
+    handle = await rec.start("payment_plan", "pm_card_visa")
+    await until(handle, reminded, "the day-0 reminder")
+    await handle.execute_update(DunningWorkflow.choose_plan, PlanChosen(installments=2))
+    return handle, Outcome.RECOVERED
+
+
+async def promise_kept(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
+    """The customer promises to pay in 15 s: nothing happens until then, then the charge."""
+    handle = await rec.start("promise_kept", "pm_card_visa")
+    await until(handle, reminded, "the day-0 reminder")
+    pay_on = datetime.now(UTC) + timedelta(seconds=15)
+    await handle.execute_update(DunningWorkflow.promise_payment, PromiseToPay(pay_on=pay_on))
+    return handle, Outcome.RECOVERED
+
+
 PATHS: dict[str, Drive] = {
     path.__name__: path
     for path in [
@@ -281,6 +301,8 @@ PATHS: dict[str, Drive] = {
         needs_customer_action,
         operator_hold,
         smart_retry_plan,
+        payment_plan,
+        promise_kept,
     ]
 }
 
@@ -310,16 +332,25 @@ def personal_data(history: str) -> list[str]:
 
 
 async def record(rec: Recording, name: str) -> None:
-    """Drive one path to its outcome and save its history, refusing one that holds PII."""
+    """Drive one path to its outcome and save the history of each of its runs (a case that
+    continued as new has several), refusing one that holds PII."""
     handle, expected = await PATHS[name](rec)
     result = await asyncio.wait_for(handle.result(), timeout=180)
     if result.outcome is not expected:
         raise RuntimeError(f"{name}: ended {result.outcome}, expected {expected}")
-    history = (await handle.fetch_history()).to_json()
-    if found := personal_data(history):
-        raise RuntimeError(f"{name}: the history holds personal data: {sorted(set(found))}")
-    (HISTORIES / f"{name}.json").write_text(history + "\n")
-    print(f"{name}: {result.outcome}, {len(history) // 1024} KiB")
+    runs, run_id = [], None
+    while True:  # from the last run back to the first: each names the run it continued
+        history = await rec.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        runs.insert(0, history.to_json())
+        started = history.events[0].workflow_execution_started_event_attributes
+        if not (run_id := started.continued_execution_run_id):
+            break
+    for number, history in enumerate(runs, start=1):
+        if found := personal_data(history):
+            raise RuntimeError(f"{name}: the history holds personal data: {sorted(set(found))}")
+        file = f"{name}.json" if len(runs) == 1 else f"{name}-run{number}.json"
+        (HISTORIES / file).write_text(history + "\n")
+        print(f"{file}: {result.outcome}, {len(history) // 1024} KiB")
 
 
 async def main(names: list[str]) -> None:
