@@ -191,7 +191,8 @@ async def test_a_retried_notify_after_the_provider_accepted_sends_once(
     # send it again: at most one message per (case, step, channel).
     assert rows[("reminder-3", "sms")] == "unconfirmed"
     assert rows[("reminder-4", "sms")] == "sent"
-    assert [t.form["Body"].split(" ")[0] for t in texts] == ["Invoice", "Final"]
+    # Each text opens with the company's name, then what it is about.
+    assert [t.form["Body"].split(": ")[1].split(" ")[0] for t in texts] == ["invoice", "final"]
 
 
 async def test_an_invalid_phone_number_leaves_email_working(dunning: Dunning, tmp_path: Path):
