@@ -17,6 +17,7 @@ import pytest
 from activities.dunning import DunningActivities
 from config.settings import Settings
 from tests.support.browser import (
+    LOCALES,
     NO_CHROMIUM,
     PHONE,
     VIEWPORTS,
@@ -69,8 +70,15 @@ def viewport() -> int:
 
 @pytest.fixture
 def locale() -> str:
-    """The browser's language; tests parametrise it over the pages' languages."""
+    """The browser's language: English, so a page in Japanese or Chinese proves it followed
+    the customer's locale on file (or the page's switch), not the browser."""
     return "en"
+
+
+@pytest.fixture(params=LOCALES)
+def language(request: pytest.FixtureRequest) -> str:
+    """The customer's language (their locale on file): their messages and pages use it."""
+    return request.param
 
 
 @pytest.hookimpl(wrapper=True)

@@ -15,15 +15,27 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
-from playwright.async_api import Page
+from temporalio.client import WorkflowHandle
 
+from activities.notify.templates import babel_locale
 from activities.store import CaseStore
+from config.policies import find_policy
 from config.settings import Settings
+from tests.support.harness import Dunning
 from webhooks.app import create_app
 from webhooks.cases import ClientProvider
+from workflows.contact_hours import ContactHours
+from workflows.models import CaseInput, CaseResult
+from workflows.money import format_money
+from workflows.policy import PlanOffer, Policy
+
+if TYPE_CHECKING:  # Playwright is imported by the fixture, which skips when it is missing
+    from playwright.async_api import Page
 
 # One line, so a skipped browser test says what to do.
 NO_CHROMIUM = "no Chromium: apt-get install chromium"
@@ -44,6 +56,49 @@ def chromium() -> str | None:
 def must_run_everything() -> bool:
     """In CI a browser test that cannot run fails: a green run means every page was seen."""
     return os.environ.get("CI", "").lower() == "true"
+
+
+# Each language's customer owes in a currency of their own, so each page formats differently.
+AMOUNTS = {"en": ("USD", 4900), "ja": ("JPY", 4980), "zh-Hans": ("CNY", 12800)}
+ZONES = {"en": "America/New_York", "ja": "Asia/Tokyo", "zh-Hans": "Asia/Shanghai"}
+POLICY = "browser"
+
+
+def browser_policy(policies: list[Policy]) -> Policy:
+    """The standard policy at any hour (a reminder goes out as the case opens, whatever the
+    time), offering plans of 2 and 3 installments and a promise within 14 days."""
+    standard = find_policy(policies, "standard", 1)
+    return standard.model_copy(
+        update={
+            "name": POLICY,
+            "contact_hours": ContactHours(enabled=False),
+            "payment_plans": [PlanOffer(installments=2), PlanOffer(installments=3)],
+            "promise_within": timedelta(days=14),
+        }
+    )
+
+
+async def open_case_in(
+    dunning: Dunning,
+    language: str,
+    payment_method: str,
+    decline_code: str = "insufficient_funds",
+) -> CaseInput:
+    """A case on the browser policy for a customer who reads `language`, in their currency."""
+    if not any(policy.name == POLICY for policy in dunning.activities.policies):
+        dunning.activities.policies.append(browser_policy(dunning.activities.policies))
+    currency, amount = AMOUNTS[language]
+    case = await dunning.open_case(payment_method, decline_code, amount, currency)
+    store = dunning.activities.store
+    profile = store.get_customer(case.customer_id)
+    update = {"locale": language, "time_zone": ZONES[language]}
+    store.upsert_customer(profile.model_copy(update=update))
+    return case.model_copy(update={"policy_name": POLICY})
+
+
+def money(amount: int, currency: str, language: str) -> str:
+    """An amount as a page in `language` must show it."""
+    return format_money(amount, currency, str(babel_locale(language)))
 
 
 # The receiver over real HTTP ---------------------------------------------------------------
@@ -94,21 +149,29 @@ def served(
 _URL = re.compile(r"https?://[^\s\"'<>)]+")
 
 
-def links(store: CaseStore, case_id: str, path: str, channel: str | None = None) -> list[str]:
-    """Every link to `path` (e.g. ``/recover``) in the case's outbox messages, oldest first."""
+def links(
+    store: CaseStore, case_id: str, path: str | tuple[str, ...], channel: str | None = None
+) -> list[str]:
+    """Every link to `path` (e.g. ``/recover``; or any of several) in the case's outbox
+    messages, oldest first."""
+    paths = "|".join(re.escape(p) for p in ((path,) if isinstance(path, str) else path))
     found: list[str] = []
     for message in store.messages(case_id):
         if channel is not None and message.channel != channel:
             continue
         for url in _URL.findall(message.body):
             url = url.replace("&amp;", "&").rstrip(".,;")
-            if re.match(rf"https?://[^/]+{re.escape(path)}(\?|$)", url) and url not in found:
+            if re.match(rf"https?://[^/]+({paths})(\?|$)", url) and url not in found:
                 found.append(url)
     return found
 
 
 async def link_when(
-    store: CaseStore, case_id: str, path: str, channel: str | None = None, within: float = 15
+    store: CaseStore,
+    case_id: str,
+    path: str | tuple[str, ...],
+    channel: str | None = None,
+    within: float = 15,
 ) -> str:
     """The first link to `path` once a message carrying one is in the outbox."""
     for _ in range(int(within / 0.05)):
@@ -118,6 +181,22 @@ async def link_when(
         await asyncio.sleep(0.05)
     bodies = [m.body for m in store.messages(case_id)]
     raise AssertionError(f"no link to {path} in the outbox of {case_id}: {bodies}")
+
+
+async def recorded(store: CaseStore, case_id: str, within: float = 15) -> None:
+    """Wait for the case's row: its first message may go out before the row is written, and
+    a person who clicks at once would see "not found" (a test is quicker than any person)."""
+    for _ in range(int(within / 0.05)):
+        if await asyncio.to_thread(store.get_case, case_id) is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"case {case_id} was never recorded in the store")
+
+
+async def result_of(handle: WorkflowHandle) -> CaseResult:
+    """The case's result, virtual time running meanwhile (the SDK unlocks time skipping for a
+    handle it started; unlocking once more would let time jump past a task in flight)."""
+    return await asyncio.wait_for(handle.result(), timeout=60)
 
 
 # What every page must get right -------------------------------------------------------------
@@ -163,6 +242,42 @@ async def check_page(page: Page, name: str = "") -> None:
     assert overflow == 0, f"{page.url}: scrolls sideways by {overflow}px"
     unlabelled = await unlabelled_controls(page)
     assert not unlabelled, f"{page.url}: form controls without a label: {unlabelled}"
+
+
+async def check_widths(page: Page, name: str = "") -> None:
+    """`check_page` on a phone and on a laptop, then back to the width the test had."""
+    before = page.viewport_size
+    for width in (PHONE, DESKTOP):
+        await page.set_viewport_size(VIEWPORTS[width])
+        await check_page(page, name)
+    if before is not None:
+        await page.set_viewport_size(before)
+
+
+async def open_from_email(
+    page: Page,
+    dunning: Dunning,
+    case: CaseInput,
+    language: str,
+    path: str | tuple[str, ...] = "/recover",
+) -> None:
+    """Open the link to `path` in the case's first email (once the case is recorded), as the
+    customer would, and check it opened in their language."""
+    store = dunning.activities.store
+    link = await link_when(store, case.case_id, path, "email")
+    await recorded(store, case.case_id)
+    response = await page.goto(link)
+    assert response is not None and response.status == 200, await page.content()
+    assert await page.get_attribute("html", "lang") == language
+    if path == "/recover":
+        await check_recovery_page(page, case, language, "recover")
+
+
+async def check_recovery_page(page: Page, case: CaseInput, language: str, name: str) -> None:
+    """The amount due as the language writes it, and what every page must get right."""
+    expected = money(case.amount_due, case.currency, language)
+    assert (await page.text_content("#amount-due")).strip() == expected
+    await check_widths(page, f"{name}-{language}")
 
 
 async def screenshot(page: Page, folder: Path, name: str) -> Path:
