@@ -284,6 +284,8 @@ class DunningActivities:
             case_id=request.case_id,
             locale=customer.locale,
             time_zone=customer.time_zone,
+            installments=request.installments,
+            promised_for=request.promised_for,
         )
         rendered = self.templates.render(language, request.template, channel, variables)
         # The row is written before the provider call: a retry finds it and never sends twice.

@@ -90,6 +90,10 @@ class CaseState(BaseModel):
     )
     plan_offer: PlanOffer | None = None
     installment_declines: int = Field(default=0, description="Of the installment due now.")
+    confirmation: str | None = Field(
+        default=None,
+        description="The step of a plan's or promise's confirmation message not yet sent.",
+    )
     held_since: AwareDatetime | None = None
     time_held: timedelta = timedelta(0)
     outcome: Outcome | None = None
@@ -358,6 +362,8 @@ class CaseState(BaseModel):
         self.messages.append(
             MessageView(step=step, at=now, template=template, deliveries=deliveries)
         )
+        if step == self.confirmation:
+            self.confirmation = None
         summary = ", ".join(f"{d.channel}: {d.status}" for d in deliveries)
         self.note(now, "message", detail=f"{step} ({template}) {summary}")
 
@@ -471,6 +477,7 @@ class CaseState(BaseModel):
         self._hold(now)
         amounts = ", ".join(str(i.amount) for i in self.plan)
         self.note(now, "plan_chosen", chosen.actor, f"{len(self.plan)} installments: {amounts}")
+        self.confirmation = f"plan-{len(self.timeline)}"
 
     def make_promise(self, promise: PromiseToPay, now: datetime) -> None:
         """The customer will pay on a date: nothing is sent or charged until then."""
@@ -481,6 +488,7 @@ class CaseState(BaseModel):
         self.promise = promise
         self._hold(now)
         self.note(now, "promise_made", promise.actor, f"pay on {promise.pay_on:%Y-%m-%d %H:%M} UTC")
+        self.confirmation = f"promise-{len(self.timeline)}"
 
     def record_feedback(self, feedback: FeedbackGiven, now: datetime) -> None:
         """Why the customer has not paid (the reason only; their words stay in the store)."""
@@ -644,7 +652,7 @@ class CaseState(BaseModel):
 
     def _end_arrangement(self, now: datetime, kind: str, detail: str) -> None:
         """A plan or promise that did not pay: dunning resumes for what is left."""
-        self.plan, self.plan_offer, self.promise = [], None, None
+        self.plan, self.plan_offer, self.promise, self.confirmation = [], None, None, None
         self.installment_declines = 0
         self._release(now)
         self.note(now, kind, detail=detail)

@@ -84,6 +84,10 @@ def decide(state: CaseState, now: datetime) -> Step:
         return Wait(until=None, reason=f"while the dispute is open ({state.dispute_reason})")
     if state.pause is not None:
         return Wait(until=state.pause.until, reason=f"while paused by {state.pause.actor}")
+    if state.confirmation is not None:
+        # The customer just arranged it on the page and expects the confirmation now.
+        template = "plan_confirmed" if state.plan else "promise_confirmed"
+        return Notify(step=state.confirmation, template=template, tone=None, channels=["email"])
     if state.plan:
         return _installment_step(state, now)
     if state.promise is not None:

@@ -274,6 +274,12 @@ class NotifyRequest(_Model):
     )
     currency: str
     deadline: datetime | None = None
+    installments: list[Installment] = Field(
+        default_factory=list, description="The payment plan, for its confirmation."
+    )
+    promised_for: AwareDatetime | None = Field(
+        default=None, description="The promised date, for its confirmation."
+    )
     at: AwareDatetime | None = Field(
         default=None, description="The case's clock when the step was taken (weekly cap)."
     )

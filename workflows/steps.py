@@ -91,6 +91,8 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         amount_paid=state.amount_recovered,
         currency=state.case.currency,
         deadline=step.deadline,
+        installments=state.plan if step.template == "plan_confirmed" else [],
+        promised_for=state.promise.pay_on if state.promise else None,
         at=now,
         # A settled invoice stops reminders; an outcome message (a receipt) still goes out.
         failed_at=None if state.finished else state.case.failure.failed_at,

@@ -25,6 +25,7 @@ from jinja2 import Environment, StrictUndefined, Template, TemplateError, Undefi
 from markupsafe import Markup, escape
 
 from config.settings import CONFIG_DIR, Settings
+from workflows.models import Installment
 from workflows.money import format_money
 from workflows.policy import Channel
 
@@ -37,6 +38,8 @@ TEMPLATE_NAMES = [
     "recovered",
     "cancelled",
     "collections",
+    "plan_confirmed",
+    "promise_confirmed",
 ]
 # Outcome messages: the case is over, so they carry no link and no button.
 OUTCOMES = {"recovered", "cancelled", "collections"}
@@ -57,6 +60,9 @@ SAMPLE = {
     "company": "Sample Co",
     "support_email": "help@example.com",
     "support_phone": "+1 555 0100",
+    "schedule": "1. $24.50 on 25 November 2026\n2. $24.50 on 25 December 2026",
+    "installment_count": 2,
+    "promised_date": "25 November 2026",
 }
 
 
@@ -256,20 +262,31 @@ def message_variables(
     case_id: str,
     locale: str | None,
     time_zone: str | None,
+    installments: list[Installment] | None = None,
+    promised_for: datetime | None = None,
 ) -> dict[str, object]:
     """The variables every template may use, formatted for the customer's locale and zone:
-    `amount` is what is still due, `amount_paid` what has been paid (a receipt's figure)."""
+    `amount` is what is still due, `amount_paid` what has been paid (a receipt's figure),
+    `schedule` a payment plan's installments one per line, `promised_date` a promise's day."""
     babel = babel_locale(locale)
-    local_deadline = ""
-    if deadline is not None:
-        zone = ZoneInfo(time_zone) if time_zone else UTC
-        local_deadline = format_date(deadline.astimezone(zone).date(), "long", locale=babel)
+    zone = ZoneInfo(time_zone) if time_zone else UTC
+
+    def local_date(moment: datetime | None) -> str:
+        return format_date(moment.astimezone(zone).date(), "long", locale=babel) if moment else ""
+
+    schedule = "\n".join(
+        f"{i.number}. {format_money(i.amount, currency, str(babel))}  {local_date(i.due_at)}"
+        for i in installments or []
+    )
     return {
+        "schedule": schedule,
+        "installment_count": len(installments or []),
+        "promised_date": local_date(promised_for),
         "name": name or "",
         "invoice_id": invoice_id,
         "amount": format_money(amount, currency, str(babel)),
         "amount_paid": format_money(amount_paid, currency, str(babel)),
-        "deadline": local_deadline,
+        "deadline": local_date(deadline),
         "link": link,
         "unsubscribe": unsubscribe,
         "case_id": case_id,

@@ -24,6 +24,7 @@ from activities.notify.templates import (
     message_variables,
 )
 from config.settings import CONFIG_DIR
+from workflows.models import Installment
 from workflows.policy import Channel
 
 BRAND = Brand(
@@ -37,6 +38,11 @@ LINK += "x" * (110 - len(LINK))
 UNSUBSCRIBE = "https://pay.northwind.example/unsubscribe?token=u.v"
 INVOICE = "in_1MtE3k2eZvKYlo2C"
 DEADLINE = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+# A plan for the 4,980 due: its confirmation lists each installment, the customer's way.
+PLAN = [
+    Installment(number=1, amount=2490, due_at=datetime(2026, 11, 2, 9, tzinfo=UTC)),
+    Installment(number=2, amount=2490, due_at=datetime(2026, 12, 2, 9, tzinfo=UTC)),
+]
 # language: (the customer's locale, time zone, 4980 JPY written their way, the deadline there)
 CUSTOMERS = {
     "en": ("en-US", "America/New_York", "¥4,980", "November 25, 2026"),
@@ -71,6 +77,8 @@ def render(
         case_id=INVOICE,
         locale=locale,
         time_zone=zone,
+        installments=PLAN if name == "plan_confirmed" else None,
+        promised_for=DEADLINE if name == "promise_confirmed" else None,
     )
     return templates.render(language, name, channel, {**values, **overrides})
 
@@ -308,3 +316,28 @@ def test_a_logo_is_never_wider_than_the_screen():
 
     image = re.search(r"<img [^>]*>", html).group(0)
     assert 'src="https://n.example/l.png"' in image and "max-width:100%" in image
+
+
+@pytest.mark.parametrize(
+    ("language", "installment", "day"),
+    [
+        ("en", "¥2,490", "December 2, 2026"),
+        ("ja", "￥2,490", "2026年12月2日"),
+        ("zh-Hans", "JP¥2,490", "2026年12月2日"),
+    ],
+)
+def test_a_plan_confirmation_lists_each_installment_and_its_date(
+    templates, language, installment, day
+):
+    message = render(templates, language, "plan_confirmed", Channel.EMAIL)
+
+    schedule = [line for line in message.text.splitlines() if line[:2] in ("1.", "2.")]
+    assert len(schedule) == 2 and all(installment in line for line in schedule), schedule
+    assert day in schedule[1]
+
+
+@pytest.mark.parametrize("language", ["en", "ja", "zh-Hans"])
+def test_a_promise_confirmation_names_the_promised_day(templates, language):
+    message = render(templates, language, "promise_confirmed", Channel.EMAIL)
+
+    assert CUSTOMERS[language][3] in message.subject + message.text  # its day where they live

@@ -3,13 +3,14 @@ installments, a failed plan) and a promise to pay. Times are explicit; nothing r
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from tests.support.core import AMOUNT, HARD, at, charge, make_policy, open_case, send_due
+from tests.support.core import AMOUNT, HARD, at, charge, make_policy, open_case, send, send_due
 from workflows.arrangements import installment_charge_at, quote, split_amount
-from workflows.decide import Charge, Finish, Wait, decide
+from workflows.case import CaseState
+from workflows.decide import Charge, Finish, Notify, Wait, decide
 from workflows.models import (
     CaseStatus,
     DisputeOpened,
@@ -33,6 +34,16 @@ PLANS = [
 def offering() -> Policy:
     """The small policy, offering 2 or 3 monthly installments and a promise within 14 days."""
     return make_policy(payment_plans=PLANS, promise_within=timedelta(days=14))
+
+
+def arrange(state: CaseState, choice: PlanChosen | PromiseToPay, now: datetime) -> None:
+    """The customer's choice on the page, and its confirmation message sent at once."""
+    fold_signal(state, choice, now)
+    step = decide(state, now)
+    template = "plan_confirmed" if isinstance(choice, PlanChosen) else "promise_confirmed"
+    assert isinstance(step, Notify) and step.template == template, step
+    send(state, step, now)
+    assert state.confirmation is None
 
 
 @pytest.mark.parametrize(
@@ -74,7 +85,7 @@ def test_open_case_offers_the_policys_plans_and_a_promise_window(offering: Polic
 def test_a_plan_charges_each_installment_on_its_date_and_recovers(offering: Policy) -> None:
     state = open_case(offering)
     send_due(state, at(1))
-    fold_signal(state, PlanChosen(installments=2), at(2))
+    arrange(state, PlanChosen(installments=2), at(2))
 
     first = decide(state, at(2))
     assert isinstance(first, Charge) and first.installment == 1
@@ -99,7 +110,7 @@ def test_a_partial_payment_from_elsewhere_makes_the_last_installment_smaller(
     offering: Policy,
 ) -> None:
     state = open_case(offering)
-    fold_signal(state, PlanChosen(installments=2), at(2))
+    arrange(state, PlanChosen(installments=2), at(2))
     charge(state, decide(state, at(2)), at(2), approved=True)
     fold_signal(state, PaymentReceived(amount=1000, actor="biller"), at(10))
 
@@ -114,7 +125,7 @@ def test_a_plan_whose_installment_fails_past_its_retries_resumes_dunning(
 ) -> None:
     state = open_case(offering)
     send_due(state, at(1))
-    fold_signal(state, PlanChosen(installments=2), at(2))
+    arrange(state, PlanChosen(installments=2), at(2))
     now = at(2)
     for _ in range(3):  # the due date and two retries (days 1 and 3 after it)
         step = decide(state, now)
@@ -133,7 +144,7 @@ def test_a_plan_whose_installment_fails_past_its_retries_resumes_dunning(
 
 def test_a_hard_decline_ends_the_plan_at_once(offering: Policy) -> None:
     state = open_case(offering)
-    fold_signal(state, PlanChosen(installments=3), at(2))
+    arrange(state, PlanChosen(installments=3), at(2))
     charge(state, decide(state, at(2)), at(2), code=HARD)
 
     assert state.plan == [] and state.awaiting == "never_retry"
@@ -142,7 +153,7 @@ def test_a_hard_decline_ends_the_plan_at_once(offering: Policy) -> None:
 def test_a_promise_holds_everything_until_its_date_then_charges(offering: Policy) -> None:
     state = open_case(offering)
     send_due(state, at(1))
-    fold_signal(state, PromiseToPay(pay_on=at(9)), at(2))
+    arrange(state, PromiseToPay(pay_on=at(9)), at(2))
 
     held = decide(state, at(4))
     assert isinstance(held, Wait) and held.until == at(9)
@@ -156,7 +167,7 @@ def test_a_promise_holds_everything_until_its_date_then_charges(offering: Policy
 def test_a_broken_promise_resumes_dunning_where_it_stopped(offering: Policy) -> None:
     state = open_case(offering)
     send_due(state, at(1))
-    fold_signal(state, PromiseToPay(pay_on=at(9)), at(2))
+    arrange(state, PromiseToPay(pay_on=at(9)), at(2))
 
     charge(state, decide(state, at(9)), at(9))
 

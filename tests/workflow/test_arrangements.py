@@ -82,15 +82,24 @@ async def test_a_promise_holds_reminders_and_retries_until_its_date(dunning: Dun
         view = await handle.execute_update(
             DunningWorkflow.promise_payment, PromiseToPay(pay_on=pay_on)
         )
-        assert view.promised_for == pay_on and view.next_action_at == pay_on
+        assert view.promised_for == pay_on
+        view = await status_when(handle, lambda v: v.next_action_at == pay_on, "the promise")
+        assert view.messages[-1].template == "promise_confirmed"
         await handle.execute_update(
             DunningWorkflow.give_feedback, FeedbackGiven(reason=FeedbackReason.CANNOT_AFFORD)
         )
         result = await handle.result()
 
     assert result.outcome is Outcome.RECOVERED and result.reason == "paid on the promised date"
-    kinds = [e.kind for e in result.timeline]
-    promised = kinds.index("promise_made")
-    # Nothing between the promise and its date: no day-1 retry, no day-4 reminder.
-    assert kinds[promised:] == ["promise_made", "feedback", "recovered", "message"]
+    entries = result.timeline[[e.kind for e in result.timeline].index("promise_made") :]
+    # Nothing between the promise and its date but its confirmation: no day-1 retry, no
+    # day-4 reminder; then the charge on the date recovers the case.
+    assert [e.kind for e in entries] == [
+        "promise_made",
+        "message",
+        "feedback",
+        "recovered",
+        "message",
+    ]
+    assert "promise-" in entries[1].detail and entries[3].at >= pay_on
     assert result.charge_attempts == 1
