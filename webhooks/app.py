@@ -10,6 +10,8 @@
     GET  /unsubscribe?token=...    the same page, the email footer's link; POST (one-click,
                                    RFC 8058) stops email
     GET  /recover/feedback?...     "tell us why" (webhooks/feedback.py); POST follows the answer
+    GET  /recover?token=...        the recovery page (webhooks/recovery.py): HTML, and its
+                                   forms (POST /recover/pay, /card, /plan, /promise)
     GET  /healthz                  {"ok": true, ...}; 503 when Temporal or the store is down
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
@@ -44,6 +46,8 @@ from starlette.routing import Route
 from temporalio.client import Client
 
 from activities import signing
+from activities.payments import GatewayConfigError
+from activities.payments.stripe import StripeBiller
 from activities.scrub import scrubbed
 from activities.store import CaseStore, WebhookClaim, WebhookEvent, WebhookEventStatus
 from config.errors import one_line
@@ -60,6 +64,7 @@ from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
 from webhooks.feedback import FeedbackPage
 from webhooks.intake import Intake, UnreadableEvent
 from webhooks.pages import Pages
+from webhooks.recovery import Recovery
 from webhooks.sweeper import act_once
 
 log = logging.getLogger("dunning.webhooks")
@@ -85,6 +90,7 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
     desk = CaseDesk(settings, client_provider, store)
     receiver = Receiver(settings, desk, store)
     pages = Pages.from_settings(settings)
+    recovery = Recovery(settings, desk, store, pages)
     secret = settings.self_service_secret.get_secret_value()
     feedback = FeedbackPage(store, desk, pages, secret)
     choices = preferences.Preferences(store, pages, secret)
@@ -98,6 +104,12 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
             Route("/preferences", choices.handle, methods=["GET", "POST"]),
             Route("/unsubscribe", choices.handle, methods=["GET", "POST"]),
             Route("/healthz", receiver.health, methods=["GET"]),
+            Route("/recover", recovery.page, methods=["GET"]),
+            Route("/recover/pay", recovery.pay, methods=["POST"]),
+            Route("/recover/card", recovery.card_form, methods=["GET"]),
+            Route("/recover/card", recovery.card, methods=["POST"]),
+            Route("/recover/plan", recovery.plan, methods=["POST"]),
+            Route("/recover/promise", recovery.promise, methods=["POST"]),
             Route("/recover/feedback", feedback.handle, methods=["GET", "POST"]),
         ],
         exception_handlers={HTTPException: _http_error},
@@ -181,6 +193,7 @@ class Receiver:
         self.settings = settings
         self.desk = desk
         self.store = store
+        self._stripe: StripeBiller | None = None
 
     @_answering
     async def stripe_webhook(self, request: Request) -> JSONResponse:
@@ -219,6 +232,8 @@ class Receiver:
             head = stripe_events.envelope(payload)
         except ValueError as err:
             raise Problem(400, f"not a Stripe event: {err}") from err
+        if head.kind == stripe_events.SETUP_COMPLETED:
+            payload = await self._setup_adopted(payload)
         return await self._receive(
             stripe_events.PROVIDER,
             head.event_id,
@@ -227,6 +242,36 @@ class Receiver:
             payload,
             lambda: stripe_events.read_stripe_event(payload, head),
         )
+
+    def _stripe_biller(self) -> StripeBiller:
+        """The Stripe account for what a webhook leaves out, built at first use."""
+        if self._stripe is None:
+            self._stripe = StripeBiller.from_settings(self.settings)
+        return self._stripe
+
+    async def _setup_adopted(self, payload: dict) -> dict:
+        """A completed setup session with its setup intent expanded to the card it collected,
+        that card made the customer's default at Stripe first. Webhooks expand nothing, and
+        the stored payload must hold what the reader needs, so a later retry reads the same.
+        Stripe out of reach is a 503: Stripe delivers the event again; a setup intent Stripe
+        refuses to show is left unexpanded (the event is then stored as ignored)."""
+        session = payload["data"]["object"] if isinstance(payload.get("data"), dict) else None
+        if self.settings.gateway != "stripe" or not isinstance(session, dict):
+            return payload
+        intent, customer = session.get("setup_intent"), session.get("customer")
+        if session.get("mode") != "setup" or not isinstance(intent, str):
+            return payload
+        if not isinstance(customer, str):
+            return payload  # the reader ignores a session for no customer
+        try:
+            method = await run_in_threadpool(self._stripe_biller().adopt_setup, intent, customer)
+        except stripe.StripeError as err:
+            raise Problem(503, f"Stripe did not answer for {intent}: {one_line(err)}") from err
+        except GatewayConfigError as err:  # retrying cannot help: stored, then ignored
+            log.warning("cannot read %s at Stripe: %s", intent, one_line(err))
+            return payload
+        expanded = {**session, "setup_intent": {"id": intent, "payment_method": method}}
+        return {**payload, "data": {**payload["data"], "object": expanded}}
 
     @_answering
     async def billing_event(self, request: Request) -> JSONResponse:

@@ -5,7 +5,8 @@ it was created with, so both invoice shapes arrive: since 2025-03-31.basil the s
 under `parent.subscription_details` and payments are listed apart (`/v1/invoice_payments`);
 before it, `subscription`, `payment_intent` and `charge` are ids on the invoice. Webhooks
 expand nothing, so a failure's decline is read only where a payload did expand it; otherwise
-the receiver asks Stripe (`StripeProcessor.invoice_decline`). Pure: no I/O, no Stripe API calls.
+the receiver asks Stripe (`StripeProcessor.invoice_decline`); a completed setup session's card is
+fetched by the receiver before the event is stored. Pure: no I/O, no Stripe API calls.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from workflows.values import LOCALE_PATTERN, MAX_AMOUNT
 
 PROVIDER = "stripe"
 ACTOR = "stripe"
+# Checkout's setup mode collected a new card on the recovery page.
+SETUP_COMPLETED = "checkout.session.completed"
 
 # A closed dispute the merchant keeps the money on: the case goes on.
 DISPUTE_KEPT = {"won", "warning_closed"}
@@ -223,6 +226,28 @@ def _payment_method(kind: str, method: dict, previous: dict, occurred_at: dateti
     return {"action": action, "customer_id": customer_id}
 
 
+def _setup_completed(kind: str, session: dict, previous: dict, occurred_at: datetime) -> dict:
+    """The customer gave a new card on Checkout (setup mode, from the recovery page). The
+    receiver expands `setup_intent` to its card, made their default, before storing the
+    event; an unexpanded one (the receiver not on GATEWAY=stripe) names no card to try."""
+    if session.get("mode") != "setup":
+        return {"action": Ignore(f"{kind}: not a setup session (mode {session.get('mode')})")}
+    customer_id = _id(session.get("customer"), "customer")
+    if customer_id is None:
+        return {"action": Ignore(f"{kind}: the session belongs to no customer")}
+    intent = session.get("setup_intent")
+    method = _id(dig(intent, "payment_method"), "setup_intent.payment_method")
+    if not isinstance(intent, dict) or method is None:
+        reason = f"{kind}: the setup collected no card we could read"
+        return {"action": Ignore(reason), "customer_id": customer_id}
+    update = PaymentMethodUpdated(payment_method=method, actor="customer")
+    return {
+        "action": TellCases(update, customer_id=customer_id),
+        "customer_id": customer_id,
+        "contacts": CustomerProfile(customer_id=customer_id, payment_method=method),
+    }
+
+
 def _customer_updated(kind: str, customer: dict, previous: dict, occurred_at: datetime) -> dict:
     customer_id = _id(customer.get("id"), "id", required=True)
     new = _id(
@@ -264,6 +289,7 @@ _READERS = {
     "payment_method.attached": _payment_method,
     "payment_method.automatically_updated": _payment_method,
     "customer.updated": _customer_updated,
+    SETUP_COMPLETED: _setup_completed,
 }
 
 EVENT_TYPES = list(_READERS)

@@ -35,6 +35,15 @@ class InvalidToken(ValueError):
     """A token that is malformed, tampered with or expired."""
 
 
+class ExpiredToken(InvalidToken):
+    """An authentic token past its expiry: `case_id` may still choose the page's language,
+    never grant anything."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__("expired token")
+        self.case_id = case_id
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -70,7 +79,7 @@ def verify_token(token: str, secret: str, now: datetime, use: str = "pay") -> st
     if purpose != use:
         raise InvalidToken(f"not a token to {use}")
     if now.timestamp() >= expires:
-        raise InvalidToken("expired token")
+        raise ExpiredToken(case_id)
     return case_id
 
 

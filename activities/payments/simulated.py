@@ -74,13 +74,18 @@ class SimulatedProcessor:
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Answer by token; replay the stored answer for a key already seen."""
-        fingerprint = _fingerprint(request)
-        stored = self.store.simulated_charge(request.idempotency_key)
+        return self.charge_now(request, request.idempotency_key)
+
+    def charge_now(self, request: ChargeRequest, key: str) -> ChargeResult:
+        """Charge under the caller's idempotency `key` (the recovery page's "pay now", keyed
+        by case, amount and card rather than by attempt): the same key, the same answer."""
+        fingerprint = _fingerprint(request, key)
+        stored = self.store.simulated_charge(key)
         if stored is None:
             answer = simulated_answer(request)
             stored = self.store.save_simulated_charge(
                 SimulatedCharge(
-                    idempotency_key=request.idempotency_key,
+                    idempotency_key=key,
                     fingerprint=fingerprint,
                     approved=answer.approved,
                     decline_code=answer.decline_code,
@@ -89,9 +94,7 @@ class SimulatedProcessor:
                 )
             )
         if stored.fingerprint != fingerprint:
-            raise IdempotencyConflict(
-                f"idempotency key {request.idempotency_key} was used with other parameters"
-            )
+            raise IdempotencyConflict(f"idempotency key {key} was used with other parameters")
         return ChargeResult(
             approved=stored.approved,
             decline_code=stored.decline_code,
@@ -114,10 +117,16 @@ class SimulatedBiller:
         return WriteBackResult(done=True, detail="simulated")
 
 
-def _fingerprint(request: ChargeRequest) -> str:
+def usable_token(token: str) -> bool:
+    """Whether the simulated processor knows `token` (it approves or declines it as Stripe's
+    test card of that name would); any other is an invalid payment method."""
+    return token in APPROVING_TOKENS or token in DECLINING_TOKENS or bool(RECOVERS_ON.match(token))
+
+
+def _fingerprint(request: ChargeRequest, key: str) -> str:
     """What must match for a key to be replayed: like Stripe, the request's parameters."""
     fields = request.model_dump(exclude={"attempt"})
-    fields["key"] = request.idempotency_key
+    fields["key"] = key
     return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
 
 

@@ -197,6 +197,60 @@ class StripeBiller(StripeAccount):
             raise _translated(err, request.idempotency_key) from None
         raise ValueError(f"unknown write-back action {request.action!r}")
 
+    # The customer's pages: Stripe takes the payment and the card, 3-D Secure included.
+
+    def payment_page_url(self, invoice_id: str) -> str | None:
+        """The invoice's hosted page, where the customer pays it (None when Stripe has none:
+        a draft invoice). Raises like `charge`."""
+        try:
+            invoice = self.client.v1.invoices.retrieve(invoice_id)
+        except stripe.StripeError as err:
+            raise _translated(err, f"invoice-page:{invoice_id}") from None
+        return _text(invoice.to_dict().get("hosted_invoice_url"))
+
+    def setup_session_url(
+        self, customer_id: str, currency: str, success_url: str, cancel_url: str, case_id: str
+    ) -> str:
+        """A Checkout Session in setup mode for the customer: the URL where they give a new
+        card. Its `checkout.session.completed` makes the card their default (`adopt_setup`).
+        A new session per call: creating one moves no money, and a stale one expires."""
+        params: Any = {
+            "mode": "setup",
+            "customer": customer_id,
+            "currency": currency.lower(),
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "metadata": {"dunning_case": case_id},
+            "setup_intent_data": {"metadata": {"dunning_case": case_id}},
+        }
+        try:
+            session = self.client.v1.checkout.sessions.create(params=params)
+        except stripe.StripeError as err:
+            raise _translated(err, f"setup:{case_id}") from None
+        url = _text(session.to_dict().get("url"))
+        if url is None:
+            raise GatewayConfigError("Stripe answered a Checkout Session without a url")
+        return url
+
+    def adopt_setup(self, setup_intent_id: str, customer_id: str) -> str | None:
+        """The card a completed setup collected, made the customer's default for invoices;
+        None when the setup intent holds no payment method (it did not succeed). Safe to
+        repeat: the update's key is the setup intent's."""
+        try:
+            intent = self.client.v1.setup_intents.retrieve(setup_intent_id).to_dict()
+            method = intent.get("payment_method")
+            method = _text(method.get("id") if isinstance(method, dict) else method)
+            if method is None:
+                return None
+            self.client.v1.customers.update(
+                customer_id,
+                params={"invoice_settings": {"default_payment_method": method}},
+                options={"idempotency_key": f"dunning:setup:{setup_intent_id}:default"},
+            )
+        except stripe.StripeError as err:
+            raise _translated(err, f"dunning:setup:{setup_intent_id}:default") from None
+        return method
+
     def _already_done(
         self, request: WriteBackRequest, err: stripe.InvalidRequestError
     ) -> str | None:

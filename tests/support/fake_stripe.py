@@ -61,7 +61,9 @@ class Invoice:
     subscription: str | None = None
     status: str = "open"
     decline: Decline | None = None
-    """Every charge declines like this."""
+    """Every charge declines like this, but of a method in `approves`."""
+    approves: set[str] = field(default_factory=set)
+    """Payment methods that pay even when `decline` is scripted: a new card."""
     outages: list[int] = field(default_factory=list)
     """Statuses (401, 403, 404, 429, 500, 503) answered before the request runs, one per
     request to the invoice or its payments, not stored."""
@@ -94,6 +96,26 @@ class Subscription:
     status: str = "active"
     cancel_at_period_end: bool = False
     canceled_at: int | None = None
+
+
+@dataclass
+class CheckoutSession:
+    """A Checkout Session in setup mode and the SetupIntent Stripe made with it."""
+
+    id: str
+    customer: str
+    currency: str
+    success_url: str
+    cancel_url: str
+    setup_intent: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    status: str = "open"
+    payment_method: str | None = None
+    """The card the customer gave, once the session completes."""
+
+    @property
+    def url(self) -> str:
+        return f"https://checkout.stripe.com/c/pay/{self.id}"
 
 
 @dataclass
@@ -195,6 +217,9 @@ class FakeStripe(LocalServer):
         self.requests: list[Request] = []
         self.attempts: list[Charge] = []
         self.detached_payment_methods: set[str] = set()
+        self.checkout_sessions: dict[str, CheckoutSession] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+        """Customers updated through the API: id -> their `invoice_settings`."""
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._lock = threading.RLock()
         self._start_server(self._handler())
@@ -212,6 +237,13 @@ class FakeStripe(LocalServer):
         subscription = Subscription(id=subscription_id, **fields)
         self.subscriptions[subscription_id] = subscription
         return subscription
+
+    def complete_checkout(self, session_id: str, payment_method: str) -> dict:
+        """The customer gives `payment_method` on a setup session's page: the session and its
+        SetupIntent complete. The session as `checkout.session.completed` carries it."""
+        session = self.checkout_sessions[session_id]
+        session.status, session.payment_method = "complete", payment_method
+        return self._session_body(session)
 
     @property
     def charges(self) -> list[Charge]:
@@ -377,6 +409,9 @@ class FakeStripe(LocalServer):
             ("DELETE", r"^/v1/subscriptions/([^/]+)$", self._cancel),
             ("POST", r"^/v1/subscriptions/([^/]+)$", self._update_subscription),
             ("GET", r"^/v1/subscriptions/([^/]+)$", self._get_subscription),
+            ("POST", r"^/v1/checkout/sessions()$", self._create_checkout_session),
+            ("GET", r"^/v1/setup_intents/([^/]+)$", self._get_setup_intent),
+            ("POST", r"^/v1/customers/([^/]+)$", self._update_customer),
         ]
         try:
             for method, pattern, route in routes:
@@ -420,6 +455,8 @@ class FakeStripe(LocalServer):
         invoice.attempt_count += 1
         invoice.payment_intent = invoice.payment_intent or _id("pi")
         decline = invoice.decline
+        if method in invoice.approves:
+            decline = None
         invoice.last_decline = decline
         if decline is not None:
             self.attempts.append(
@@ -494,6 +531,74 @@ class FakeStripe(LocalServer):
 
     def _get_subscription(self, subscription_id: str, form: dict) -> dict:
         return self._subscription_body(self._find_subscription(subscription_id))
+
+    def _create_checkout_session(self, _: str, form: dict) -> dict:
+        """`POST /v1/checkout/sessions`: setup mode only (what dunning asks for)."""
+        mode = form.get("mode")
+        if mode not in ("setup", "payment", "subscription"):
+            raise _error(
+                400,
+                "invalid_request_error",
+                "Missing required param: mode.",
+                code="parameter_missing",
+                param="mode",
+            )
+        if mode != "setup":
+            raise _error(400, "invalid_request_error", "The fake serves setup mode only.")
+        for name in ("success_url", "currency"):
+            if not form.get(name):
+                raise _error(
+                    400,
+                    "invalid_request_error",
+                    f"Missing required param: {name}.",
+                    code="parameter_missing",
+                    param=name,
+                )
+        session = CheckoutSession(
+            id=f"cs_test_{secrets.token_hex(12)}",
+            customer=str(form.get("customer") or ""),
+            currency=str(form["currency"]),
+            success_url=str(form["success_url"]),
+            cancel_url=str(form.get("cancel_url") or ""),
+            setup_intent=_id("seti"),
+            metadata=dict(form.get("metadata") or {}),
+        )
+        self.checkout_sessions[session.id] = session
+        return self._session_body(session)
+
+    def _get_setup_intent(self, intent_id: str, form: dict) -> dict:
+        for session in self.checkout_sessions.values():
+            if session.setup_intent == intent_id:
+                return {
+                    "id": intent_id,
+                    "object": "setup_intent",
+                    "customer": session.customer or None,
+                    "livemode": False,
+                    "mandate": None,
+                    "metadata": session.metadata,
+                    "payment_method": session.payment_method,
+                    "payment_method_types": ["card"],
+                    "status": "succeeded" if session.payment_method else "requires_payment_method",
+                    "usage": "off_session",
+                }
+        raise _missing("setup_intent", intent_id)
+
+    def _update_customer(self, customer_id: str, form: dict) -> dict:
+        settings = self.customers.setdefault(customer_id, {"default_payment_method": None})
+        settings.update(form.get("invoice_settings") or {})
+        return {
+            "id": customer_id,
+            "object": "customer",
+            "email": "jenny.rosen@example.com",
+            "invoice_settings": {
+                "custom_fields": None,
+                "default_payment_method": settings["default_payment_method"],
+                "footer": None,
+                "rendering_options": None,
+            },
+            "livemode": False,
+            "metadata": {},
+        }
 
     def _find_invoice(self, invoice_id: str) -> Invoice:
         if invoice_id not in self.invoices:
@@ -573,6 +678,26 @@ class FakeStripe(LocalServer):
         if unknown:
             raise _not_expandable(unknown[0])
         return body
+
+    def _session_body(self, session: CheckoutSession) -> dict:
+        complete = session.status == "complete"
+        return {
+            "id": session.id,
+            "object": "checkout.session",
+            "cancel_url": session.cancel_url,
+            "created": int(time.time()),
+            "currency": session.currency,
+            "customer": session.customer or None,
+            "expires_at": int(time.time()) + 86400,
+            "livemode": False,
+            "metadata": session.metadata,
+            "mode": "setup",
+            "payment_status": "no_payment_required",
+            "setup_intent": session.setup_intent,
+            "status": session.status,
+            "success_url": session.success_url,
+            "url": None if complete else session.url,
+        }
 
     def _intent_body(self, invoice: Invoice) -> dict:
         """The invoice's payment intent; its last decline is `last_payment_error`."""

@@ -1,0 +1,562 @@
+"""The recovery page: the link in every reminder, where the customer settles the case.
+
+    GET  /recover?token=...&lang=...   what is owed, for which invoice, since when; the buttons
+    POST /recover/pay                  pay now (simulated: charged here; Stripe: its invoice page)
+    GET  /recover/card?token=...       the card form (simulated gateway)
+    POST /recover/card                 save a card (simulated) or go to Stripe Checkout (setup)
+    POST /recover/plan                 choose one of the case's payment plans
+    POST /recover/promise              promise to pay on a date
+
+The signed "pay" token names the case and is the only credential: every form carries it in a
+hidden field, so a form posted from another site cannot act without it (no cookies, nothing to
+forge). It works for its whole lifetime, however often it is used: each action is idempotent
+(a payment's key comes from the case, the amount and the card; the case refuses what it has
+already done) and a paid case's page says it is paid. Each action reaches the case as an
+update with actor "customer", so it lands in the case's audit trail. A POST that succeeds
+answers 303 to the page (redirect-after-POST); one the case refuses re-renders the page with
+the reason. A link that cannot be used gets a friendly page with a 4xx, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.notify.links import ExpiredToken, InvalidToken, verify_token
+from activities.payments.simulated import SimulatedProcessor, usable_token
+from activities.payments.stripe import StripeBiller
+from activities.store import CaseStore, CustomerProfile
+from activities.store.tables import Case
+from config.errors import one_line
+from config.settings import Settings
+from intake.cases import workflow_id_for
+from webhooks.cases import CaseDesk, TemporalUnavailable
+from webhooks.pages import Pages, page_url
+from workflows.dunning import DunningWorkflow
+from workflows.models import (
+    ID_PATTERN,
+    CaseStatus,
+    CaseView,
+    ChargeRequest,
+    PaymentMethodUpdated,
+    PaymentReceived,
+    PlanChosen,
+    PromiseToPay,
+)
+from workflows.money import format_money
+
+log = logging.getLogger("dunning.webhooks")
+
+ACTOR = "customer"
+PAGE = "/recover"
+# A promise takes the payment that morning, in the customer's time zone.
+PROMISE_HOUR = time(10, 0)
+# A customer waits this long for a case whose worker does not answer, then sees "try later".
+QUERY_TIMEOUT = timedelta(seconds=10)
+# Forms here are a token and a few short fields.
+MAX_FORM_FIELDS = 10
+FINISHED = {CaseStatus.RECOVERED, CaseStatus.CANCELLED, CaseStatus.COLLECTIONS}
+ON_HOLD = {CaseStatus.PAUSED, CaseStatus.DISPUTED, CaseStatus.BLOCKED}
+DONE_NOTICES = {"paid", "card_saved", "card_pending", "plan", "promise"}
+
+
+class PageProblem(Exception):
+    """A request answered with the friendly error page: `problem` (see `pages.PROBLEMS`)
+    in `language`, with HTTP `status`."""
+
+    def __init__(self, status: int, problem: str, language: str) -> None:
+        super().__init__(problem)
+        self.status, self.problem, self.language = status, problem, language
+
+
+@dataclass
+class Visit:
+    """One request's case: who the token names, in which language, and where the case
+    stands (`view` is None for a finished case: the store's row has the last word)."""
+
+    token: str
+    language: str
+    case: Case
+    customer: CustomerProfile | None
+    view: CaseView | None
+
+    @property
+    def status(self) -> CaseStatus:
+        return self.view.status if self.view is not None else CaseStatus(self.case.status)
+
+    @property
+    def open(self) -> bool:
+        """Whether the customer can still act: the case runs and is not finished."""
+        return self.view is not None and self.status not in FINISHED
+
+    @property
+    def amount_due(self) -> int:
+        return self.view.amount_due if self.view is not None else self.case.amount_due
+
+    @property
+    def amount_recovered(self) -> int:
+        if self.view is not None:
+            return self.view.amount_recovered
+        return self.case.amount_recovered
+
+    @property
+    def zone(self) -> ZoneInfo | Any:
+        """The customer's time zone (UTC when unknown)."""
+        name = self.customer.time_zone if self.customer else None
+        return ZoneInfo(name) if name else UTC
+
+
+def _kindly(
+    handler: Callable[[Recovery, Request], Awaitable[Response]],
+) -> Callable[[Recovery, Request], Awaitable[Response]]:
+    """Answer a `PageProblem` with the error page, and anything unforeseen with the
+    "unavailable" page (503) whose details go to the log, never to the customer."""
+
+    @functools.wraps(handler)
+    async def answer(self: Recovery, request: Request) -> Response:
+        try:
+            return await handler(self, request)
+        except PageProblem as problem:
+            return self._error(problem.language, problem.problem, problem.status)
+        except Exception:
+            log.exception("recovery page: unexpected error on %s", request.url.path)
+            language = self.pages.language_from_header(request.headers.get("accept-language"))
+            return self._error(language, "unavailable", 503)
+
+    return answer
+
+
+class Recovery:
+    """The recovery page's handlers; one per app."""
+
+    def __init__(self, settings: Settings, desk: CaseDesk, store: CaseStore, pages: Pages):
+        self.settings = settings
+        self.desk = desk
+        self.store = store
+        self.pages = pages
+        self.secret = settings.self_service_secret.get_secret_value()
+        self.valid_for = timedelta(days=settings.self_service_valid_days)
+        self.hosted = settings.gateway == "stripe"
+        self.simulated = SimulatedProcessor(store) if settings.gateway == "simulated" else None
+        self._stripe: StripeBiller | None = None
+
+    @property
+    def stripe(self) -> StripeBiller:
+        """The Stripe account, built at first use (GATEWAY=stripe only)."""
+        if self._stripe is None:
+            self._stripe = StripeBiller.from_settings(self.settings)
+        return self._stripe
+
+    # Pages ---------------------------------------------------------------------------------
+
+    @_kindly
+    async def page(self, request: Request) -> Response:
+        """The page: what is owed and what the customer can do; `done` names the notice of
+        the action just carried out."""
+        query = request.query_params
+        visit = await self._visit(request, query.get("token", ""), query.get("lang"))
+        done = query.get("done")
+        return self._page(visit, self._done_notice(visit, done) if done in DONE_NOTICES else None)
+
+    @_kindly
+    async def card_form(self, request: Request) -> Response:
+        """The card form (simulated gateway); with Stripe, the page's button goes to Checkout."""
+        query = request.query_params
+        visit = await self._visit(request, query.get("token", ""), query.get("lang"))
+        if not visit.open or self.simulated is None:
+            return self._back(visit)
+        return self._card_page(visit)
+
+    # Actions -------------------------------------------------------------------------------
+
+    @_kindly
+    async def pay(self, request: Request) -> Response:
+        """Pay what is due now: charged at once (simulated) or on Stripe's invoice page."""
+        visit, form = await self._posted(request)
+        if not visit.open:
+            return self._back(visit)
+        if self.simulated is None:
+            url = await run_in_threadpool(self.stripe.payment_page_url, visit.case.invoice_id)
+            if not url:
+                raise PageProblem(503, "unavailable", visit.language)
+            return RedirectResponse(url, status_code=303)
+        method = self._payment_method(visit)
+        amount = visit.amount_due
+        charge = ChargeRequest(
+            case_id=visit.case.case_id,
+            invoice_id=visit.case.invoice_id,
+            customer_id=visit.case.customer_id,
+            attempt=1,
+            amount=amount,
+            currency=visit.case.currency,
+            payment_method=method,
+        )
+        # The same case, amount and card: the same key, so a second click pays nothing more.
+        key = f"dunning:{visit.case.case_id}:customer-pay:{amount}:{method or 'none'}"
+        result = await run_in_threadpool(self.simulated.charge_now, charge, key)
+        if not result.approved:
+            reason = (result.decline_code or "declined").replace("_", " ")
+            notice = self._notice("problem", self.pages_text(visit, "declined", reason=reason))
+            return self._page(visit, notice, status=402)
+        payment = PaymentReceived(amount=amount, reference=result.reference or key, actor=ACTOR)
+        refusal = await self._update(visit, DunningWorkflow.record_payment, payment)
+        if refusal is not None:
+            return self._refused(visit, refusal)
+        return self._back(visit, done="paid")
+
+    @_kindly
+    async def card(self, request: Request) -> Response:
+        """A new card: saved and told to the case (simulated), or collected by Stripe
+        Checkout in setup mode (its `checkout.session.completed` tells the case)."""
+        visit, form = await self._posted(request)
+        if not visit.open:
+            return self._back(visit)
+        if self.simulated is None:
+            back = self._absolute(page_url(PAGE, visit.token, visit.language))
+            done = self._absolute(page_url(PAGE, visit.token, visit.language, done="card_pending"))
+            url = await run_in_threadpool(
+                self.stripe.setup_session_url,
+                visit.case.customer_id,
+                visit.case.currency,
+                done,
+                back,
+                visit.case.case_id,
+            )
+            return RedirectResponse(url, status_code=303)
+        typed = _field(form, "payment_method").strip()
+        chosen = _field(form, "card")
+        method = typed or chosen
+        if not (re.fullmatch(ID_PATTERN, method) and usable_token(method)):
+            return self._card_page(visit, chosen=chosen, typed=typed, error=True)
+        profile = visit.customer or CustomerProfile(customer_id=visit.case.customer_id)
+        await run_in_threadpool(
+            self.store.upsert_customer, profile.model_copy(update={"payment_method": method})
+        )
+        update = PaymentMethodUpdated(payment_method=method, actor=ACTOR)
+        refusal = await self._update(visit, DunningWorkflow.record_payment_method, update)
+        if refusal is not None:
+            return self._refused(visit, refusal)
+        return self._back(visit, done="card_saved")
+
+    @_kindly
+    async def plan(self, request: Request) -> Response:
+        """Choose one of the plans the case offers, by its number of installments."""
+        visit, form = await self._posted(request)
+        if not visit.open:
+            return self._back(visit)
+        try:  # the case itself judges what it offers: its refusal is shown as it says it
+            installments = int(_field(form, "installments"))
+        except ValueError:
+            installments = 0
+        if not 2 <= installments <= 12:
+            return self._refused(visit, "that plan is not offered")
+        choice = PlanChosen(installments=installments, actor=ACTOR)
+        refusal = await self._update(visit, "choose_plan", choice)
+        if refusal is not None:
+            return self._refused(visit, refusal)
+        return self._back(visit, done="plan")
+
+    @_kindly
+    async def promise(self, request: Request) -> Response:
+        """Promise to pay on a date, up to the latest the case allows: the case takes the
+        payment at 10:00 that day in the customer's time zone."""
+        visit, form = await self._posted(request)
+        if not visit.open:
+            return self._back(visit)
+        earliest, latest = self._promise_range(visit)
+        try:
+            day = date.fromisoformat(_field(form, "pay_on").strip())
+        except ValueError:
+            day = None
+        if day is None and latest is None:
+            return self._refused(visit, "a promise to pay is not offered")
+        if day is None or (latest is not None and not earliest <= day <= latest):
+            error = self.pages_text(visit, "promise.invalid", date=self._date(visit, latest))
+            return self._page(visit, None, status=422, promise_error=error, promise_value=day)
+        pay_on = datetime.combine(day, PROMISE_HOUR, tzinfo=visit.zone)
+        refusal = await self._update(visit, "promise_payment", PromiseToPay(pay_on=pay_on))
+        if refusal is not None:
+            return self._refused(visit, refusal)
+        return self._back(visit, done="promise")
+
+    # Reading the case ----------------------------------------------------------------------
+
+    async def _posted(self, request: Request) -> tuple[Visit, dict[str, str]]:
+        """The visit a form's token names, and the form's fields."""
+        language = self.pages.language_from_header(request.headers.get("accept-language"))
+        try:
+            async with asyncio.timeout(self.settings.receiver_body_timeout):
+                data = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        except Exception as err:  # not a form, too many fields, too slow: the sender's
+            log.info("recovery page: unreadable form: %s", one_line(err))
+            raise PageProblem(400, "invalid", language) from err
+        form = {key: value for key, value in data.items() if isinstance(value, str)}
+        visit = await self._visit(request, form.get("token", ""), form.get("lang"))
+        return visit, form
+
+    async def _visit(self, request: Request, token: str, requested: str | None) -> Visit:
+        """The case the token names, with its customer and live status."""
+        header = self.pages.language_from_header(request.headers.get("accept-language"))
+        fallback = self.pages.language_for(requested) if requested else header
+        try:
+            case_id = verify_token(token, self.secret, datetime.now(UTC), use="pay")
+        except ExpiredToken as err:
+            language = fallback
+            if not requested:
+                language = await self._language_of(err.case_id, fallback)
+            raise PageProblem(410, "expired", language) from err
+        except InvalidToken as err:
+            raise PageProblem(400, "invalid", fallback) from err
+        case, customer = await run_in_threadpool(self._case_and_customer, case_id)
+        if case is None:
+            raise PageProblem(404, "missing", fallback)
+        language = self.pages.language_for(requested, customer.locale if customer else None)
+        view = None
+        if CaseStatus(case.status) not in FINISHED:
+            view = await self._status(case_id, language)
+        return Visit(token, language, case, customer, view)
+
+    def _case_and_customer(self, case_id: str) -> tuple[Case | None, CustomerProfile | None]:
+        case = self.store.get_case(case_id)
+        customer = self.store.get_customer(case.customer_id) if case else None
+        return case, customer
+
+    async def _language_of(self, case_id: str, fallback: str) -> str:
+        """The language of the case's customer, for the expired-link page; `fallback` when
+        the store cannot say."""
+        try:
+            _, customer = await run_in_threadpool(self._case_and_customer, case_id)
+        except Exception:
+            return fallback
+        return self.pages.language_for(None, customer.locale) if customer else fallback
+
+    async def _status(self, case_id: str, language: str) -> CaseView | None:
+        """The running case's status; None once it has finished (its row then speaks)."""
+        try:
+            client = await self.desk.client()
+            handle = client.get_workflow_handle(workflow_id_for(case_id))
+            return await handle.query(DunningWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+        except TemporalUnavailable as err:
+            log.warning("recovery page: %s", one_line(err))
+            raise PageProblem(503, "unavailable", language) from err
+        except WorkflowQueryFailedError:
+            return None  # not started yet, or finished in a way the query cannot read
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            log.warning("recovery page: Temporal did not answer: %s", one_line(err))
+            raise PageProblem(503, "unavailable", language) from err
+
+    async def _update(self, visit: Visit, update: Any, payload: BaseModel) -> str | None:
+        """Carry out a workflow update; the case's refusal (its validator's reason), or None
+        when it was done. A case that finished meanwhile is not a refusal: its page says."""
+        try:
+            client = await self.desk.client()
+            handle = client.get_workflow_handle(workflow_id_for(visit.case.case_id))
+            await handle.execute_update(update, payload, result_type=CaseView)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            log.info("case %s refused %s: %s", visit.case.case_id, update, one_line(reason))
+            return one_line(reason, 200)
+        except TemporalUnavailable as err:
+            raise PageProblem(503, "unavailable", visit.language) from err
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise PageProblem(503, "unavailable", visit.language) from err
+        return None
+
+    def _payment_method(self, visit: Visit) -> str | None:
+        """The card to charge: the customer's on file, else the one the case last tried."""
+        if visit.customer is not None and visit.customer.payment_method:
+            return visit.customer.payment_method
+        tried = [a.payment_method for a in visit.view.attempts if a.payment_method]
+        return tried[-1] if tried else None
+
+    def _promise_range(self, visit: Visit) -> tuple[date, date | None]:
+        """The first and last day the customer may promise (tomorrow, the case's limit)."""
+        zone = visit.zone
+        earliest = datetime.now(zone).date() + timedelta(days=1)
+        latest = visit.view.promise_by if visit.view is not None else None
+        if latest is None:
+            return earliest, None
+        last = latest.astimezone(zone).date()
+        if datetime.combine(last, PROMISE_HOUR, tzinfo=zone) > latest:
+            last -= timedelta(days=1)  # that morning is already past the case's limit
+        return earliest, last if last >= earliest else None
+
+    # Answers -------------------------------------------------------------------------------
+
+    def _page(
+        self,
+        visit: Visit,
+        notice: dict | None,
+        status: int = 200,
+        promise_error: str | None = None,
+        promise_value: date | None = None,
+    ) -> HTMLResponse:
+        html = self.pages.render_page(
+            "recover",
+            visit.language,
+            token=visit.token,
+            path=PAGE,
+            page=self._figures(visit, promise_value),
+            notice=notice,
+            promise_error=promise_error,
+        )
+        return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+    def _figures(self, visit: Visit, promise_value: date | None = None) -> dict[str, Any]:
+        """What the page shows, formatted in the customer's language and time zone."""
+        view = visit.view
+        status = visit.status
+        state = "due"
+        if status is CaseStatus.RECOVERED:
+            state = "paid"
+        elif status in FINISHED or view is None:
+            state = "closed"
+        elif status in ON_HOLD:
+            state = "paused"
+        opened = visit.case.opened_at
+        opened = opened if opened.tzinfo else opened.replace(tzinfo=UTC)
+        earliest, latest = self._promise_range(visit)
+        figures: dict[str, Any] = {
+            "state": state,
+            "invoice_id": visit.case.invoice_id,
+            "amount_due": self._money(visit, visit.amount_due),
+            "amount_paid": self._money(visit, visit.amount_recovered or visit.case.amount_due),
+            "failed_on": self._date(visit, opened.astimezone(visit.zone).date()),
+            "failed_on_iso": opened.astimezone(visit.zone).date().isoformat(),
+            "can_act": state in ("due", "paused") and visit.amount_due > 0,
+            "hosted": self.hosted,
+            "card_url": page_url(f"{PAGE}/card", visit.token, visit.language),
+            "feedback_url": page_url(f"{PAGE}/feedback", visit.token, visit.language),
+            "plans": [],
+            "plan": [],
+            "promised_for": None,
+            "promise_min": earliest.isoformat(),
+            "promise_max": latest.isoformat() if latest else None,
+            "promise_max_label": self._date(visit, latest) if latest else "",
+            "promise_value": (promise_value or earliest).isoformat(),
+        }
+        if view is not None:
+            figures["plans"] = [
+                {
+                    "count": len(quote.installments),
+                    "installments": [self._installment(visit, part) for part in quote.installments],
+                }
+                for quote in view.plan_offers
+            ]
+            figures["plan"] = [self._installment(visit, part) for part in view.plan]
+            if view.promised_for is not None:
+                local = view.promised_for.astimezone(visit.zone).date()
+                figures["promised_for"] = self._date(visit, local)
+        return figures
+
+    def _installment(self, visit: Visit, part: Any) -> dict[str, Any]:
+        local = part.due_at.astimezone(visit.zone).date()
+        return {
+            "amount": self._money(visit, part.amount),
+            "date": self._date(visit, local),
+            "paid": part.paid,
+        }
+
+    def _card_page(
+        self, visit: Visit, chosen: str = "", typed: str = "", error: bool = False
+    ) -> HTMLResponse:
+        html = self.pages.render_page(
+            "card",
+            visit.language,
+            token=visit.token,
+            path=f"{PAGE}/card",
+            invoice_id=visit.case.invoice_id,
+            amount_due=self._money(visit, visit.amount_due),
+            chosen=chosen,
+            typed=typed,
+            error=error,
+            back_url=page_url(PAGE, visit.token, visit.language),
+        )
+        return HTMLResponse(html, status_code=422 if error else 200, headers=NO_STORE)
+
+    def _done_notice(self, visit: Visit, done: str) -> dict | None:
+        if done == "paid":
+            if visit.status is not CaseStatus.RECOVERED and visit.amount_recovered == 0:
+                return None  # a stale link: nothing to thank for
+            text = self.pages_text(
+                visit, "done_paid", amount=self._money(visit, visit.amount_recovered)
+            )
+        elif done == "promise":
+            promised = self._figures(visit)["promised_for"]
+            if promised is None:
+                return None
+            text = self.pages_text(visit, "done_promise", date=promised)
+        else:
+            text = self.pages_text(visit, f"done_{done}")
+        return self._notice("ok", text)
+
+    def _refused(self, visit: Visit, reason: str) -> HTMLResponse:
+        notice = self._notice("problem", self.pages_text(visit, "refused", reason=reason))
+        return self._page(visit, notice, status=409)
+
+    def _back(self, visit: Visit, done: str | None = None) -> RedirectResponse:
+        """303 to the page (redirect-after-POST), in the visit's language."""
+        extra = {"done": done} if done else {}
+        return RedirectResponse(
+            page_url(PAGE, visit.token, visit.language, **extra), status_code=303
+        )
+
+    def _error(self, language: str, problem: str, status: int) -> HTMLResponse:
+        html = self.pages.render_error(language, problem, path=PAGE)
+        return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+    def pages_text(self, visit: Visit, key: str, **values: object) -> str:
+        """A string of ``recover.toml`` (``promise.invalid`` for a nested one), filled."""
+        node: Any = self.pages.strings[visit.language]["recover"]
+        for part in key.split("."):
+            node = node[part]
+        return str(node).format_map(values)
+
+    @staticmethod
+    def _notice(kind: str, text: str) -> dict:
+        return {"kind": kind, "text": text}
+
+    def _money(self, visit: Visit, amount: int) -> str:
+        """An amount the customer's way: their own locale when it speaks the page's language
+        (en-GB writes £ differently from en-US), else the page language's."""
+        locale = str(self.pages.babel(visit.language))
+        if visit.customer is not None:
+            theirs = self.pages.babel(visit.customer.locale)
+            if theirs.language == self.pages.babel(visit.language).language:
+                locale = str(theirs)
+        return format_money(amount, visit.case.currency, locale)
+
+    def _date(self, visit: Visit, day: date) -> str:
+        return format_date(day, "long", locale=self.pages.babel(visit.language))
+
+    def _absolute(self, path: str) -> str:
+        return f"{self.settings.public_base_url}{path}"
+
+
+# A page for one customer's case: never kept by a shared cache or the browser's history.
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _field(form: dict[str, str], name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
