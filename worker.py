@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,27 +49,35 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         settings = settings.in_demo_mode()
     settings.check_secrets(serving=serve)
     activities = DunningActivities.from_settings(settings)
+    # SIGTERM and Ctrl-C end the wait below, so every context unwinds and the dev server
+    # stops with the worker (Python's default SIGTERM would leave it running as an orphan).
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
     async with (
         temporal(settings) as client,
         build_worker(client, settings, activities),
         sweeping(settings, client, activities.store),
     ):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
-        receiver = None
+        running = [asyncio.create_task(stopping.wait())]
         if serve:
 
             async def worker_client() -> Client:
                 return client
 
-            receiver = asyncio.create_task(
-                serve_receiver(settings, worker_client, activities.store)
+            running.append(
+                asyncio.create_task(serve_receiver(settings, worker_client, activities.store))
             )
         if demo:
             await run_demo(client, settings, activities.store)
-        if receiver is not None:
-            await receiver  # until interrupted (the receiver handles SIGINT and SIGTERM)
-        else:
-            await asyncio.Event().wait()  # until interrupted
+        # Until a signal, or until the receiver stops (it handles signals once it serves).
+        done, pending = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()  # a receiver that failed (its port taken) fails the worker
 
 
 def main(settings: Settings | None = None, demo: bool = False, serve: bool = False) -> None:
