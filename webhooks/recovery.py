@@ -445,6 +445,7 @@ class Recovery:
             "failed_on_iso": opened.astimezone(visit.zone).date().isoformat(),
             "can_act": state in ("due", "paused") and visit.amount_due > 0,
             "hosted": self.hosted,
+            "needs_card": status is CaseStatus.AWAITING_PAYMENT_METHOD,
             "card_url": page_url(f"{PAGE}/card", visit.token, visit.language),
             "feedback_url": page_url(f"{PAGE}/feedback", visit.token, visit.language),
             "plans": [],

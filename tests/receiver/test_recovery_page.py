@@ -246,6 +246,22 @@ async def test_a_declined_card_is_explained_and_a_new_card_recovers_the_case(
     assert kinds(result).count("payment_received") == 0  # recovered by the case's own charge
 
 
+async def test_after_a_hard_decline_a_new_card_leads(pages: Receiver, dunning: Dunning) -> None:
+    async with dunning.worker():
+        case = await running_case(
+            dunning, "pm_card_chargeDeclinedLostCard", decline_code="lost_card"
+        )
+        handle = case_handle(dunning, case.invoice_id)
+        await status_when(
+            handle, lambda v: v.status is CaseStatus.AWAITING_PAYMENT_METHOD, "awaiting a card"
+        )
+        page = await get(pages, "/recover", token=token_for(dunning, case.case_id))
+
+    actions = page.text[page.text.index('<div class="actions">') :]
+    assert actions.index('id="update-card"') < actions.index('id="pay-now"')
+    assert 'class="button" id="update-card"' in actions and 'class="secondary"' in actions
+
+
 # Plans and promises ----------------------------------------------------------------------
 
 
