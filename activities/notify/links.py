@@ -1,8 +1,11 @@
 """Self-service links: a URL carrying a signed, expiring token that names the case.
 
-The token is ``<payload>.<signature>``: base64url JSON ``{"case": ..., "exp": ...}`` and its
-HMAC-SHA256 under the configured secret. The page behind the URL (the product's billing page)
-verifies it with `verify_token` and lets the customer update the payment method for that case.
+A token is ``<case>~<expiry>~<use>~<signature>``: the case id, the expiry in unix seconds in
+base 36, one letter for its use (p: the recovery page, u: the preferences page) and the first
+22 characters (128 bits) of the base64url HMAC-SHA256 of what precedes it under the configured
+secret. Compact, so a Japanese or Chinese text message with its link fits two segments.
+Tokens of the first format, ``<base64url JSON claims>.<43-character HMAC>``, keep verifying
+until they expire. The pages behind the URLs verify them with `verify_token`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,14 @@ from datetime import datetime, timedelta
 MAX_TOKEN_LENGTH = 2048
 
 
-# A token wherever it stands (a query, a path): base64url claims, ".", a 43-character HMAC.
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+# A token wherever it stands (a query, a path), in either format.
+_TOKEN = re.compile(
+    r"[A-Za-z0-9_.:-]{1,100}~[0-9a-z]{1,13}~[a-z]~[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])"
+    r"|[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"
+)
+_COMPACT = re.compile(r"([A-Za-z0-9_.:-]{1,100})~([0-9a-z]{1,13})~([a-z])~([A-Za-z0-9_-]{22})")
+_USE_LETTERS = {"pay": "p", "unsubscribe": "u"}
+_SIGNATURE_LENGTH = 22
 # Any value of a token= parameter, a token or not.
 _TOKEN_PARAMETER = re.compile(r"(?i)(\btoken=)[^&\s\"'<>()]+")
 
@@ -60,9 +69,12 @@ def make_token(
     case_id: str, secret: str, now: datetime, valid_for: timedelta, use: str = "pay"
 ) -> str:
     """A token naming `case_id` for one `use` (pay, unsubscribe), valid until `now + valid_for`."""
-    claims = {"case": case_id, "exp": int((now + valid_for).timestamp()), "use": use}
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{payload}.{_sign(payload, secret)}"
+    expires = int((now + valid_for).timestamp())
+    payload = f"{case_id}~{_base36(expires)}~{_USE_LETTERS[use]}"
+    token = f"{payload}~{_sign(payload, secret)[:_SIGNATURE_LENGTH]}"
+    if not _COMPACT.fullmatch(token):
+        raise ValueError(f"not a case id a link can carry: {case_id!r}")
+    return token
 
 
 def verify_token(token: str, secret: str, now: datetime, use: str = "pay") -> str:
@@ -70,12 +82,20 @@ def verify_token(token: str, secret: str, now: datetime, use: str = "pay") -> st
     Whatever text arrives (a query string is anybody's), nothing else is raised."""
     if not isinstance(token, str) or not token.isascii() or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed token")
-    payload, _, signature = token.partition(".")
-    if not payload or not signature:
-        raise InvalidToken("malformed token")
-    if not hmac.compare_digest(signature.encode(), _sign(payload, secret).encode()):
+    if compact := _COMPACT.fullmatch(token):
+        case_id, expiry, letter, signature = compact.groups()
+        expected = _sign(token.rpartition("~")[0], secret)[:_SIGNATURE_LENGTH]
+        purpose = next((u for u, code in _USE_LETTERS.items() if code == letter), letter)
+        expires = int(expiry, 36)
+    else:
+        payload, _, signature = token.partition(".")
+        if not payload or not signature:
+            raise InvalidToken("malformed token")
+        expected = _sign(payload, secret)
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         raise InvalidToken("bad signature")
-    case_id, expires, purpose = _claims(payload)
+    if not compact:
+        case_id, expires, purpose = _claims(payload)
     if purpose != use:
         raise InvalidToken(f"not a token to {use}")
     if now.timestamp() >= expires:
@@ -83,8 +103,18 @@ def verify_token(token: str, secret: str, now: datetime, use: str = "pay") -> st
     return case_id
 
 
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, digit = divmod(number, 36)
+        text = digits[digit] + text
+        if number == 0:
+            return text
+
+
 def _claims(payload: str) -> tuple[str, int, object]:
-    """The case, expiry and use a signed payload states; `InvalidToken` unless it is a JSON
+    """The case, expiry and use a first-format payload states; `InvalidToken` unless it is a JSON
     object with a non-empty string case and an integer expiry (a bug of ours, or a leaked
     secret, must not turn into a crash)."""
     try:

@@ -25,7 +25,7 @@ from workflows.policy import Channel
 
 SECRET = "log-redaction-test-secret-0d9"
 NOW = datetime.now(UTC)
-TOKEN_SHAPE = r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}"
+TOKEN_SHAPE = r"[A-Za-z0-9_.:-]+~[0-9a-z]+~[a-z]~[A-Za-z0-9_-]{22}"
 
 
 def test_tokens_are_redacted_wherever_they_stand():
@@ -146,7 +146,8 @@ async def test_the_access_log_shows_unsubscribe_requests_without_their_token(
         access.addHandler(caplog.handler)  # after uvicorn configured it; it does not propagate
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             answer = await http.get(f"/unsubscribe?token={token}")
-        assert answer.status_code == 200  # the confirmation page
+        # The preferences page, or its friendly refusal: this store holds no case `in_1`.
+        assert answer.status_code in (200, 404) and "<html" in answer.text
     finally:
         access.removeHandler(caplog.handler)
         serving.cancel()

@@ -254,13 +254,14 @@ def test_a_self_service_link_names_its_case_until_it_expires():
 @pytest.mark.parametrize(
     ("mangle", "reason"),
     [
-        (
-            lambda t: t.replace(
-                t.split(".")[0], make_token("in_43", "s3cret", NOW, timedelta(1)).split(".")[0]
+        (  # another case's claims under this one's signature
+            lambda t: (
+                make_token("in_43", "s3cret", NOW, timedelta(1)).rpartition("~")[0]
+                + t[t.rindex("~") :]
             ),
             "bad signature",
         ),
-        (lambda t: t.split(".")[0], "malformed"),
+        (lambda t: t.rpartition("~")[0], "malformed"),  # no signature
         (lambda t: "not-a-token", "malformed"),
     ],
 )

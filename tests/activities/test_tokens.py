@@ -92,3 +92,41 @@ def test_a_huge_but_valid_expiry_is_honoured():
     token = signed(b'{"case":"in_1","exp":' + b"9" * 100 + b"}")
 
     assert verify_token(token, SECRET, NOW) == "in_1"
+
+
+def test_a_token_is_short_enough_for_a_text_message_link():
+    token = make_token("in_1MtE3k2eZvKYlo2C", SECRET, NOW, timedelta(days=365))
+
+    # Two UCS-2 segments hold 134 characters; the link must leave room for a sentence.
+    assert len(token) <= 60 and token.startswith("in_1MtE3k2eZvKYlo2C~")
+    assert verify_token(token, SECRET, NOW) == "in_1MtE3k2eZvKYlo2C"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.replace("in_1~", "in_2~"),  # another case
+        lambda t: t.replace("~p~", "~u~"),  # another use
+        lambda t: t[: t.index("~") + 1] + "zzzzzz" + t[t.index("~", t.index("~") + 1) :],  # later
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # another signature
+    ],
+)
+def test_a_changed_token_is_refused(change):
+    token = make_token("in_1", SECRET, NOW, timedelta(days=30))
+
+    with pytest.raises(InvalidToken, match="bad signature"):
+        verify_token(change(token), SECRET, NOW)
+
+
+def test_links_sent_in_the_first_format_keep_working_until_they_expire():
+    expires = int((NOW + timedelta(days=30)).timestamp())
+    first_format = signed(f'{{"case":"in_1","exp":{expires},"use":"pay"}}'.encode())
+
+    assert verify_token(first_format, SECRET, NOW) == "in_1"
+    with pytest.raises(InvalidToken, match="expired"):
+        verify_token(first_format, SECRET, NOW + timedelta(days=31))
+
+
+def test_a_case_id_a_link_cannot_carry_is_refused_when_signing():
+    with pytest.raises(ValueError, match="not a case id"):
+        make_token("in 1/..", SECRET, NOW, timedelta(days=1))
