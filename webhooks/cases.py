@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import stripe
 from pydantic import ValidationError
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.payments import GatewayConfigError
@@ -28,6 +29,8 @@ from intake.cases import CaseOpener, workflow_id_for
 from intake.client import case_run_status
 from intake.events import BillingEvent
 from webhooks.intake import OPENING_TYPES, Ignore, Intake, OpenCase, TellCases
+from workflows.dunning import DunningWorkflow
+from workflows.models import CaseView
 
 log = logging.getLogger("dunning.webhooks")
 
@@ -48,6 +51,14 @@ _TRANSIENT = {
 
 class TemporalUnavailable(RuntimeError):
     """Temporal could not be reached or could not answer; the event stays pending."""
+
+
+class CaseRefused(Exception):
+    """The case refused a request: its update's validator gave this reason."""
+
+
+class CaseClosed(Exception):
+    """The case's workflow has finished (or never ran): it takes no more requests."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,26 @@ class CaseDesk:
             case TellCases():
                 return await self._tell(intake.action)
         raise AssertionError(f"unknown action {intake.action!r}")
+
+    async def ask(
+        self, case_id: str, update: Callable, payload: object, update_id: str | None = None
+    ) -> CaseView:
+        """Carry out a workflow update on the case (the customer's pages, support) and return
+        the case's answer. `update_id` makes a repeated request (a double click) the same
+        request. `CaseRefused` with the case's reason, `CaseClosed`, or `TemporalUnavailable`."""
+        client = await self.client()
+        handle = client.get_workflow_handle_for(DunningWorkflow.run, workflow_id_for(case_id))
+        try:
+            with _reaching_temporal():
+                return await handle.execute_update(update, payload, id=update_id)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            raise CaseRefused(one_line(reason, 300)) from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise CaseClosed(case_id) from err
+            raise TemporalUnavailable(f"Temporal did not answer: {one_line(err)}") from err
 
     @property
     def opener(self) -> CaseOpener:

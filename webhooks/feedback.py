@@ -27,15 +27,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.notify.links import InvalidToken, verify_token
 from activities.store import FEEDBACK_TEXT_LIMIT, Case, CaseStore
-from config.errors import one_line
-from intake.cases import workflow_id_for
-from webhooks.cases import CaseDesk, TemporalUnavailable
+from webhooks.cases import CaseClosed, CaseDesk, CaseRefused, TemporalUnavailable
 from webhooks.pages import Pages, page_url
 from webhooks.preferences import UnreadableForm, posted_form
 from workflows.dunning import DunningWorkflow
@@ -50,10 +45,6 @@ CANCEL_REASON = "the customer asked to cancel"
 DISPUTE_REASON = "the customer disputes the charge"
 # A submission key as the form makes it (token_urlsafe); anything else gets a fresh one.
 _SUBMISSION = re.compile(r"[A-Za-z0-9_-]{8,64}")
-
-
-class CaseClosed(Exception):
-    """The case's workflow has finished: it takes no more updates."""
 
 
 @dataclass(frozen=True)
@@ -237,18 +228,10 @@ class FeedbackPage:
     async def _update(self, case_id: str, update, payload: object, update_id: str) -> str | None:
         """Ask the case; None when it agreed, else the reason it refused. The update id makes
         a repeated request the same request. `CaseClosed` when the case has finished."""
-        client = await self.desk.client()
-        handle = client.get_workflow_handle_for(DunningWorkflow.run, workflow_id_for(case_id))
         try:
-            await handle.execute_update(update, payload, id=update_id)
-        except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-            return one_line(reason, 300)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise CaseClosed(case_id) from err
-            raise TemporalUnavailable(f"Temporal did not answer: {one_line(err)}") from err
+            await self.desk.ask(case_id, update, payload, update_id)
+        except CaseRefused as refusal:
+            return str(refusal)
         return None
 
 

@@ -34,28 +34,26 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.notify.links import ExpiredToken, InvalidToken, verify_token
-from activities.payments.simulated import SimulatedProcessor, usable_token
+from activities.payments.simulated import usable_token
 from activities.payments.stripe import StripeBiller
 from activities.store import CaseStore, CustomerProfile
 from activities.store.tables import Case
 from config.errors import one_line
 from config.settings import Settings
 from intake.cases import workflow_id_for
-from webhooks.cases import CaseDesk, TemporalUnavailable
+from webhooks.cases import CaseClosed, CaseDesk, CaseRefused, TemporalUnavailable
 from webhooks.pages import Pages, page_url
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     ID_PATTERN,
     CaseStatus,
     CaseView,
-    ChargeRequest,
     PaymentMethodUpdated,
-    PaymentReceived,
+    PayNow,
     PlanChosen,
     PromiseToPay,
 )
@@ -153,7 +151,8 @@ class Recovery:
         self.secret = settings.self_service_secret.get_secret_value()
         self.valid_for = timedelta(days=settings.self_service_valid_days)
         self.hosted = settings.gateway == "stripe"
-        self.simulated = SimulatedProcessor(store) if settings.gateway == "simulated" else None
+        # The simulated gateway pays and takes cards here; Stripe on its own pages.
+        self.simulated = settings.gateway == "simulated"
         self._stripe: StripeBiller | None = None
 
     @property
@@ -179,7 +178,7 @@ class Recovery:
         """The card form (simulated gateway); with Stripe, the page's button goes to Checkout."""
         query = request.query_params
         visit = await self._visit(request, query.get("token", ""), query.get("lang"))
-        if not visit.open or self.simulated is None:
+        if not visit.open or not self.simulated:
             return self._back(visit)
         return self._card_page(visit)
 
@@ -191,33 +190,23 @@ class Recovery:
         visit, form = await self._posted(request)
         if not visit.open:
             return self._back(visit)
-        if self.simulated is None:
+        if not self.simulated:
             url = await run_in_threadpool(self.stripe.payment_page_url, visit.case.invoice_id)
             if not url:
                 raise PageProblem(503, "unavailable", visit.language)
             return RedirectResponse(url, status_code=303)
-        method = self._payment_method(visit)
-        amount = visit.amount_due
-        charge = ChargeRequest(
-            case_id=visit.case.case_id,
-            invoice_id=visit.case.invoice_id,
-            customer_id=visit.case.customer_id,
-            attempt=1,
-            amount=amount,
-            currency=visit.case.currency,
-            payment_method=method,
-        )
-        # The same case, amount and card: the same key, so a second click pays nothing more.
-        key = f"dunning:{visit.case.case_id}:customer-pay:{amount}:{method or 'none'}"
-        result = await run_in_threadpool(self.simulated.charge_now, charge, key)
-        if not result.approved:
-            reason = (result.decline_code or "declined").replace("_", " ")
+        # The case charges, with its own attempt key: never beside a retry of its own. Clicks
+        # on the same page (the same attempts so far) are one request.
+        update_id = f"pay-now:{visit.case.case_id}:{len(visit.view.attempts)}"
+        answer = await self._update(visit, DunningWorkflow.pay_now, PayNow(actor=ACTOR), update_id)
+        if isinstance(answer, str):
+            return self._refused(visit, answer)
+        if answer is not None and answer.status is not CaseStatus.RECOVERED:
+            declined = answer.attempts[-1] if answer.attempts else None
+            code = declined.decline_code if declined and not declined.approved else None
+            reason = (code or "declined").replace("_", " ")
             notice = self._notice("problem", self.pages_text(visit, "declined", reason=reason))
             return self._page(visit, notice, status=402)
-        payment = PaymentReceived(amount=amount, reference=result.reference or key, actor=ACTOR)
-        refusal = await self._update(visit, DunningWorkflow.record_payment, payment)
-        if refusal is not None:
-            return self._refused(visit, refusal)
         return self._back(visit, done="paid")
 
     @_kindly
@@ -227,7 +216,7 @@ class Recovery:
         visit, form = await self._posted(request)
         if not visit.open:
             return self._back(visit)
-        if self.simulated is None:
+        if not self.simulated:
             back = self._absolute(page_url(PAGE, visit.token, visit.language))
             done = self._absolute(page_url(PAGE, visit.token, visit.language, done="card_pending"))
             url = await run_in_threadpool(
@@ -249,9 +238,9 @@ class Recovery:
             self.store.upsert_customer, profile.model_copy(update={"payment_method": method})
         )
         update = PaymentMethodUpdated(payment_method=method, actor=ACTOR)
-        refusal = await self._update(visit, DunningWorkflow.record_payment_method, update)
-        if refusal is not None:
-            return self._refused(visit, refusal)
+        answer = await self._update(visit, DunningWorkflow.record_payment_method, update)
+        if isinstance(answer, str):
+            return self._refused(visit, answer)
         return self._back(visit, done="card_saved")
 
     @_kindly
@@ -267,9 +256,9 @@ class Recovery:
         if not 2 <= installments <= 12:
             return self._refused(visit, "that plan is not offered")
         choice = PlanChosen(installments=installments, actor=ACTOR)
-        refusal = await self._update(visit, "choose_plan", choice)
-        if refusal is not None:
-            return self._refused(visit, refusal)
+        answer = await self._update(visit, DunningWorkflow.choose_plan, choice)
+        if isinstance(answer, str):
+            return self._refused(visit, answer)
         return self._back(visit, done="plan")
 
     @_kindly
@@ -290,9 +279,10 @@ class Recovery:
             error = self.pages_text(visit, "promise.invalid", date=self._date(visit, latest))
             return self._page(visit, None, status=422, promise_error=error, promise_value=day)
         pay_on = datetime.combine(day, PROMISE_HOUR, tzinfo=visit.zone)
-        refusal = await self._update(visit, "promise_payment", PromiseToPay(pay_on=pay_on))
-        if refusal is not None:
-            return self._refused(visit, refusal)
+        promise = PromiseToPay(pay_on=pay_on, actor=ACTOR)
+        answer = await self._update(visit, DunningWorkflow.promise_payment, promise)
+        if isinstance(answer, str):
+            return self._refused(visit, answer)
         return self._back(visit, done="promise")
 
     # Reading the case ----------------------------------------------------------------------
@@ -363,24 +353,20 @@ class Recovery:
             log.warning("recovery page: Temporal did not answer: %s", one_line(err))
             raise PageProblem(503, "unavailable", language) from err
 
-    async def _update(self, visit: Visit, update: Any, payload: BaseModel) -> str | None:
-        """Carry out a workflow update; the case's refusal (its validator's reason), or None
-        when it was done. A case that finished meanwhile is not a refusal: its page says."""
+    async def _update(
+        self, visit: Visit, update: Any, payload: BaseModel, update_id: str | None = None
+    ) -> CaseView | str | None:
+        """Carry out a workflow update: the case's answer, or its refusal (the validator's
+        reason). A case that finished meanwhile answers None: its page says how it ended."""
         try:
-            client = await self.desk.client()
-            handle = client.get_workflow_handle(workflow_id_for(visit.case.case_id))
-            await handle.execute_update(update, payload, result_type=CaseView)
-        except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-            log.info("case %s refused %s: %s", visit.case.case_id, update, one_line(reason))
-            return one_line(reason, 200)
+            return await self.desk.ask(visit.case.case_id, update, payload, update_id)
+        except CaseRefused as refusal:
+            log.info("case %s refused %s: %s", visit.case.case_id, update.__name__, refusal)
+            return str(refusal)
         except TemporalUnavailable as err:
             raise PageProblem(503, "unavailable", visit.language) from err
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise PageProblem(503, "unavailable", visit.language) from err
-        return None
+        except CaseClosed:
+            return None
 
     def _payment_method(self, visit: Visit) -> str | None:
         """The card to charge: the customer's on file, else the one the case last tried."""

@@ -33,6 +33,7 @@ from workflows.models import (
     PaymentFailed,
     PaymentMethodUpdated,
     PaymentReceived,
+    PayNow,
     PlanChosen,
     PlanQuote,
     PromiseToPay,
@@ -90,6 +91,9 @@ class CaseState(BaseModel):
     )
     plan_offer: PlanOffer | None = None
     installment_declines: int = Field(default=0, description="Of the installment due now.")
+    payment_requested_at: AwareDatetime | None = Field(
+        default=None, description="The customer asked to pay now on the recovery page."
+    )
     confirmation: str | None = Field(
         default=None,
         description="The step of a plan's or promise's confirmation message not yet sent.",
@@ -331,8 +335,10 @@ class CaseState(BaseModel):
         self._classify(result, now)
 
     def record_charge_error(self, attempt: int, message: str, now: datetime) -> None:
-        """The gateway could not be reached for good: try the same attempt (same key) later."""
+        """The gateway could not be reached for good: try the same attempt (same key) later.
+        A customer's request to pay now has had its answer (they may ask again)."""
         self.last_charge_at = now
+        self.payment_requested_at = None
         self.note(now, "charge_error", detail=f"attempt {attempt}: {message}"[:300])
 
     def block(self, reason: str, now: datetime) -> None:
@@ -342,6 +348,7 @@ class CaseState(BaseModel):
         if self.finished:
             return
         self.blocked = reason[:300]
+        self.payment_requested_at = None
         self._hold(now)
         self.note(now, "blocked", detail=self.blocked)
 
@@ -489,6 +496,40 @@ class CaseState(BaseModel):
         self._hold(now)
         self.note(now, "promise_made", promise.actor, f"pay on {promise.pay_on:%Y-%m-%d %H:%M} UTC")
         self.confirmation = f"promise-{len(self.timeline)}"
+
+    def refuse_pay_now(self) -> str | None:
+        """Why the case cannot charge the customer now at their request, or None."""
+        if self.finished:
+            return self.refuse_when_finished()
+        if self.dispute_reason is not None or self.blocked is not None:
+            return "the case is on hold; please contact support"
+        return None
+
+    def request_payment(self, request: PayNow, now: datetime) -> None:
+        """The customer pays now: the next step charges all that is due, whatever the case
+        was waiting for (a pause, a plan's next installment, a promised date)."""
+        refusal = self.refuse_pay_now()
+        if refusal is not None:
+            self.note(now, "ignored", request.actor, f"pay now: {refusal}")
+            return
+        self.payment_requested_at = now
+        self.note(now, "pay_now", request.actor)
+
+    def record_requested_charge(self, attempt: int, result: ChargeResult, now: datetime) -> None:
+        """Fold the charge the customer asked for in: approved recovers the case, a decline
+        is classified and the case goes on as it was."""
+        self.payment_requested_at = None
+        self._append_attempt(attempt, result, now)
+        if self.finished:
+            self.note(now, "charge_after_outcome", detail=f"attempt {attempt} approved")
+            return
+        if result.approved:
+            self.amount_recovered += self.amount_due
+            self.amount_due = 0
+            self._finish(Outcome.RECOVERED, "paid by the customer on the recovery page", now)
+            return
+        self.note(now, "charge_declined", detail=f"attempt {attempt}: {_describe(result)}")
+        self._classify(result, now)
 
     def record_feedback(self, feedback: FeedbackGiven, now: datetime) -> None:
         """Why the customer has not paid (the reason only; their words stay in the store)."""

@@ -31,6 +31,8 @@ class Charge(BaseModel):
     """What to charge when not all that is due (an installment)."""
     promised: bool = False
     """The charge on the date the customer promised to pay."""
+    requested: bool = False
+    """The charge the customer asked for on the recovery page."""
 
 
 class Notify(BaseModel):
@@ -82,6 +84,9 @@ def decide(state: CaseState, now: datetime) -> Step:
         return Wait(until=None, reason=f"for an operator to fix: {state.blocked}")
     if state.dispute_reason is not None:
         return Wait(until=None, reason=f"while the dispute is open ({state.dispute_reason})")
+    if state.payment_requested_at is not None:
+        label = "the customer's payment on the recovery page"
+        return Charge(attempt=len(state.attempts) + 1, scheduled=False, label=label, requested=True)
     if state.pause is not None:
         return Wait(until=state.pause.until, reason=f"while paused by {state.pause.actor}")
     if state.confirmation is not None:

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentFailed,
         PaymentMethodUpdated,
         PaymentReceived,
+        PayNow,
         PlanChosen,
         PlanRequest,
         PolicyRef,
@@ -430,6 +431,19 @@ class DunningWorkflow:
         self._refuse(CaseState.refuse_retry)
 
     # The customer's choices on the recovery page: updates, so the page can show the answer.
+
+    @workflow.update
+    async def pay_now(self, request: PayNow) -> CaseView:
+        """Charge what is due at once and answer once the gateway has: recovered, or the
+        decline. Refused when the case is finished or on hold."""
+        self._apply(request)
+        state = self._state
+        await workflow.wait_condition(lambda: state.payment_requested_at is None or state.finished)
+        return self.status()
+
+    @pay_now.validator
+    def _validate_pay_now(self, request: PayNow) -> None:
+        self._refuse(CaseState.refuse_pay_now)
 
     @workflow.update
     def choose_plan(self, chosen: PlanChosen) -> CaseView:

@@ -152,6 +152,13 @@ class PlanChosen(_Model):
     actor: str = "customer"
 
 
+class PayNow(_Model):
+    """The customer pays on the recovery page: the case charges what is due at once, through
+    its own charge step and attempt key, so no other charge can race it."""
+
+    actor: str = "customer"
+
+
 class Installment(_Model):
     """One part of a payment plan: how much, when, and whether it is paid."""
 

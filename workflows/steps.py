@@ -27,6 +27,7 @@ from workflows.models import (
     PaymentFailed,
     PaymentMethodUpdated,
     PaymentReceived,
+    PayNow,
     PlanChosen,
     PromiseToPay,
     ResumeRequest,
@@ -43,6 +44,7 @@ Signal = (
     | ResumeRequest
     | RetryRequest
     | CancelRequest
+    | PayNow
     | PlanChosen
     | PromiseToPay
     | FeedbackGiven
@@ -69,7 +71,9 @@ def charge_request(state: CaseState, step: Charge) -> ChargeRequest:
 
 def fold_charge(state: CaseState, step: Charge, result: ChargeResult, now: datetime) -> None:
     """Fold the gateway's answer to a `Charge` step into the case."""
-    if step.installment is not None:
+    if step.requested:
+        state.record_requested_charge(step.attempt, result, now)
+    elif step.installment is not None:
         state.record_installment(step.attempt, step.installment, result, now)
     elif step.promised:
         state.record_promised_charge(step.attempt, result, now)
@@ -126,6 +130,8 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.retry(signal, now)
         case CancelRequest():
             state.cancel(signal, now)
+        case PayNow():
+            state.request_payment(signal, now)
         case PlanChosen():
             state.choose_plan(signal, now)
         case PromiseToPay():

@@ -74,12 +74,8 @@ class SimulatedProcessor:
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Answer by token; replay the stored answer for a key already seen."""
-        return self.charge_now(request, request.idempotency_key)
-
-    def charge_now(self, request: ChargeRequest, key: str) -> ChargeResult:
-        """Charge under the caller's idempotency `key` (the recovery page's "pay now", keyed
-        by case, amount and card rather than by attempt): the same key, the same answer."""
-        fingerprint = _fingerprint(request, key)
+        key = request.idempotency_key
+        fingerprint = _fingerprint(request)
         stored = self.store.simulated_charge(key)
         if stored is None:
             answer = simulated_answer(request)
@@ -123,10 +119,10 @@ def usable_token(token: str) -> bool:
     return token in APPROVING_TOKENS or token in DECLINING_TOKENS or bool(RECOVERS_ON.match(token))
 
 
-def _fingerprint(request: ChargeRequest, key: str) -> str:
+def _fingerprint(request: ChargeRequest) -> str:
     """What must match for a key to be replayed: like Stripe, the request's parameters."""
     fields = request.model_dump(exclude={"attempt"})
-    fields["key"] = key
+    fields["key"] = request.idempotency_key
     return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
 
 

@@ -18,6 +18,7 @@ from workflows.models import (
     FeedbackReason,
     Installment,
     PaymentReceived,
+    PayNow,
     PlanChosen,
     PromiseToPay,
 )
@@ -234,3 +235,41 @@ def test_a_finished_case_offers_nothing(offering: Policy) -> None:
 def test_a_policy_with_impossible_plans_is_refused(plans: list[dict]) -> None:
     with pytest.raises(ValueError, match="retries|one offer"):
         make_policy(payment_plans=plans)
+
+
+def test_pay_now_charges_all_that_is_due_even_while_a_plan_or_pause_waits(
+    offering: Policy,
+) -> None:
+    state = open_case(offering)
+    arrange(state, PlanChosen(installments=2), at(2))
+    charge(state, decide(state, at(2)), at(2), approved=True)  # installment 1
+    fold_signal(state, PayNow(), at(5))
+
+    step = decide(state, at(5))
+
+    assert isinstance(step, Charge) and step.requested
+    assert charge_request(state, step).amount == AMOUNT - 2450
+    charge(state, step, at(5), approved=True)
+    assert state.status is CaseStatus.RECOVERED
+    assert state.outcome_reason == "paid by the customer on the recovery page"
+
+
+def test_a_declined_pay_now_leaves_the_case_as_it_was(offering: Policy) -> None:
+    state = open_case(offering)
+    send_due(state, at(1))
+    fold_signal(state, PayNow(), at(1, 12))
+    charge(state, decide(state, at(1, 12)), at(1, 12))
+
+    assert state.payment_requested_at is None and state.status is CaseStatus.ACTIVE
+    # The schedule is untouched: retry 1 still comes on day 2.
+    step = decide(state, at(1, 23))
+    assert isinstance(step, Wait) and step.until == at(2)
+
+
+def test_pay_now_is_refused_while_disputed(offering: Policy) -> None:
+    state = open_case(offering)
+    fold_signal(state, DisputeOpened(reason="chargeback"), at(2))
+
+    assert "on hold" in state.refuse_pay_now()
+    fold_signal(state, PayNow(), at(2))
+    assert state.payment_requested_at is None

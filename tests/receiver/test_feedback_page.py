@@ -105,11 +105,12 @@ async def test_cannot_afford_leads_to_the_plans_and_a_changed_card_to_the_card_f
     async with dunning.worker():
         case_id = await running_case(dunning)
 
-        plans = await post(site, answer(case_id, "cannot_afford", "submission-1", lang="ja"))
-        card = await post(site, answer(case_id, "card_changed", "submission-2", lang="ja"))
+        asked = answer(case_id, "cannot_afford", "submission-1", lang="ja")
+        plans = await post(site, asked)
+        card = await post(site, {**asked, "reason": "card_changed", "submission": "submission-2"})
 
         assert plans.status_code == card.status_code == 303
-        link = f"/recover?token={token(case_id)}&lang=ja"
+        link = f"/recover?token={asked['token']}&lang=ja"  # back with the link they came by
         assert plans.headers["location"] == f"{link}#plan"
         assert card.headers["location"] == f"{link}#card"
         view = await status_when(
