@@ -1,7 +1,6 @@
 """Stripe events, read into what they ask of dunning cases.
 
-Enable exactly `EVENT_TYPES` on the Stripe webhook endpoint, and `RECOVERY_PAGE_EVENT_TYPES`
-when customers use the recovery page with GATEWAY=stripe. An endpoint keeps the API version
+Enable exactly `EVENT_TYPES` on the Stripe webhook endpoint. An endpoint keeps the API version
 it was created with, so both invoice shapes arrive: since 2025-03-31.basil the subscription is
 under `parent.subscription_details` and payments are listed apart (`/v1/invoice_payments`);
 before it, `subscription`, `payment_intent` and `charge` are ids on the invoice. Webhooks
@@ -293,13 +292,9 @@ _READERS = {
     SETUP_COMPLETED: _setup_completed,
 }
 
-RECOVERY_PAGE_EVENT_TYPES = [SETUP_COMPLETED]
-"""What the recovery page's Stripe Checkout (setup mode) reports: enable these too when the
-reminders link to the receiver's /recover page (not needed when SELF_SERVICE_URL is your own)."""
-
-EVENT_TYPES = [kind for kind in _READERS if kind not in RECOVERY_PAGE_EVENT_TYPES]
-"""Every billing event type dunning acts on (enable these on the endpoint); others, but for
-`RECOVERY_PAGE_EVENT_TYPES`, are stored as ignored."""
+EVENT_TYPES = list(_READERS)
+"""Every event type dunning acts on (enable these on the endpoint); others are stored as
+ignored. `checkout.session.completed` is the recovery page's new card (Checkout, setup mode)."""
 
 
 # Helpers -----------------------------------------------------------------------------------

@@ -962,6 +962,7 @@ def test_every_stripe_event_to_enable_is_read() -> None:
         "payment_method.attached",
         "payment_method.automatically_updated",
         "customer.updated",
+        "checkout.session.completed",
     ]
 
 
