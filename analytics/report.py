@@ -21,7 +21,7 @@ Definitions, so two readers get the same numbers:
   however often it was given (a case that gave two reasons counts under both); answered
   counts the cases that gave any;
 - page actions: the customer's own steps on the recovery page, read from the audit trail:
-  pay (`payment_received` by the customer), card (`payment_method_updated` by the customer),
+  pay (`pay_now`: the case charged at the customer's request), card (`payment_method_updated` by the customer),
   plan (`plan_chosen`), promise (`promise_made`). A recovered case is credited to the last of
   them before it closed (so no case counts twice, and a card update counts only when it was
   followed by the recovery, with no other step of the customer's in between); its share is
@@ -450,7 +450,7 @@ def _feedback(connection, dimension: Dimension | None, period: Period) -> list[F
 
 # The audit trail's kinds and actors that are the customer's own steps on the recovery page.
 _ACTION_EVENTS = {
-    PageAction.PAY: (EVENTS.c.kind == "payment_received") & (EVENTS.c.actor == CUSTOMER),
+    PageAction.PAY: (EVENTS.c.kind == "pay_now") & (EVENTS.c.actor == CUSTOMER),
     PageAction.CARD: (EVENTS.c.kind == "payment_method_updated") & (EVENTS.c.actor == CUSTOMER),
     PageAction.PLAN: EVENTS.c.kind == "plan_chosen",
     PageAction.PROMISE: EVENTS.c.kind == "promise_made",

@@ -106,14 +106,14 @@ FEEDBACK = [
 # of an installment is not a page action), j2 card (after its promise). Of 8 cases and 4
 # recovered: pay 2, card 1, plan 1, promise 0.
 EVENTS = {
-    "u1": [("payment_method_updated", "customer"), ("payment_received", "customer")],
+    "u1": [("payment_method_updated", "customer"), ("pay_now", "customer")],
     "u2": [("plan_chosen", "customer"), ("payment_received", "stripe")],
     "u3": [("plan_chosen", "customer")],
     "u4": [("promise_made", "customer")],
-    "j1": [("payment_method_updated", "support:kim"), ("payment_received", "customer")],
+    "j1": [("payment_method_updated", "support:kim"), ("pay_now", "customer")],
     "j2": [("promise_made", "customer"), ("payment_method_updated", "customer")],
     "u5": [("payment_method_updated", "customer")],  # still open: taken, not credited
-    "o2": [("payment_received", "customer")],  # opened in April
+    "o2": [("pay_now", "customer")],  # opened in April
 }
 
 
