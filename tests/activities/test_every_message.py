@@ -1,7 +1,7 @@
 """Every message in every language, read the way its customer reads it.
 
 Each template is rendered through the real renderer, signed by a company with a support
-contact, with a realistic 110-character self-service link: the right amount (what is due, or
+contact, with a realistic self-service link: the right amount (what is due, or
 for a receipt what was paid), no link once the case is over, the company and how to reach it,
 CJK punctuation in Japanese and Chinese, at most two SMS segments, and an HTML part that fits
 a 390 px phone and a 600 px desktop column.
@@ -11,79 +11,34 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from activities.notify.links import make_token
 from activities.notify.templates import (
     OUTCOMES,
     TEMPLATE_NAMES,
     Brand,
-    RenderedMessage,
     Templates,
-    message_variables,
 )
 from config.settings import CONFIG_DIR
-from workflows.models import Installment
+from tests.support.messages import (
+    BRAND,
+    CUSTOMERS,
+    INVOICE,
+    LINK,
+    MESSAGES,
+    NEXT,
+    UNSUBSCRIBE,
+    ZERO,
+    brand_templates,
+    render,
+)
 from workflows.policy import Channel
-
-BRAND = Brand(
-    company="Northwind Music",
-    support_email="help@northwind.example",
-    support_phone="+81 3-1234-5678",
-    colour="#8a1538",
-)
-INVOICE = "in_1MtE3k2eZvKYlo2C"
-# A real link: the page on a public host, with a year-long token for a Stripe-length invoice id.
-LINK = "https://pay.northwind.example/recover?token=" + make_token(
-    INVOICE, "secret", datetime(2026, 11, 1, tzinfo=UTC), timedelta(days=365)
-)
-UNSUBSCRIBE = "https://pay.northwind.example/unsubscribe?token=u.v"
-DEADLINE = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
-# A plan for the 4,980 due: its confirmation lists each installment, the customer's way.
-PLAN = [
-    Installment(number=1, amount=2490, due_at=datetime(2026, 11, 2, 9, tzinfo=UTC)),
-    Installment(number=2, amount=2490, due_at=datetime(2026, 12, 2, 9, tzinfo=UTC)),
-]
-# language: (the customer's locale, time zone, 4980 JPY written their way, the deadline there)
-CUSTOMERS = {
-    "en": ("en-US", "America/New_York", "¥4,980", "November 25, 2026"),
-    "ja": ("ja-JP", "Asia/Tokyo", "￥4,980", "2026年11月26日"),
-    "zh-Hans": ("zh-CN", "Asia/Shanghai", "JP¥4,980", "2026年11月26日"),
-}
-ZERO = {"en": "¥0", "ja": "￥0", "zh-Hans": "JP¥0"}
-# What the final notice says happens next.
-NEXT = {"en": "collections team", "ja": "回収", "zh-Hans": "催收部门"}
-MESSAGES = [(lang, name) for lang in CUSTOMERS for name in TEMPLATE_NAMES]
 
 
 @pytest.fixture(scope="module")
 def templates() -> Templates:
-    return Templates(CONFIG_DIR / "templates", brand=BRAND)
-
-
-def render(
-    templates: Templates, language: str, name: str, channel: Channel, **overrides: object
-) -> RenderedMessage:
-    locale, zone, _, _ = CUSTOMERS[language]
-    recovered = name == "recovered"
-    values = message_variables(
-        name="Aiko Tanaka",
-        invoice_id=INVOICE,
-        amount=0 if recovered else 4980,  # a paid invoice has nothing left due
-        amount_paid=4980 if recovered else 0,
-        currency="JPY",
-        deadline=DEADLINE,
-        link=LINK,
-        unsubscribe=UNSUBSCRIBE,
-        case_id=INVOICE,
-        locale=locale,
-        time_zone=zone,
-        installments=PLAN if name == "plan_confirmed" else None,
-        promised_for=DEADLINE if name == "promise_confirmed" else None,
-    )
-    return templates.render(language, name, channel, {**values, **overrides})
+    return brand_templates()
 
 
 def carries_link(language: str, name: str, channel: Channel) -> bool:
