@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from activities.store import CaseStore, Message, WebhookEvent
     from config.settings import Settings
+    from workflows.dunning import DunningWorkflow
     from workflows.models import CaseView
 
 
@@ -347,14 +348,16 @@ async def cmd_pause(
     from workflows.models import PauseRequest
 
     request = {"reason": reason, "actor": actor, "until": _until(until) if until else None}
-    await _support_update(case, "pause_case", _validate(PauseRequest, request), "paused")
+    await _support_update(
+        case, lambda wf: wf.pause_case, _validate(PauseRequest, request), "paused"
+    )
 
 
 @_command(app, "resume", "resume a paused case")
 async def cmd_resume(case: Case, actor: Actor = _ACTOR) -> None:
     from workflows.models import ResumeRequest
 
-    await _support_update(case, "resume_case", ResumeRequest(actor=actor), "resumed")
+    await _support_update(case, lambda wf: wf.resume_case, ResumeRequest(actor=actor), "resumed")
 
 
 @_command(app, "payment-received", "record a payment made elsewhere")
@@ -367,7 +370,7 @@ async def cmd_payment_received(
     from workflows.models import PaymentReceived
 
     request = _validate(PaymentReceived, {"amount": amount, "reference": reference, "actor": actor})
-    await _support_update(case, "record_payment", request, "recorded the payment on")
+    await _support_update(case, lambda wf: wf.record_payment, request, "recorded the payment on")
 
 
 @_command(app, "method-updated", "the customer has a new payment method")
@@ -376,7 +379,7 @@ async def cmd_method_updated(case: Case, payment_method: Id = None, actor: Actor
 
     request = _validate(PaymentMethodUpdated, {"payment_method": payment_method, "actor": actor})
     await _support_update(
-        case, "record_payment_method", request, "recorded the new payment method on"
+        case, lambda wf: wf.record_payment_method, request, "recorded the new payment method on"
     )
 
 
@@ -387,7 +390,7 @@ async def cmd_dispute_opened(
     from workflows.models import DisputeOpened
 
     request = _validate(DisputeOpened, {"reason": reason, "actor": actor})
-    await _support_update(case, "open_dispute", request, "opened a dispute on")
+    await _support_update(case, lambda wf: wf.open_dispute, request, "opened a dispute on")
 
 
 @_command(app, "dispute-resolved", "the dispute is won or lost")
@@ -397,7 +400,7 @@ async def cmd_dispute_resolved(
     from workflows.models import DisputeResolved
 
     request = DisputeResolved(won=outcome == "won", actor=actor)
-    await _support_update(case, "resolve_dispute", request, "resolved the dispute on")
+    await _support_update(case, lambda wf: wf.resolve_dispute, request, "resolved the dispute on")
 
 
 @_command(app, "cancel", "stop dunning a case for good")
@@ -407,23 +410,26 @@ async def cmd_cancel(
     from workflows.models import CancelRequest
 
     request = _validate(CancelRequest, {"reason": reason, "actor": actor})
-    await _support_update(case, "cancel_case", request, "cancelled")
+    await _support_update(case, lambda wf: wf.cancel_case, request, "cancelled")
 
 
 @_command(app, "retry", "charge a blocked case again, once its gateway configuration is fixed")
 async def cmd_retry(case: Case, actor: Actor = _ACTOR) -> None:
     from workflows.models import RetryRequest
 
-    await _support_update(case, "retry_case", RetryRequest(actor=actor), "retrying")
+    await _support_update(case, lambda wf: wf.retry_case, RetryRequest(actor=actor), "retrying")
 
 
-async def _support_update(case: str, update: str, request: object, done: str) -> None:
-    """A support command: the case answers `update` (a `DunningWorkflow` update method's
-    name) with its status, printed after `done`, or refuses (exit 1)."""
+async def _support_update(
+    case: str, update: Callable[[type[DunningWorkflow]], Callable], request: object, done: str
+) -> None:
+    """A support command: the case answers `update` (picks the `DunningWorkflow` update
+    method, so the name is typed once, and Temporal is imported only now) with its status,
+    printed after `done`, or refuses (exit 1)."""
     from workflows.dunning import DunningWorkflow
 
     handle = await _open_case(_settings(), case)
-    view = await _update(handle, getattr(DunningWorkflow, update), request)
+    view = await _update(handle, update(DunningWorkflow), request)
     print(f"{done} {handle.id}: {view.details}")
 
 
