@@ -1,5 +1,5 @@
-"""Stripe as processor (pay invoices off-session) and biller (write outcomes back, read
-invoice status), through the official SDK.
+"""Stripe as processor (pay invoices off-session, whole or by installments) and biller
+(write outcomes back, read invoice status), through the official SDK.
 
 Every call carries the request's idempotency key and the SDK's own network retries are off:
 Temporal's activity retry is the only retry, and it sends the same key, so Stripe replays
@@ -21,7 +21,12 @@ from typing import Any, Literal, Self
 import stripe
 
 from activities.payments import BILLERS, PROCESSORS, GatewayConfigError, IdempotencyConflict
-from activities.payments.stripe_objects import decline_codes, dig, payment_reference
+from activities.payments.stripe_objects import (
+    decline_codes,
+    dig,
+    object_id,
+    payment_reference,
+)
 from activities.scrub import scrubbed
 from config.settings import Settings
 from workflows.models import (
@@ -73,10 +78,33 @@ class StripeAccount:
 
 
 class StripeProcessor(StripeAccount):
-    """`Processor` over Stripe invoices: pays them, and reads why a payment was declined."""
+    """`Processor` over Stripe invoices: pays them in full, or one installment at a time with
+    Stripe's partial payments, and reads why a payment was declined."""
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
-        """Pay the invoice off-session with its default method, or the request's method."""
+        """Pay what the invoice still owes off-session (its default method, or the request's);
+        an amount below that is an installment: a PaymentIntent of that amount attached to
+        the invoice. Safe to retry: every call carries the attempt's key."""
+        try:
+            invoice = self.client.v1.invoices.retrieve(request.invoice_id).to_dict()
+        except stripe.StripeError as err:
+            raise _translated(err, request.idempotency_key) from None
+        # Only an open invoice takes an installment; any other keeps today's answers.
+        remaining = invoice.get("amount_remaining")
+        if invoice.get("status") == "open" and request.amount < _amount(remaining):
+            return self._charge_installment(request, invoice)
+        try:
+            return self._pay(request)
+        except stripe.IdempotencyError as err:
+            if not invoice.get("amount_paid"):
+                raise _translated(err, request.idempotency_key) from None
+            # This attempt's installment was credited before its answer got back, leaving
+            # no more than it to owe: the key is the installment's, and that replays.
+            return self._charge_installment(request, invoice)
+
+    def _pay(self, request: ChargeRequest) -> ChargeResult:
+        """`invoices.pay`: the whole amount remaining. Raises `stripe.IdempotencyError` as is
+        (the caller knows when the key went to an installment)."""
         params: dict[str, Any] = {"off_session": True, "expand": ["payments"]}
         if request.payment_method:
             params["payment_method"] = request.payment_method
@@ -86,23 +114,16 @@ class StripeProcessor(StripeAccount):
                 params=params,
                 options={"idempotency_key": request.idempotency_key},
             )
-        except stripe.CardError as err:
-            return _declined(err)
+        except stripe.IdempotencyError:
+            raise
         except stripe.InvalidRequestError as err:
             if _already_paid(err):
                 return ChargeResult(
                     approved=True, reference=request.invoice_id, message="invoice already paid"
                 )
-            if err.param == "payment_method":
-                # A method detached or never the customer's: only a new one can pay.
-                return ChargeResult(
-                    approved=False,
-                    decline_code="invalid_payment_method",
-                    message=scrubbed(err.user_message or "invalid payment method"),
-                )
-            raise _translated(err, request.idempotency_key) from None
+            return _refused(err, request.idempotency_key)
         except stripe.StripeError as err:
-            raise _translated(err, request.idempotency_key) from None
+            return _refused(err, request.idempotency_key)
         fields = invoice.to_dict()
         status = fields.get("status")
         if status != "paid":
@@ -118,6 +139,82 @@ class StripeProcessor(StripeAccount):
             reference=payment_reference(fields) or request.invoice_id,
             message="paid",
         )
+
+    def _charge_installment(self, request: ChargeRequest, invoice: dict) -> ChargeResult:
+        """One installment: a PaymentIntent of `request.amount` confirmed off-session, then
+        attached to the invoice (Stripe's partial payments), which credits it once it
+        succeeds. A retry replays both calls by their keys: one charge, one credit."""
+        method = request.payment_method or object_id(invoice.get("default_payment_method"))
+        try:
+            method = method or self._customer_default_method(invoice.get("customer"))
+        except stripe.StripeError as err:
+            raise _translated(err, request.idempotency_key) from None
+        if method is None:
+            return ChargeResult(
+                approved=False,
+                decline_code="no_payment_method",
+                message="no payment method on the invoice or the customer",
+            )
+        params: Any = {
+            "amount": request.amount,
+            "currency": invoice.get("currency"),
+            "customer": object_id(invoice.get("customer")),
+            "payment_method": method,
+            "off_session": True,
+            "confirm": True,
+        }
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": request.idempotency_key}
+            ).to_dict()
+        except stripe.StripeError as err:
+            return _refused(err, request.idempotency_key)
+        status, intent_id = intent.get("status"), _text(intent.get("id"))
+        if status not in ("succeeded", "processing"):
+            codes = _intent_decline(intent) or DeclineCodes(decline_code="payment_pending")
+            return ChargeResult(
+                approved=False,
+                **codes.model_dump(),
+                payment_method=method,
+                reference=intent_id,
+                message=f"installment {status}",
+            )
+        # A processing intent is attached too: Stripe credits it the day it succeeds.
+        attach_key = f"{request.idempotency_key}:attach"
+        try:
+            self.client.v1.invoices.attach_payment(
+                request.invoice_id,
+                params={"payment_intent": intent_id},
+                options={"idempotency_key": attach_key},
+            )
+        except stripe.StripeError as err:
+            if not _transient(err):  # a retry replays the charge and tries the attach again
+                log.error(
+                    "installment %s was charged but Stripe refused to attach it to invoice %s",
+                    intent_id,
+                    request.invoice_id,
+                )
+            raise _translated(err, attach_key) from None
+        if status != "succeeded":
+            # Bank debits settle days later: not money yet.
+            return ChargeResult(
+                approved=False,
+                decline_code="payment_pending",
+                payment_method=method,
+                reference=intent_id,
+                message="installment processing: payment not confirmed yet",
+            )
+        return ChargeResult(
+            approved=True, payment_method=method, reference=intent_id, message="installment paid"
+        )
+
+    def _customer_default_method(self, customer: Any) -> str | None:
+        """The customer's default method for invoices, when the invoice names none."""
+        customer_id = object_id(customer)
+        if customer_id is None:
+            return None
+        found = self.client.v1.customers.retrieve(customer_id).to_dict()
+        return _text(object_id(dig(found, "invoice_settings", "default_payment_method")))
 
     def invoice_decline(self, invoice_id: str) -> DeclineCodes | None:
         """The codes of the invoice's latest payment, which webhooks never carry (they expand
@@ -306,6 +403,21 @@ def _declined(err: stripe.CardError) -> ChargeResult:
     )
 
 
+def _refused(err: stripe.StripeError, key: str) -> ChargeResult:
+    """A charge Stripe did not make: a decline for the table (a card error, or a method that
+    is gone), else raised as the error the activity raises."""
+    if isinstance(err, stripe.CardError):
+        return _declined(err)
+    if isinstance(err, stripe.InvalidRequestError) and err.param == "payment_method":
+        # A method detached or never the customer's: only a new one can pay.
+        return ChargeResult(
+            approved=False,
+            decline_code="invalid_payment_method",
+            message=scrubbed(err.user_message or "invalid payment method"),
+        )
+    raise _translated(err, key) from None
+
+
 def _translated(err: stripe.StripeError, key: str) -> Exception:
     """The error the activity raises instead of `err`: retryable or not, and clean."""
     log.warning(
@@ -364,6 +476,11 @@ def _error_body(err: stripe.StripeError) -> dict:
     body = err.json_body if isinstance(err.json_body, dict) else {}
     error = body.get("error")
     return error if isinstance(error, dict) else {}
+
+
+def _amount(value: Any) -> int:
+    """An amount Stripe gave, 0 when missing."""
+    return value if isinstance(value, int) else 0
 
 
 def _text(value: Any, limit: int | None = None) -> str | None:

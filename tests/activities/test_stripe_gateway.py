@@ -69,14 +69,14 @@ def declines() -> DeclineTable:
 
 
 def charge_request(
-    invoice_id: str, attempt: int = 1, payment_method: str | None = None
+    invoice_id: str, attempt: int = 1, payment_method: str | None = None, amount: int = 4980
 ) -> ChargeRequest:
     return ChargeRequest(
         case_id=f"case-{invoice_id}",
         invoice_id=invoice_id,
         customer_id="cus_fake",
         attempt=attempt,
-        amount=4980,
+        amount=amount,
         currency="USD",
         payment_method=payment_method,
     )
@@ -106,7 +106,9 @@ def test_paying_an_invoice_sends_the_attempts_key_off_session(
     assert result.approved
     assert result.reference == invoice.payment_intent
     assert result.reference.startswith("pi_")
-    [sent] = fake.requests
+    # It reads what the invoice still owes, then pays all of it.
+    read, sent = fake.requests
+    assert (read.method, read.path) == ("GET", "/v1/invoices/in_pays")
     assert (sent.method, sent.path) == ("POST", "/v1/invoices/in_pays/pay")
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
     assert sent.headers["stripe-version"] == STRIPE_API_VERSION
@@ -127,7 +129,9 @@ def test_a_new_payment_method_is_the_one_charged(
     result = processor.charge(charge_request("in_new_card", payment_method="pm_card_new"))
 
     assert result.approved
-    assert fake.requests[0].form["payment_method"] == "pm_card_new"
+    assert fake.requests_to("/v1/invoices/in_new_card/pay")[0].form["payment_method"] == (
+        "pm_card_new"
+    )
     assert [c.payment_method for c in fake.charges] == ["pm_card_new"]
 
 
@@ -262,8 +266,10 @@ def test_an_outage_raises_then_the_same_request_pays_once(
 
     assert result.approved
     assert len(fake.charges) == 1
-    assert {r.headers["idempotency-key"] for r in fake.requests} == {request.idempotency_key}
-    assert len(fake.requests) == 2
+    # The outage hit the read of the invoice; the one payment carries the attempt's key.
+    [paid] = [r for r in fake.requests if r.method == "POST"]
+    assert paid.headers["idempotency-key"] == request.idempotency_key
+    assert len(fake.requests) == 3
 
 
 def test_a_lost_response_is_replayed_on_retry_not_charged_again(
@@ -425,6 +431,204 @@ def test_a_detached_payment_method_needs_a_new_one(
     assert not result.approved
     assert result.decline_code == "invalid_payment_method"
     assert declines.classify(result) is DeclineClass.NEVER_RETRY
+
+
+# Installments of a payment plan ------------------------------------------------------------
+
+
+def test_an_installment_is_a_payment_intent_attached_to_the_invoice(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    invoice = fake.add_invoice("in_plan", amount_due=4980, customer="cus_plan")
+    request = charge_request("in_plan", attempt=1, amount=1660)
+
+    result = processor.charge(request)
+
+    [intent] = fake.payment_intents.values()
+    assert result == ChargeResult(
+        approved=True,
+        payment_method="pm_fake_default",
+        reference=intent.id,
+        message="installment paid",
+    )
+    assert (intent.amount, intent.currency, intent.customer) == (1660, "usd", "cus_plan")
+    [created] = fake.requests_to("/v1/payment_intents")
+    assert created.headers["idempotency-key"] == "dunning:case-in_plan:attempt:1"
+    assert created.headers["authorization"] == f"Bearer {API_KEY}"
+    assert created.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert created.form == {
+        "amount": "1660",
+        "currency": "usd",
+        "customer": "cus_plan",
+        "payment_method": "pm_fake_default",
+        "off_session": "true",
+        "confirm": "true",
+    }
+    [attached] = fake.requests_to("/v1/invoices/in_plan/attach_payment")
+    assert attached.form == {"payment_intent": intent.id}
+    assert attached.headers["idempotency-key"] == "dunning:case-in_plan:attempt:1:attach"
+    assert fake.requests_to("/v1/invoices/in_plan/pay") == []
+    assert [(c.invoice, c.amount, c.approved) for c in fake.attempts] == [("in_plan", 1660, True)]
+    assert intent.invoice == "in_plan"
+    # Stripe's own view of the invoice: a third paid, the rest still owed.
+    read = processor.client.v1.invoices.retrieve("in_plan")
+    assert (read.amount_paid, read.amount_remaining, read.status) == (1660, 3320, "open")
+    assert invoice.status == "open"
+
+
+def test_a_retried_installment_charges_and_credits_once(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    invoice = fake.add_invoice("in_plan_twice", amount_due=4980)
+    request = charge_request("in_plan_twice", amount=1660)
+
+    first = processor.charge(request)
+    second = processor.charge(request)  # what the activity's retry does
+
+    assert first == second
+    assert first.approved
+    assert len(fake.payment_intents) == 1
+    assert len(fake.charges) == 1
+    assert invoice.amount_paid == 1660
+    assert len(fake.requests_to("/v1/invoices/in_plan_twice/attach_payment")) == 2  # replayed
+
+
+def test_an_installment_credited_before_its_answer_was_lost_is_not_charged_again(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    # The second of three: once credited, what is left equals it, which reads like the last
+    # installment. The retry must replay the installment, not pay the invoice with its key.
+    invoice = fake.add_invoice("in_plan_lost", amount_due=4980, amount_paid=1660, lose_responses=1)
+    request = charge_request("in_plan_lost", attempt=2, amount=1660)
+
+    with pytest.raises(stripe.APIConnectionError):
+        processor.charge(request)
+    assert invoice.amount_paid == 3320  # Stripe credited it; only the answer was lost
+
+    result = processor.charge(request)
+
+    [intent] = fake.payment_intents.values()
+    assert result.approved
+    assert result.reference == intent.id
+    assert [(c.amount, c.approved) for c in fake.attempts] == [(1660, True)]
+    assert (invoice.amount_paid, invoice.status) == (3320, "open")
+    # invoices.pay refused the key (Stripe's idempotency_error), so nothing was paid twice.
+    assert len(fake.requests_to("/v1/invoices/in_plan_lost/pay")) == 1
+
+
+def test_a_declined_installment_attaches_nothing(
+    fake: FakeStripe, processor: StripeProcessor, declines: DeclineTable
+) -> None:
+    decline = Decline(
+        "insufficient_funds",
+        advice_code="try_again_later",
+        network_decline_code="51",
+        brand="mastercard",
+        message="Your card has insufficient funds.",
+    )
+    invoice = fake.add_invoice("in_plan_declined", amount_due=4980, decline=decline)
+    request = charge_request("in_plan_declined", amount=1660)
+
+    result = processor.charge(request)
+    again = processor.charge(request)
+
+    assert result == ChargeResult(
+        approved=False,
+        decline_code="insufficient_funds",
+        advice_code="try_again_later",
+        network_decline_code="51",
+        card_brand="mastercard",
+        payment_method="pm_fake_default",
+        reference=result.reference,
+        message="Your card has insufficient funds.",
+    )
+    assert result.reference.startswith("ch_")
+    assert again == result  # the stored decline, replayed
+    assert declines.classify(result) is DeclineClass.RETRY_LATER
+    assert [(c.amount, c.decline_code) for c in fake.attempts] == [(1660, "insufficient_funds")]
+    assert fake.requests_to("/v1/invoices/in_plan_declined/attach_payment") == []
+    assert (invoice.amount_paid, invoice.status) == (0, "open")
+    dumped = result.model_dump_json().lower()
+    assert not [detail for detail in HOLDER if detail in dumped]
+
+
+def test_the_last_installment_pays_what_is_left_and_the_invoice_is_paid(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    invoice = fake.add_invoice("in_plan_done", amount_due=4980)
+
+    results = [
+        processor.charge(charge_request("in_plan_done", attempt=n, amount=1660)) for n in (1, 2, 3)
+    ]
+
+    assert [r.approved for r in results] == [True, True, True]
+    assert len(fake.payment_intents) == 2  # the last one went through invoices.pay
+    [paid] = fake.requests_to("/v1/invoices/in_plan_done/pay")
+    assert paid.headers["idempotency-key"] == "dunning:case-in_plan_done:attempt:3"
+    assert [c.amount for c in fake.charges] == [1660, 1660, 1660]
+    assert (invoice.amount_paid, invoice.status) == (4980, "paid")
+
+
+def test_an_installment_uses_the_customers_default_when_the_invoice_has_none(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    fake.add_invoice("in_plan_cus", customer="cus_card", default_payment_method=None)
+    fake.customers["cus_card"] = {"default_payment_method": "pm_customer_default"}
+
+    result = processor.charge(charge_request("in_plan_cus", amount=1660))
+
+    assert result.approved
+    assert result.payment_method == "pm_customer_default"
+    assert [c.payment_method for c in fake.charges] == ["pm_customer_default"]
+    assert len(fake.requests_to("/v1/customers/cus_card")) == 1
+
+
+def test_an_installment_with_no_payment_method_anywhere_is_declined(
+    fake: FakeStripe, processor: StripeProcessor, declines: DeclineTable
+) -> None:
+    invoice = fake.add_invoice("in_plan_no_pm", customer="cus_bare", default_payment_method=None)
+
+    result = processor.charge(charge_request("in_plan_no_pm", amount=1660))
+
+    assert not result.approved
+    assert result.decline_code == "no_payment_method"
+    assert declines.classify(result) is DeclineClass.NEVER_RETRY
+    assert fake.payment_intents == {}
+    assert fake.attempts == []
+    assert invoice.amount_paid == 0
+
+
+def test_an_installment_still_processing_is_attached_but_not_approved(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    # A bank debit: attached now, Stripe credits it to the invoice the day it succeeds.
+    invoice = fake.add_invoice("in_plan_sepa", settles=False)
+
+    result = processor.charge(charge_request("in_plan_sepa", amount=1660))
+
+    [intent] = fake.payment_intents.values()
+    assert not result.approved
+    assert result.decline_code == "payment_pending"
+    assert (intent.status, intent.invoice) == ("processing", "in_plan_sepa")
+    assert invoice.amount_paid == 0
+
+
+def test_the_fake_credits_an_attached_payment_intent_once(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    invoice = fake.add_invoice("in_attach", amount_due=4980)
+    processor.charge(charge_request("in_attach", amount=1000))
+    [intent] = fake.payment_intents.values()
+    attach = processor.client.v1.invoices.attach_payment
+
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        attach("in_attach", params={"payment_intent": intent.id}, options={"idempotency_key": "x"})
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        attach("in_attach", params={"payment_intent": "pi_nowhere"})
+
+    assert again.value.http_status == 400
+    assert (unknown.value.http_status, unknown.value.code) == (400, "resource_missing")
+    assert invoice.amount_paid == 1000
 
 
 # Error classes ------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ status and body are stored under the key and a repeat with the same parameters g
 back byte for byte, with ``Idempotent-Replayed: true``, even when they were an error; the
 same key with other parameters is a 400 ``idempotency_error``. GET and DELETE ignore keys.
 
+An invoice takes installments as Stripe's partial payments do: a PaymentIntent confirmed at
+`POST /v1/payment_intents` (declined by the script of its customer's open invoice, since the
+card is the customer's) and attached at `POST /v1/invoices/{id}/attach_payment`, which
+credits it to the invoice once it has succeeded.
+
 Both invoice shapes are served, chosen per request by the `Stripe-Version` header (the
 account's default version when none is sent, as Stripe does): since 2025-03-31.basil an
 invoice has no `payment_intent`, `charge` or `paid` and its payments are listed at
@@ -70,14 +75,17 @@ class Invoice:
     failures: list[int] = field(default_factory=list)
     """Statuses (500) the charge fails with after it started: stored under the key."""
     lose_responses: int = 0
-    """Charges that run and are stored, then the connection closes with no answer."""
+    """Payments (`pay`, `attach_payment`) that run and are stored, then the connection
+    closes with no answer."""
     settles: bool = True
     """False: a bank debit still processing, the invoice stays open after paying."""
     attempt_count: int = 0
     amount_paid: int = 0
     paid_out_of_band: bool = False
     payment_intent: str | None = None
-    default_payment_method: str = "pm_fake_default"
+    default_payment_method: str | None = "pm_fake_default"
+    payments: list[str] = field(default_factory=list)
+    """Its PaymentIntents, oldest first: its own (`pay`) and the installments attached."""
     last_decline: Decline | None = None
     """The decline of the latest attempt (Stripe's own, before the case, when scripted): its
     payment intent's `last_payment_error`."""
@@ -85,6 +93,23 @@ class Invoice:
     def __post_init__(self) -> None:
         if self.last_decline is not None:
             self.payment_intent = self.payment_intent or _id("pi")
+
+
+@dataclass
+class PaymentIntent:
+    """A PaymentIntent created through the API: an installment of an invoice."""
+
+    id: str
+    amount: int
+    currency: str
+    customer: str
+    payment_method: str
+    status: str
+    """succeeded, processing (a bank debit) or requires_payment_method (declined)."""
+    latest_charge: str
+    decline: Decline | None = None
+    invoice: str | None = None
+    """The invoice it is attached to."""
 
 
 @dataclass
@@ -133,7 +158,8 @@ class Request:
 class Charge:
     """One charge the card network saw (a replay or an outage is none)."""
 
-    invoice: str
+    invoice: str | None
+    """The invoice whose script decided it; None for a customer with no open invoice."""
     payment_method: str
     amount: int
     approved: bool
@@ -219,7 +245,9 @@ class FakeStripe(LocalServer):
         self.detached_payment_methods: set[str] = set()
         self.checkout_sessions: dict[str, CheckoutSession] = {}
         self.customers: dict[str, dict[str, Any]] = {}
-        """Customers updated through the API: id -> their `invoice_settings`."""
+        """Customers' `invoice_settings` (a test's or updated through the API), by id; any
+        other customer exists with no default payment method."""
+        self.payment_intents: dict[str, PaymentIntent] = {}
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._lock = threading.RLock()
         self._start_server(self._handler())
@@ -333,7 +361,8 @@ class FakeStripe(LocalServer):
         self._stored[(key, idempotency_key)] = _Stored(fingerprint, status, encoded, request_id)
         headers["Original-Request"] = request_id
         invoice = self._invoice_of(request)
-        if invoice is not None and invoice.lose_responses > 0 and request.path.endswith("/pay"):
+        paying = request.path.endswith(("/pay", "/attach_payment"))
+        if invoice is not None and invoice.lose_responses > 0 and paying:
             invoice.lose_responses -= 1
             return None
         return status, encoded, headers
@@ -403,8 +432,10 @@ class FakeStripe(LocalServer):
         routes = [
             ("POST", r"^/v1/invoices/([^/]+)/pay$", self._pay),
             ("POST", r"^/v1/invoices/([^/]+)/mark_uncollectible$", self._mark_uncollectible),
+            ("POST", r"^/v1/invoices/([^/]+)/attach_payment$", self._attach_payment),
             ("GET", r"^/v1/invoices/([^/]+)$", self._get_invoice),
             ("GET", r"^/v1/invoice_payments()$", self._list_invoice_payments),
+            ("POST", r"^/v1/payment_intents()$", self._create_payment_intent),
             ("GET", r"^/v1/payment_intents/([^/]+)$", self._get_payment_intent),
             ("DELETE", r"^/v1/subscriptions/([^/]+)$", self._cancel),
             ("POST", r"^/v1/subscriptions/([^/]+)$", self._update_subscription),
@@ -412,6 +443,7 @@ class FakeStripe(LocalServer):
             ("POST", r"^/v1/checkout/sessions()$", self._create_checkout_session),
             ("GET", r"^/v1/setup_intents/([^/]+)$", self._get_setup_intent),
             ("POST", r"^/v1/customers/([^/]+)$", self._update_customer),
+            ("GET", r"^/v1/customers/([^/]+)$", self._get_customer),
         ]
         try:
             for method, pattern, route in routes:
@@ -442,30 +474,144 @@ class FakeStripe(LocalServer):
             raise _error(
                 invoice.failures.pop(0), "api_error", "An unknown error occurred while processing."
             )
-        method = form.get("payment_method") or invoice.default_payment_method
-        if method in self.detached_payment_methods:
+        method = (
+            form.get("payment_method")
+            or invoice.default_payment_method
+            or self._default_method(invoice.customer)
+        )
+        if method is None:
             raise _error(
                 400,
                 "invalid_request_error",
-                f"No such PaymentMethod: '{method}'",
-                code="resource_missing",
-                param="payment_method",
-                doc_url=f"{ERROR_DOCS}/resource-missing",
+                "This customer has no attached payment source or default payment method.",
             )
+        self._check_attached(method)
         invoice.attempt_count += 1
         invoice.payment_intent = invoice.payment_intent or _id("pi")
-        decline = invoice.decline
-        if method in invoice.approves:
-            decline = None
+        if invoice.payment_intent not in invoice.payments:
+            invoice.payments.append(invoice.payment_intent)
+        decline = None if method in invoice.approves else invoice.decline
         invoice.last_decline = decline
+        # The invoice's own payment intent asks for what is left after any installments.
+        remaining = invoice.amount_due - invoice.amount_paid
         if decline is not None:
-            self.attempts.append(
-                Charge(invoice.id, method, invoice.amount_due, False, decline.decline_code)
+            self.attempts.append(Charge(invoice.id, method, remaining, False, decline.decline_code))
+            raise _Reply(
+                402,
+                self._card_error(
+                    invoice.customer, method, decline, self._default_intent_summary(invoice)
+                ),
             )
-            raise _Reply(402, self._card_error(invoice, method, decline))
-        self.attempts.append(Charge(invoice.id, method, invoice.amount_due, True))
+        self.attempts.append(Charge(invoice.id, method, remaining, True))
         if invoice.settles:
             invoice.status, invoice.amount_paid = "paid", invoice.amount_due
+        return self._invoice_body(invoice, form)
+
+    def _create_payment_intent(self, _: str, form: dict) -> dict:
+        """`POST /v1/payment_intents`, confirmed off-session at once (what an installment
+        sends); the customer's open invoice scripts the card's answer."""
+        for name in ("amount", "currency"):
+            if not form.get(name):
+                raise _error(
+                    400,
+                    "invalid_request_error",
+                    f"Missing required param: {name}.",
+                    code="parameter_missing",
+                    param=name,
+                )
+        if form.get("confirm") != "true" or form.get("off_session") != "true":
+            raise _error(400, "invalid_request_error", "The fake confirms off-session only.")
+        method, customer = form.get("payment_method"), str(form.get("customer") or "")
+        if not method:
+            raise _error(
+                400,
+                "invalid_request_error",
+                "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                code="payment_intent_unexpected_state",
+            )
+        self._check_attached(method)
+        script = self._open_invoice_of(customer)
+        if script is not None and script.failures:
+            raise _error(
+                script.failures.pop(0), "api_error", "An unknown error occurred while processing."
+            )
+        decline = None
+        if script is not None and method not in script.approves:
+            decline = script.decline
+        settles = script is None or script.settles
+        intent = PaymentIntent(
+            id=_id("pi"),
+            amount=int(form["amount"]),
+            currency=str(form["currency"]),
+            customer=customer,
+            payment_method=method,
+            status="requires_payment_method"
+            if decline
+            else "succeeded"
+            if settles
+            else "processing",
+            latest_charge=_id("ch"),
+            decline=decline,
+        )
+        self.payment_intents[intent.id] = intent
+        invoice_id = script.id if script else None
+        if decline is not None:
+            self.attempts.append(
+                Charge(invoice_id, method, intent.amount, False, decline.decline_code)
+            )
+            summary = self._intent_summary(intent)
+            raise _Reply(402, self._card_error(customer, method, decline, summary))
+        self.attempts.append(Charge(invoice_id, method, intent.amount, True))
+        return self._created_intent_body(intent)
+
+    def _attach_payment(self, invoice_id: str, form: dict) -> dict:
+        """`POST /v1/invoices/{id}/attach_payment`: a succeeded PaymentIntent is credited at
+        once; a processing one is attached, to be credited when it succeeds."""
+        invoice = self._find_invoice(invoice_id)
+        intent_id = str(form.get("payment_intent") or "")
+        intent = self.payment_intents.get(intent_id)
+        if intent is None:
+            raise _error(
+                400,
+                "invalid_request_error",
+                f"No such payment_intent: '{intent_id}'",
+                code="resource_missing",
+                param="payment_intent",
+                doc_url=f"{ERROR_DOCS}/resource-missing",
+            )
+        if intent.invoice is not None:
+            raise _error(
+                400,
+                "invalid_request_error",
+                f"The PaymentIntent {intent.id} is already attached to invoice {intent.invoice}.",
+                param="payment_intent",
+            )
+        if invoice.status != "open":
+            raise _error(
+                400,
+                "invalid_request_error",
+                f"You can only attach payments to an open invoice; this one is {invoice.status}.",
+            )
+        if (intent.customer, intent.currency) != (invoice.customer, invoice.currency):
+            raise _error(
+                400,
+                "invalid_request_error",
+                "The PaymentIntent must have the same customer and currency as the invoice.",
+                param="payment_intent",
+            )
+        if intent.amount > invoice.amount_due - invoice.amount_paid:
+            raise _error(
+                400,
+                "invalid_request_error",
+                "The PaymentIntent's amount is more than the invoice's amount remaining.",
+                param="payment_intent",
+            )
+        intent.invoice = invoice.id
+        invoice.payments.append(intent.id)
+        if intent.status == "succeeded":
+            invoice.amount_paid += intent.amount
+            if invoice.amount_paid >= invoice.amount_due:
+                invoice.status = "paid"
         return self._invoice_body(invoice, form)
 
     def _mark_uncollectible(self, invoice_id: str, form: dict) -> dict:
@@ -490,17 +636,16 @@ class FakeStripe(LocalServer):
         unknown = [path for path in expand if path != "data.payment.payment_intent"]
         if unknown:
             raise _not_expandable(unknown[0])
-        payment = self._invoice_payment(invoice) if invoice.payment_intent else None
-        if payment is not None and expand:
-            payment["payment"]["payment_intent"] = self._intent_body(invoice)
         return {
             "object": "list",
-            "data": [payment] if payment else [],
+            "data": self._invoice_payments(invoice, expand=bool(expand)),
             "has_more": False,
             "url": "/v1/invoice_payments",
         }
 
     def _get_payment_intent(self, intent_id: str, form: dict) -> dict:
+        if intent_id in self.payment_intents:
+            return self._created_intent_body(self.payment_intents[intent_id])
         for invoice in self.invoices.values():
             if invoice.payment_intent == intent_id:
                 return self._intent_body(invoice)
@@ -586,19 +731,45 @@ class FakeStripe(LocalServer):
     def _update_customer(self, customer_id: str, form: dict) -> dict:
         settings = self.customers.setdefault(customer_id, {"default_payment_method": None})
         settings.update(form.get("invoice_settings") or {})
+        return self._get_customer(customer_id, form)
+
+    def _get_customer(self, customer_id: str, form: dict) -> dict:
+        settings = self.customers.get(customer_id, {})
         return {
             "id": customer_id,
             "object": "customer",
             "email": "jenny.rosen@example.com",
             "invoice_settings": {
                 "custom_fields": None,
-                "default_payment_method": settings["default_payment_method"],
+                "default_payment_method": settings.get("default_payment_method"),
                 "footer": None,
                 "rendering_options": None,
             },
             "livemode": False,
             "metadata": {},
         }
+
+    def _default_method(self, customer_id: str) -> str | None:
+        return self.customers.get(customer_id, {}).get("default_payment_method")
+
+    def _check_attached(self, method: str) -> None:
+        """A payment method detached from its customer is gone: Stripe's 400 names it."""
+        if method in self.detached_payment_methods:
+            raise _error(
+                400,
+                "invalid_request_error",
+                f"No such PaymentMethod: '{method}'",
+                code="resource_missing",
+                param="payment_method",
+                doc_url=f"{ERROR_DOCS}/resource-missing",
+            )
+
+    def _open_invoice_of(self, customer_id: str) -> Invoice | None:
+        """The invoice whose script a customer's PaymentIntent follows: their first open one."""
+        return next(
+            (i for i in self.invoices.values() if i.customer == customer_id and i.status == "open"),
+            None,
+        )
 
     def _find_invoice(self, invoice_id: str) -> Invoice:
         if invoice_id not in self.invoices:
@@ -670,7 +841,7 @@ class FakeStripe(LocalServer):
             if "payments" in expand:
                 body["payments"] = {
                     "object": "list",
-                    "data": [self._invoice_payment(invoice)] if invoice.payment_intent else [],
+                    "data": self._invoice_payments(invoice, expand=False),
                     "has_more": False,
                     "url": "/v1/invoice_payments",
                 }
@@ -709,7 +880,12 @@ class FakeStripe(LocalServer):
         elif decline is not None and decline.code == "invoice_payment_intent_requires_action":
             status = "requires_action"  # 3-D Secure pending: no error yet
         elif decline is not None:
-            error = self._card_error(invoice, invoice.default_payment_method, decline)["error"]
+            error = self._card_error(
+                invoice.customer,
+                invoice.default_payment_method or "",
+                decline,
+                self._default_intent_summary(invoice),
+            )["error"]
             del error["payment_intent"]
         return {
             "id": invoice.payment_intent,
@@ -720,6 +896,75 @@ class FakeStripe(LocalServer):
             "last_payment_error": error,
             "livemode": False,
             "status": status,
+        }
+
+    def _created_intent_body(self, intent: PaymentIntent) -> dict:
+        error = None
+        if intent.decline is not None:
+            error = self._card_error(
+                intent.customer, intent.payment_method, intent.decline, self._intent_summary(intent)
+            )["error"]
+            del error["payment_intent"]
+        return {
+            **self._intent_summary(intent),
+            "amount_received": intent.amount if intent.status == "succeeded" else 0,
+            "confirmation_method": "automatic",
+            "last_payment_error": error,
+            "metadata": {},
+            "payment_method": intent.payment_method,
+            "payment_method_types": ["card"],
+        }
+
+    def _intent_summary(self, intent: PaymentIntent) -> dict:
+        return {
+            "id": intent.id,
+            "object": "payment_intent",
+            "amount": intent.amount,
+            "currency": intent.currency,
+            "customer": intent.customer,
+            "latest_charge": intent.latest_charge,
+            "livemode": False,
+            "status": intent.status,
+        }
+
+    def _invoice_payments(self, invoice: Invoice, expand: bool) -> list[dict]:
+        """The invoice's payments, newest first; `expand` puts each payment intent in."""
+        order = list(invoice.payments)
+        if invoice.payment_intent and invoice.payment_intent not in order:
+            order.insert(0, invoice.payment_intent)  # a scripted past attempt is the oldest
+        payments = []
+        for intent_id in reversed(order):
+            if intent_id == invoice.payment_intent:
+                payment = self._invoice_payment(invoice)
+                if expand:
+                    payment["payment"]["payment_intent"] = self._intent_body(invoice)
+            else:
+                payment = self._attached_payment(invoice, self.payment_intents[intent_id])
+                if expand:
+                    payment["payment"]["payment_intent"] = self._created_intent_body(
+                        self.payment_intents[intent_id]
+                    )
+            payments.append(payment)
+        return payments
+
+    def _attached_payment(self, invoice: Invoice, intent: PaymentIntent) -> dict:
+        paid = intent.status == "succeeded"
+        return {
+            "id": _id("inpay"),
+            "object": "invoice_payment",
+            "amount_paid": intent.amount if paid else None,
+            "amount_requested": intent.amount,
+            "created": int(time.time()),
+            "currency": intent.currency,
+            "invoice": invoice.id,
+            "is_default": False,
+            "livemode": False,
+            "payment": {"type": "payment_intent", "payment_intent": intent.id},
+            "status": "paid" if paid else "open",
+            "status_transitions": {
+                "canceled_at": None,
+                "paid_at": int(time.time()) if paid else None,
+            },
         }
 
     def _invoice_payment(self, invoice: Invoice) -> dict:
@@ -742,8 +987,22 @@ class FakeStripe(LocalServer):
             },
         }
 
-    def _card_error(self, invoice: Invoice, method: str, decline: Decline) -> dict:
-        charge = _id("ch")
+    def _default_intent_summary(self, invoice: Invoice) -> dict:
+        """The invoice's own payment intent as a card error embeds it."""
+        return {
+            "id": invoice.payment_intent,
+            "object": "payment_intent",
+            "amount": invoice.amount_due,
+            "currency": invoice.currency,
+            "customer": invoice.customer,
+            "latest_charge": _id("ch"),
+            "livemode": False,
+            "status": "requires_payment_method",
+        }
+
+    def _card_error(self, customer: str, method: str, decline: Decline, intent: dict) -> dict:
+        """Stripe's 402 body: the declined payment intent (`intent`) and the card."""
+        charge = intent["latest_charge"]
         payment_method = {
             "id": method,
             "object": "payment_method",
@@ -762,7 +1021,7 @@ class FakeStripe(LocalServer):
                 "last4": "0341",
             },
             "created": int(time.time()) - 86400 * 90,
-            "customer": invoice.customer,
+            "customer": customer,
             "livemode": False,
             "type": "card",
         }
@@ -771,16 +1030,7 @@ class FakeStripe(LocalServer):
             "code": decline.code,
             "doc_url": f"{ERROR_DOCS}/{decline.code.replace('_', '-')}",
             "message": decline.message,
-            "payment_intent": {
-                "id": invoice.payment_intent,
-                "object": "payment_intent",
-                "amount": invoice.amount_due,
-                "currency": invoice.currency,
-                "customer": invoice.customer,
-                "latest_charge": charge,
-                "livemode": False,
-                "status": "requires_payment_method",
-            },
+            "payment_intent": intent,
             "payment_method": payment_method,
             "request_log_url": "https://dashboard.stripe.com/test/logs/req_fake",
             "type": "card_error",
