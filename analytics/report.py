@@ -21,10 +21,11 @@ Definitions, so two readers get the same numbers:
   however often it was given (a case that gave two reasons counts under both); answered
   counts the cases that gave any;
 - page actions: the customer's own steps on the recovery page, read from the audit trail:
-  pay (`pay_now`: the case charged at the customer's request), card (`payment_method_updated` by the customer),
-  plan (`plan_chosen`), promise (`promise_made`). A recovered case is credited to the last of
-  them before it closed (so no case counts twice, and a card update counts only when it was
-  followed by the recovery, with no other step of the customer's in between); its share is
+  pay (`pay_now`: the case charged at the customer's request), card
+  (`payment_method_updated` by the customer), plan (`plan_chosen`), promise (`promise_made`).
+  A recovered case is credited to the last of them before it closed (so no case counts
+  twice, and a card update counts only when it was followed by the recovery, with no other
+  step of the customer's in between); its share is
   of all cases, and of recovered cases.
 """
 

@@ -94,7 +94,17 @@ async def test_a_404_from_stripe_blocks_the_case_within_a_minute_not_hours(
                 handle, lambda v: v.status is CaseStatus.BLOCKED, "the case to be blocked"
             )
             blocked_at = next(e.at for e in view.timeline if e.kind == "blocked")
-            pay_calls = [r for r in stripe_api.requests if r.path.endswith("/pay")]
+            history = await handle.fetch_history()
+    # The charge activity ran once: a configuration error is not retried.
+    charge_runs = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and history.events[
+            e.activity_task_started_event_attributes.scheduled_event_id - 1
+        ].activity_task_scheduled_event_attributes.activity_type.name
+        == "charge"
+    ]
 
     standard = find_policy(dunning.activities.policies, case.policy_name, case.policy_version)
     charge_due = case.failure.failed_at + standard.retries[0]
@@ -102,4 +112,4 @@ async def test_a_404_from_stripe_blocks_the_case_within_a_minute_not_hours(
     assert charge_due <= blocked_at < charge_due + timedelta(minutes=1)
     expected = "check STRIPE_API_BASE" if stripe_api.wrong_base else "resource_missing"
     assert expected in view.blocked_reason
-    assert len(pay_calls) == 1  # not retried: one request, then the operator
+    assert charge_runs == [1]  # not retried: one attempt, then the operator
