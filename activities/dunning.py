@@ -8,7 +8,7 @@ construction. All are synchronous and run in the worker's thread pool; all are i
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from temporalio import activity
@@ -114,12 +114,7 @@ class DunningActivities:
             notifiers=notifiers,
             policies=load_policies(settings.policies_dir, settings.declines_file),
             templates=Templates.from_settings(settings),
-            self_service=SelfService(
-                url=settings.self_service_url,
-                secret=settings.self_service_secret.get_secret_value(),
-                valid_for=timedelta(days=settings.self_service_valid_days),
-                unsubscribe_url=settings.unsubscribe_link,
-            ),
+            self_service=SelfService.from_settings(settings),
             messages_per_week=settings.messages_per_week,
             retry_models_dir=settings.retry_models_dir,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from temporalio.client import Client
 
@@ -12,10 +12,38 @@ from config.settings import Settings
 from intake.cases import CaseOpener, StartResult
 from intake.events import BillingEvent
 
+# key, name, card, amount, currency, decline, locale, time zone: Chie reads Japanese.
 DEMO_CUSTOMERS = [
-    ("ana", "Ana Souza", "pm_sim_recovers_on_attempt_2", 4900, "USD", "insufficient_funds"),
-    ("ben", "Ben Carter", "pm_card_chargeDeclinedStolenCard", 1999, "EUR", "stolen_card"),
-    ("chie", "Chie Sato", "pm_card_chargeDeclinedInsufficientFunds", 4980, "JPY", "do_not_honor"),
+    (
+        "ana",
+        "Ana Souza",
+        "pm_sim_recovers_on_attempt_2",
+        4900,
+        "USD",
+        "insufficient_funds",
+        "en-US",
+        "America/New_York",
+    ),
+    (
+        "ben",
+        "Ben Carter",
+        "pm_card_chargeDeclinedStolenCard",
+        1999,
+        "EUR",
+        "stolen_card",
+        "en-GB",
+        "Europe/London",
+    ),
+    (
+        "chie",
+        "Chie Sato",
+        "pm_card_chargeDeclinedInsufficientFunds",
+        4980,
+        "JPY",
+        "do_not_honor",
+        "ja-JP",
+        "Asia/Tokyo",
+    ),
 ]
 
 
@@ -31,6 +59,8 @@ def demo_events(now: datetime) -> list[BillingEvent]:
                 name=name,
                 email=f"{key}@example.com",
                 payment_method=payment_method,
+                locale=locale,
+                time_zone=time_zone,
             ),
             amount_due=amount,
             currency=currency,
@@ -38,7 +68,9 @@ def demo_events(now: datetime) -> list[BillingEvent]:
             failed_at=now,
             policy="demo",
         )
-        for key, name, payment_method, amount, currency, decline_code in DEMO_CUSTOMERS
+        for key, name, payment_method, amount, currency, decline_code, locale, time_zone in (
+            DEMO_CUSTOMERS
+        )
     ]
 
 
@@ -49,19 +81,10 @@ async def run_demo(client: Client, settings: Settings, store: CaseStore) -> list
     now = datetime.now(UTC)
     events = demo_events(now)
     results = [await opener.start(client, store, event) for event in events]
-    pages = recovery_pages(settings)
+    pages = SelfService.from_settings(settings)
     for event, result in zip(events, results, strict=True):
         print(result.message, flush=True)
         name = event.customer.name or event.customer.customer_id
         print(f"  {name}'s recovery page: {pages.link_for(result.case_id, now)}", flush=True)
     print("Watch them in the Temporal UI; they finish within about a minute.", flush=True)
     return results
-
-
-def recovery_pages(settings: Settings) -> SelfService:
-    """The recovery page's links, signed as the worker signs the ones in messages."""
-    return SelfService(
-        url=settings.self_service_url,
-        secret=settings.self_service_secret.get_secret_value(),
-        valid_for=timedelta(days=settings.self_service_valid_days),
-    )

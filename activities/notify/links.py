@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from config.settings import Settings
+
 # Ours are a few hundred characters at most; a longer one is refused unread.
 MAX_TOKEN_LENGTH = 2048
 
@@ -138,6 +140,16 @@ class SelfService:
     valid_for: timedelta
 
     unsubscribe_url: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SelfService:
+        """The links the settings configure, signed with SELF_SERVICE_SECRET."""
+        return cls(
+            url=settings.self_service_url,
+            secret=settings.self_service_secret.get_secret_value(),
+            valid_for=timedelta(days=settings.self_service_valid_days),
+            unsubscribe_url=settings.unsubscribe_link,
+        )
 
     def link_for(self, case_id: str, now: datetime) -> str:
         """The case's self-service URL, with a token valid for `valid_for` from `now`."""
