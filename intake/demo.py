@@ -55,7 +55,9 @@ def demo_events(now: datetime) -> list[BillingEvent]:
         BillingEvent(
             invoice_id=f"in_demo_{key}_{suffix}",
             customer=CustomerProfile(
-                customer_id=f"cus_demo_{key}",
+                # New customers each run: last run's messages must not count towards this
+                # run's weekly cap, or a second `make run` would send Ben and Chie nothing.
+                customer_id=f"cus_demo_{key}_{suffix}",
                 name=name,
                 email=f"{key}@example.com",
                 payment_method=payment_method,
