@@ -281,6 +281,9 @@ async def test_choosing_a_plan_and_a_refused_promise_are_told_to_the_case(
         # With a plan running, the case refuses a promise: the page says why, kindly.
         in_two_days = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
         promise = await post(pages, "/recover/promise", token=token, pay_on=in_two_days)
+        promise_ja = await post(
+            pages, "/recover/promise", token=token, pay_on=in_two_days, lang="ja"
+        )
         garbage = await post(pages, "/recover/plan", token=token, installments="many")
 
     # The case's own validator refused the plan it does not offer, before anything was written.
@@ -298,6 +301,10 @@ async def test_choosing_a_plan_and_a_refused_promise_are_told_to_the_case(
     assert by_id(promise, "notice") == (
         "We couldn't do that just now: a payment plan is already running"
     )
+    # In Japanese the case's English reason stays out: a kind line, and where to ask.
+    assert promise_ja.status_code == 409
+    assert by_id(promise_ja, "notice").startswith("ただいまこの操作を行えませんでした。")
+    assert "already running" not in promise_ja.text
     assert garbage.status_code == 409
 
 
