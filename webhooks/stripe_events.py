@@ -152,6 +152,25 @@ def _invoice_paid(kind: str, invoice: dict, previous: dict, occurred_at: datetim
     return {"action": TellCases(payment, invoice_id=ids["invoice_id"]), **ids}
 
 
+def _invoice_payment_paid(kind: str, payment: dict, previous: dict, occurred_at: datetime) -> dict:
+    """One payment towards an invoice (since basil an invoice may take several): a partial
+    one lowers what the case is owed. The invoice's own default payment is left to
+    `invoice.paid`; a payment that is one of the case's own installments is recognised by
+    its PaymentIntent and counted once."""
+    invoice_id = _id(payment.get("invoice"), "invoice", required=True)
+    amount = payment.get("amount_paid")
+    if not (_is_int(amount) and 0 < amount <= MAX_AMOUNT):
+        raise UnreadableEvent(
+            f"data.object.amount_paid: not a whole amount of minor units up to {MAX_AMOUNT}"
+        )
+    if payment.get("is_default") is True:
+        return {"action": Ignore(f"{kind}: the invoice's own payment (invoice.paid tells)")}
+    intent = _id(dig(payment, "payment", "payment_intent"), "payment.payment_intent")
+    reference = intent or _id(payment.get("id"), "id") or invoice_id
+    received = PaymentReceived(amount=amount, reference=reference, actor=ACTOR, paid_at_biller=True)
+    return {"action": TellCases(received, invoice_id=invoice_id), "invoice_id": invoice_id}
+
+
 def _invoice_closed(kind: str, invoice: dict, previous: dict, occurred_at: datetime) -> dict:
     ids = _invoice_ids(invoice)
     cancel = CancelRequest(reason=kind, actor=ACTOR)
@@ -281,6 +300,7 @@ _READERS = {
     "invoice.payment_failed": _invoice_failed,
     "invoice.payment_action_required": _invoice_failed,
     "invoice.paid": _invoice_paid,
+    "invoice_payment.paid": _invoice_payment_paid,
     "invoice.voided": _invoice_closed,
     "invoice.marked_uncollectible": _invoice_closed,
     "customer.subscription.deleted": _subscription_deleted,

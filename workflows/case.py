@@ -91,6 +91,11 @@ class CaseState(BaseModel):
     )
     plan_offer: PlanOffer | None = None
     installment_declines: int = Field(default=0, description="Of the installment due now.")
+    payment_references: list[str] = Field(
+        default_factory=list,
+        description="References of payments received: the biller's report of one of our own "
+        "charges (an installment) must not count twice, whichever arrives first.",
+    )
     payment_requested_at: AwareDatetime | None = Field(
         default=None, description="The customer asked to pay now on the recovery page."
     )
@@ -302,12 +307,16 @@ class CaseState(BaseModel):
         installment = self.plan[number - 1]
         label = f"installment {number} of {len(self.plan)}"
         if result.approved:
+            # The biller may have reported this very payment already (it counted then).
+            counted = result.reference is not None and result.reference in self.payment_references
             paid = min(self.installment_amount(installment), self.amount_due)
             installment.paid = True
             self.installment_declines = 0
-            self.amount_due -= paid
-            self.amount_recovered += paid
-            self.note(now, "installment_paid", detail=f"{label}: {paid}")
+            if not counted:
+                self.amount_due -= paid
+                self.amount_recovered += paid
+            reported = " (the biller reported it first)" if counted else ""
+            self.note(now, "installment_paid", detail=f"{label}: {paid}{reported}")
             if self.amount_due == 0:
                 self._finish(Outcome.RECOVERED, f"payment plan complete ({label})", now)
             return
@@ -394,6 +403,11 @@ class CaseState(BaseModel):
         """A payment made elsewhere; a partial one lowers what is due and the case goes on."""
         if self._ignored_when_finished("payment_received", payment.actor, now):
             return
+        if payment.reference and payment.reference in self._charged_references():
+            self.note(now, "ignored", payment.actor, f"payment {payment.reference}: our own charge")
+            return
+        if payment.reference:
+            self.payment_references.append(payment.reference)
         paid = min(payment.amount, self.amount_due)
         self.amount_due -= paid
         self.amount_recovered += paid
@@ -677,6 +691,9 @@ class CaseState(BaseModel):
         if self.held_since is None:
             self.held_since = now
 
+    def _charged_references(self) -> set[str]:
+        return {a.reference for a in self.attempts if a.approved and a.reference}
+
     def _append_attempt(self, attempt: int, result: ChargeResult, now: datetime) -> None:
         decline_class = None if result.approved else self.policy.declines.classify(result)
         self.attempts.append(
@@ -686,6 +703,7 @@ class CaseState(BaseModel):
                 approved=result.approved,
                 payment_method=result.payment_method or self.payment_method,
                 decline_class=decline_class,
+                reference=result.reference,
                 **result.model_dump(include=set(DeclineCodes.model_fields)),
             )
         )

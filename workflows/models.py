@@ -388,6 +388,9 @@ class AttemptView(DeclineCodes):
     approved: bool
     payment_method: str | None = None
     decline_class: DeclineClass | None = None
+    reference: str | None = Field(
+        default=None, description="The gateway's id of the payment (a PaymentIntent's)."
+    )
 
 
 class MessageView(_Model):

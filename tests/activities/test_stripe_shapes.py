@@ -6,9 +6,12 @@ the receiver then asks Stripe (tests/receiver/test_webhooks.py, "Stripe as it re
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.receiver import invoice, legacy, stripe_event
-from webhooks.intake import OpenCase
+from webhooks.intake import Ignore, OpenCase, TellCases, UnreadableEvent
 from webhooks.stripe_events import envelope, read_stripe_event
+from workflows.models import PaymentReceived
 
 # The reader alone: a decline only where a payload expanded it -------------------------------
 
@@ -63,3 +66,46 @@ def test_the_reader_takes_the_newest_of_expanded_invoice_payments() -> None:
 
     # Stripe's own code when the issuer gave none; never one of ours.
     assert opened.event.decline_code == "card_declined"
+
+
+# invoice_payment.paid: one payment of several towards an invoice --------------------------
+
+
+def invoice_payment(**fields: object) -> dict:
+    """An InvoicePayment as Stripe sends it (basil and later): the payment is not expanded."""
+    return {
+        "id": "inpay_1",
+        "object": "invoice_payment",
+        "amount_paid": 1660,
+        "amount_requested": 1660,
+        "currency": "jpy",
+        "invoice": "in_partly",
+        "is_default": False,
+        "payment": {"type": "payment_intent", "payment_intent": "pi_part"},
+        "status": "paid",
+        **fields,
+    }
+
+
+def read(obj: dict):
+    event = stripe_event("invoice_payment.paid", obj)
+    return read_stripe_event(event, envelope(event)).action
+
+
+def test_a_partial_payment_tells_the_case_what_was_paid_by_its_payment_intent() -> None:
+    action = read(invoice_payment())
+
+    assert isinstance(action, TellCases) and action.invoice_id == "in_partly"
+    payment = action.payload
+    assert isinstance(payment, PaymentReceived)
+    assert (payment.amount, payment.reference, payment.paid_at_biller) == (1660, "pi_part", True)
+
+
+def test_the_invoices_own_payment_is_left_to_invoice_paid() -> None:
+    assert isinstance(read(invoice_payment(is_default=True)), Ignore)
+
+
+@pytest.mark.parametrize("amount", [0, -5, "1660", 1.5, None, 10**13])
+def test_a_payment_without_a_whole_positive_amount_is_refused(amount: object) -> None:
+    with pytest.raises(UnreadableEvent, match="amount_paid"):
+        read(invoice_payment(amount_paid=amount))

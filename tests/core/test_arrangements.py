@@ -13,6 +13,7 @@ from workflows.case import CaseState
 from workflows.decide import Charge, Finish, Notify, Wait, decide
 from workflows.models import (
     CaseStatus,
+    ChargeResult,
     DisputeOpened,
     FeedbackGiven,
     FeedbackReason,
@@ -23,7 +24,7 @@ from workflows.models import (
     PromiseToPay,
 )
 from workflows.policy import Outcome, PlanOffer, Policy
-from workflows.steps import charge_request, fold_signal
+from workflows.steps import charge_request, fold_charge, fold_signal
 
 PLANS = [
     {"installments": 2, "every": timedelta(days=30), "min_installment": 1000},
@@ -273,3 +274,31 @@ def test_pay_now_is_refused_while_disputed(offering: Policy) -> None:
     assert "on hold" in state.refuse_pay_now()
     fold_signal(state, PayNow(), at(2))
     assert state.payment_requested_at is None
+
+
+@pytest.mark.parametrize("biller_first", [True, False], ids=["biller first", "charge first"])
+def test_an_installment_the_biller_also_reports_counts_once(offering: Policy, biller_first: bool):
+    state = open_case(offering)
+    arrange(state, PlanChosen(installments=2), at(2))
+    step = decide(state, at(2))
+    # Stripe's invoice_payment.paid for the installment's own PaymentIntent.
+    reported = PaymentReceived(amount=2450, reference="pi_inst1", actor="stripe")
+    approved = ChargeResult(approved=True, reference="pi_inst1")
+
+    if biller_first:
+        fold_signal(state, reported, at(2))
+    fold_charge(state, step, approved, at(2))
+    if not biller_first:
+        fold_signal(state, reported, at(2))
+
+    assert (state.amount_due, state.amount_recovered) == (AMOUNT - 2450, 2450)
+    assert [i.paid for i in state.plan] == [True, False]
+
+
+def test_a_partial_payment_from_the_biller_lowers_what_is_due(offering: Policy) -> None:
+    state = open_case(offering)
+
+    fold_signal(state, PaymentReceived(amount=900, reference="pi_other", actor="stripe"), at(2))
+
+    assert (state.amount_due, state.status) == (AMOUNT - 900, CaseStatus.ACTIVE)
+    assert [q.installments[0].amount for q in state.plan_quotes(at(2))] == [2000, 1334]

@@ -954,6 +954,7 @@ def test_every_stripe_event_to_enable_is_read() -> None:
         "invoice.payment_failed",
         "invoice.payment_action_required",
         "invoice.paid",
+        "invoice_payment.paid",
         "invoice.voided",
         "invoice.marked_uncollectible",
         "customer.subscription.deleted",
