@@ -281,14 +281,7 @@ class CaseState(BaseModel):
             self.scheduled_retries_done += 1
         elif self.method_updated_at == method_updated_at:
             self.method_updated_at = None
-        if result.approved and self.finished:
-            # The case ended while the charge ran (paid on the invoice page): keep the facts.
-            self.note(now, "charge_after_outcome", detail=f"attempt {attempt} approved")
-            return
-        if result.approved:
-            self.amount_recovered += self.amount_due
-            self.amount_due = 0
-            self._finish(Outcome.RECOVERED, f"charge attempt {attempt} approved", now)
+        if self._recovered_by(attempt, result, now, f"charge attempt {attempt} approved"):
             return
         self.note(now, "charge_declined", detail=f"attempt {attempt}: {_describe(result)}")
         self._classify(result, now)
@@ -332,13 +325,7 @@ class CaseState(BaseModel):
         """Fold the charge on the promised date in: approved recovers the case, a decline
         ends the promise and dunning resumes where it stopped."""
         self._append_attempt(attempt, result, now)
-        if self.finished:
-            self.note(now, "charge_after_outcome", detail=f"attempt {attempt} approved")
-            return
-        if result.approved:
-            self.amount_recovered += self.amount_due
-            self.amount_due = 0
-            self._finish(Outcome.RECOVERED, "paid on the promised date", now)
+        if self._recovered_by(attempt, result, now, "paid on the promised date") or self.finished:
             return
         self._end_arrangement(now, "promise_broken", f"attempt {attempt}: {_describe(result)}")
         self._classify(result, now)
@@ -534,13 +521,8 @@ class CaseState(BaseModel):
         is classified and the case goes on as it was."""
         self.payment_requested_at = None
         self._append_attempt(attempt, result, now)
-        if self.finished:
-            self.note(now, "charge_after_outcome", detail=f"attempt {attempt} approved")
-            return
-        if result.approved:
-            self.amount_recovered += self.amount_due
-            self.amount_due = 0
-            self._finish(Outcome.RECOVERED, "paid by the customer on the recovery page", now)
+        reason = "paid by the customer on the recovery page"
+        if self._recovered_by(attempt, result, now, reason) or self.finished:
             return
         self.note(now, "charge_declined", detail=f"attempt {attempt}: {_describe(result)}")
         self._classify(result, now)
@@ -690,6 +672,19 @@ class CaseState(BaseModel):
     def _hold(self, now: datetime) -> None:
         if self.held_since is None:
             self.held_since = now
+
+    def _recovered_by(self, attempt: int, result: ChargeResult, now: datetime, reason: str) -> bool:
+        """An approved charge of all that is due recovers the case; one that ran while the case
+        ended (paid on the invoice page) is kept as a fact. True when the charge was approved."""
+        if not result.approved:
+            return False
+        if self.finished:
+            self.note(now, "charge_after_outcome", detail=f"attempt {attempt} approved")
+            return True
+        self.amount_recovered += self.amount_due
+        self.amount_due = 0
+        self._finish(Outcome.RECOVERED, reason, now)
+        return True
 
     def _charged_references(self) -> set[str]:
         return {a.reference for a in self.attempts if a.approved and a.reference}
