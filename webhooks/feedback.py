@@ -21,17 +21,15 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from activities.notify.links import InvalidToken, verify_token
 from activities.store import FEEDBACK_TEXT_LIMIT, Case, CaseStore
 from webhooks.cases import CaseClosed, CaseDesk, CaseRefused, TemporalUnavailable
-from webhooks.pages import Pages, page_url
+from webhooks.pages import PageProblem, Pages, case_of_link, page_url
 from webhooks.preferences import UnreadableForm, posted_form
 from workflows.dunning import DunningWorkflow
 from workflows.models import CancelRequest, CaseStatus, DisputeOpened, FeedbackGiven, FeedbackReason
@@ -96,25 +94,17 @@ class FeedbackPage:
 
     async def _visit(self, request: Request, token: str, requested: str | None) -> Visit:
         """The case a valid token names, in the customer's language; `_Refusal` otherwise."""
-        fallback = self.pages.language_for(requested) if requested else None
-        fallback = fallback or self.pages.language_from_header(
-            request.headers.get("accept-language")
-        )
         try:
-            case_id = verify_token(token, self.secret, datetime.now(UTC), use="pay")
-        except InvalidToken as err:
-            problem = "expired" if "expired" in str(err) else "invalid"
-            raise _Refusal(self._error(fallback, problem, 400)) from err
-        try:
-            case = await run_in_threadpool(self.store.get_case, case_id)
-            customer = (
-                await run_in_threadpool(self.store.get_customer, case.customer_id) if case else None
+            case, _, language = await case_of_link(
+                self.pages,
+                self.store,
+                self.secret,
+                token,
+                requested,
+                request.headers.get("accept-language"),
             )
-        except OperationalError as err:
-            raise _Refusal(self._error(fallback, "unavailable", 503)) from err
-        if case is None:
-            raise _Refusal(self._error(fallback, "missing", 404))
-        language = self.pages.language_for(requested, customer.locale if customer else None)
+        except PageProblem as problem:
+            raise _Refusal(self._error(problem.language, problem.problem, problem.status)) from None
         return Visit(token=token, case=case, language=language)
 
     # Steps ---------------------------------------------------------------------------------

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from babel import Locale, UnknownLocaleError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
+from activities.notify.links import ExpiredToken, InvalidToken, verify_token
 from activities.notify.templates import babel_locale
+from activities.store import Case, CaseStore, CustomerProfile
 from config.settings import CONFIG_DIR, Settings
 
 PAGES_DIR = CONFIG_DIR / "pages"
@@ -32,6 +37,15 @@ LANGUAGES = {"en": "English", "ja": "日本語", "zh-Hans": "简体中文"}
 # Text on the brand colour must reach WCAG AA for normal text.
 MIN_CONTRAST = 4.5
 DARK_TEXT = "#1f2328"
+
+
+class PageProblem(Exception):
+    """A request answered with the friendly error page: `problem` (see `PROBLEMS`) in
+    `language`, with HTTP `status`."""
+
+    def __init__(self, status: int, problem: str, language: str) -> None:
+        super().__init__(problem)
+        self.status, self.problem, self.language = status, problem, language
 
 
 class PagesConfigError(ValueError):
@@ -231,3 +245,48 @@ def _laid_over(base: dict[str, Any], strings: dict[str, Any]) -> dict[str, Any]:
             else value
         )
     return merged
+
+
+async def case_of_link(
+    pages: Pages,
+    store: CaseStore,
+    secret: str,
+    token: str,
+    requested: str | None,
+    accept_language: str | None,
+) -> tuple[Case, CustomerProfile | None, str]:
+    """The case a recovery-page link ("pay" token) names, its customer, and the language to
+    answer in (`requested`, else the customer's); `PageProblem` for a link that does not
+    work: expired (410, in its customer's language), altered (400), an unknown case (404),
+    or a store that cannot answer (503)."""
+    header = pages.language_from_header(accept_language)
+    fallback = pages.language_for(requested) if requested else header
+    try:
+        case_id = verify_token(token, secret, datetime.now(UTC), use="pay")
+    except ExpiredToken as err:
+        customer = None if requested else await _customer_of(store, err.case_id)
+        language = pages.language_for(None, customer.locale) if customer else fallback
+        raise PageProblem(410, "expired", language) from err
+    except InvalidToken as err:
+        raise PageProblem(400, "invalid", fallback) from err
+    try:
+        case = await run_in_threadpool(store.get_case, case_id)
+        customer = await _customer_of(store, case_id) if case else None
+    except SQLAlchemyError as err:
+        raise PageProblem(503, "unavailable", fallback) from err
+    if case is None:
+        raise PageProblem(404, "missing", fallback)
+    return case, customer, pages.language_for(requested, customer.locale if customer else None)
+
+
+async def _customer_of(store: CaseStore, case_id: str) -> CustomerProfile | None:
+    """The case's customer; None when the store has neither (or cannot say)."""
+
+    def lookup() -> CustomerProfile | None:
+        case = store.get_case(case_id)
+        return store.get_customer(case.customer_id) if case else None
+
+    try:
+        return await run_in_threadpool(lookup)
+    except SQLAlchemyError:
+        return None

@@ -37,7 +37,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.notify.links import ExpiredToken, InvalidToken, verify_token
 from activities.payments.simulated import usable_token
 from activities.payments.stripe import StripeBiller
 from activities.store import CaseStore, CustomerProfile
@@ -46,7 +45,7 @@ from config.errors import one_line
 from config.settings import Settings
 from intake.cases import workflow_id_for
 from webhooks.cases import CaseClosed, CaseDesk, CaseRefused, TemporalUnavailable
-from webhooks.pages import Pages, page_url
+from webhooks.pages import PageProblem, Pages, case_of_link, page_url
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     ID_PATTERN,
@@ -72,15 +71,6 @@ MAX_FORM_FIELDS = 10
 FINISHED = {CaseStatus.RECOVERED, CaseStatus.CANCELLED, CaseStatus.COLLECTIONS}
 ON_HOLD = {CaseStatus.PAUSED, CaseStatus.DISPUTED, CaseStatus.BLOCKED}
 DONE_NOTICES = {"paid", "card_saved", "card_pending", "plan", "promise"}
-
-
-class PageProblem(Exception):
-    """A request answered with the friendly error page: `problem` (see `pages.PROBLEMS`)
-    in `language`, with HTTP `status`."""
-
-    def __init__(self, status: int, problem: str, language: str) -> None:
-        super().__init__(problem)
-        self.status, self.problem, self.language = status, problem, language
 
 
 @dataclass
@@ -302,39 +292,18 @@ class Recovery:
 
     async def _visit(self, request: Request, token: str, requested: str | None) -> Visit:
         """The case the token names, with its customer and live status."""
-        header = self.pages.language_from_header(request.headers.get("accept-language"))
-        fallback = self.pages.language_for(requested) if requested else header
-        try:
-            case_id = verify_token(token, self.secret, datetime.now(UTC), use="pay")
-        except ExpiredToken as err:
-            language = fallback
-            if not requested:
-                language = await self._language_of(err.case_id, fallback)
-            raise PageProblem(410, "expired", language) from err
-        except InvalidToken as err:
-            raise PageProblem(400, "invalid", fallback) from err
-        case, customer = await run_in_threadpool(self._case_and_customer, case_id)
-        if case is None:
-            raise PageProblem(404, "missing", fallback)
-        language = self.pages.language_for(requested, customer.locale if customer else None)
+        case, customer, language = await case_of_link(
+            self.pages,
+            self.store,
+            self.secret,
+            token,
+            requested,
+            request.headers.get("accept-language"),
+        )
         view = None
         if CaseStatus(case.status) not in FINISHED:
-            view = await self._status(case_id, language)
+            view = await self._status(case.case_id, language)
         return Visit(token, language, case, customer, view)
-
-    def _case_and_customer(self, case_id: str) -> tuple[Case | None, CustomerProfile | None]:
-        case = self.store.get_case(case_id)
-        customer = self.store.get_customer(case.customer_id) if case else None
-        return case, customer
-
-    async def _language_of(self, case_id: str, fallback: str) -> str:
-        """The language of the case's customer, for the expired-link page; `fallback` when
-        the store cannot say."""
-        try:
-            _, customer = await run_in_threadpool(self._case_and_customer, case_id)
-        except Exception:
-            return fallback
-        return self.pages.language_for(None, customer.locale) if customer else fallback
 
     async def _status(self, case_id: str, language: str) -> CaseView | None:
         """The running case's status; None once it has finished (its row then speaks)."""
