@@ -243,8 +243,9 @@ def test_an_answer_without_a_reason_or_with_too_many_words_is_asked_again(offlin
         ("/recover/feedback?token=garbage", 400, "This link doesn&#39;t work"),
         (f"/recover/feedback?token={token('in_1', use='unsubscribe')}", 400, "doesn&#39;t work"),
         (
-            f"/recover/feedback?token={token('in_1', valid_for=timedelta(seconds=-1))}",
-            410,  # as the recovery page answers the same link
+            # 410 as the recovery page answers it (unasked, in the customer's own language)
+            f"/recover/feedback?token={token('in_1', valid_for=timedelta(seconds=-1))}&lang=en",
+            410,
             "This link has expired",
         ),
         (f"/recover/feedback?token={token('in_unknown')}", 404, "We can&#39;t find this payment"),
