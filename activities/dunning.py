@@ -30,7 +30,14 @@ from activities.notify.twilio import TwilioNotifier
 from activities.payments import Biller, Processor, biller_for, processor_for
 from activities.retry_training import ModelFileError, newest_model
 from activities.scrub import scrubbed
-from activities.store import CaseStore, CustomerProfile, Message, MessageStatus, utcnow
+from activities.store import (
+    CASE_SCOPE,
+    CaseStore,
+    CustomerProfile,
+    Message,
+    MessageStatus,
+    utcnow,
+)
 from config.policies import find_policy, load_policies
 from config.settings import Settings
 from workflows import smart_retry
@@ -262,7 +269,9 @@ class DunningActivities:
             return Delivery(
                 channel=channel, status=DeliveryStatus.SENT, detail=MessageStatus.UNCONFIRMED
             )
-        suppression = self.store.suppression(channel.value, recipient)
+        suppression = self.store.suppression(CASE_SCOPE, request.case_id) or (
+            self.store.suppression(channel.value, recipient)
+        )
         if suppression is not None:
             detail = f"suppressed: {suppression.reason} ({suppression.source})"
             return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail=detail)

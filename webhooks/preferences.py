@@ -2,11 +2,11 @@
 every email's footer and its List-Unsubscribe header; an "unsubscribe" token).
 
 GET shows, in the customer's language, what each choice stops: payment emails to their
-address, payment texts to their number, or every payment message (email, SMS and in-app),
-each with its undo. GET never changes anything (mail scanners follow links). POST carries a
-choice out; a POST without one is a mail client's one-click unsubscribe (RFC 8058) and stops
-email. Undo lifts only what this page stopped: a bounce, a carrier's STOP or support's
-opt-out is not the page's to lift.
+address, payment texts to their number, every message about this invoice only, or every
+payment message (email, SMS and in-app), each with its undo. GET never changes anything
+(mail scanners follow links). POST carries a choice out; a POST without one is a mail
+client's one-click unsubscribe (RFC 8058) and stops email. Undo lifts only what this page
+stopped: a bounce, a carrier's STOP or support's opt-out is not the page's to lift.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from activities.notify.links import InvalidToken, redact_tokens, verify_token
-from activities.store import CaseStore, CustomerProfile
+from activities.store import CASE_SCOPE, CaseStore, CustomerProfile
 from webhooks.pages import Pages
 
 log = logging.getLogger("dunning.webhooks")
@@ -32,8 +32,9 @@ PATH = "/preferences"
 # Written on the suppressions this page makes; undo lifts only those.
 REASON, SOURCE = "unsubscribed", "link"
 CHANNELS = ("email", "sms", "in_app")
-# What each choice stops (the "all" choice: every channel the customer can be reached on).
-CHOICES = ("email", "sms", "all")
+# What each choice stops ("all": every channel the customer can be reached on, for every
+# invoice; "case": every message about this invoice only).
+CHOICES = ("email", "sms", "all", "case")
 # Our forms hold a few short fields; a note of 1000 characters is the longest.
 MAX_FORM_BYTES = 64_000
 FORM_TIMEOUT = 10.0  # seconds for a form's body to arrive
@@ -117,8 +118,14 @@ class Preferences:
             )
         return found
 
-    def stop(self, customer: CustomerProfile, choice: str) -> list[str]:
-        """Stop `choice` (email, sms or all) for the customer; the channels stopped."""
+    def stop(self, customer: CustomerProfile, choice: str, case_id: str) -> list[str]:
+        """Stop `choice` (email, sms or all) for the customer, or (case) every message about
+        `case_id`; what was stopped."""
+        if choice == "case":
+            if self.store.suppression(CASE_SCOPE, case_id) is not None:
+                return []
+            self.store.suppress(CASE_SCOPE, case_id, REASON, source=SOURCE)
+            return ["case"]
         states = self.channels(customer)
         chosen = [c for c in CHANNELS if c in states and (choice == "all" or c == choice)]
         for channel in chosen:
@@ -126,8 +133,16 @@ class Preferences:
                 self.store.suppress(channel, states[channel].contact, REASON, source=SOURCE)
         return chosen
 
-    def resume(self, customer: CustomerProfile, choice: str) -> list[str]:
-        """Undo: lift what this page stopped for `choice`; the channels started again."""
+    def resume(self, customer: CustomerProfile, choice: str, case_id: str) -> list[str]:
+        """Undo: lift what this page stopped for `choice`; what started again."""
+        if choice == "case":
+            row = self.store.suppression(CASE_SCOPE, case_id)
+            stopped_here = row is not None and row.source == SOURCE
+            return (
+                ["case"]
+                if stopped_here and self.store.lift_suppression(CASE_SCOPE, case_id)
+                else []
+            )
         states = self.channels(customer)
         chosen = [c for c in CHANNELS if c in states and (choice == "all" or c == choice)]
         return [
@@ -163,18 +178,18 @@ class Preferences:
             language = self.pages.language_for(requested, customer.locale)
             action, choice = form.get("action") or "stop", form.get("choice", "")
             if request.method == "GET":
-                return await self._page(token, language, customer)
+                return await self._page(token, language, customer, case_id)
             if not choice:  # a mail client's one-click POST carries no choice
                 if not customer.email:
                     return self._error(language, "missing", 404)
                 choice = "email"
             if choice not in CHOICES or action not in ("stop", "resume"):
-                return await self._page(token, language, customer, status=400)
+                return await self._page(token, language, customer, case_id, status=400)
             carry_out = self.stop if action == "stop" else self.resume
-            changed = await run_in_threadpool(carry_out, customer, choice)
+            changed = await run_in_threadpool(carry_out, customer, choice, case_id)
             log.info("case %s: %s %s (%s)", case_id, action, choice, ", ".join(changed) or "none")
             done = f"{action}_{choice}" if changed else f"unchanged_{action}"
-            return await self._page(token, language, customer, done=done)
+            return await self._page(token, language, customer, case_id, done=done)
         except OperationalError:
             return self._error(fallback, "unavailable", 503)
 
@@ -187,10 +202,14 @@ class Preferences:
         token: str,
         language: str,
         customer: CustomerProfile,
+        case_id: str,
         done: str | None = None,
         status: int = 200,
     ) -> HTMLResponse:
         states = await run_in_threadpool(self.channels, customer)
+        case, stopped = await run_in_threadpool(
+            lambda: (self.store.get_case(case_id), self.store.suppression(CASE_SCOPE, case_id))
+        )
         html = self.pages.render_page(
             "preferences",
             language,
@@ -199,6 +218,9 @@ class Preferences:
             states=states,
             all_stopped=all(state.stopped for state in states.values()),
             all_undoable=any(state.by_page for state in states.values()),
+            invoice=case.invoice_id if case else case_id,
+            case_stopped=stopped is not None,
+            case_undoable=stopped is not None and stopped.source == SOURCE,
             done=done,
         )
         return HTMLResponse(html, status_code=status)

@@ -19,6 +19,7 @@ from activities.store.inbox import (
 from activities.store.ledger import SimulatedLedger
 from activities.store.messages import Outbox
 from activities.store.tables import (
+    CASE_SCOPE,
     Case,
     CaseEvent,
     ChargeAttempt,
@@ -43,6 +44,7 @@ class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook):
 
 
 __all__ = [
+    "CASE_SCOPE",
     "FEEDBACK_TEXT_LIMIT",
     "FINAL_STATUSES",
     "FIRST_REVISION",

@@ -191,6 +191,11 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = _timestamp(nullable=False)
 
 
+CASE_SCOPE = "case"
+"""The `channel` of a suppression whose `contact` is a case id: no message about that case, on
+any channel (the preferences page's "only this invoice")."""
+
+
 def contact_key(contact: str) -> str:
     """How a contact is keyed in the suppression table: email addresses in lower case."""
     return contact.strip().lower() if "@" in contact else contact.strip()

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from activities.dunning import DunningActivities
 from activities.notify.links import make_token
-from activities.store import CaseStore, CustomerProfile
+from activities.store import CASE_SCOPE, CaseStore, CustomerProfile
 from config.settings import Settings
 from webhooks.app import create_app
-from workflows.models import CaseRecord, CaseStatus
+from workflows.models import CaseRecord, CaseStatus, DeliveryStatus, NotifyRequest
+from workflows.policy import Channel
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette prefers httpx2; httpx works
@@ -185,3 +187,45 @@ def test_a_customer_without_a_phone_is_offered_no_sms(http: TestClient, store: C
 
     assert 'id="sms-heading"' not in page.text and 'id="stop-email"' in page.text
     assert stopped(store) == {"email": True, "sms": False, "in_app": True}
+
+
+def test_stopping_one_invoice_silences_only_that_case_on_every_channel(
+    tmp_path: Path, store: CaseStore, http: TestClient
+):
+    page = http.get(f"/preferences?token={token()}&lang=en")
+    assert "Only invoice in_1" in page.text and 'id="stop-case"' in page.text
+
+    done = choose(http, "stop", "case")
+
+    assert done.status_code == 200
+    assert "any more messages about this invoice" in done.text
+    assert 'id="resume-case"' in done.text and stopped(store) == NONE  # the contacts stay on
+    # The notify activity sends nothing about in_1, on any channel, and in_2 as before.
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'dunning.db'}",
+        self_service_secret=SECRET,
+        _env_file=None,
+    )
+    activities = DunningActivities.from_settings(settings)
+    muted = activities.notify(reminder("in_1"))
+    other = activities.notify(reminder("in_2"))
+    assert {d.status for d in muted.deliveries} == {DeliveryStatus.SKIPPED}
+    assert all("unsubscribed (link)" in d.detail for d in muted.deliveries)
+    assert {d.status for d in other.deliveries} == {DeliveryStatus.SENT}
+
+    undone = choose(http, "resume", "case")
+    assert "Messages about this invoice are on again." in undone.text
+    assert store.suppression(CASE_SCOPE, "in_1") is None
+
+
+def reminder(case_id: str) -> NotifyRequest:
+    return NotifyRequest(
+        case_id=case_id,
+        invoice_id=case_id,
+        customer_id="cus_1",
+        step="reminder-1",
+        template="reminder_gentle",
+        channels=[Channel.EMAIL, Channel.SMS, Channel.IN_APP],
+        amount_due=4980,
+        currency="JPY",
+    )
