@@ -949,43 +949,13 @@ class FakeStripe(LocalServer):
 
     def _attached_payment(self, invoice: Invoice, intent: PaymentIntent) -> dict:
         paid = intent.status == "succeeded"
-        return {
-            "id": _id("inpay"),
-            "object": "invoice_payment",
-            "amount_paid": intent.amount if paid else None,
-            "amount_requested": intent.amount,
-            "created": int(time.time()),
-            "currency": intent.currency,
-            "invoice": invoice.id,
-            "is_default": False,
-            "livemode": False,
-            "payment": {"type": "payment_intent", "payment_intent": intent.id},
-            "status": "paid" if paid else "open",
-            "status_transitions": {
-                "canceled_at": None,
-                "paid_at": int(time.time()) if paid else None,
-            },
-        }
+        return _invoice_payment(invoice, intent.id, intent.amount, intent.currency, paid, False)
 
     def _invoice_payment(self, invoice: Invoice) -> dict:
         paid = invoice.status == "paid"
-        return {
-            "id": _id("inpay"),
-            "object": "invoice_payment",
-            "amount_paid": invoice.amount_due if paid else None,
-            "amount_requested": invoice.amount_due,
-            "created": int(time.time()),
-            "currency": invoice.currency,
-            "invoice": invoice.id,
-            "is_default": True,
-            "livemode": False,
-            "payment": {"type": "payment_intent", "payment_intent": invoice.payment_intent},
-            "status": "paid" if paid else "open",
-            "status_transitions": {
-                "canceled_at": None,
-                "paid_at": int(time.time()) if paid else None,
-            },
-        }
+        return _invoice_payment(
+            invoice, invoice.payment_intent, invoice.amount_due, invoice.currency, paid, True
+        )
 
     def _default_intent_summary(self, invoice: Invoice) -> dict:
         """The invoice's own payment intent as a card error embeds it."""
@@ -1097,3 +1067,24 @@ _NOT_STRIPE = (
     b"<html><head><title>404 Not Found</title></head><body>Not Found</body></html>\n",
     {"Content-Type": "text/html"},
 )
+
+
+def _invoice_payment(
+    invoice: Invoice, intent_id: str, amount: int, currency: str, paid: bool, is_default: bool
+) -> dict:
+    """An InvoicePayment as Stripe shows it in `invoice.payments`: the invoice's own payment
+    (`is_default`) or one attached to it (an installment)."""
+    return {
+        "id": _id("inpay"),
+        "object": "invoice_payment",
+        "amount_paid": amount if paid else None,
+        "amount_requested": amount,
+        "created": int(time.time()),
+        "currency": currency,
+        "invoice": invoice.id,
+        "is_default": is_default,
+        "livemode": False,
+        "payment": {"type": "payment_intent", "payment_intent": intent_id},
+        "status": "paid" if paid else "open",
+        "status_transitions": {"canceled_at": None, "paid_at": int(time.time()) if paid else None},
+    }
