@@ -40,6 +40,18 @@ class SimCase(_Frozen):
     time_zone: str | None = Field(default=None, description="IANA zone; None when unknown.")
     plan: str = "basic"
     tenure_days: int | None = Field(default=None, ge=0)
+    card_brand: str | None = Field(default=None, description="As Stripe names it: visa, ...")
+    card_country: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="Where the card was issued, ISO-3166."
+    )
+    country: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="Where the customer lives, ISO-3166."
+    )
+    paid_history: list[AwareDatetime] = Field(
+        default_factory=list,
+        description="When this customer's earlier invoices were paid, oldest first: what the "
+        "store keeps from billing events, and what a planner may learn their paydays from.",
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -139,6 +151,8 @@ class ActionKind(StrEnum):
     PAY = "pay"
     DISPUTE = "dispute"
     CANCEL = "cancel"
+    OPT_OUT = "opt_out"
+    """Stop one channel (unsubscribe, or STOP to a text); the case itself goes on."""
 
 
 class CustomerAction(_Frozen):
@@ -146,6 +160,13 @@ class CustomerAction(_Frozen):
 
     kind: ActionKind
     at: AwareDatetime
+    channel: Channel | None = Field(default=None, description="The channel an opt-out stops.")
+
+    @model_validator(mode="after")
+    def _channel_iff_opt_out(self) -> CustomerAction:
+        if (self.kind is ActionKind.OPT_OUT) != (self.channel is not None):
+            raise ValueError("an opt-out, and only an opt-out, names the channel it stops")
+        return self
 
 
 @runtime_checkable
@@ -165,6 +186,22 @@ class World(Protocol):
     def respond(self, case: SimCase, message: SentMessage, at: datetime) -> CustomerAction | None:
         """What the customer does after `message` reached them at `at`: nothing (None),
         or one action at a time no earlier than `at`."""
+        ...
+
+
+@runtime_checkable
+class PopulatedWorld(World, Protocol):
+    """A world that brings its own customers: the cases to simulate, and the earlier ones
+    whose dunning made the training history a planner learns from.
+
+    Optional: a world with only `charge` and `respond` is simulated on the shipped synthetic
+    population (`simulation.synthetic.generate_cases`)."""
+
+    def population(self, n: int, start: datetime, cohort: str) -> list[SimCase]:
+        """`n` failed payments from `start` on, over the four weeks after it. `cohort` is
+        ``"live"`` for the cases compared and ``"history"`` for the month before, whose runs
+        train the model: ids must differ between cohorts, and the same arguments must give
+        the same cases."""
         ...
 
 

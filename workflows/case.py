@@ -65,6 +65,12 @@ class CaseState(BaseModel):
         "follows the policy's. Added to the schedule origin, so holding moves them too.",
     )
     scheduled_retries_done: int = 0
+    retry_model_version: int | None = Field(
+        default=None, description="The retry model that first planned the case: kept for life."
+    )
+    next_retry_propensity: float | None = Field(
+        default=None, description="The chance the next planned retry's time had of being chosen."
+    )
     last_charge_at: AwareDatetime | None = None
     awaiting: DeclineClass | None = None
     method_updated_at: AwareDatetime | None = None
@@ -242,24 +248,42 @@ class CaseState(BaseModel):
         return self.policy.retries
 
     def plan_facts(self, now: datetime) -> PlanFacts:
-        """What smart retry timing plans this case's retries from (no contact data)."""
+        """What smart retry timing plans the case's remaining retries from (no contact data):
+        the latest decline of the case's card, and how many charges and declines so far."""
         failure = self.case.failure
+        card_charges = [a for a in self.attempts if a.payment_method == self.payment_method]
+        latest: DeclineCodes = card_charges[-1] if card_charges else failure
+        codes = latest.model_dump(include=set(DeclineCodes.model_fields))
+        codes["card_brand"] = codes["card_brand"] or failure.card_brand
+        pinned = self.retry_model_version
         return PlanFacts(
-            **failure.model_dump(include=set(DeclineCodes.model_fields)),
+            **codes,
+            decline_class=self.policy.declines.classify(latest),
             case_id=self.case.case_id,
             # Plan offsets are added to the schedule's origin, so they are planned from it.
             failed_at=self.schedule_origin,
             amount=self.amount_due,
             currency=self.case.currency,
             time_zones=self.time_zones,
-            opened_at=now,
+            opened_at=self.opened_at,
+            planned_at=now,
+            attempt=self.scheduled_retries_done + 1,
+            declines=1 + sum(not a.approved for a in card_charges),
+            last_charge_at=self.last_charge_at,
+            retries_done=self.scheduled_retries_done,
+            model_version=pinned,
         )
 
     # Charges and messages ------------------------------------------------------------------
 
     def follow_plan(self, plan: RetryPlan, now: datetime) -> None:
-        """Retry at the plan's times from now on, and say in the timeline who chose them."""
-        self.planned_retries = list(plan.offsets)
+        """Retry at the plan's times from now on (the retries already made stay as they
+        were), pin the model that chose them, and say in the timeline who chose them."""
+        done = self.retry_offsets[: self.scheduled_retries_done]
+        self.planned_retries = [*done, *plan.offsets]
+        if self.retry_model_version is None:
+            self.retry_model_version = plan.model_version
+        self.next_retry_propensity = plan.propensity
         times = ", ".join(f"{self.schedule_origin + o:%Y-%m-%d %H:%M}" for o in plan.offsets)
         detail = f"{plan.reason}; retries at {times} UTC" if times else plan.reason
         self.note(now, "retry_plan", detail=detail)

@@ -74,6 +74,9 @@ class DeclineCodes(BaseModel):
     network_decline_code: str | None = Field(default=None, max_length=20, description="Visa 05")
     network_advice_code: str | None = Field(default=None, max_length=20, description="MC 03")
     card_brand: str | None = Field(default=None, max_length=30, description="visa, mastercard")
+    card_country: str | None = Field(
+        default=None, max_length=2, description="Where the card was issued, ISO-3166: US."
+    )
 
 
 class NetworkRules(_Strict):
@@ -178,6 +181,13 @@ class Policy(_Strict):
         description="fixed: charge at `retries`. smart: as many retries as `retries` lists, at "
         "the times a model of past attempts rates best (the fixed ones while it has too little "
         "history).",
+    )
+    exploration: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.2,
+        description="Smart timing: the share of retry decisions that try a time drawn evenly "
+        "from the feasible ones, so the model learns about times its own choices never visit.",
     )
     min_retry_gap: timedelta = Field(
         description="Least time between two charges, so a resumed case does not charge in bursts."

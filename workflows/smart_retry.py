@@ -1,242 +1,108 @@
-"""Smart retry timing: charge when a retry is most likely to pass, learnt from past attempts.
+"""Smart retry timing: charge when a retry is most likely to pass, re-planned after every decline.
 
-The model is smoothed success rates. For every feature of a charge time (decline class and
-code, card brand, local hour, weekday, payday, days since the failure, attempt number, amount
-band) it counts how many past attempts with that value were approved. A value seen rarely is
-pulled toward the overall rate, so a lucky handful of attempts cannot steer a schedule. A
-candidate time's score combines the rates of its values in odds space (naive Bayes). The
-planner tries every hour of the case's window and keeps the best-scoring ones that respect
-the policy's spacing, contact hours and the card network's cap.
+A retry model (`workflows.retry_model`, gradient-boosted trees fitted on this business's own
+attempts) rates candidate charge times. The candidates are a few local hours of every day
+left in the case window, inside contact hours, `min_retry_gap` after the last charge and
+within the card network's cap. The planner takes the best-rated times for the retries still
+in the budget, earlier ones preferred at equal odds (`DAILY_DISCOUNT`: a customer waiting
+for their service may leave), and the case charges at the first of them. After a decline
+the case asks again, with what the decline taught: the attempt number, the declines so far.
 
-Pure (no I/O but the time-zone database, no Temporal import): the workflow's activity, the
-training command and the offline simulator all call `fit` and `plan_retries` unchanged.
+What the model sees of a candidate time (`feature_row`): the decline's code and class, the
+card's brand and country, the amount, the attempt and declines so far, the hours since the
+failure and the last charge, the customer's local hour, weekday and day of month, and where
+the time falls in *this customer's* pay cycle as their earlier payments show it (days after
+the day of month they paid on before, and after the weekday of a weekly or fortnightly pay).
+
+Exploration: a small share of decisions (`policy.exploration`) charge at a time drawn evenly
+from the feasible ones instead, and the plan records the probability its time had of being
+chosen. Training weighs each attempt by the inverse of that probability, so what the model
+learns of days and hours the greedy choice never visits is not left to survivors' luck.
+
+With no model, one fitted on fewer than `MIN_HISTORY` attempts, or no room in the window,
+the plan is the policy's fixed schedule (still explored, so a new install gathers the
+history its first model learns from), and `reason` says why.
+
+Pure: no I/O but the time-zone database and no Temporal import. The scorer is passed in, so
+the workflow's activity, the training command and the simulator plan with the same code.
 """
 
 from __future__ import annotations
 
 import calendar
-import math
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from workflows.policy import DeclineClass, DeclineCodes, Policy
 
 MIN_HISTORY = 200
 """Fewer attempts than this and the model is noise: cases keep the policy's fixed schedule."""
 
-PRIOR_STRENGTH = 20.0
-"""Pseudo-attempts at the base rate added to every feature value (Beta smoothing)."""
+SLOT_HOURS = (9, 13, 17, 20)
+"""Local hours a retry may be planned at: morning, midday, afternoon, evening. Four a day
+keep planning cheap; contact hours still decide which of them are allowed."""
 
-SLOT = timedelta(hours=1)
-"""Candidate charge times are whole hours after the failure: keeps the failure's minute, so
-cases that failed at different minutes do not all charge at the top of the hour."""
+DAILY_DISCOUNT = 0.97
+"""A retry's odds count this much less per day of waiting: at equal odds, sooner is better."""
 
 BEFORE_COLLECTIONS = timedelta(days=1)
 """The last retry leaves this much room for its reminders before collections."""
 
+HISTORY_USED = 6
+"""The customer's most recent payments the pay-cycle features look at."""
+
 UNKNOWN = "unknown"
 
+CATEGORICAL = ("decline_code", "decline_class", "card_brand", "card_country", "currency")
+NUMERIC = (
+    "attempt",
+    "declines",
+    "hours_since_failure",
+    "hours_since_last_charge",
+    "local_hour",
+    "weekday",
+    "day_of_month",
+    "days_to_month_end",
+    "amount_digits",
+    "payments_known",
+    "days_after_paid_day_of_month",
+    "days_after_paid_weekday",
+    "days_after_paid_fortnight",
+)
+FEATURES = (*CATEGORICAL, *NUMERIC)
+"""The model's inputs, in the order of a `feature_row`."""
 
-class Payday(StrEnum):
-    """Where a day falls in the pay cycle; insufficient funds clears around paydays."""
-
-    FIRST = "1st"
-    FIFTEENTH = "15th"
-    LAST_WEEKDAY = "last_weekday"
-    OTHER = "other"
-
-
-def payday(day: datetime) -> Payday:
-    """The pay-cycle bucket of a (local) date: the 1st, the 15th, the month's last weekday."""
-    if day.day == 1:
-        return Payday.FIRST
-    if day.day == 15:
-        return Payday.FIFTEENTH
-    last = calendar.monthrange(day.year, day.month)[1]
-    while calendar.weekday(day.year, day.month, last) >= 5:  # Saturday, Sunday
-        last -= 1
-    return Payday.LAST_WEEKDAY if day.day == last else Payday.OTHER
-
-
-def days_since_bucket(elapsed: timedelta) -> str:
-    """How long after the failure: ``0d``, ``1-2d``, ``3-6d``, ``7-13d``, ``14d+``."""
-    days = elapsed.days
-    for upper, label in ((1, "0d"), (3, "1-2d"), (7, "3-6d"), (14, "7-13d")):
-        if days < upper:
-            return label
-    return "14d+"
+FeatureRow = list[str | float | None]
+"""One candidate's features in `FEATURES` order: strings for categories, None when unknown."""
 
 
-def amount_band(amount: int, currency: str) -> str:
-    """The amount's order of magnitude in minor units, per currency: ``USD 1000-9999``."""
-    digits = len(str(max(amount, 1)))
-    return f"{currency.upper()} {10 ** (digits - 1)}-{10**digits - 1}"
+class RetryScorer(Protocol):
+    """A fitted retry model as the planner uses it."""
 
+    @property
+    def version(self) -> int: ...
 
-def attempt_bucket(attempt: int) -> str:
-    """The attempt number; five and beyond are one bucket."""
-    return str(attempt) if attempt < 5 else "5+"
+    @property
+    def trained_on(self) -> int: ...
 
-
-class RetryFeatures(BaseModel):
-    """What the model knows of one candidate charge: the case's decline, the card, and when.
-
-    Times are local to the customer (their first known zone; UTC when none is known)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    decline_class: str
-    decline_code: str
-    card_brand: str
-    local_hour: int = Field(ge=0, le=23)
-    weekday: int = Field(ge=0, le=6, description="Monday is 0.")
-    payday: Payday
-    days_since_failure: str
-    attempt: str
-    amount_band: str
-
-    @classmethod
-    def at(
-        cls,
-        moment: datetime,
-        *,
-        failed_at: datetime,
-        attempt: int,
-        decline_class: DeclineClass | str | None,
-        decline_code: str | None,
-        card_brand: str | None,
-        amount: int,
-        currency: str,
-        time_zone: str | None,
-    ) -> RetryFeatures:
-        """The features of charging at `moment` (attempt number `attempt` of the case)."""
-        local = moment.astimezone(ZoneInfo(time_zone) if time_zone else UTC)
-        return cls(
-            decline_class=str(decline_class or UNKNOWN),
-            decline_code=(decline_code or UNKNOWN).strip().lower(),
-            card_brand=(card_brand or UNKNOWN).strip().lower(),
-            local_hour=local.hour,
-            weekday=local.weekday(),
-            payday=payday(local),
-            days_since_failure=days_since_bucket(moment - failed_at),
-            attempt=attempt_bucket(attempt),
-            amount_band=amount_band(amount, currency),
-        )
-
-    def values(self) -> dict[str, str]:
-        """Feature name → value, as the model keys its counts."""
-        return {name: str(value) for name, value in self.model_dump(mode="json").items()}
-
-
-FEATURES = list(RetryFeatures.model_fields)
-
-
-class AttemptRecord(BaseModel):
-    """One past charge attempt and the facts of its case: what `fit` learns from."""
-
-    at: AwareDatetime
-    approved: bool
-    attempt: int = Field(ge=1, description="The attempt's number within its case.")
-    failed_at: AwareDatetime = Field(description="When the case's payment failed (or opened).")
-    decline_code: str | None = None
-    decline_class: DeclineClass | None = None
-    card_brand: str | None = None
-    amount: int
-    currency: str
-    time_zone: str | None = None
-    case_id: str = ""
-
-    def features(self) -> RetryFeatures:
-        """The features of this attempt's charge time."""
-        return RetryFeatures.at(
-            self.at,
-            failed_at=self.failed_at,
-            attempt=self.attempt,
-            decline_class=self.decline_class,
-            decline_code=self.decline_code,
-            card_brand=self.card_brand,
-            amount=self.amount,
-            currency=self.currency,
-            time_zone=self.time_zone,
-        )
-
-
-class RetryModel(BaseModel):
-    """Smoothed success rates per feature value, fitted from attempt history. Versioned: a
-    case's plan names the version that chose its times."""
-
-    version: int = Field(ge=1)
-    trained_at: AwareDatetime
-    trained_on: int = Field(ge=0, description="Number of attempts in the history.")
-    base_rate: float = Field(gt=0, lt=1, description="(approved + 1) / (attempts + 2).")
-    prior_strength: float = Field(default=PRIOR_STRENGTH, gt=0)
-    counts: dict[str, dict[str, tuple[int, int]]] = Field(
-        default_factory=dict, description="Feature → value → (approved, attempts)."
-    )
-
-    def rate(self, feature: str, value: str) -> float:
-        """The smoothed success rate of one feature value; the base rate for an unseen one."""
-        successes, trials = self.counts.get(feature, {}).get(value, (0, 0))
-        m = self.prior_strength
-        return (successes + m * self.base_rate) / (trials + m)
-
-    def evidence(self, feature: str, value: str) -> float:
-        """How much one value moves the log-odds of success from the base rate."""
-        return _logit(self.rate(feature, value)) - _logit(self.base_rate)
-
-    def score(self, features: RetryFeatures) -> float:
-        """The estimated chance that a charge with these features is approved.
-
-        With p0 the base rate, m the prior strength and (s, n) the approved and total
-        attempts seen with a feature's value::
-
-            r(value) = (s + m * p0) / (n + m)
-            logit(score) = logit(p0) + sum over features of (logit(r(value)) - logit(p0))
-
-        where logit(p) = ln(p / (1 - p)). Each feature multiplies the base odds by its
-        value's odds ratio, as in naive Bayes. Features are not independent (an attempt
-        number and the days since the failure move together), so the figure is
-        overconfident as a probability; what planning uses is the ranking of times.
-        """
-        return _sigmoid(self._log_odds(features.values()))
-
-    def _log_odds(self, values: dict[str, str]) -> float:
-        base = _logit(self.base_rate)
-        return base + sum(self.evidence(name, value) for name, value in values.items())
-
-
-def fit(history: list[AttemptRecord], version: int, now: datetime) -> RetryModel:
-    """Count approvals per feature value over `history`; deterministic for a given input,
-    whatever its order."""
-    counts: dict[str, dict[str, list[int]]] = {name: {} for name in FEATURES}
-    approved = 0
-    for record in history:
-        approved += record.approved
-        for name, value in record.features().values().items():
-            tally = counts[name].setdefault(value, [0, 0])
-            tally[0] += record.approved
-            tally[1] += 1
-    return RetryModel(
-        version=version,
-        trained_at=now,
-        trained_on=len(history),
-        base_rate=(approved + 1) / (len(history) + 2),
-        counts={
-            name: {value: (s, n) for value, (s, n) in sorted(values.items())}
-            for name, values in counts.items()
-        },
-    )
+    def success_chances(self, rows: Sequence[FeatureRow]) -> list[float]:
+        """The chance that a charge with each row's features is approved."""
+        ...
 
 
 class PlanFacts(DeclineCodes):
-    """What the planner knows of a case: its failure, amount and where the customer is."""
+    """What the planner knows of a case when it plans: its failure, the charges since, the
+    card, the amount, where the customer is and when they paid before.
+
+    The decline codes are the latest decline's (the opening failure's before any retry)."""
 
     case_id: str = ""
-    failed_at: AwareDatetime
+    failed_at: AwareDatetime = Field(description="The schedule's origin: offsets count from it.")
     amount: int = Field(gt=0)
     currency: str
     time_zones: list[str] = Field(
@@ -245,122 +111,312 @@ class PlanFacts(DeclineCodes):
     opened_at: AwareDatetime | None = Field(
         default=None, description="When the case started: no retry is planned before it."
     )
+    planned_at: AwareDatetime | None = Field(
+        default=None, description="Now: no retry is planned before it (default: opened_at)."
+    )
+    attempt: int = Field(default=1, ge=1, description="The number the next retry will have.")
+    declines: int = Field(default=1, ge=0, description="Declines so far, the failure included.")
+    last_charge_at: AwareDatetime | None = Field(
+        default=None, description="The last charge of the case (default: the failure)."
+    )
+    retries_done: int = Field(default=0, ge=0, description="Scheduled retries already made.")
+    decline_class: DeclineClass | None = Field(
+        default=None, description="The latest decline's class under the case's policy."
+    )
+    paid_history: list[AwareDatetime] = Field(
+        default_factory=list, description="When the customer's earlier invoices were paid."
+    )
+    model_version: int | None = Field(
+        default=None, description="The model the case was first planned with: kept for its life."
+    )
 
 
 class RetryPlan(BaseModel):
-    """The retry times of one case as offsets from its failure, and who chose them."""
+    """The case's remaining retry times as offsets from its failure, and who chose them."""
 
     offsets: list[timedelta]
     model_version: int | None = None
     reason: str
+    propensity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="The chance the first time had of being chosen (explored plans < 1).",
+    )
+    explored: bool = False
 
 
-def plan_retries(model: RetryModel | None, facts: PlanFacts, policy: Policy) -> RetryPlan:
-    """Choose the case's retry times: as many as `policy.retries` (the retry budget), each in
-    the case window (from `min_retry_gap` after the failure to a day before collections),
-    inside contact hours in every zone of `facts.time_zones`, `min_retry_gap` apart and
-    within the card network's cap. Every hour of the window is a candidate; the best-scoring
-    feasible one is taken until the budget is spent, then the times are sorted.
+def plan_retries(scorer: RetryScorer | None, facts: PlanFacts, policy: Policy) -> RetryPlan:
+    """Choose the case's remaining retry times: at most the retries left in the budget, in
+    the case window (a day before collections), `min_retry_gap` apart, in contact hours and
+    within the card network's cap. See the module's docstring for how."""
+    slots = candidate_slots(facts, policy)
+    usable = _usable(scorer)
+    chances = scorer.success_chances(feature_rows(slots, facts)) if usable else None
+    return choose_retries(scorer if usable else None, slots, chances, facts, policy)
 
-    A never-retry decline gets no retries. With no model, one fitted on fewer than
-    `MIN_HISTORY` attempts, or a window with no room, the plan is the policy's fixed
-    schedule, and `reason` says why."""
-    decline_class = policy.declines.classify(facts)
-    if decline_class is DeclineClass.NEVER_RETRY:
+
+def candidate_slots(facts: PlanFacts, policy: Policy) -> list[datetime]:
+    """Every time a retry may be planned at, earliest first (none for a never-retry decline
+    or a spent budget)."""
+    if _never_retry(facts, policy) or _retries_left(facts, policy) <= 0:
+        return []
+    zone = _zone(facts)
+    start = _earliest(facts, policy)
+    end = facts.failed_at + policy.collections_after - BEFORE_COLLECTIONS
+    minute = facts.failed_at.astimezone(zone).minute  # cases spread over the hour
+    slots = []
+    day = start.astimezone(zone).date()
+    while (first := datetime.combine(day, time(0), zone)) <= end:
+        for hour in SLOT_HOURS:
+            at = datetime.combine(day, time(hour, minute), zone)
+            if start <= at <= end:
+                slots.append(at.astimezone(UTC))
+        day = (first + timedelta(days=1)).date()
+    return _in_contact_hours(slots, facts, policy)
+
+
+def feature_rows(slots: Sequence[datetime], facts: PlanFacts) -> list[FeatureRow]:
+    """The features of charging the case at each of `slots`."""
+    head = case_features(facts)
+    zone = _zone(facts)
+    paid = _paid_dates(facts.paid_history, zone)
+    last = facts.last_charge_at or facts.failed_at
+    return [head + time_features(at, facts.failed_at, last, zone, paid) for at in slots]
+
+
+def feature_row(facts: PlanFacts, at: datetime) -> FeatureRow:
+    """The features of charging the case at `at` (what an attempt record trains on)."""
+    return feature_rows([at], facts)[0]
+
+
+def case_features(facts: PlanFacts) -> FeatureRow:
+    """The features that do not depend on the time: categories, attempt, amount, history."""
+    return [
+        (facts.decline_code or UNKNOWN).strip().lower(),
+        str(facts.decline_class or UNKNOWN),
+        (facts.card_brand or UNKNOWN).strip().lower(),
+        (facts.card_country or UNKNOWN).upper(),
+        facts.currency.upper(),
+        float(facts.attempt),
+        float(facts.declines),
+    ]
+
+
+def time_features(
+    at: datetime, failed_at: datetime, last_charge: datetime, zone: ZoneInfo, paid: list[date]
+) -> FeatureRow:
+    """The features of the moment: how long since the failure, the local calendar, and the
+    days since this customer's usual paydays (None when they never paid before)."""
+    local = at.astimezone(zone)
+    day = local.date()
+    month_days = calendar.monthrange(day.year, day.month)[1]
+    return [
+        (at - failed_at) / _HOUR,
+        (at - last_charge) / _HOUR,
+        float(local.hour),
+        float(local.weekday()),
+        float(day.day),
+        float(month_days - day.day),
+        *_pay_cycle(day, paid),
+    ]
+
+
+def _pay_cycle(day: date, paid: list[date]) -> FeatureRow:
+    if not paid:
+        return [0.0, None, None, None]
+    by_month = min((day.day - p.day) % 31 for p in paid)
+    ordinal = day.toordinal()
+    weekly = min((ordinal - p.toordinal()) % 7 for p in paid)
+    fortnightly = min((ordinal - p.toordinal()) % 14 for p in paid)
+    return [float(len(paid)), float(by_month), float(weekly), float(fortnightly)]
+
+
+def case_feature_count() -> int:
+    """How many of `FEATURES` `case_features` gives (the rest are `time_features`)."""
+    return len(CATEGORICAL) + 2
+
+
+def choose_retries(
+    scorer: RetryScorer | None,
+    slots: Sequence[datetime],
+    chances: Sequence[float] | None,
+    facts: PlanFacts,
+    policy: Policy,
+) -> RetryPlan:
+    """The plan from rated `slots` (`chances`, None with no usable model): the best-rated
+    times for the retries left, or the fixed schedule; explored in `policy.exploration` of
+    decisions, by a draw fixed by the case and attempt (so a retried activity agrees)."""
+    if _never_retry(facts, policy):
         code = facts.decline_code or facts.network_decline_code or "this decline"
         return RetryPlan(offsets=[], reason=f"no retries: {code} is never retried")
-    if model is None:
-        return _fixed(policy, "no retry model")
-    if model.trained_on < MIN_HISTORY:
-        return _fixed(policy, f"only {model.trained_on} attempts of history")
+    left = _retries_left(facts, policy)
+    if left <= 0:
+        return RetryPlan(offsets=[], reason="no retries left in the budget")
+    if chances is None or scorer is None:
+        why = _why_fixed(scorer)
+        offsets = _fixed(facts, policy, left)
+        plan = RetryPlan(offsets=offsets, reason=f"fixed schedule: {why}", propensity=1.0)
+        return _explore(plan, slots, facts, policy)
+    if not slots:
+        offsets = _fixed(facts, policy, left)
+        return RetryPlan(offsets=offsets, reason="fixed schedule: no slot left in the window")
+    chosen = _best(slots, chances, facts, policy, left)
+    reason = f"smart schedule from model v{scorer.version} ({scorer.trained_on} attempts)"
+    if len(chosen) < left:
+        reason += f"; only {len(chosen)} of {left} retries fit (spacing, hours, network cap)"
+    plan = RetryPlan(
+        offsets=[at - facts.failed_at for at in chosen],
+        model_version=scorer.version,
+        reason=reason,
+        propensity=1.0,
+    )
+    return _explore(plan, slots, facts, policy)
 
-    candidates = _candidates(facts, policy)
-    if not candidates:
-        return _fixed(policy, "no contact-hours slot in the case window")
-    zone = facts.time_zones[0] if facts.time_zones else None
+
+def _best(
+    slots: Sequence[datetime],
+    chances: Sequence[float],
+    facts: PlanFacts,
+    policy: Policy,
+    left: int,
+) -> list[datetime]:
+    """Greedy: the best-valued slot that keeps the spacing and the network's cap, until the
+    budget is spent; ties keep the earlier time. Sorted."""
     rules = policy.declines.network(facts.card_brand)
-    cap = None if rules is None or rules.max_attempts is None else rules.max_attempts
-    # Everything but the attempt number is fixed per slot: score it once.
-    fixed_part: dict[timedelta, float] = {}
-    for offset in candidates:
-        values = RetryFeatures.at(
-            facts.failed_at + offset,
-            failed_at=facts.failed_at,
-            attempt=1,
-            decline_class=decline_class,
-            decline_code=facts.decline_code,
-            card_brand=facts.card_brand,
-            amount=facts.amount,
-            currency=facts.currency,
-            time_zone=zone,
-        ).values()
-        del values["attempt"]
-        fixed_part[offset] = model._log_odds(values)
-    by_attempt = {n: model.evidence("attempt", attempt_bucket(n)) for n in range(1, 6)}
-
-    chosen: list[timedelta] = []
-    budget = min(len(policy.retries), policy.max_charge_attempts)
-    while len(chosen) < budget:
-        best: tuple[float, timedelta] | None = None
-        for offset in candidates:
-            if any(abs(offset - c) < policy.min_retry_gap for c in chosen):
-                continue
-            if cap is not None and not _within_cap([*chosen, offset], cap, rules.window):
-                continue
-            # Its attempt number, were it added now: one after every chosen earlier time.
-            attempt = 1 + sum(c < offset for c in chosen)
-            score = fixed_part[offset] + by_attempt[min(attempt, 5)]
-            if best is None or score > best[0]:  # ties keep the earlier time
-                best = (score, offset)
-        if best is None:
+    cap = None if rules is None else rules.max_attempts
+    origin = slots[0]
+    valued = sorted(
+        (
+            (-chance * DAILY_DISCOUNT ** ((at - origin) / _DAY), at)
+            for at, chance in zip(slots, chances, strict=True)
+        ),
+    )
+    chosen: list[datetime] = []
+    for _, at in valued:
+        if len(chosen) == left:
             break
-        chosen.append(best[1])
-
-    reason = f"smart schedule from model v{model.version} ({model.trained_on} attempts)"
-    if len(chosen) < budget:
-        fitted = f"only {len(chosen)} of {budget} retries fit"
-        reason += f"; {fitted} (spacing, contact hours, network cap)"
-    return RetryPlan(offsets=sorted(chosen), model_version=model.version, reason=reason)
-
-
-def _fixed(policy: Policy, why: str) -> RetryPlan:
-    return RetryPlan(offsets=list(policy.retries), reason=f"fixed schedule: {why}")
+        if any(abs(at - c) < policy.min_retry_gap for c in chosen):
+            continue
+        if cap is not None and not _within_cap([*chosen, at], cap - facts.declines, rules.window):
+            continue
+        chosen.append(at)
+    return sorted(chosen)
 
 
-def _candidates(facts: PlanFacts, policy: Policy) -> list[timedelta]:
-    """Whole hours after the failure, inside the case window and contact hours in every
-    zone; zones that never share an hour fall back to the first zone, as messages do."""
-    first = max(policy.min_retry_gap, SLOT)
-    if facts.opened_at is not None:
-        first = max(first, facts.opened_at - facts.failed_at)
-    last = policy.collections_after - BEFORE_COLLECTIONS
-    hours = range(math.ceil(first / SLOT), math.floor(last / SLOT) + 1)
-    window = [SLOT * h for h in hours]
+def _explore(
+    plan: RetryPlan, slots: Sequence[datetime], facts: PlanFacts, policy: Policy
+) -> RetryPlan:
+    """With chance `policy.exploration`, move the plan's first retry to a slot drawn evenly
+    from `slots`; either way record the chance the first retry had of landing where it did."""
+    share = policy.exploration
+    if share <= 0 or not plan.offsets or not slots:
+        return plan
+    planned = facts.failed_at + plan.offsets[0]
+    evenly = share / len(slots)
+    draw = _uniform(facts.case_id, facts.attempt, "explore")
+    if draw >= share:
+        chance = (1 - share) + (evenly if planned in slots else 0.0)
+        return plan.model_copy(update={"propensity": chance})
+    pick = slots[min(int(_uniform(facts.case_id, facts.attempt, "slot") * len(slots)), len(slots) - 1)]
+    chance = evenly + ((1 - share) if pick == planned else 0.0)
+    rest = [o for o in plan.offsets[1:] if abs(facts.failed_at + o - pick) >= policy.min_retry_gap]
+    return plan.model_copy(
+        update={
+            "offsets": sorted([pick - facts.failed_at, *rest]),
+            "propensity": chance,
+            "explored": True,
+            "reason": f"{plan.reason}; exploring: first retry drawn from {len(slots)} times",
+        }
+    )
+
+
+def _uniform(case_id: str, attempt: int, question: str) -> float:
+    """A number in [0, 1) fixed by the case, the attempt and the question."""
+    digest = hashlib.sha256(f"{case_id}:{attempt}:{question}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _earliest(facts: PlanFacts, policy: Policy) -> datetime:
+    """No retry before now, nor within `min_retry_gap` of the failure or the last charge."""
+    return max(
+        facts.failed_at + max(policy.min_retry_gap, timedelta(hours=1)),
+        (facts.last_charge_at or facts.failed_at) + policy.min_retry_gap,
+        facts.planned_at or facts.opened_at or facts.failed_at,
+    )
+
+
+def _fixed(facts: PlanFacts, policy: Policy, left: int) -> list[timedelta]:
+    """The policy's fixed retries not yet made, but none already behind the earliest time."""
+    earliest = _earliest(facts, policy) - facts.failed_at
+    remaining = policy.retries[facts.retries_done : facts.retries_done + left]
+    return [offset for offset in remaining if offset >= earliest]
+
+
+def _usable(scorer: RetryScorer | None) -> bool:
+    return scorer is not None and scorer.trained_on >= MIN_HISTORY
+
+
+def _why_fixed(scorer: RetryScorer | None) -> str:
+    if scorer is None:
+        return "no retry model"
+    return f"only {scorer.trained_on} attempts of history"
+
+
+def _never_retry(facts: PlanFacts, policy: Policy) -> bool:
+    return policy.declines.classify(facts) is DeclineClass.NEVER_RETRY
+
+
+def _retries_left(facts: PlanFacts, policy: Policy) -> int:
+    budget = min(len(policy.retries), policy.max_charge_attempts)
+    return budget - facts.retries_done
+
+
+def _zone(facts: PlanFacts) -> ZoneInfo:
+    return ZoneInfo(facts.time_zones[0]) if facts.time_zones else ZoneInfo("UTC")
+
+
+def _paid_dates(history: Iterable[datetime], zone: ZoneInfo) -> list[date]:
+    return [moment.astimezone(zone).date() for moment in sorted(history)[-HISTORY_USED:]]
+
+
+def _in_contact_hours(slots: list[datetime], facts: PlanFacts, policy: Policy) -> list[datetime]:
+    """Slots inside contact hours in every zone; zones that never share an hour fall back to
+    the first zone, as messages do."""
     hours_rule = policy.contact_hours
     if not hours_rule.enabled or not facts.time_zones:
-        return window
+        return slots
     for zones in (facts.time_zones, facts.time_zones[:1]):
-        allowed = [
-            o for o in window if all(hours_rule.allows(facts.failed_at + o, z) for z in zones)
-        ]
+        allowed = [at for at in slots if all(hours_rule.allows(at, z) for z in zones)]
         if allowed:
             return allowed
     return []
 
 
-def _within_cap(offsets: Iterable[timedelta], cap: int, window: timedelta) -> bool:
+def _within_cap(times: Iterable[datetime], cap: int, window: timedelta) -> bool:
     """True when no span of `window` holds more than `cap` of the times."""
-    times = sorted(offsets)
+    ordered = sorted(times)
     return all(
-        sum(start <= t < start + window for t in times[i:]) <= cap for i, start in enumerate(times)
+        sum(start <= t < start + window for t in ordered[i:]) <= cap
+        for i, start in enumerate(ordered)
     )
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
 
 
-def _sigmoid(x: float) -> float:
-    if x < 0:  # never exp() of a large positive number
-        return math.exp(x) / (1 + math.exp(x))
-    return 1 / (1 + math.exp(-x))
+class AttemptRecord(BaseModel):
+    """One past retry and what was known when it was planned: what a model learns from.
+
+    `facts` are the case's as the planner saw them before the charge; `propensity` is the
+    chance the charge's time had of being chosen (1 when no exploration chose it)."""
+
+    facts: PlanFacts
+    at: AwareDatetime
+    approved: bool
+    propensity: float = Field(default=1.0, gt=0, le=1)
+
+    def features(self) -> FeatureRow:
+        """The features of this attempt's charge time."""
+        return feature_row(self.facts, self.at)
