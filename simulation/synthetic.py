@@ -14,6 +14,12 @@ The model is simple and stated here so its figures can be argued with:
   Too many emails and texts in a week annoy: the chance they cancel (or dispute) grows with
   the messages received in the last seven days.
 
+Its population (`SyntheticWorld.population`) is `generate_cases` (the history cohort from
+another seed, so other ids), with where the customer and card are from and when their
+earlier invoices were paid: 60% of insufficient-funds customers (and a few others) had
+earlier invoices fail and be paid on a payday or the day after; the rest paid on the
+billing anniversary.
+
 Every draw comes from `random.Random` seeded with the world's seed, the case id and what is
 being asked (the profile, charge attempt n, the message step), so an answer never depends
 on the order of cases or on what another policy asked before.
@@ -24,7 +30,7 @@ from __future__ import annotations
 import calendar
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -36,6 +42,7 @@ from simulation.world import (
     SimCase,
     World,
 )
+from simulation.worlds.common import months_before
 from workflows.policy import Channel, DeclineCodes, Tone
 
 # Decline codes of the failures that open cases, with their share.
@@ -76,6 +83,17 @@ ZONES = {
 }
 # Where a customer with no zone on file really lives.
 HIDDEN_ZONES = ["America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London"]
+# The country of a zone outside the US, and the card brands there.
+COUNTRY_OF_ZONE = {
+    "Europe/London": "GB",
+    "Europe/Berlin": "DE",
+    "Asia/Tokyo": "JP",
+    "Australia/Sydney": "AU",
+}
+BRANDS = {"visa": 0.55, "mastercard": 0.33, "amex": 0.09, "discover": 0.03}
+BRANDS_JP = {"visa": 0.40, "jcb": 0.35, "mastercard": 0.20, "amex": 0.05}
+# The history cohort's cases come from another seed (the simulator's training seed).
+HISTORY_SEED_OFFSET = 1_000_003
 
 # Responses to messages.
 NEVER_RESPONDS = 0.35
@@ -190,6 +208,42 @@ class SyntheticWorld:
         if kind is ActionKind.UPDATE_CARD:
             memory.card_updated_at = action.at
         return action
+
+    def population(self, n: int, start: datetime, cohort: str) -> list[SimCase]:
+        """`generate_cases` for `cohort` (history: from another seed, so other ids), with the
+        billing facts it leaves out: countries, card brand and earlier payments."""
+        if cohort not in ("live", "history"):
+            raise ValueError(f"cohort must be 'live' or 'history', not {cohort!r}")
+        seed = self.seed if cohort == "live" else self.seed + HISTORY_SEED_OFFSET
+        return [self._with_billing_facts(case) for case in generate_cases(n, seed, start)]
+
+    def _with_billing_facts(self, case: SimCase) -> SimCase:
+        rng = self._rng(case, "billing")
+        zone = self._profile(case).zone
+        country = COUNTRY_OF_ZONE.get(zone.key, "US")
+        struggles = 0.6 if case.failure.decline_code == "insufficient_funds" else 0.1
+        struggles = rng.uniform(0.4, 1.0) if rng.random() < struggles else rng.uniform(0, 0.1)
+        paid = []
+        for months in range(min(case.tenure_days or 0, 240) // 30, 0, -1):
+            billed = months_before(case.failed_at, months)
+            at = billed + timedelta(seconds=rng.randrange(5, 600))
+            if rng.random() < struggles:  # failed, and paid when money came
+                day = billed.astimezone(zone).date() + timedelta(days=1)
+                while not _payday(day):
+                    day += timedelta(days=1)
+                day += timedelta(days=rng.choice([0, 0, 0, 1]))
+                clock = time(rng.randrange(7, 22), rng.randrange(60))
+                at = datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
+            if at < case.failed_at:
+                paid.append(at)
+        return case.model_copy(
+            update={
+                "country": country,
+                "card_country": country if rng.random() < 0.95 else "US",
+                "card_brand": _weighted(rng, BRANDS_JP if country == "JP" else BRANDS),
+                "paid_history": sorted(paid),
+            }
+        )
 
     def _profile(self, case: SimCase) -> Profile:
         profile = self._profiles.get(case.id)
