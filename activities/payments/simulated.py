@@ -44,6 +44,16 @@ DECLINING_TOKENS = {
     "pm_card_authenticationRequired": "authentication_required",
 }
 
+CARDS = {
+    "pm_card_mastercard": ("mastercard", "US"),
+    "pm_card_mastercard_debit": ("mastercard", "US"),
+    "pm_card_amex": ("amex", "US"),
+    "pm_card_discover": ("discover", "US"),
+    "pm_card_jcb": ("jcb", "JP"),
+    "pm_card_unionpay": ("unionpay", "CN"),
+}
+"""Brand and issuing country of the test cards that are not US Visa cards, as Stripe's."""
+
 log = logging.getLogger("dunning.gateway")
 
 # Not a Stripe token: declines with insufficient funds until attempt N, then approves.
@@ -96,6 +106,7 @@ class SimulatedProcessor:
             decline_code=stored.decline_code,
             reference=stored.reference,
             message="approved" if stored.approved else f"declined: {stored.decline_code}",
+            **card_of(request.payment_method),
         )
 
 
@@ -111,6 +122,14 @@ class SimulatedBiller:
         """Log what a real biller would be told."""
         log.info("write back %s for invoice %s", request.action, request.invoice_id)
         return WriteBackResult(done=True, detail="simulated")
+
+
+def card_of(token: str | None) -> dict[str, str | None]:
+    """The brand and country of the card a token names (none for a token that is no card)."""
+    if token is None or not usable_token(token):
+        return {"card_brand": None, "card_country": None}
+    brand, country = CARDS.get(token, ("visa", "US"))
+    return {"card_brand": brand, "card_country": country}
 
 
 def usable_token(token: str) -> bool:

@@ -22,6 +22,7 @@ import stripe
 
 from activities.payments import BILLERS, PROCESSORS, GatewayConfigError, IdempotencyConflict
 from activities.payments.stripe_objects import (
+    card_facts,
     decline_codes,
     dig,
     object_id,
@@ -134,11 +135,27 @@ class StripeProcessor(StripeAccount):
                 reference=payment_reference(fields) or request.invoice_id,
                 message=f"invoice {status}: payment not confirmed yet",
             )
+        reference = payment_reference(fields)
         return ChargeResult(
             approved=True,
-            reference=payment_reference(fields) or request.invoice_id,
+            reference=reference or request.invoice_id,
             message="paid",
+            **self._card_of(reference),
         )
+
+    def _card_of(self, intent_id: str | None) -> dict[str, str | None]:
+        """The brand and country of the card a PaymentIntent charged (its latest charge's
+        `payment_method_details`); unknown when Stripe cannot say: the charge stands."""
+        if intent_id is None or not intent_id.startswith("pi_"):
+            return card_facts(None)
+        try:
+            intent = self.client.v1.payment_intents.retrieve(
+                intent_id, params={"expand": ["latest_charge"]}
+            ).to_dict()
+        except stripe.StripeError as err:
+            log.warning("no card details for %s: %s", intent_id, type(err).__name__)
+            return card_facts(None)
+        return card_facts(dig(intent, "latest_charge", "payment_method_details", "card"))
 
     def _charge_installment(self, request: ChargeRequest, invoice: dict) -> ChargeResult:
         """One installment: a PaymentIntent of `request.amount` confirmed off-session, then
@@ -162,6 +179,7 @@ class StripeProcessor(StripeAccount):
             "payment_method": method,
             "off_session": True,
             "confirm": True,
+            "expand": ["latest_charge"],
         }
         try:
             intent = self.client.v1.payment_intents.create(
@@ -205,7 +223,11 @@ class StripeProcessor(StripeAccount):
                 message="installment processing: payment not confirmed yet",
             )
         return ChargeResult(
-            approved=True, payment_method=method, reference=intent_id, message="installment paid"
+            approved=True,
+            payment_method=method,
+            reference=intent_id,
+            message="installment paid",
+            **card_facts(dig(intent, "latest_charge", "payment_method_details", "card")),
         )
 
     def _customer_default_method(self, customer: Any) -> str | None:

@@ -46,8 +46,18 @@ def decline_codes(error: dict) -> DeclineCodes:
         advice_code=text(error.get("advice_code"), 100),
         network_decline_code=text(error.get("network_decline_code"), 20),
         network_advice_code=text(error.get("network_advice_code"), 20),
-        card_brand=text(dig(method, "card", "brand"), 30),
+        **card_facts(dig(method, "card")),
     )
+
+
+def card_facts(card: Any) -> dict[str, str | None]:
+    """The brand and issuing country of a card (a PaymentMethod's `card`, or a Charge's
+    `payment_method_details.card`): what a retry model may learn from."""
+    country = text(dig(card, "country"), 2)
+    return {
+        "card_brand": text(dig(card, "brand"), 30),
+        "card_country": country.upper() if country and len(country) == 2 else None,
+    }
 
 
 def payment_reference(invoice: dict) -> str | None:

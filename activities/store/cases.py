@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from activities.store.engine import Database
+from activities.store.inbox import SETTLEMENT_KINDS
 from activities.store.tables import (
     Case,
     CaseEvent,
     ChargeAttempt,
     Customer,
     CustomerProfile,
+    WebhookEvent,
+    WebhookEventStatus,
     utcnow,
 )
-from workflows.models import CaseRecord, ChargeRequest, ChargeResult, TimelineEntry
+from workflows.models import CaseRecord, CaseStatus, ChargeRequest, ChargeResult, TimelineEntry
+
+PAID_EVENT_TYPES = [kind for kind, settled in SETTLEMENT_KINDS.items() if settled == "paid"]
+"""Billing events saying an invoice was paid (Stripe's `invoice.paid`, ...)."""
 
 
 class CaseRecords(Database):
@@ -108,6 +117,12 @@ class CaseRecords(Database):
             decline_code=result.decline_code,
             reference=result.reference,
             at=utcnow(),
+            scheduled=request.scheduled,
+            card_brand=result.card_brand,
+            card_country=result.card_country,
+            propensity=request.propensity,
+            model_version=request.retry_model_version,
+            plan_facts=request.plan_facts.model_dump(mode="json") if request.plan_facts else None,
         )
         with self.session() as session:
             if session.exec(
@@ -144,18 +159,48 @@ class CaseRecords(Database):
             )
             return sorted(set(rows))
 
-    def attempt_history(self) -> list[tuple[ChargeAttempt, Case, Customer | None]]:
-        """Every charge attempt with its case and the case's customer (None when unknown),
-        by case and attempt: what retry timing is trained on."""
+    def attempt_history(self) -> list[ChargeAttempt]:
+        """Every charge attempt, by case and attempt: what retry models are trained on."""
         with self.session() as session:
             return list(
                 session.exec(
-                    select(ChargeAttempt, Case, Customer)
-                    .join(Case, Case.case_id == ChargeAttempt.case_id)
-                    .join(Customer, Customer.customer_id == Case.customer_id, isouter=True)
-                    .order_by(ChargeAttempt.case_id, ChargeAttempt.attempt)
-                ).all()
+                    select(ChargeAttempt).order_by(ChargeAttempt.case_id, ChargeAttempt.attempt)
+                )
             )
+
+    def payment_history(
+        self, customer_id: str, except_invoice: str, limit: int = 12
+    ) -> list[datetime]:
+        """When the customer's other invoices were paid, oldest first, at most the latest
+        `limit`: from stored billing events (an invoice paid) and the approved charges of
+        their recovered cases. One moment per invoice: when it was last paid (a plan's last
+        installment)."""
+        their_invoices = select(Case.invoice_id).where(Case.customer_id == customer_id)
+        with self.session() as session:
+            events = session.exec(
+                select(WebhookEvent.invoice_id, WebhookEvent.occurred_at).where(
+                    WebhookEvent.type.in_(PAID_EVENT_TYPES),
+                    WebhookEvent.status != WebhookEventStatus.REJECTED,
+                    or_(
+                        WebhookEvent.customer_id == customer_id,
+                        WebhookEvent.invoice_id.in_(their_invoices),
+                    ),
+                )
+            ).all()
+            charges = session.exec(
+                select(Case.invoice_id, ChargeAttempt.at)
+                .join(Case, Case.case_id == ChargeAttempt.case_id)
+                .where(
+                    Case.customer_id == customer_id,
+                    Case.status == CaseStatus.RECOVERED,
+                    ChargeAttempt.approved,
+                )
+            ).all()
+        paid: dict[str, datetime] = {}
+        for invoice, at in [*events, *charges]:
+            if invoice and invoice != except_invoice:
+                paid[invoice] = max(at, paid.get(invoice, at))
+        return sorted(paid.values())[-limit:]
 
 
 def _case_ids(record: CaseRecord) -> dict:

@@ -109,7 +109,8 @@ class Case(SQLModel, table=True):
 
 
 class ChargeAttempt(SQLModel, table=True):
-    """Each charge attempt and the gateway's answer."""
+    """Each charge attempt and the gateway's answer; a scheduled retry also keeps what the
+    retry planner knew before it, which is what a retry model learns from."""
 
     __tablename__ = "charge_attempts"
     id: int | None = Field(default=None, primary_key=True)
@@ -123,6 +124,20 @@ class ChargeAttempt(SQLModel, table=True):
     decline_code: str | None = None
     reference: str | None = Field(default=None, index=True)
     at: datetime = _timestamp(nullable=False)
+    scheduled: bool = Field(
+        default=False, description="A retry of the case's schedule, not a new card's charge."
+    )
+    card_brand: str | None = None
+    card_country: str | None = None
+    propensity: float | None = Field(
+        default=None, description="The chance the retry's time had of being chosen."
+    )
+    model_version: int | None = Field(default=None, description="The case's retry model.")
+    plan_facts: dict | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="A scheduled retry's `PlanFacts` as they were just before the charge.",
+    )
 
 
 class MessageStatus(StrEnum):

@@ -22,6 +22,8 @@ from activities.store import (
     WebhookEventStatus,
 )
 from workflows.models import CaseRecord, CaseStatus, ChargeRequest, ChargeResult, TimelineEntry
+from workflows.policy import DeclineClass
+from workflows.smart_retry import PlanFacts
 
 TABLES = {
     "customers",
@@ -394,3 +396,94 @@ def test_what_settles_an_invoice_for_the_check_before_each_step(store: CaseStore
     assert store.invoice_settlement("in_b", failed_at, 500) is None
     stored("e5", "invoice_voided", "in_c", failed_at + timedelta(days=1))
     assert store.invoice_settlement("in_c", failed_at, 900).kind == "voided"
+
+
+# Retry history -----------------------------------------------------------------------------
+
+
+def test_a_scheduled_retry_keeps_what_a_retry_model_learns_from(store: CaseStore) -> None:
+    facts = PlanFacts(
+        case_id="case-1",
+        decline_code="insufficient_funds",
+        decline_class=DeclineClass.RETRY_LATER,
+        card_brand="visa",
+        failed_at=OPENED,
+        amount=4900,
+        currency="USD",
+        time_zones=["Asia/Tokyo"],
+        planned_at=OPENED + timedelta(days=1),
+        attempt=2,
+        declines=2,
+        last_charge_at=OPENED + timedelta(hours=20),
+        retries_done=1,
+        paid_history=[OPENED - timedelta(days=30)],
+        model_version=3,
+    )
+    retry = _charge(attempt=2).model_copy(
+        update={
+            "scheduled": True,
+            "plan_facts": facts,
+            "propensity": 0.25,
+            "retry_model_version": 3,
+        }
+    )
+    store.record_attempt(_charge(attempt=1), ChargeResult(approved=False, card_brand="visa"))
+    store.record_attempt(
+        retry, ChargeResult(approved=True, card_brand="jcb", card_country="JP", reference="ch_2")
+    )
+
+    first, second = store.attempt_history()
+    assert (first.scheduled, first.plan_facts, first.propensity, first.model_version) == (
+        False,
+        None,
+        None,
+        None,
+    )
+    assert (second.scheduled, second.card_brand, second.card_country) == (True, "jcb", "JP")
+    assert (second.propensity, second.model_version) == (0.25, 3)
+    assert PlanFacts.model_validate(second.plan_facts) == facts
+
+
+def test_a_customers_payment_history_is_when_their_other_invoices_were_paid(
+    store: CaseStore,
+) -> None:
+    def paid_event(event_id: str, kind: str, invoice_id: str, at: datetime, **ids) -> None:
+        store.claim_webhook_event(
+            WebhookEvent(
+                provider="stripe",
+                event_id=event_id,
+                type=kind,
+                occurred_at=at,
+                invoice_id=invoice_id,
+                payload={},
+                **ids,
+            )
+        )
+
+    day = timedelta(days=1)
+    # Stripe names the customer; the neutral schema's payment names only the invoice, which a
+    # case of theirs knows.
+    paid_event("e1", "invoice.paid", "in_jan", OPENED - 60 * day, customer_id="cus_1")
+    store.record_case(_case(CaseStatus.RECOVERED, case_id="in_feb", invoice_id="in_feb"))
+    paid_event("e2", "payment_succeeded", "in_feb", OPENED - 30 * day)
+    # Their recovered case's approved charge; an approved charge of a case still open is not.
+    store.record_case(_case(CaseStatus.RECOVERED, case_id="in_mar", invoice_id="in_mar"))
+    store.record_attempt(
+        _charge().model_copy(update={"case_id": "in_mar", "invoice_id": "in_mar"}),
+        ChargeResult(approved=True),
+    )
+    store.record_case(_case(case_id="in_open", invoice_id="in_open"))
+    store.record_attempt(
+        _charge().model_copy(update={"case_id": "in_open", "invoice_id": "in_open"}),
+        ChargeResult(approved=True),
+    )
+    # Not theirs, not a payment, and the invoice being dunned.
+    paid_event("e3", "invoice.paid", "in_other", OPENED, customer_id="cus_2")
+    paid_event("e4", "invoice.voided", "in_void", OPENED, customer_id="cus_1")
+    paid_event("e5", "invoice.paid", "in_now", OPENED, customer_id="cus_1")
+
+    history = store.payment_history("cus_1", except_invoice="in_now")
+
+    [march] = [a.at for a in store.attempts("in_mar")]
+    assert history == [OPENED - 60 * day, OPENED - 30 * day, march]
+    assert store.payment_history("cus_1", except_invoice="in_now", limit=2) == history[1:]

@@ -106,8 +106,11 @@ def test_paying_an_invoice_sends_the_attempts_key_off_session(
     assert result.approved
     assert result.reference == invoice.payment_intent
     assert result.reference.startswith("pi_")
-    # It reads what the invoice still owes, then pays all of it.
-    read, sent = fake.requests
+    # It reads what the invoice still owes, pays all of it, then reads the card it charged.
+    read, sent, card = fake.requests
+    assert (card.method, card.path) == ("GET", f"/v1/payment_intents/{result.reference}")
+    assert card.form == {"expand": ["latest_charge"]}
+    assert (result.card_brand, result.card_country) == ("visa", "US")
     assert (read.method, read.path) == ("GET", "/v1/invoices/in_pays")
     assert (sent.method, sent.path) == ("POST", "/v1/invoices/in_pays/pay")
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
@@ -212,6 +215,7 @@ def test_a_card_error_becomes_a_decline_the_table_classifies(
         network_decline_code=decline.network_decline_code,
         network_advice_code=decline.network_advice_code,
         card_brand=decline.brand,
+        card_country=decline.country,
         payment_method="pm_fake_default",
         reference=result.reference,
         message=decline.message,
@@ -222,6 +226,31 @@ def test_a_card_error_becomes_a_decline_the_table_classifies(
     # The error body holds the card holder's email and phone: none of it comes out.
     dumped = result.model_dump_json().lower()
     assert not [detail for detail in HOLDER if detail in dumped]
+
+
+def test_the_cards_brand_and_country_come_from_what_stripe_charged(
+    fake: FakeStripe, processor: StripeProcessor
+) -> None:
+    # What a retry model learns from: a paid invoice's latest charge, an installment's, and
+    # the card of a decline, each as Stripe describes the card.
+    fake.cards["pm_card_jcb"] = ("jcb", "JP")
+    fake.add_invoice("in_jcb")
+    fake.add_invoice("in_jcb_plan", customer="cus_jcb")
+    fake.add_invoice(
+        "in_jcb_declined", decline=Decline("insufficient_funds", brand="jcb", country="JP")
+    )
+
+    paid = processor.charge(charge_request("in_jcb", payment_method="pm_card_jcb"))
+    installment = processor.charge(
+        charge_request("in_jcb_plan", payment_method="pm_card_jcb", amount=1660)
+    )
+    declined = processor.charge(charge_request("in_jcb_declined"))
+
+    assert [(r.approved, r.card_brand, r.card_country) for r in (paid, installment, declined)] == [
+        (True, "jcb", "JP"),
+        (True, "jcb", "JP"),
+        (False, "jcb", "JP"),
+    ]
 
 
 def test_a_decline_message_loses_any_email_or_phone(
@@ -269,7 +298,7 @@ def test_an_outage_raises_then_the_same_request_pays_once(
     # The outage hit the read of the invoice; the one payment carries the attempt's key.
     [paid] = [r for r in fake.requests if r.method == "POST"]
     assert paid.headers["idempotency-key"] == request.idempotency_key
-    assert len(fake.requests) == 3
+    assert len(fake.requests) == 4  # invoice, invoice again, pay, the card it charged
 
 
 def test_a_lost_response_is_replayed_on_retry_not_charged_again(
@@ -450,6 +479,8 @@ def test_an_installment_is_a_payment_intent_attached_to_the_invoice(
         payment_method="pm_fake_default",
         reference=intent.id,
         message="installment paid",
+        card_brand="visa",
+        card_country="US",
     )
     assert (intent.amount, intent.currency, intent.customer) == (1660, "usd", "cus_plan")
     [created] = fake.requests_to("/v1/payment_intents")
@@ -463,6 +494,7 @@ def test_an_installment_is_a_payment_intent_attached_to_the_invoice(
         "payment_method": "pm_fake_default",
         "off_session": "true",
         "confirm": "true",
+        "expand": ["latest_charge"],
     }
     [attached] = fake.requests_to("/v1/invoices/in_plan/attach_payment")
     assert attached.form == {"payment_intent": intent.id}
@@ -538,6 +570,7 @@ def test_a_declined_installment_attaches_nothing(
         advice_code="try_again_later",
         network_decline_code="51",
         card_brand="mastercard",
+        card_country="US",
         payment_method="pm_fake_default",
         reference=result.reference,
         message="Your card has insufficient funds.",
@@ -740,20 +773,26 @@ LOOKED_UP = {
     "hard decline": (
         Decline("stolen_card", advice_code="do_not_try_again", brand="mastercard"),
         DeclineCodes(
-            decline_code="stolen_card", advice_code="do_not_try_again", card_brand="mastercard"
+            decline_code="stolen_card",
+            advice_code="do_not_try_again",
+            card_brand="mastercard",
+            card_country="US",
         ),
         DeclineClass.NEVER_RETRY,
     ),
     "soft decline, Visa 51": (
         Decline("insufficient_funds", network_decline_code="51"),
         DeclineCodes(
-            decline_code="insufficient_funds", network_decline_code="51", card_brand="visa"
+            decline_code="insufficient_funds",
+            network_decline_code="51",
+            card_brand="visa",
+            card_country="US",
         ),
         DeclineClass.RETRY_LATER,
     ),
     "no decline code: the error code": (
         Decline(None, code="expired_card"),
-        DeclineCodes(decline_code="expired_card", card_brand="visa"),
+        DeclineCodes(decline_code="expired_card", card_brand="visa", card_country="US"),
         DeclineClass.NEVER_RETRY,
     ),
     "3-D Secure pending: the intent waits, no error": (

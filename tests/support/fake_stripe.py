@@ -51,6 +51,7 @@ class Decline:
     network_decline_code: str | None = None
     network_advice_code: str | None = None
     brand: str = "visa"
+    country: str = "US"
     code: str = "card_declined"
     message: str = "Your card was declined."
 
@@ -89,6 +90,8 @@ class Invoice:
     last_decline: Decline | None = None
     """The decline of the latest attempt (Stripe's own, before the case, when scripted): its
     payment intent's `last_payment_error`."""
+    charged_method: str | None = None
+    """The payment method its own payment intent last charged."""
 
     def __post_init__(self) -> None:
         if self.last_decline is not None:
@@ -248,6 +251,8 @@ class FakeStripe(LocalServer):
         """Customers' `invoice_settings` (a test's or updated through the API), by id; any
         other customer exists with no default payment method."""
         self.payment_intents: dict[str, PaymentIntent] = {}
+        self.cards: dict[str, tuple[str, str]] = {}
+        """Brand and issuing country of payment methods (a test's); any other is a US Visa."""
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._lock = threading.RLock()
         self._start_server(self._handler())
@@ -486,6 +491,7 @@ class FakeStripe(LocalServer):
                 "This customer has no attached payment source or default payment method.",
             )
         self._check_attached(method)
+        invoice.charged_method = method
         invoice.attempt_count += 1
         invoice.payment_intent = invoice.payment_intent or _id("pi")
         if invoice.payment_intent not in invoice.payments:
@@ -562,7 +568,7 @@ class FakeStripe(LocalServer):
             summary = self._intent_summary(intent)
             raise _Reply(402, self._card_error(customer, method, decline, summary))
         self.attempts.append(Charge(invoice_id, method, intent.amount, True))
-        return self._created_intent_body(intent)
+        return self._expanded_intent(self._created_intent_body(intent), form)
 
     def _attach_payment(self, invoice_id: str, form: dict) -> dict:
         """`POST /v1/invoices/{id}/attach_payment`: a succeeded PaymentIntent is credited at
@@ -645,11 +651,24 @@ class FakeStripe(LocalServer):
 
     def _get_payment_intent(self, intent_id: str, form: dict) -> dict:
         if intent_id in self.payment_intents:
-            return self._created_intent_body(self.payment_intents[intent_id])
+            return self._expanded_intent(
+                self._created_intent_body(self.payment_intents[intent_id]), form
+            )
         for invoice in self.invoices.values():
             if invoice.payment_intent == intent_id:
-                return self._intent_body(invoice)
+                return self._expanded_intent(self._intent_body(invoice), form)
         raise _missing("payment_intent", intent_id)
+
+    def _expanded_intent(self, intent: dict, form: dict) -> dict:
+        """A payment intent with what `expand` asks for: its `latest_charge`, the Charge with
+        the card's `payment_method_details`."""
+        expand = form.get("expand") or []
+        unknown = [path for path in expand if path != "latest_charge"]
+        if unknown:
+            raise _not_expandable(unknown[0])
+        if expand and intent.get("latest_charge"):
+            intent["latest_charge"] = self._charge_body(intent)
+        return intent
 
     def _cancel(self, subscription_id: str, form: dict) -> dict:
         subscription = self.subscriptions.get(subscription_id)
@@ -887,6 +906,7 @@ class FakeStripe(LocalServer):
                 self._default_intent_summary(invoice),
             )["error"]
             del error["payment_intent"]
+        charged = invoice.charged_method is not None
         return {
             "id": invoice.payment_intent,
             "object": "payment_intent",
@@ -894,7 +914,9 @@ class FakeStripe(LocalServer):
             "currency": invoice.currency,
             "customer": invoice.customer,
             "last_payment_error": error,
+            "latest_charge": f"ch_of_{invoice.payment_intent}" if charged else None,
             "livemode": False,
+            "payment_method": invoice.charged_method,
             "status": status,
         }
 
@@ -970,6 +992,37 @@ class FakeStripe(LocalServer):
             "status": "requires_payment_method",
         }
 
+    def _charge_body(self, intent: dict) -> dict:
+        """A payment intent's latest Charge, as `expand=latest_charge` shows it."""
+        method = intent.get("payment_method") or ""
+        brand, country = self.cards.get(method, ("visa", "US"))
+        succeeded = intent["status"] == "succeeded"
+        return {
+            "id": intent["latest_charge"],
+            "object": "charge",
+            "amount": intent["amount"],
+            "captured": succeeded,
+            "currency": intent["currency"],
+            "customer": intent["customer"],
+            "livemode": False,
+            "paid": succeeded,
+            "payment_intent": intent["id"],
+            "payment_method": method,
+            "payment_method_details": {
+                "type": "card",
+                "card": {
+                    "brand": brand,
+                    "country": country,
+                    "exp_month": 8,
+                    "exp_year": 2030,
+                    "funding": "credit",
+                    "last4": "4242",
+                    "network": brand,
+                },
+            },
+            "status": "succeeded" if succeeded else "failed",
+        }
+
     def _card_error(self, customer: str, method: str, decline: Decline, intent: dict) -> dict:
         """Stripe's 402 body: the declined payment intent (`intent`) and the card."""
         charge = intent["latest_charge"]
@@ -984,7 +1037,7 @@ class FakeStripe(LocalServer):
             },
             "card": {
                 "brand": decline.brand,
-                "country": "US",
+                "country": decline.country,
                 "exp_month": 8,
                 "exp_year": 2030,
                 "funding": "credit",
