@@ -225,6 +225,16 @@ class ChargeRequest(_Model):
     failed_at: AwareDatetime | None = Field(
         default=None, description="Settlements from about this time on stop the charge."
     )
+    scheduled: bool = Field(default=False, description="A retry of the case's schedule.")
+    plan_facts: PlanFacts | None = Field(
+        default=None,
+        description="A scheduled retry's planning facts just before the charge: stored with "
+        "the attempt, they are what a retry model learns from.",
+    )
+    propensity: float | None = Field(
+        default=None, gt=0, le=1, description="The chance the retry's time had of being chosen."
+    )
+    retry_model_version: int | None = Field(default=None, description="The case's retry model.")
 
     @property
     def idempotency_key(self) -> str:
@@ -426,6 +436,12 @@ class CaseView(CaseFigures):
     )
     promised_for: AwareDatetime | None = None
     plan: list[Installment] = Field(default_factory=list, description="The chosen plan.")
+    retry_model_version: int | None = Field(
+        default=None, description="Smart timing: the retry model the case is pinned to."
+    )
+    retry_plan: str | None = Field(
+        default=None, description="Smart timing: who chose the retry times, and why."
+    )
     timeline: list[TimelineEntry]
 
 
