@@ -225,7 +225,7 @@ Actor = Annotated[str, typer.Option(help="who does this (default: $USER)", show_
 Id = Annotated[str | None, typer.Option(callback=_checked_id)]
 Json = Annotated[bool, typer.Option("--json")]
 Limit = Annotated[int, typer.Option()]
-# `simulate` and `model train` parse their own options, `--help` included: pass them on.
+# `simulate` parses its own options, `--help` included: pass them on.
 PASSED_ON = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
@@ -543,18 +543,91 @@ def cmd_simulate(ctx: typer.Context) -> int:
     return simulate(ctx.args)
 
 
-@_command(
-    model_app,
-    "train",
-    "fit a retry model on the recorded charge attempts (options: dunning model train --help)",
-    context_settings=PASSED_ON,
-    add_help_option=False,
-)
-def cmd_model_train(ctx: typer.Context) -> int:
-    from activities.retry_training import main as train
+StoreUrl = Annotated[str | None, typer.Option(help="the store (default: DATABASE_URL or settings)")]
+ModelsDir = Annotated[
+    Path | None, typer.Option(help="where models are (default: RETRY_MODELS_DIR or settings)")
+]
 
-    _settings()
-    return train(ctx.args)
+
+@_command(model_app, "train", "fit a retry model on the store's retries; write the next version")
+def cmd_model_train(
+    database_url: StoreUrl = None,
+    models_dir: ModelsDir = None,
+    holdout: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="the newest share held out to evaluate on")
+    ] = 0.2,
+) -> None:
+    """Fit on all but the newest `--holdout` of the scheduled retries, print how well that
+    predicts the held-out ones, then refit on all of them and write the next version."""
+    from activities.retry_training import TrainingError, describe, train
+    from activities.store import utcnow
+
+    settings = _settings()
+    store = _store(_with_store(settings, database_url))
+    try:
+        trained = train(store, models_dir or settings.retry_models_dir, holdout, utcnow())
+    except TrainingError as err:
+        raise UserError(str(err)) from err
+    if trained.held_out is not None:
+        print(
+            f"held out: the newest {trained.held_out.attempts} retries, "
+            f"predicted by a model fitted on the {trained.fitted_on} before them"
+        )
+        for line in describe(trained.held_out):
+            print(f"  {line}")
+    info = trained.model.info
+    print(f"wrote {trained.path}: model v{info.version}, refitted on all {info.trained_on} retries")
+
+
+@_command(model_app, "evaluate", "a retry model's figures on the store's retries")
+def cmd_model_evaluate(
+    ctx: typer.Context,
+    model: Annotated[Path | None, typer.Option(help="a model file")] = None,
+    version: Annotated[int | None, typer.Option(min=1, help="a model version")] = None,
+    database_url: StoreUrl = None,
+    models_dir: ModelsDir = None,
+) -> None:
+    """How well a model (the newest by default) predicts the store's scheduled retries:
+    every figure weighed by the inverse of the chance its time had of being chosen."""
+    if model is not None and version is not None:
+        raise _usage(ctx, "give --model or --version, not both")
+
+    from activities.retry_training import (
+        ModelFileError,
+        TrainingError,
+        describe,
+        evaluate_on_store,
+        model_version,
+        newest_model,
+        read_model,
+    )
+
+    settings = _settings()
+    folder = models_dir or settings.retry_models_dir
+    try:
+        if model is not None:
+            chosen = read_model(model)
+        elif version is not None:
+            chosen = model_version(folder, version)
+        elif (chosen := newest_model(folder)) is None:
+            raise UserError(f"no retry model in {folder}: `dunning model train` makes one")
+        evaluation = evaluate_on_store(_store(_with_store(settings, database_url)), chosen)
+    except (ModelFileError, TrainingError) as err:
+        raise UserError(str(err)) from err
+    info = chosen.info
+    print(
+        f"model v{info.version} (fitted {info.trained_at:%Y-%m-%d} on {info.trained_on} "
+        f"retries) on the store's {evaluation.attempts} scheduled retries:"
+    )
+    for line in describe(evaluation):
+        print(f"  {line}")
+
+
+def _with_store(settings: Settings, database_url: str | None) -> Settings:
+    """`settings` with `--database-url`, when given."""
+    if database_url is None:
+        return settings
+    return settings.model_copy(update={"database_url": database_url})
 
 
 @_command(
@@ -933,6 +1006,9 @@ def _print_view(workflow_id: str, view: CaseView, stored: list[Message] | None =
     print(f"{workflow_id}  {view.status}  {due} due  ({view.policy})")
     print(f"customer {view.customer_id}, invoice {view.invoice_id}")
     print(f"next: {view.details}")
+    if view.retry_plan is not None:
+        model = f"model v{view.retry_model_version}" if view.retry_model_version else "no model"
+        print(f"retry plan ({model}): {view.retry_plan}")
     if view.paused_by:
         until = f" until {_when(view.paused_until)}" if view.paused_until else ""
         print(f"paused by {view.paused_by}{until}: {view.pause_reason}")

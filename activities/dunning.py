@@ -28,7 +28,7 @@ from activities.notify.sendgrid import SendGridNotifier
 from activities.notify.templates import Templates, message_variables
 from activities.notify.twilio import TwilioNotifier
 from activities.payments import Biller, Processor, biller_for, processor_for
-from activities.retry_training import ModelFileError, newest_model
+from activities.retry_training import ModelCache, ModelFileError, model_version, newest_model
 from activities.scrub import scrubbed
 from activities.store import (
     CASE_SCOPE,
@@ -63,7 +63,7 @@ from workflows.models import (
     WriteBackResult,
 )
 from workflows.policy import Channel, Policy
-from workflows.smart_retry import RetryModel, RetryPlan
+from workflows.smart_retry import RetryPlan, RetryScorer
 
 log = logging.getLogger("dunning.activities")
 
@@ -100,6 +100,7 @@ class DunningActivities:
         self.self_service = self_service
         self.messages_per_week = messages_per_week
         self.retry_models_dir = retry_models_dir
+        self.retry_models = ModelCache()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DunningActivities:
@@ -153,24 +154,31 @@ class DunningActivities:
 
     @activity.defn
     def plan_retries(self, request: PlanRequest) -> RetryPlan:
-        """A smart-timed case's retry times: the newest retry model's best slots, or the
-        policy's fixed schedule while there is no model, too little history or an unreadable
-        model file (the plan's reason says which). Reads files only: safe to retry."""
+        """A smart-timed case's remaining retry times: the best-rated slots of the model the
+        case is pinned to (the newest for its first plan), or the policy's fixed schedule
+        while there is no model, too little history or an unreadable model file (the plan's
+        reason says which; the case never fails for it). The customer's payment history
+        comes from the store here, so the workflow carries none. Reads only: safe to retry."""
         policy = find_policy(self.policies, request.policy_name, request.policy_version)
+        paid = self.store.payment_history(request.customer_id, except_invoice=request.invoice_id)
+        facts = request.model_copy(update={"paid_history": paid})
         try:
-            model = self._retry_model()
+            model = self._retry_model(request.model_version)
         except ModelFileError as err:
             log.warning("planning with the fixed schedule: %s", err)
-            plan = smart_retry.plan_retries(None, request, policy)
+            plan = smart_retry.plan_retries(None, facts, policy)
             if plan.offsets:  # the fixed schedule (a never-retry decline keeps its reason)
-                plan = plan.model_copy(update={"reason": f"fixed schedule: {err}"[:300]})
+                exploring = "".join(plan.reason.partition(";")[1:])
+                plan = plan.model_copy(update={"reason": f"fixed schedule: {err}{exploring}"})
             return plan
-        return smart_retry.plan_retries(model, request, policy)
+        return smart_retry.plan_retries(model, facts, policy)
 
-    def _retry_model(self) -> RetryModel | None:
+    def _retry_model(self, pinned: int | None) -> RetryScorer | None:
         if self.retry_models_dir is None:
             return None
-        return newest_model(self.retry_models_dir)
+        if pinned is not None:
+            return model_version(self.retry_models_dir, pinned, self.retry_models.read)
+        return newest_model(self.retry_models_dir, self.retry_models.read)
 
     @activity.defn
     def charge(self, request: ChargeRequest) -> ChargeResult:
@@ -183,6 +191,13 @@ class DunningActivities:
             customer = self.store.get_customer(request.customer_id)
             if customer is not None and customer.payment_method:
                 request = request.model_copy(update={"payment_method": customer.payment_method})
+        if request.plan_facts is not None:
+            # Stored with the attempt as the planner would see it: what a model learns from.
+            paid = self.store.payment_history(
+                request.customer_id, except_invoice=request.invoice_id
+            )
+            facts = request.plan_facts.model_copy(update={"paid_history": paid})
+            request = request.model_copy(update={"plan_facts": facts})
         result = self.processor.charge(request)
         if result.payment_method is None:
             result = result.model_copy(update={"payment_method": request.payment_method})

@@ -1,53 +1,63 @@
-"""Retry models on disk: train one from the store's attempt history, find the newest.
+"""Retry models on disk: the files, the attempt history they are fitted on, and how well
+they predict it.
 
-    dunning model train [--database-url URL] [--models-dir DIR]
-
-reads every recorded charge attempt with its case's decline and its customer's time zone,
-fits `workflows.smart_retry.fit`, and writes `retry-model-v<N>.json` (N one above the newest
-already there). Workers pick the newest file up for each new smart-timed case; running
-cases keep the plan they were given.
+A model is `retry-model-v<N>.skops` in `RETRY_MODELS_DIR`, written by `dunning model train`
+with skops (scikit-learn's secure format): loading trusts only the types a fitted
+`HistGradientBoostingClassifier` holds, so a tampered file is refused instead of running what
+it carries, as a pickle would. A file is written whole, then linked into place, and never
+replaced: the version a case is pinned to stays what it was. Workers plan a new case with
+the newest file, and a case keeps the version it was first planned with.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import re
-import sys
 import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
-from activities.notify.contacts import contact_zones
-from activities.store import CaseStore, utcnow
-from config.errors import explain
-from config.settings import Settings
-from workflows.policy import DeclineClass
-from workflows.smart_retry import MIN_HISTORY, AttemptRecord, RetryModel, fit
+from activities.store import CaseStore, ChargeAttempt
+from config.errors import explain, one_line
+from workflows.smart_retry import MIN_HISTORY, AttemptRecord, PlanFacts
 
-PROG = "dunning model train"
-MODEL_FILE = re.compile(r"^retry-model-v([1-9][0-9]*)\.json$")
+# scikit-learn and skops take seconds to import, and every process that imports the workflow
+# (which names the activities) would pay it: they are imported where a model is read,
+# written or fitted.
+if TYPE_CHECKING:
+    from workflows.retry_model import Evaluation, RetryModel
 
-log = logging.getLogger("dunning.retry_models")
+MODEL_FILE = re.compile(r"^retry-model-v([1-9][0-9]*)\.skops$")
+
+TRUSTED_TYPES = [
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+]
+"""What a model file may hold beyond what skops trusts by itself (numpy arrays, scikit-learn
+estimators): the fitted trees' own types. Anything else in a file refuses it."""
 
 
 class TrainingError(Exception):
-    """Nothing to train on, or nowhere to write the model; the message says which."""
+    """Too little to train on, or nowhere to write the model; the message says which."""
 
 
 class ModelFileError(Exception):
-    """A retry-model file cannot be read as a model; the message names the file."""
+    """A retry-model file cannot be read as a model; the one-line message names the file."""
 
 
 # Model files -------------------------------------------------------------------------------
 
 
 def model_files(models_dir: Path) -> dict[int, Path]:
-    """Version → file of every retry-model file in `models_dir` (none when it is missing)."""
+    """Version → file of every retry-model file in `models_dir` (none when it is missing).
+    Files of older releases (`retry-model-v<N>.json`) are not models any more: retrain."""
     if not models_dir.is_dir():
         return {}
     found = {}
@@ -58,139 +68,203 @@ def model_files(models_dir: Path) -> dict[int, Path]:
 
 
 def model_path(models_dir: Path, version: int) -> Path:
-    """Where model `version` lives: ``<dir>/retry-model-v<version>.json``."""
-    return models_dir / f"retry-model-v{version}.json"
+    """Where model `version` lives: ``<dir>/retry-model-v<version>.skops``."""
+    return models_dir / f"retry-model-v{version}.skops"
 
 
 def read_model(path: Path) -> RetryModel:
-    """One model file, validated."""
+    """One model file, checked: only trusted types, a model's info and a fitted estimator."""
+    import skops.io
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from workflows.retry_model import RetryModel, RetryModelInfo
+
     try:
-        return RetryModel.model_validate_json(path.read_bytes())
-    except ValidationError as err:
-        raise ModelFileError(f"{path}: not a retry model: {explain(err)}") from err
+        content = skops.io.load(path, trusted=TRUSTED_TYPES)
+        info = RetryModelInfo.model_validate_json(content["info"])
+        estimator = content["estimator"]
     except OSError as err:
         raise ModelFileError(f"{path}: cannot read: {err.strerror or err}") from err
+    except ValidationError as err:
+        raise ModelFileError(f"{path}: not a retry model: {explain(err)}") from err
+    except Exception as err:  # skops refuses untrusted types; a damaged zip fails in many ways
+        raise ModelFileError(f"{path}: not a retry model: {one_line(err, 200)}") from err
+    if not isinstance(estimator, HistGradientBoostingClassifier):
+        raise ModelFileError(f"{path}: not a retry model: holds {type(estimator).__name__}")
+    if info.version != _version_of(path):
+        raise ModelFileError(f"{path}: holds model v{info.version}, not the file's version")
+    return RetryModel(info, estimator)
 
 
-def newest_model(models_dir: Path) -> RetryModel | None:
+def _version_of(path: Path) -> int | None:
+    match = MODEL_FILE.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+Reader = Callable[[Path], "RetryModel"]
+
+
+def newest_model(models_dir: Path, read: Reader = read_model) -> RetryModel | None:
     """The highest-versioned model in `models_dir`, or None when there is none."""
     files = model_files(models_dir)
-    if not files:
-        return None
-    return read_model(files[max(files)])
+    return read(files[max(files)]) if files else None
+
+
+def model_version(models_dir: Path, version: int, read: Reader = read_model) -> RetryModel:
+    """Model `version` (the one a case is pinned to); `ModelFileError` when it is gone."""
+    return read(model_path(models_dir, version))
 
 
 def write_model(model: RetryModel, models_dir: Path) -> Path:
     """Write `model` as its version's file, never over an existing one. Written whole, then
     linked into place, so a worker never reads half a model."""
+    import skops.io
+
     models_dir.mkdir(parents=True, exist_ok=True)
     path = model_path(models_dir, model.version)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=models_dir, prefix=".retry-model-", suffix=".tmp", delete=False, encoding="utf-8"
-    ) as handle:
-        handle.write(model.model_dump_json(indent=2))
+    handle, temporary = tempfile.mkstemp(dir=models_dir, prefix=".retry-model-", suffix=".tmp")
+    os.close(handle)
     try:
-        os.link(handle.name, path)
+        skops.io.dump(
+            {"info": model.info.model_dump_json(), "estimator": model.estimator}, temporary
+        )
+        os.link(temporary, path)
     except FileExistsError as err:
         raise TrainingError(f"{path} already exists: another training run wrote it") from err
     finally:
-        os.unlink(handle.name)
+        os.unlink(temporary)
     return path
 
 
-# Training ----------------------------------------------------------------------------------
+class ModelCache:
+    """Models read once per file version (path and modification time): loading one costs
+    about 80 ms, and a worker plans after every declined retry. Safe across activity threads."""
+
+    def __init__(self) -> None:
+        self._models: dict[Path, tuple[int, RetryModel]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, path: Path) -> RetryModel:
+        """`read_model(path)`, from memory while the file is unchanged."""
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError as err:
+            raise ModelFileError(f"{path}: cannot read: {err.strerror or err}") from err
+        with self._lock:
+            cached = self._models.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        model = read_model(path)
+        with self._lock:
+            self._models[path] = (stamp, model)
+        return model
+
+
+# Training and evaluation -------------------------------------------------------------------
 
 
 def attempt_history(store: CaseStore) -> list[AttemptRecord]:
-    """Every recorded retry of a case's original card, with its case's opening decline and
-    the customer's zone (their own, else their number's first; UTC when neither is known).
+    """The store's scheduled retries of each case's original card, with the planner's facts
+    from just before each charge, oldest first.
 
-    The case row has no failure time or card brand: the case's opening time stands for the
-    failure (a case opens within seconds of it) and the brand is unknown."""
-    rows = store.attempt_history()
+    A new card's charges nearly always pass: they would teach the model that late days are
+    good days to retry the card that failed, so only the card of a case's first charge counts."""
     history = []
     first_card: dict[str, str | None] = {}
-    for attempt, case, customer in rows:
-        # Charges of a new card nearly always pass: they would teach the model that late
-        # days are good days to retry the card that failed. Only the original card counts.
-        if first_card.setdefault(case.case_id, attempt.payment_method) != attempt.payment_method:
-            continue
-        zones = contact_zones(customer.time_zone, customer.phone) if customer else []
-        history.append(
-            AttemptRecord(
-                case_id=case.case_id,
-                at=attempt.at,
-                approved=attempt.approved,
-                attempt=attempt.attempt,
-                failed_at=case.opened_at,
-                decline_code=case.decline_code,
-                decline_class=_decline_class(case.decline_class),
-                amount=attempt.amount,
-                currency=attempt.currency,
-                time_zone=zones[0] if zones else None,
-            )
+    for row in store.attempt_history():
+        card = first_card.setdefault(row.case_id, row.payment_method)
+        if row.scheduled and row.plan_facts is not None and row.payment_method == card:
+            history.append(_record(row))
+    return sorted(history, key=lambda r: r.at)
+
+
+def _record(row: ChargeAttempt) -> AttemptRecord:
+    return AttemptRecord(
+        facts=PlanFacts.model_validate(row.plan_facts),
+        at=row.at,
+        approved=row.approved,
+        propensity=row.propensity or 1.0,
+    )
+
+
+def check_history(history: Sequence[AttemptRecord]) -> None:
+    """`TrainingError` unless `history` can teach a model: enough attempts, both outcomes."""
+    if len(history) < MIN_HISTORY:
+        raise TrainingError(
+            f"only {len(history)} scheduled retries in the store; a model needs {MIN_HISTORY}"
         )
-    return history
+    _both_outcomes(history, "retries")
 
 
-def train(store: CaseStore, models_dir: Path, now: datetime) -> Path:
-    """Fit a model on the store's attempt history and write it as the next version."""
+def _both_outcomes(history: Sequence[AttemptRecord], which: str) -> None:
+    approved = sum(r.approved for r in history)
+    if approved in (0, len(history)):
+        outcome = "approved" if approved else "declined"
+        raise TrainingError(f"all {len(history)} {which} were {outcome}: nothing to tell apart")
+
+
+def split_by_time(
+    history: Sequence[AttemptRecord], holdout: float
+) -> tuple[list[AttemptRecord], list[AttemptRecord]]:
+    """(older, newest): the newest `holdout` share of `history` held out, as the future is."""
+    ordered = sorted(history, key=lambda r: r.at)
+    cut = len(ordered) - round(len(ordered) * holdout)
+    return ordered[:cut], ordered[cut:]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What `train` did: the model written and where, and its figures on the held-out
+    attempts (None when none were held out) after fitting on the `fitted_on` older ones."""
+
+    model: RetryModel
+    path: Path
+    held_out: Evaluation | None
+    fitted_on: int
+
+
+def train(store: CaseStore, models_dir: Path, holdout: float, now: datetime) -> Trained:
+    """Fit on all but the newest `holdout` share of the store's history and evaluate on it,
+    then refit on all of it and write that as the next version."""
+    from workflows.retry_model import evaluate, fit
+
+    history = attempt_history(store)
+    check_history(history)
+    version = max(model_files(models_dir), default=0) + 1
+    held_out = None
+    older, newest = split_by_time(history, holdout)
+    if newest:
+        _both_outcomes(older, "retries before the held-out share")
+        held_out = evaluate(fit(older, version, now), newest)
+    model = fit(history, version, now)
+    return Trained(model, write_model(model, models_dir), held_out, len(older))
+
+
+def evaluate_on_store(store: CaseStore, model: RetryModel) -> Evaluation:
+    """`model`'s figures on every scheduled retry in the store."""
+    from workflows.retry_model import evaluate
+
     history = attempt_history(store)
     if not history:
-        raise TrainingError("nothing to train on: the store has no charge attempts yet")
-    version = max(model_files(models_dir), default=0) + 1
-    return write_model(fit(history, version, now), models_dir)
+        raise TrainingError("nothing to evaluate on: the store has no scheduled retries yet")
+    return evaluate(model, history)
 
 
-def _decline_class(value: str | None) -> DeclineClass | None:
-    try:
-        return DeclineClass(value) if value else None
-    except ValueError:
-        return None  # a class this version no longer knows: leave it unknown
-
-
-# Command -----------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`dunning model train`: the exit code; a mistake is one line on stderr."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Fit a retry model on the recorded charge attempts."
-    )
-    parser.add_argument("--database-url", help="the store to read (default: DATABASE_URL)")
-    parser.add_argument(
-        "--models-dir", type=Path, help="where models go (default: RETRY_MODELS_DIR)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.database_url is None or args.models_dir is None:
-            settings = Settings()
-            args.database_url = args.database_url or settings.database_url
-            args.models_dir = args.models_dir or settings.retry_models_dir
-        store = CaseStore(args.database_url)
-        store.upgrade()
-        path = train(store, args.models_dir, utcnow())
-        model = read_model(path)
-    except ValidationError as err:
-        return _fail(f"invalid settings: {explain(err)}")
-    except SQLAlchemyError as err:
-        where = args.database_url.partition("://")[0] or "?"
-        # Not the error's message: it may quote a statement's values.
-        return _fail(f"cannot read the store ({where}: {type(err).__name__}); check the URL")
-    except OSError as err:
-        return _fail(f"cannot write the model: {err.strerror or err} ({err.filename or ''})")
-    except (TrainingError, ModelFileError, ValueError) as err:
-        return _fail(str(err))
-    note = ""
-    if model.trained_on < MIN_HISTORY:
-        note = f"; below {MIN_HISTORY} attempts smart cases keep the fixed schedule"
-    print(
-        f"wrote {path}: model v{model.version} from {model.trained_on} attempts "
-        f"(approved {model.base_rate:.1%}){note}"
-    )
-    return 0
-
-
-def _fail(message: str) -> int:
-    print(f"{PROG}: {' '.join(message.split())}", file=sys.stderr)
-    return 1
+def describe(evaluation: Evaluation) -> list[str]:
+    """The figures a person reads, one line each: attempts, log loss against the base rate,
+    skill, AUC and calibration bands (every figure weighed by inverse propensity)."""
+    share = evaluation.approved / evaluation.attempts
+    auc = "n/a (one outcome only)" if evaluation.auc is None else f"{evaluation.auc:.3f}"
+    lines = [
+        f"attempts {evaluation.attempts}, approved {evaluation.approved} ({share:.1%})",
+        f"log loss {evaluation.log_loss:.4f} (base rate {evaluation.base_log_loss:.4f}), "
+        f"skill {evaluation.skill:.1%}",
+        f"AUC {auc}",
+        "calibration (chance band: attempts, predicted, observed):",
+    ]
+    lines += [
+        f"  {band.low:.2f}-{band.high:.2f}: {band.attempts:>5}, "
+        f"{band.predicted:6.1%}, {band.observed:6.1%}"
+        for band in evaluation.calibration
+    ]
+    return lines
