@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         CaseInput,
         CaseResult,
         CaseView,
+        ChargeRequest,
         DisputeOpened,
         DisputeResolved,
         FeedbackGiven,
@@ -74,6 +75,7 @@ STORE_RETRY = RetryPolicy(
 # Patch ids of replay-safe changes; see README, "Changing workflow code while cases run".
 HOLD_FOR_OPERATOR = "hold-for-operator-on-gateway-config-error"
 QUIET_UNLESS_MESSAGED = "no-outcome-message-to-a-customer-never-written-to"
+REPLAN_AFTER_DECLINE = "replan-after-decline"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -160,8 +162,8 @@ class DunningWorkflow:
         workflow.continue_as_new(CaseRun(**state.case.model_dump(), carried=state))
 
     async def _plan_retries(self) -> None:
-        """Smart timing: ask once when to retry; the plan lives in the case's history, so a
-        replay follows it even after a newer model is trained."""
+        """Smart timing: ask when to make the retries still to come; the plan lives in the
+        case's history, so a replay follows it even after a newer model is trained."""
         state = self._state
         request = PlanRequest(
             **state.plan_facts(workflow.now()).model_dump(),
@@ -184,7 +186,7 @@ class DunningWorkflow:
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.charge,
-                charge_request(state, step),
+                _charge_request(state, step, workflow.now()),
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
                 summary=f"charge attempt {step.attempt}: {step.label}",
@@ -202,6 +204,10 @@ class DunningWorkflow:
             fold_settlement(state, result.settled, workflow.now())
             return
         fold_charge(state, step, result, workflow.now())
+        # Smart timing: a declined retry taught the planner something; plan the rest again.
+        # Cases started before this rule keep their first plan.
+        if state.plan_outdated and workflow.patched(REPLAN_AFTER_DECLINE):
+            await self._plan_retries()
 
     async def _notify(self, step: Notify) -> None:
         state = self._state
@@ -283,7 +289,9 @@ class DunningWorkflow:
         """Keep the Temporal UI current: details always, search attributes once the case
         settles into a wait or an outcome, and only those that changed (each upsert is an
         action on Temporal Cloud)."""
-        workflow.set_current_details(describe(step))
+        plan = latest_retry_plan(self._state)
+        details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
+        workflow.set_current_details(details)
         if isinstance(step, Charge | Notify):
             return
         wanted = case_search_attributes(self._state, getattr(step, "until", None))
@@ -490,10 +498,38 @@ class DunningWorkflow:
             raise ValueError("case has not started yet")
         now = workflow.now()
         step = decide(state, now)
-        return state.view(step.kind, getattr(step, "until", None), describe(step), now)
+        view = state.view(step.kind, getattr(step, "until", None), describe(step), now)
+        return view.model_copy(
+            update={
+                "retry_model_version": state.retry_model_version,
+                "retry_plan": latest_retry_plan(state),
+            }
+        )
 
 
 _UNSET = object()
+
+
+def _charge_request(state: CaseState, step: Charge, now: datetime) -> ChargeRequest:
+    """The charge a step makes; a scheduled retry also carries what the planner knew just
+    before it and the chance its time had, stored with the attempt for training."""
+    request = charge_request(state, step)
+    if not step.scheduled:
+        return request
+    return request.model_copy(
+        update={
+            "scheduled": True,
+            "plan_facts": state.plan_facts(now),
+            "propensity": state.next_retry_propensity,
+            "retry_model_version": state.retry_model_version,
+        }
+    )
+
+
+def latest_retry_plan(state: CaseState) -> str | None:
+    """Who chose the case's retry times and why (its latest `retry_plan` line); None for a
+    case on the fixed schedule."""
+    return next((e.detail for e in reversed(state.timeline) if e.kind == "retry_plan"), None)
 
 
 def describe(step: Step) -> str:

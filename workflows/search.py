@@ -21,6 +21,8 @@ CURRENCY = SearchAttributeKey.for_keyword("Currency")
 DUNNING_POLICY = SearchAttributeKey.for_keyword("DunningPolicy")
 RETRY_COUNT = SearchAttributeKey.for_int("RetryCount")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
+RETRY_MODEL = SearchAttributeKey.for_int("RetryModel")
+"""Smart timing: the retry model version the case is pinned to (unset until a model plans it)."""
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     DUNNING_STATUS,
@@ -31,6 +33,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     DUNNING_POLICY,
     RETRY_COUNT,
     NEXT_ACTION_AT,
+    RETRY_MODEL,
 ]
 
 
@@ -52,10 +55,15 @@ def initial_search_attributes(case: CaseInput) -> TypedSearchAttributes:
 def case_search_attributes(
     state: CaseState, next_action_at: datetime | None
 ) -> list[tuple[SearchAttributeKey, object]]:
-    """The values a case should show now; None for `NextActionAt` means no action is planned."""
-    return [
+    """The values a case should show now; None for `NextActionAt` means no action is planned.
+    `RetryModel` is set once a model plans the case (never unset, so cases on the fixed
+    schedule upsert what they always did)."""
+    values: list[tuple[SearchAttributeKey, object]] = [
         (DUNNING_STATUS, state.status.value),
         (AMOUNT_DUE, state.amount_due),
         (RETRY_COUNT, len(state.attempts)),
         (NEXT_ACTION_AT, next_action_at),
     ]
+    if state.retry_model_version is not None:
+        values.append((RETRY_MODEL, state.retry_model_version))
+    return values
