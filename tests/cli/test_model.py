@@ -4,18 +4,24 @@ little to learn from."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from activities.retry_training import read_model
+from activities.retry_training import read_model, write_model
 from activities.store import CaseStore
 from config.policies import find_policy, load_policies
 from config.settings import Settings
-from tests.cli.test_cli import cli_env, dunning, one_line
+from tests.cli.test_cli import cli_env, one_line
+from tests.cli.test_cli import dunning as dunning_cli
+from tests.support.harness import Dunning, status_when
 from tests.support.retry_history import GOOD_HOUR, ZONE, local_hour, seed_store, synthetic_history
+from workflows.dunning import DunningWorkflow
+from workflows.models import CancelRequest
+from workflows.retry_model import fit
 from workflows.smart_retry import PlanFacts, plan_retries
 
 
@@ -38,7 +44,7 @@ def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(t
     models = seeded(tmp_path, 150)
     env = cli_env(tmp_path)
 
-    done = dunning(env, "model", "train", "--models-dir", str(models), cwd=tmp_path)
+    done = dunning_cli(env, "model", "train", "--models-dir", str(models), cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -62,17 +68,17 @@ def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(t
     plan = plan_retries(read_model(path), facts, smart)
     assert plan.offsets and {local_hour(facts.failed_at + o) for o in plan.offsets} == {GOOD_HOUR}
 
-    again = dunning(env, "model", "train", "--models-dir", str(models), cwd=tmp_path)
+    again = dunning_cli(env, "model", "train", "--models-dir", str(models), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "model v2" in again.stdout  # the next version, never over the first
 
-    evaluated = dunning(env, "model", "evaluate", "--models-dir", str(models), cwd=tmp_path)
+    evaluated = dunning_cli(env, "model", "evaluate", "--models-dir", str(models), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.startswith("model v2 (fitted ")
     assert "on the store's 368 scheduled retries:" in evaluated.stdout
     assert figure(r"AUC (\d\.\d+)", evaluated.stdout) > 0.75
 
-    pinned = dunning(env, "model", "evaluate", "--model", str(path), cwd=tmp_path)
+    pinned = dunning_cli(env, "model", "evaluate", "--model", str(path), cwd=tmp_path)
     assert pinned.returncode == 0, pinned.stderr
     assert pinned.stdout.startswith("model v1 (fitted ")
 
@@ -87,7 +93,9 @@ def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(t
 def test_train_refuses_a_history_too_poor_to_learn_from(tmp_path, cases, changes, words):
     models = seeded(tmp_path, cases, **changes)
 
-    done = dunning(cli_env(tmp_path), "model", "train", "--models-dir", str(models), cwd=tmp_path)
+    done = dunning_cli(
+        cli_env(tmp_path), "model", "train", "--models-dir", str(models), cwd=tmp_path
+    )
 
     one_line(done, 1, words)
     assert not models.exists()
@@ -98,9 +106,28 @@ def test_model_commands_say_what_is_wrong_in_one_line(tmp_path):
     env = cli_env(tmp_path)
 
     def model(*args: str):
-        return dunning(env, "model", *args, "--models-dir", str(models), cwd=tmp_path)
+        return dunning_cli(env, "model", *args, "--models-dir", str(models), cwd=tmp_path)
 
     one_line(model("evaluate"), 1, f"no retry model in {models}: `dunning model train` makes one")
     one_line(model("evaluate", "--version", "4"), 1, "retry-model-v4.skops: cannot read")
     one_line(model("evaluate", "--model", "m", "--version", "4"), 2, "give --model or --version")
     one_line(model("train", "--holdout", "0.9"), 2, "invalid value for '--holdout'")
+
+
+async def test_status_shows_the_model_a_smart_case_is_pinned_to(dunning: Dunning, tmp_path):
+    dunning.activities.retry_models_dir = tmp_path / "models"
+    write_model(fit(synthetic_history(150), 1, datetime.now(UTC)), tmp_path / "models")
+    env = cli_env(
+        tmp_path,
+        TEMPORAL_ADDRESS=dunning.env.client.service_client.config.target_host,
+        DATABASE_URL=str(dunning.activities.store.engine.url),
+    )
+    case = await dunning.open_case("pm_card_chargeDeclinedInsufficientFunds", currency="USD")
+    async with dunning.worker():
+        handle = await dunning.start(case.model_copy(update={"policy_name": "smart"}))
+        await status_when(handle, lambda v: v.retry_model_version == 1, "the first plan")
+        done = await asyncio.to_thread(dunning_cli, env, "status", case.invoice_id, cwd=tmp_path)
+        await handle.signal(DunningWorkflow.cancel, CancelRequest(reason="done", actor="test"))
+
+    assert done.returncode == 0, done.stderr
+    assert "\nretry plan (model v1): smart schedule from model v1 (" in done.stdout
