@@ -7,14 +7,18 @@ results folded by `workflows.steps`, the functions the workflow itself calls, so
 case takes the steps a durable one would, at the same times, given the same answers:
 
 - Charge: the world answers the charge; the answer folds in like the gateway's.
-- Notify: every delivery counts as sent; the customer may answer with an action later.
+- Notify: the messaging rules the notify activity applies (`workflows.messaging`: the weekly
+  cap per customer, channels the customer stopped, the fallback channel) decide what is
+  delivered; the customer may answer with an action later, an opt-out included.
 - Wait / AwaitPaymentMethod: the clock moves to the wait's end or to the customer's next
   action, whichever comes first; an action reaches the case as the workflow's signal would.
 - Finish: the case concludes (and sends its outcome message, if the policy has one).
 
-A policy with smart retry timing plans its retries once at the start, as the workflow does,
-with `workflows.smart_retry.plan_retries` and the retry model given (the one a worker would
-read); `compare` trains one on simulated history when none is given.
+A policy with smart retry timing plans its retries when the case opens and again after every
+declined retry, as the workflow does, with the retry model given (the one a worker would
+read); `compare` trains one on the world's history when none is given. Cases run side by
+side and their plans are rated in one batch per round, so a model costs one call per round,
+not one per case.
 """
 
 from __future__ import annotations
@@ -23,28 +27,48 @@ import heapq
 import itertools
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from simulation.synthetic import generate_cases
-from simulation.world import ActionKind, CustomerAction, SentMessage, SimCase, World, load_world
+from simulation.world import (
+    ActionKind,
+    CustomerAction,
+    PopulatedWorld,
+    SentMessage,
+    SimCase,
+    World,
+    load_world,
+)
 from workflows.case import CaseState
 from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
 from workflows.dunning import SIGNALS, signal_name
+from workflows.messaging import CAP_WINDOW, CAPPED_CHANNELS, fallback_channels, gives_way_to_cap
 from workflows.models import (
     CancelRequest,
     Delivery,
     DeliveryStatus,
     DisputeOpened,
     DisputeResolved,
+    NotifyRequest,
     PaymentMethodUpdated,
     PaymentReceived,
 )
-from workflows.policy import Outcome, Policy
-from workflows.smart_retry import AttemptRecord, RetryModel, fit, plan_retries
+from workflows.policy import Channel, Outcome, Policy
+from workflows.retry_model import RetryModel, fit
+from workflows.smart_retry import (
+    AttemptRecord,
+    PlanFacts,
+    RetryPlan,
+    RetryScorer,
+    candidate_slots,
+    choose_retries,
+    feature_block,
+    usable,
+)
 from workflows.steps import (
     Signal,
     charge_request,
@@ -60,6 +84,9 @@ DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
 DISPUTE_LOST_AFTER = timedelta(days=10)
 TRAINING_WINDOW = timedelta(days=28)
 MAX_STEPS = 1000
+MESSAGES_PER_WEEK = 4
+"""The weekly cap the notify activity applies by default (`MESSAGES_PER_WEEK` setting)."""
+LIVE, HISTORY = "live", "history"
 
 # The payload each DunningWorkflow signal carries, by the signal's name.
 SIGNAL_TYPES = {signal_name(model): model for model in SIGNALS}
@@ -129,6 +156,9 @@ class CaseRun(BaseModel):
     )
     steps: list[StepRecord] = Field(default_factory=list)
     events: list[CustomerEvent] = Field(default_factory=list)
+    attempts: list[AttemptRecord] = Field(
+        default_factory=list, description="Scheduled retries as training records, if kept."
+    )
 
 
 class PolicyResult(BaseModel):
@@ -170,20 +200,22 @@ def simulate(
     policy: Policy,
     world: World,
     *,
-    retry_model: RetryModel | None = None,
+    retry_model: RetryScorer | None = None,
     dispute_lost_after: timedelta = DISPUTE_LOST_AFTER,
+    messages_per_week: int = MESSAGES_PER_WEEK,
+    keep_attempts: bool = False,
 ) -> PolicyResult:
     """Run every case under `policy` in `world` and sum up the outcomes.
 
     Use a fresh world per call: a world may remember what its customers decided. A
-    smart-timed policy plans with `retry_model` (None: the policy's fixed schedule)."""
-    runs = [
-        run_case(
-            case, policy, world, retry_model=retry_model, dispute_lost_after=dispute_lost_after
-        )
+    smart-timed policy plans with `retry_model` (None: the policy's fixed schedule).
+    `keep_attempts` keeps each run's retries as training records (`CaseRun.attempts`)."""
+    outbox = Outbox(messages_per_week)
+    simulations = [
+        _CaseSimulation(case, policy, world, outbox, dispute_lost_after, keep_attempts)
         for case in cases
     ]
-    return summarise(policy, runs)
+    return summarise(policy, _drive(simulations, policy, retry_model))
 
 
 def run_case(
@@ -191,11 +223,100 @@ def run_case(
     policy: Policy,
     world: World,
     *,
-    retry_model: RetryModel | None = None,
+    retry_model: RetryScorer | None = None,
     dispute_lost_after: timedelta = DISPUTE_LOST_AFTER,
 ) -> CaseRun:
     """One case from its failure to its outcome, on a virtual clock."""
-    return _CaseSimulation(case, policy, world, retry_model, dispute_lost_after).run()
+    simulation = _CaseSimulation(
+        case, policy, world, Outbox(MESSAGES_PER_WEEK), dispute_lost_after, False
+    )
+    return _drive([simulation], policy, retry_model)[0]
+
+
+def _drive(
+    simulations: list[_CaseSimulation], policy: Policy, scorer: RetryScorer | None
+) -> list[CaseRun]:
+    """Run the cases side by side: each runs until it needs a retry plan or ends; the plans
+    asked for are made in one batch, and the cases that asked go on."""
+    runs: list[CaseRun | None] = [None] * len(simulations)
+    journeys = [simulation.run() for simulation in simulations]
+    asking: dict[int, PlanFacts] = {}
+
+    def advance(index: int, plan: RetryPlan | None) -> None:
+        try:
+            journey = journeys[index]
+            asking[index] = next(journey) if plan is None else journey.send(plan)
+        except StopIteration as finished:
+            runs[index] = finished.value
+
+    for index in range(len(journeys)):
+        advance(index, None)
+    while asking:
+        batch, asking = asking, {}
+        plans = plan_batch(list(batch.values()), policy, scorer)
+        for index, plan in zip(batch, plans, strict=True):
+            advance(index, plan)
+    return [run for run in runs if run is not None]
+
+
+def plan_batch(
+    facts: list[PlanFacts], policy: Policy, scorer: RetryScorer | None
+) -> list[RetryPlan]:
+    """`plan_retries` for many cases, with one call of the model for all of their slots."""
+    slots = [candidate_slots(f, policy) for f in facts]
+    if not usable(scorer):
+        return [
+            choose_retries(scorer, s, None, f, policy) for f, s in zip(facts, slots, strict=True)
+        ]
+    blocks = [feature_block(s, f) for f, s in zip(facts, slots, strict=True)]
+    chances = iter(scorer.success_chances(blocks))
+    return [
+        choose_retries(scorer, s, list(itertools.islice(chances, len(s))), f, policy)
+        for f, s in zip(facts, slots, strict=True)
+    ]
+
+
+class Outbox:
+    """The notify activity's rules over simulated customers: the weekly cap across a
+    customer's cases, the channels they stopped, the fallback when none of a step's own
+    channels reaches them. Every channel not stopped reaches the customer."""
+
+    def __init__(self, messages_per_week: int) -> None:
+        self.messages_per_week = messages_per_week
+        self.sent: dict[str, list[datetime]] = {}
+        self.stopped: dict[str, set[Channel]] = {}
+
+    def deliver(self, customer_id: str, request: NotifyRequest, at: datetime) -> list[Delivery]:
+        """What the step's deliveries are, as the notify activity would report them."""
+        sent = self.sent.setdefault(customer_id, [])
+
+        def in_window() -> int:
+            return sum(at - when < CAP_WINDOW for when in sent)
+
+        if gives_way_to_cap(request.tone, in_window, self.messages_per_week):
+            return [Delivery(channel=c, status=DeliveryStatus.SKIPPED) for c in request.channels]
+        stopped = self.stopped.get(customer_id, set())
+        deliveries = [self._one(c, stopped) for c in request.channels]
+        if not any(d.status is DeliveryStatus.SENT for d in deliveries):
+            fallback = [c for c in fallback_channels(request.channels) if c not in stopped]
+            if fallback:
+                deliveries.append(self._one(fallback[0], stopped))
+        sent += [at for d in deliveries if d.status is DeliveryStatus.SENT and _capped(d)]
+        return deliveries
+
+    def stop(self, customer_id: str, channel: Channel) -> None:
+        """The customer opted out of `channel`."""
+        self.stopped.setdefault(customer_id, set()).add(channel)
+
+    @staticmethod
+    def _one(channel: Channel, stopped: set[Channel]) -> Delivery:
+        if channel in stopped:
+            return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail="opted out")
+        return Delivery(channel=channel, status=DeliveryStatus.SENT)
+
+
+def _capped(delivery: Delivery) -> bool:
+    return delivery.channel in CAPPED_CHANNELS
 
 
 class _CaseSimulation:
@@ -206,27 +327,33 @@ class _CaseSimulation:
         case: SimCase,
         policy: Policy,
         world: World,
-        retry_model: RetryModel | None,
+        outbox: Outbox,
         dispute_lost_after: timedelta,
+        keep_attempts: bool,
     ) -> None:
         self.case = case
         self.world = world
+        self.outbox = outbox
         self.dispute_lost_after = dispute_lost_after
-        self.pending: list[tuple[datetime, int, str, Signal]] = []
+        self.keep_attempts = keep_attempts
+        self.pending: list[tuple[datetime, int, str, Signal | Channel]] = []
         self._order = itertools.count()  # actions due at the same moment keep their order
         self.steps: list[StepRecord] = []
         self.events: list[CustomerEvent] = []
+        self.attempts: list[AttemptRecord] = []
         # Opened as `DunningWorkflow.run` opens it: the case, its zones, then any retry plan.
         self.now = case.failed_at
         self.state = CaseState.open(case.case_input(policy), policy, self.now)
         self.state.time_zones = case.time_zones
-        if policy.retry_timing == "smart":
-            plan = plan_retries(retry_model, self.state.plan_facts(self.now), policy)
-            self.state.follow_plan(plan, self.now)
+        self.state.plan_outdated = policy.retry_timing == "smart"
 
-    def run(self) -> CaseRun:
+    def run(self) -> Generator[PlanFacts, RetryPlan, CaseRun]:
+        """The case's steps; yields when it needs a retry plan, and is sent the plan."""
         state = self.state
         for _ in range(MAX_STEPS):
+            if state.plan_outdated:
+                plan = yield self._plan_facts()
+                state.follow_plan(plan, self.now)
             state.expire_pause(self.now)
             step = decide(state, self.now)
             self.steps.append(StepRecord.of(step, self.now))
@@ -242,18 +369,36 @@ class _CaseSimulation:
                     return self._result()
         raise SimulationError(f"case {self.case.id}: no outcome after {MAX_STEPS} steps")
 
+    def _plan_facts(self) -> PlanFacts:
+        """The case's planning facts with what the store would add: the customer's history."""
+        facts = self.state.plan_facts(self.now)
+        return facts.model_copy(update={"paid_history": self.case.paid_history})
+
     def _charge(self, step: Charge) -> None:
         request = charge_request(self.state, step)
+        if self.keep_attempts and step.scheduled:
+            self.attempts.append(
+                AttemptRecord(
+                    facts=self._plan_facts(),
+                    at=self.now,
+                    approved=False,
+                    propensity=self.state.next_retry_propensity or 1.0,
+                )
+            )
         answer = self.world.charge(self.case, step.attempt, self.now)
+        if self.keep_attempts and step.scheduled:
+            self.attempts[-1].approved = answer.approved
         fold_charge(self.state, step, answer.result(request.payment_method), self.now)
         self.steps[-1].approved = answer.approved
 
     def _notify(self, step: Notify, respond: bool = True) -> None:
         request = notify_request(self.state, step, self.now)
-        deliveries = [Delivery(channel=c, status=DeliveryStatus.SENT) for c in request.channels]
+        deliveries = self.outbox.deliver(self.case.customer_id, request, self.now)
         fold_message(self.state, step, deliveries, self.now)
-        if respond:
-            action = self.world.respond(self.case, SentMessage.of(request), self.now)
+        sent = [d.channel for d in deliveries if d.status is DeliveryStatus.SENT]
+        if respond and sent:
+            message = SentMessage.of(request).model_copy(update={"channels": sent})
+            action = self.world.respond(self.case, message, self.now)
             if action is not None:
                 self._schedule(action)
 
@@ -296,12 +441,20 @@ class _CaseSimulation:
                 self._push(at + self.dispute_lost_after, "dispute_lost", lost)
             case ActionKind.CANCEL:
                 signal = CancelRequest(reason="the customer cancelled", actor="customer")
+            case ActionKind.OPT_OUT:
+                signal = action.channel  # a suppression in the store, not a signal to the case
         self._push(at, action.kind.value, signal)
 
-    def _push(self, at: datetime, action: str, signal: Signal) -> None:
+    def _push(self, at: datetime, action: str, signal: Signal | Channel) -> None:
         heapq.heappush(self.pending, (at, next(self._order), action, signal))
 
-    def _apply(self, action: str, signal: Signal) -> None:
+    def _apply(self, action: str, signal: Signal | Channel) -> None:
+        if isinstance(signal, Channel):
+            self.outbox.stop(self.case.customer_id, signal)
+            self.events.append(
+                CustomerEvent(at=self.now, action=action, signal="", payload={"channel": signal})
+            )
+            return
         if isinstance(signal, PaymentReceived):
             signal = signal.model_copy(update={"amount": max(self.state.amount_due, 1)})
         self.events.append(
@@ -334,6 +487,7 @@ class _CaseSimulation:
             ),
             steps=self.steps,
             events=self.events,
+            attempts=self.attempts,
         )
 
 
@@ -362,50 +516,30 @@ def summarise(policy: Policy, runs: list[CaseRun]) -> PolicyResult:
     )
 
 
-def attempt_history(
-    cases: list[SimCase], runs: list[CaseRun], policy: Policy
+def population(world: World, n: int, seed: int, start: datetime, cohort: str) -> list[SimCase]:
+    """The world's own cases when it brings them, else the synthetic generator's (the
+    history cohort from another seed, so other customers and other luck)."""
+    if isinstance(world, PopulatedWorld):
+        return world.population(n, start, cohort)
+    return generate_cases(n, seed if cohort == LIVE else seed + 1_000_003, start)
+
+
+def training_history(
+    policy: Policy, world_path: str, n_cases: int, seed: int, start: datetime
 ) -> list[AttemptRecord]:
-    """The scheduled retries of simulated runs, as `dunning model train` reads them from the
-    store: with the case's opening decline and the zone billing knows, no card brand."""
-    by_id = {case.id: case for case in cases}
-    history = []
-    for run in runs:
-        case = by_id[run.case_id]
-        for step in run.steps:
-            if step.kind != "charge" or not step.scheduled:
-                continue  # a new card's charge says nothing about when to retry the old one
-            history.append(
-                AttemptRecord(
-                    case_id=case.id,
-                    at=step.at,
-                    approved=bool(step.approved),
-                    attempt=step.attempt,
-                    failed_at=case.failed_at,
-                    decline_code=case.failure.decline_code,
-                    decline_class=policy.declines.classify(case.failure),
-                    amount=case.amount,
-                    currency=case.currency,
-                    time_zone=case.time_zone,
-                )
-            )
-    return history
+    """The retries of the month before `start`, as a new install running `policy` without a
+    model would have logged them: the fixed schedule, explored in `policy.exploration`."""
+    world = load_world(world_path, seed)
+    cases = population(world, n_cases, seed, start - TRAINING_WINDOW, HISTORY)
+    result = simulate(cases, policy, world, keep_attempts=True)
+    return [record for run in result.runs for record in run.attempts]
 
 
 def train_retry_model(
     policy: Policy, world_path: str, n_cases: int, seed: int, start: datetime
 ) -> RetryModel:
-    """A retry model fitted on the attempts of last month's cases (other customers than
-    the compared ones) under the fixed-timed `policy`, as a worker's model would be."""
-    if policy.retry_timing != "fixed":
-        raise ValueError(f"train on a fixed-timed policy, not {policy.label}")
-    cases = generate_cases(n_cases, _training_seed(seed), start - TRAINING_WINDOW)
-    result = simulate(cases, policy, load_world(world_path, seed))
-    return fit(attempt_history(cases, result.runs, policy), version=1, now=start)
-
-
-def _training_seed(seed: int) -> int:
-    # Another seed gives other case ids, so other customers and other luck.
-    return seed + 1_000_003
+    """A retry model fitted on the world's history under `policy` (see `training_history`)."""
+    return fit(training_history(policy, world_path, n_cases, seed, start), version=1, now=start)
 
 
 def compare(
@@ -415,27 +549,24 @@ def compare(
     seed: int = 1,
     start: datetime = DEFAULT_START,
     cases: list[SimCase] | None = None,
-    retry_model: RetryModel | None = None,
+    retry_model: RetryScorer | None = None,
 ) -> SimulationReport:
     """Every policy over the same cases, each in a fresh world from `world_path` and `seed`.
 
-    Cases are the synthetic generator's (`n_cases` from `seed` and `start`) unless given.
-    Smart-timed policies plan with `retry_model`; without one, with a model trained on the
-    month before under the first fixed-timed policy compared (or none, if all are smart)."""
+    Cases are the world's own (`n_cases` from `start`), else the synthetic generator's,
+    unless given. Smart-timed policies plan with `retry_model`; without one, with a model
+    trained on the month before under the first smart-timed policy compared."""
     if not policies:
         raise ValueError("compare needs at least one policy")
     if cases is None:
-        cases = generate_cases(n_cases, seed, start)
+        cases = population(load_world(world_path, seed), n_cases, seed, start, LIVE)
     model_note = None
-    if any(policy.retry_timing == "smart" for policy in policies):
+    smart = next((p for p in policies if p.retry_timing == "smart"), None)
+    if smart is not None:
         if retry_model is None:
-            baseline = next((p for p in policies if p.retry_timing == "fixed"), None)
-            if baseline is None:
-                model_note = "no model (no fixed-timed policy to train on): fixed schedules"
-            else:
-                retry_model = train_retry_model(baseline, world_path, len(cases), seed, start)
-                model_note = f"trained on {retry_model.trained_on} simulated attempts"
-                model_note += f" of the 4 weeks before, under {baseline.label}"
+            retry_model = train_retry_model(smart, world_path, len(cases), seed, start)
+            model_note = f"trained on {retry_model.trained_on} simulated attempts"
+            model_note += f" of the 4 weeks before, under {smart.label} without a model"
         else:
             model_note = f"model v{retry_model.version} ({retry_model.trained_on} attempts)"
     results = [

@@ -85,7 +85,12 @@ class SimCase(_Frozen):
             customer_id=self.customer_id,
             amount_due=self.amount,
             currency=self.currency,
-            failure=Failure(**self.failure.model_dump(), failed_at=self.failed_at),
+            failure=Failure(
+                **self.failure.model_dump(exclude={"card_brand", "card_country"}),
+                card_brand=self.failure.card_brand or self.card_brand,
+                card_country=self.failure.card_country or self.card_country,
+                failed_at=self.failed_at,
+            ),
             policy_name=policy.name,
             policy_version=policy.version,
             payment_method=self.payment_method,

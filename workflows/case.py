@@ -71,6 +71,11 @@ class CaseState(BaseModel):
     next_retry_propensity: float | None = Field(
         default=None, description="The chance the next planned retry's time had of being chosen."
     )
+    plan_outdated: bool = Field(
+        default=False,
+        description="Smart timing: a scheduled retry was declined since the last plan, so the "
+        "rest of the retries are planned again with what the decline taught.",
+    )
     last_charge_at: AwareDatetime | None = None
     awaiting: DeclineClass | None = None
     method_updated_at: AwareDatetime | None = None
@@ -284,6 +289,7 @@ class CaseState(BaseModel):
         if self.retry_model_version is None:
             self.retry_model_version = plan.model_version
         self.next_retry_propensity = plan.propensity
+        self.plan_outdated = False
         times = ", ".join(f"{self.schedule_origin + o:%Y-%m-%d %H:%M}" for o in plan.offsets)
         detail = f"{plan.reason}; retries at {times} UTC" if times else plan.reason
         self.note(now, "retry_plan", detail=detail)
@@ -303,6 +309,8 @@ class CaseState(BaseModel):
         self._append_attempt(attempt, result, now)
         if scheduled:
             self.scheduled_retries_done += 1
+            smart = self.policy.retry_timing == "smart" and self.planned_retries is not None
+            self.plan_outdated = smart and not result.approved
         elif self.method_updated_at == method_updated_at:
             self.method_updated_at = None
         if self._recovered_by(attempt, result, now, f"charge attempt {attempt} approved"):

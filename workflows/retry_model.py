@@ -14,7 +14,6 @@ the simulator pass this one.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,8 +21,9 @@ from datetime import datetime
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, Field
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
-from workflows.smart_retry import CATEGORICAL, FEATURES, AttemptRecord, FeatureRow
+from workflows.smart_retry import CATEGORICAL, FEATURES, AttemptRecord, FeatureBlock
 
 MAX_WEIGHT = 20.0
 """An explored attempt counts for at most this many: a handful of lucky draws cannot steer."""
@@ -69,29 +69,36 @@ class RetryModel:
     def trained_on(self) -> int:
         return self.info.trained_on
 
-    def success_chances(self, rows: Sequence[FeatureRow]) -> list[float]:
-        """The chance that a charge with each row's features is approved."""
-        if not rows:
+    def success_chances(self, blocks: Sequence[FeatureBlock]) -> list[float]:
+        """The chance that each time of each block passes, blocks one after another."""
+        matrix = self.encode(blocks)
+        if not len(matrix):
             return []
-        return self.estimator.predict_proba(self.encode(rows))[:, 1].tolist()
+        # One thread: OpenMP threads spin against each other on a busy machine (6x slower on
+        # two shared cores), and planning is never one big batch in a worker.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self.estimator.predict_proba(matrix)[:, 1].tolist()
 
-    def encode(self, rows: Sequence[FeatureRow]) -> np.ndarray:
-        """Rows as the trees read them: categories as codes, unknown numbers as NaN."""
+    def encode(self, blocks: Sequence[FeatureBlock]) -> np.ndarray:
+        """Blocks as the trees read them: categories as codes, one row per time."""
         table = [self._codes[name] for name in CATEGORICAL]
         width = len(CATEGORICAL)
-        matrix = []
-        for row in rows:
-            codes = [table[i].get(row[i], table[i][_OTHER]) for i in range(width)]
-            matrix.append(codes + [math.nan if v is None else v for v in row[width:]])
-        return np.asarray(matrix, dtype=np.float64)
+        parts = []
+        for case, times in blocks:
+            codes = [table[i].get(case[i], table[i][_OTHER]) for i in range(width)]
+            head = np.asarray([*codes, *case[width:]], dtype=np.float64)
+            parts.append(np.hstack([np.broadcast_to(head, (len(times), len(head))), times]))
+        if not parts:
+            return np.empty((0, len(FEATURES)))
+        return np.vstack(parts)
 
 
 def fit(history: Sequence[AttemptRecord], version: int, now: datetime) -> RetryModel:
     """Fit a model on `history`; deterministic for a given history, whatever its order."""
     ordered = sorted(history, key=lambda r: (r.at, r.facts.case_id, r.facts.attempt))
-    rows = [record.features() for record in ordered]
+    blocks = [record.features() for record in ordered]
     categories = {
-        name: _vocabulary(row[i] for row in rows) for i, name in enumerate(CATEGORICAL)
+        name: _vocabulary(block.case[i] for block in blocks) for i, name in enumerate(CATEGORICAL)
     }
     info = RetryModelInfo(
         version=version,
@@ -116,7 +123,10 @@ def fit(history: Sequence[AttemptRecord], version: int, now: datetime) -> RetryM
     labels = np.asarray([record.approved for record in ordered], dtype=np.int64)
     if labels.min(initial=1) == labels.max(initial=0):
         raise ValueError("training needs both approved and declined attempts")
-    estimator.fit(model.encode(rows), labels, sample_weight=weights(ordered))
+    matrix = model.encode(blocks)
+    # A feature no attempt knows (no customer with a payment history) cannot be binned.
+    matrix[:, np.isnan(matrix).all(axis=0)] = 0.0
+    estimator.fit(matrix, labels, sample_weight=weights(ordered))
     return model
 
 

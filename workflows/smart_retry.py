@@ -30,10 +30,11 @@ the workflow's activity, the training command and the simulator plan with the sa
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, Field
@@ -62,13 +63,13 @@ CATEGORICAL = ("decline_code", "decline_class", "card_brand", "card_country", "c
 NUMERIC = (
     "attempt",
     "declines",
+    "amount_digits",
     "hours_since_failure",
     "hours_since_last_charge",
     "local_hour",
     "weekday",
     "day_of_month",
     "days_to_month_end",
-    "amount_digits",
     "payments_known",
     "days_after_paid_day_of_month",
     "days_after_paid_weekday",
@@ -78,7 +79,26 @@ FEATURES = (*CATEGORICAL, *NUMERIC)
 """The model's inputs, in the order of a `feature_row`."""
 
 FeatureRow = list[str | float | None]
-"""One candidate's features in `FEATURES` order: strings for categories, None when unknown."""
+"""The features of a case that do not depend on the time: categories and case numbers."""
+
+
+class Slot(NamedTuple):
+    """A candidate charge time, with the customer's local calendar at it."""
+
+    at: datetime
+    hour: int
+    weekday: int
+    day: int
+    days_to_month_end: int
+    ordinal: int
+
+
+class FeatureBlock(NamedTuple):
+    """The features of charging one case at each of several times: the case's own part once,
+    and one row of `TIME_FEATURES` per time (a numpy array, so many cases rate fast)."""
+
+    case: FeatureRow
+    times: Any
 
 
 class RetryScorer(Protocol):
@@ -90,8 +110,8 @@ class RetryScorer(Protocol):
     @property
     def trained_on(self) -> int: ...
 
-    def success_chances(self, rows: Sequence[FeatureRow]) -> list[float]:
-        """The chance that a charge with each row's features is approved."""
+    def success_chances(self, blocks: Sequence[FeatureBlock]) -> list[float]:
+        """The chance that each time of each block passes, in order, blocks one after another."""
         ...
 
 
@@ -151,12 +171,12 @@ def plan_retries(scorer: RetryScorer | None, facts: PlanFacts, policy: Policy) -
     the case window (a day before collections), `min_retry_gap` apart, in contact hours and
     within the card network's cap. See the module's docstring for how."""
     slots = candidate_slots(facts, policy)
-    usable = _usable(scorer)
-    chances = scorer.success_chances(feature_rows(slots, facts)) if usable else None
-    return choose_retries(scorer if usable else None, slots, chances, facts, policy)
+    able = usable(scorer)
+    chances = scorer.success_chances([feature_block(slots, facts)]) if able else None
+    return choose_retries(scorer, slots, chances, facts, policy)
 
 
-def candidate_slots(facts: PlanFacts, policy: Policy) -> list[datetime]:
+def candidate_slots(facts: PlanFacts, policy: Policy) -> list[Slot]:
     """Every time a retry may be planned at, earliest first (none for a never-retry decline
     or a spent budget)."""
     if _never_retry(facts, policy) or _retries_left(facts, policy) <= 0:
@@ -164,34 +184,78 @@ def candidate_slots(facts: PlanFacts, policy: Policy) -> list[datetime]:
     zone = _zone(facts)
     start = _earliest(facts, policy)
     end = facts.failed_at + policy.collections_after - BEFORE_COLLECTIONS
-    minute = facts.failed_at.astimezone(zone).minute  # cases spread over the hour
+    minute = facts.failed_at.astimezone(ZoneInfo(zone)).minute  # cases spread over the hour
+    hours = policy.contact_hours
+    rule = (hours.start, hours.end) if hours.enabled else None
+    others = tuple(facts.time_zones[1:])
+    day = start.astimezone(ZoneInfo(zone)).date()
+    last = end.astimezone(ZoneInfo(zone)).date()
+    slots: list[Slot] = []
+    while day <= last:
+        slots += [s for s in _day_slots(zone, day, minute, rule, others) if start <= s.at <= end]
+        day += _DAY
+    if not slots and others:  # zones that never share an hour: the first zone's, as messages
+        return candidate_slots(facts.model_copy(update={"time_zones": [zone]}), policy)
+    return slots
+
+
+@functools.lru_cache(maxsize=65536)
+def _day_slots(
+    zone: str, day: date, minute: int, rule: tuple[time, time] | None, others: tuple[str, ...]
+) -> tuple[Slot, ...]:
+    """The slots of one local day: `SLOT_HOURS` at `minute`, inside contact hours (`rule`)
+    in `zone` and every zone of `others`. Cached: cases share zones and days."""
     slots = []
-    day = start.astimezone(zone).date()
-    while (first := datetime.combine(day, time(0), zone)) <= end:
-        for hour in SLOT_HOURS:
-            at = datetime.combine(day, time(hour, minute), zone)
-            if start <= at <= end:
-                slots.append(at.astimezone(UTC))
-        day = (first + timedelta(days=1)).date()
-    return _in_contact_hours(slots, facts, policy)
+    for hour in SLOT_HOURS:
+        at = datetime.combine(day, time(hour, minute), ZoneInfo(zone)).astimezone(UTC)
+        if rule is None or all(
+            rule[0] <= at.astimezone(ZoneInfo(z)).time() < rule[1] for z in (zone, *others)
+        ):
+            slots.append(slot_at(at, zone))
+    return tuple(slots)
 
 
-def feature_rows(slots: Sequence[datetime], facts: PlanFacts) -> list[FeatureRow]:
+def slot_at(at: datetime, zone: str) -> Slot:
+    """`at` with the local calendar of `zone`."""
+    local = at.astimezone(ZoneInfo(zone))
+    day = local.date()
+    month_days = calendar.monthrange(day.year, day.month)[1]
+    return Slot(at, local.hour, local.weekday(), day.day, month_days - day.day, day.toordinal())
+
+
+def feature_block(slots: Sequence[Slot], facts: PlanFacts) -> FeatureBlock:
     """The features of charging the case at each of `slots`."""
-    head = case_features(facts)
-    zone = _zone(facts)
-    paid = _paid_dates(facts.paid_history, zone)
-    last = facts.last_charge_at or facts.failed_at
-    return [head + time_features(at, facts.failed_at, last, zone, paid) for at in slots]
+    import numpy as np  # here, not at the top: the workflow sandbox imports this module
 
-
-def feature_row(facts: PlanFacts, at: datetime) -> FeatureRow:
-    """The features of charging the case at `at` (what an attempt record trains on)."""
-    return feature_rows([at], facts)[0]
+    failed = facts.failed_at.timestamp()
+    last = (facts.last_charge_at or facts.failed_at).timestamp()
+    times = np.array(
+        [
+            (s.at.timestamp(), s.hour, s.weekday, s.day, s.days_to_month_end, s.ordinal)
+            for s in slots
+        ],
+        dtype=np.float64,
+    ).reshape(len(slots), 6)
+    at, ordinal, day = times[:, 0], times[:, 5], times[:, 3]
+    paid = _paid_dates(facts.paid_history, _zone(facts))
+    if paid:
+        paid_day = np.array([p.day for p in paid], dtype=np.float64)
+        paid_ordinal = np.array([p.toordinal() for p in paid], dtype=np.float64)
+        since = ordinal[:, None] - paid_ordinal[None, :]
+        cycle = [
+            np.full(len(slots), float(len(paid))),
+            np.mod(day[:, None] - paid_day[None, :], 31).min(axis=1),
+            np.mod(since, 7).min(axis=1),
+            np.mod(since, 14).min(axis=1),
+        ]
+    else:
+        cycle = [np.zeros(len(slots))] + [np.full(len(slots), np.nan)] * 3
+    columns = [(at - failed) / 3600, (at - last) / 3600, *times[:, 1:5].T, *cycle]
+    return FeatureBlock(case_features(facts), np.column_stack(columns))
 
 
 def case_features(facts: PlanFacts) -> FeatureRow:
-    """The features that do not depend on the time: categories, attempt, amount, history."""
+    """The features that do not depend on the time: categories, attempt, amount."""
     return [
         (facts.decline_code or UNKNOWN).strip().lower(),
         str(facts.decline_class or UNKNOWN),
@@ -200,46 +264,13 @@ def case_features(facts: PlanFacts) -> FeatureRow:
         facts.currency.upper(),
         float(facts.attempt),
         float(facts.declines),
+        float(len(str(facts.amount))),  # the amount's order of magnitude, in minor units
     ]
-
-
-def time_features(
-    at: datetime, failed_at: datetime, last_charge: datetime, zone: ZoneInfo, paid: list[date]
-) -> FeatureRow:
-    """The features of the moment: how long since the failure, the local calendar, and the
-    days since this customer's usual paydays (None when they never paid before)."""
-    local = at.astimezone(zone)
-    day = local.date()
-    month_days = calendar.monthrange(day.year, day.month)[1]
-    return [
-        (at - failed_at) / _HOUR,
-        (at - last_charge) / _HOUR,
-        float(local.hour),
-        float(local.weekday()),
-        float(day.day),
-        float(month_days - day.day),
-        *_pay_cycle(day, paid),
-    ]
-
-
-def _pay_cycle(day: date, paid: list[date]) -> FeatureRow:
-    if not paid:
-        return [0.0, None, None, None]
-    by_month = min((day.day - p.day) % 31 for p in paid)
-    ordinal = day.toordinal()
-    weekly = min((ordinal - p.toordinal()) % 7 for p in paid)
-    fortnightly = min((ordinal - p.toordinal()) % 14 for p in paid)
-    return [float(len(paid)), float(by_month), float(weekly), float(fortnightly)]
-
-
-def case_feature_count() -> int:
-    """How many of `FEATURES` `case_features` gives (the rest are `time_features`)."""
-    return len(CATEGORICAL) + 2
 
 
 def choose_retries(
     scorer: RetryScorer | None,
-    slots: Sequence[datetime],
+    slots: Sequence[Slot],
     chances: Sequence[float] | None,
     facts: PlanFacts,
     policy: Policy,
@@ -253,15 +284,15 @@ def choose_retries(
     left = _retries_left(facts, policy)
     if left <= 0:
         return RetryPlan(offsets=[], reason="no retries left in the budget")
-    if chances is None or scorer is None:
+    if chances is None or scorer is None:  # no model fit to plan with
         why = _why_fixed(scorer)
         offsets = _fixed(facts, policy, left)
         plan = RetryPlan(offsets=offsets, reason=f"fixed schedule: {why}", propensity=1.0)
-        return _explore(plan, slots, facts, policy)
+        return _explore(plan, [slot.at for slot in slots], facts, policy)
     if not slots:
         offsets = _fixed(facts, policy, left)
         return RetryPlan(offsets=offsets, reason="fixed schedule: no slot left in the window")
-    chosen = _best(slots, chances, facts, policy, left)
+    chosen = _best([slot.at for slot in slots], chances, facts, policy, left)
     reason = f"smart schedule from model v{scorer.version} ({scorer.trained_on} attempts)"
     if len(chosen) < left:
         reason += f"; only {len(chosen)} of {left} retries fit (spacing, hours, network cap)"
@@ -271,7 +302,7 @@ def choose_retries(
         reason=reason,
         propensity=1.0,
     )
-    return _explore(plan, slots, facts, policy)
+    return _explore(plan, [slot.at for slot in slots], facts, policy)
 
 
 def _best(
@@ -318,7 +349,9 @@ def _explore(
     if draw >= share:
         chance = (1 - share) + (evenly if planned in slots else 0.0)
         return plan.model_copy(update={"propensity": chance})
-    pick = slots[min(int(_uniform(facts.case_id, facts.attempt, "slot") * len(slots)), len(slots) - 1)]
+    pick = slots[
+        min(int(_uniform(facts.case_id, facts.attempt, "slot") * len(slots)), len(slots) - 1)
+    ]
     chance = evenly + ((1 - share) if pick == planned else 0.0)
     rest = [o for o in plan.offsets[1:] if abs(facts.failed_at + o - pick) >= policy.min_retry_gap]
     return plan.model_copy(
@@ -353,7 +386,8 @@ def _fixed(facts: PlanFacts, policy: Policy, left: int) -> list[timedelta]:
     return [offset for offset in remaining if offset >= earliest]
 
 
-def _usable(scorer: RetryScorer | None) -> bool:
+def usable(scorer: RetryScorer | None) -> bool:
+    """True for a model fitted on enough history to plan with."""
     return scorer is not None and scorer.trained_on >= MIN_HISTORY
 
 
@@ -372,25 +406,13 @@ def _retries_left(facts: PlanFacts, policy: Policy) -> int:
     return budget - facts.retries_done
 
 
-def _zone(facts: PlanFacts) -> ZoneInfo:
-    return ZoneInfo(facts.time_zones[0]) if facts.time_zones else ZoneInfo("UTC")
+def _zone(facts: PlanFacts) -> str:
+    return facts.time_zones[0] if facts.time_zones else "UTC"
 
 
-def _paid_dates(history: Iterable[datetime], zone: ZoneInfo) -> list[date]:
-    return [moment.astimezone(zone).date() for moment in sorted(history)[-HISTORY_USED:]]
-
-
-def _in_contact_hours(slots: list[datetime], facts: PlanFacts, policy: Policy) -> list[datetime]:
-    """Slots inside contact hours in every zone; zones that never share an hour fall back to
-    the first zone, as messages do."""
-    hours_rule = policy.contact_hours
-    if not hours_rule.enabled or not facts.time_zones:
-        return slots
-    for zones in (facts.time_zones, facts.time_zones[:1]):
-        allowed = [at for at in slots if all(hours_rule.allows(at, z) for z in zones)]
-        if allowed:
-            return allowed
-    return []
+def _paid_dates(history: Iterable[datetime], zone: str) -> list[date]:
+    tz = ZoneInfo(zone)
+    return [moment.astimezone(tz).date() for moment in sorted(history)[-HISTORY_USED:]]
 
 
 def _within_cap(times: Iterable[datetime], cap: int, window: timedelta) -> bool:
@@ -402,7 +424,6 @@ def _within_cap(times: Iterable[datetime], cap: int, window: timedelta) -> bool:
     )
 
 
-_HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
 
 
@@ -417,6 +438,6 @@ class AttemptRecord(BaseModel):
     approved: bool
     propensity: float = Field(default=1.0, gt=0, le=1)
 
-    def features(self) -> FeatureRow:
-        """The features of this attempt's charge time."""
-        return feature_row(self.facts, self.at)
+    def features(self) -> FeatureBlock:
+        """The features of this attempt's charge time (the time needs no slot hour)."""
+        return feature_block([slot_at(self.at, _zone(self.facts))], self.facts)
