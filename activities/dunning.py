@@ -40,7 +40,7 @@ from activities.store import (
 )
 from config.policies import find_policy, load_policies
 from config.settings import Settings
-from workflows import smart_retry
+from workflows import retry_planner
 from workflows.messaging import (
     CAP_WINDOW,
     CAPPED_CHANNELS,
@@ -166,12 +166,12 @@ class DunningActivities:
             model = self._retry_model(request.model_version)
         except ModelFileError as err:
             log.warning("planning with the fixed schedule: %s", err)
-            plan = smart_retry.plan_retries(None, facts, policy)
+            plan = retry_planner.plan_retries(None, facts, policy)
             if plan.offsets:  # the fixed schedule (a never-retry decline keeps its reason)
                 exploring = "".join(plan.reason.partition(";")[1:])
                 plan = plan.model_copy(update={"reason": f"fixed schedule: {err}{exploring}"})
             return plan
-        return smart_retry.plan_retries(model, facts, policy)
+        return retry_planner.plan_retries(model, facts, policy)
 
     def _retry_model(self, pinned: int | None) -> RetryScorer | None:
         if self.retry_models_dir is None:

@@ -59,16 +59,8 @@ from workflows.models import (
 )
 from workflows.policy import Channel, Outcome, Policy
 from workflows.retry_model import RetryModel, fit
-from workflows.smart_retry import (
-    AttemptRecord,
-    PlanFacts,
-    RetryPlan,
-    RetryScorer,
-    candidate_slots,
-    choose_retries,
-    feature_block,
-    usable,
-)
+from workflows.retry_planner import candidate_slots, choose_retries, feature_block
+from workflows.smart_retry import AttemptRecord, PlanFacts, RetryPlan, RetryScorer, usable
 from workflows.steps import (
     Signal,
     charge_request,

@@ -8,7 +8,7 @@ the inverse of the chance its time had of being chosen (capped at `MAX_WEIGHT`),
 explored times count for the many the greedy choice would have skipped.
 
 Pure: no I/O and no Temporal import (files are `activities.retry_training`'s job). Not imported
-by the workflow: the planner (`workflows.smart_retry`) takes a scorer, and the activity and
+by the workflow: the planner (`workflows.retry_planner`) takes a scorer, and the activity and
 the simulator pass this one.
 """
 
@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
+from workflows.retry_planner import attempt_features
 from workflows.smart_retry import CATEGORICAL, FEATURES, AttemptRecord, FeatureBlock
 
 MAX_WEIGHT = 20.0
@@ -96,7 +97,7 @@ class RetryModel:
 def fit(history: Sequence[AttemptRecord], version: int, now: datetime) -> RetryModel:
     """Fit a model on `history`; deterministic for a given history, whatever its order."""
     ordered = sorted(history, key=lambda r: (r.at, r.facts.case_id, r.facts.attempt))
-    blocks = [record.features() for record in ordered]
+    blocks = [attempt_features(record) for record in ordered]
     categories = {
         name: _vocabulary(block.case[i] for block in blocks) for i, name in enumerate(CATEGORICAL)
     }
@@ -175,7 +176,9 @@ def evaluate(model: RetryModel, history: Sequence[AttemptRecord], bands: int = 5
         raise ValueError("nothing to evaluate on: no attempts")
     w = weights(history)
     y = np.asarray([r.approved for r in history], dtype=np.float64)
-    p = np.clip(np.asarray(model.success_chances([r.features() for r in history])), 1e-6, 1 - 1e-6)
+    p = np.clip(
+        np.asarray(model.success_chances([attempt_features(r) for r in history])), 1e-6, 1 - 1e-6
+    )
     base = np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6)
     edges = np.quantile(p, np.linspace(0, 1, bands + 1))
     calibration = []

@@ -31,7 +31,8 @@ from tests.support.retry_history import GOOD_HOUR, ZONE, local_hour, synthetic_h
 from workflows.models import ChargeRequest, PlanRequest
 from workflows.policy import DeclineClass
 from workflows.retry_model import RetryModel, fit
-from workflows.smart_retry import PlanFacts, plan_retries
+from workflows.retry_planner import plan_retries
+from workflows.smart_retry import PlanFacts
 
 FAILED_AT = datetime(2026, 9, 1, 13, 5, tzinfo=UTC)
 SETTINGS = Settings(_env_file=None)

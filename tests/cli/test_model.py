@@ -22,7 +22,8 @@ from tests.support.retry_history import GOOD_HOUR, ZONE, local_hour, seed_store,
 from workflows.dunning import DunningWorkflow
 from workflows.models import CancelRequest
 from workflows.retry_model import fit
-from workflows.smart_retry import PlanFacts, plan_retries
+from workflows.retry_planner import plan_retries
+from workflows.smart_retry import PlanFacts
 
 
 def seeded(tmp_path: Path, cases: int, **changes) -> Path:
