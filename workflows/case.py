@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pydantic import AwareDatetime, BaseModel, Field
 
 from workflows.arrangements import quote
+from workflows.message_timing import MessagePlan
 from workflows.models import (
     AttemptView,
     CancelRequest,
@@ -80,6 +81,11 @@ class CaseState(BaseModel):
     awaiting: DeclineClass | None = None
     method_updated_at: AwareDatetime | None = None
     reminders_done: list[int] = Field(default_factory=list)
+    message_plan: MessagePlan | None = Field(
+        default=None,
+        description="Learned message timing: the send hour and channels the case's reminders "
+        "follow, chosen when it opened and kept for life; None sends them as written.",
+    )
     final_notice_offset: timedelta | None = Field(
         default=None, description="How far into the schedule the final notice went out."
     )
@@ -293,6 +299,11 @@ class CaseState(BaseModel):
         times = ", ".join(f"{self.schedule_origin + o:%Y-%m-%d %H:%M}" for o in plan.offsets)
         detail = f"{plan.reason}; retries at {times} UTC" if times else plan.reason
         self.note(now, "retry_plan", detail=detail)
+
+    def follow_message_plan(self, plan: MessagePlan, now: datetime) -> None:
+        """Send the reminders as `plan` says from now on, and say in the timeline why."""
+        self.message_plan = plan
+        self.note(now, "message_plan", detail=plan.reason)
 
     def record_attempt(
         self,

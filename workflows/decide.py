@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel
 
 from workflows.arrangements import installment_charge_at
 from workflows.case import CaseState
+from workflows.message_timing import MessageChoice, choose_message, send_time
 from workflows.policy import Channel, DeclineClass, Outcome, Tone, WriteBackAction
 
 
@@ -45,6 +47,10 @@ class Notify(BaseModel):
     channels: list[Channel]
     covers: list[int] = []
     deadline: AwareDatetime | None = None
+    hour_propensity: float | None = None
+    """Learned message timing: the chance this reminder's hour had of being chosen (and
+    `channel_propensity` its channels), for the learner to weigh it by."""
+    channel_propensity: float | None = None
 
 
 class Wait(BaseModel):
@@ -194,8 +200,40 @@ def contact_time(state: CaseState, now: datetime) -> datetime:
 
 
 def reminder_at(state: CaseState, index: int) -> datetime:
-    """When reminder `index` of the policy is due."""
+    """When reminder `index` goes out: when the policy has it due, or, for a case with a
+    message plan, at its send hour within a day of that (never past the next reminder's due
+    time or collections, so the ladder keeps its order)."""
+    choice = _message_choice(state, index)
+    due = _due_at(state, index)
+    if choice is None or choice.hour is None:
+        return due
+    later = [_due_at(state, i) for i in range(index + 1, len(state.policy.reminders))]
+    return send_time(due, choice.hour, state.time_zones[0], min([collections_at(state), *later]))
+
+
+def _due_at(state: CaseState, index: int) -> datetime:
     return state.schedule_origin + state.policy.reminders[index].after
+
+
+def _message_choice(state: CaseState, index: int) -> MessageChoice | None:
+    """Reminder `index`'s hour and channels under the case's message plan (None without
+    one). Its hour moves only after day 0 and in a zone the case knows."""
+    plan = state.message_plan
+    if plan is None:
+        return None
+    reminder = state.policy.reminders[index]
+    due_hour = None
+    if reminder.after >= timedelta(days=1) and state.time_zones:
+        due_hour = _due_at(state, index).astimezone(ZoneInfo(state.time_zones[0])).hour
+    return choose_message(
+        plan,
+        state.case.case_id,
+        index,
+        reminder.tone,
+        tuple(reminder.channels),
+        state.policy.message_exploration,
+        due_hour,
+    )
 
 
 def collections_at(state: CaseState) -> datetime:
@@ -240,13 +278,16 @@ def _reminder(state: CaseState, due: list[int], now: datetime) -> Notify:
     if reminder.tone is Tone.FINAL and offset is None:
         # A late final notice names the later collections date that sending it now sets.
         offset = now - state.schedule_origin
+    choice = _message_choice(state, index)
     return Notify(
         step=f"reminder-{index + 1}",
         template=_reminder_template(state, reminder.tone),
         tone=reminder.tone,
-        channels=list(reminder.channels),
+        channels=list(reminder.channels if choice is None else choice.channels),
         covers=due,
         deadline=_collections_at(state, offset),
+        hour_propensity=None if choice is None else choice.hour_propensity,
+        channel_propensity=None if choice is None else choice.channel_propensity,
     )
 
 

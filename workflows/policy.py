@@ -189,6 +189,20 @@ class Policy(_Strict):
         description="Smart timing: the share of retry decisions that try a time drawn evenly "
         "from the feasible ones, so the model learns about times its own choices never visit.",
     )
+    message_timing: Literal["as_written", "learned"] = Field(
+        default="as_written",
+        description="as_written: reminders go when due, on their channels. learned: a case "
+        "follows the send hour, channel order and final-notice escalation its customer's "
+        "segment has shown to work (as written where nothing was shown); contact hours, "
+        "opt-outs and the weekly cap still hold.",
+    )
+    message_exploration: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.2,
+        description="Learned message timing: the share of reminders sent at an hour and on "
+        "channels drawn evenly, so the model learns about choices it would not make.",
+    )
     min_retry_gap: timedelta = Field(
         description="Least time between two charges, so a resumed case does not charge in bursts."
     )
