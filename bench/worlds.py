@@ -4,12 +4,14 @@ policy and a fixed baseline, on worlds that differ in hidden mechanics.
     .venv/bin/python bench/worlds.py [--cases 4000] [--seeds 1 2] [--world module:factory ...]
 
 For each world and seed it simulates the month before (other customers) under the smart
-policy with no model, as a new install would run it (its fixed schedule, explored in
-`exploration` of decisions), fits a retry model on those attempts, then runs three policies
-over the same cases: `standard`, the fixed baseline (the smart policy's own schedule, never
-learned or explored) and the smart policy with the model. It prints recovered revenue as a
-ratio to standard and to the baseline per seed, their spread, messages per recovered case,
-and simulation speed. A benchmark: it prints figures and asserts nothing.
+policy with no model, as a new install would run it (its fixed schedule and reminders as
+written, explored in `exploration` and `message_exploration` of decisions), fits a retry
+model on those attempts and a message model on those reminders, then runs three policies
+over the same cases: `standard`, the fixed baseline (the smart policy's own schedule and
+reminders, never learned or explored) and the smart policy with both models. It prints
+recovered revenue as a ratio to standard and to the baseline per seed, their spread,
+messages per recovered case, and simulation speed. A benchmark: it prints figures and
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from simulation.simulator import (  # noqa: E402
     PolicyResult,
     population,
     simulate,
-    train_retry_model,
+    train_models,
 )
 from simulation.world import load_world  # noqa: E402
 from simulation.worlds import WORLDS  # noqa: E402
@@ -40,9 +42,19 @@ def main(worlds: list[str], cases: int, seeds: list[int]) -> None:
     settings = Settings(_env_file=None)
     policies = load_policies(settings.policies_dir, settings.declines_file)
     standard, smart = find_policy(policies, "standard"), find_policy(policies, "smart")
-    fixed = smart.model_copy(update={"retry_timing": "fixed", "exploration": 0.0})
+    fixed = smart.model_copy(
+        update={
+            "retry_timing": "fixed",
+            "exploration": 0.0,
+            "message_timing": "as_written",
+            "message_exploration": 0.0,
+        }
+    )
     print(f"{cases} cases per world and seed; seeds {seeds}; learned = {smart.label}")
-    print(f"fixed baseline = {smart.label}'s {len(smart.retries)} retries at fixed days, no model")
+    print(
+        f"fixed baseline = {smart.label}'s {len(smart.retries)} retries at fixed days and its "
+        "reminders as written, no model"
+    )
     header = (
         f"{'world':<38} {'learned/standard':>22} {'learned/fixed':>20} "
         f"{'msgs per recovered':>22} {'speed':>7}"
@@ -52,17 +64,19 @@ def main(worlds: list[str], cases: int, seeds: list[int]) -> None:
     for world_path in worlds:
         vs_standard, vs_fixed, messages, speeds = [], [], [], []
         for seed in seeds:
-            model = train_retry_model(smart, world_path, cases, seed, DEFAULT_START)
+            model, message_model = train_models(smart, world_path, cases, seed, DEFAULT_START)
             evaluated = population(load_world(world_path, seed), cases, seed, DEFAULT_START, LIVE)
             runs = {}
-            for label, policy, scorer in (
-                ("standard", standard, None),
-                ("fixed", fixed, None),
-                ("learned", smart, model),
+            for label, policy, scorer, advice in (
+                ("standard", standard, None, None),
+                ("fixed", fixed, None, None),
+                ("learned", smart, model, message_model),
             ):
                 started = time.perf_counter()
                 world = load_world(world_path, seed)
-                runs[label] = simulate(evaluated, policy, world, retry_model=scorer)
+                runs[label] = simulate(
+                    evaluated, policy, world, retry_model=scorer, message_model=advice
+                )
                 runs[label + " seconds"] = time.perf_counter() - started
             base, baseline, learned = (_revenue(runs[k]) for k in ("standard", "fixed", "learned"))
             vs_standard.append(learned / base)

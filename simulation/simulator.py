@@ -18,7 +18,10 @@ A policy with smart retry timing plans its retries when the case opens and again
 declined retry, as the workflow does, with the retry model given (the one a worker would
 read); `compare` trains one on the world's history when none is given. Cases run side by
 side and their plans are rated in one batch per round, so a model costs one call per round,
-not one per case.
+not one per case. A policy with learned message timing pins its case's message plan when the
+case opens, from the message model given (fitted on the same history by `compare`), and the
+reminders then go out through the same `Outbox`: the plan never moves past the cap, an
+opt-out or contact hours.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections import Counter
 from collections.abc import Generator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -46,6 +50,14 @@ from simulation.world import (
 from workflows.case import CaseState
 from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
 from workflows.dunning import SIGNALS, signal_name
+from workflows.message_timing import (
+    OUTCOME_WINDOW,
+    MessageModel,
+    MessageOutcome,
+    fit_messages,
+    plan_messages,
+    segment_of,
+)
 from workflows.messaging import CAP_WINDOW, CAPPED_CHANNELS, fallback_channels, gives_way_to_cap
 from workflows.models import (
     CancelRequest,
@@ -79,6 +91,9 @@ MAX_STEPS = 1000
 MESSAGES_PER_WEEK = 4
 """The weekly cap the notify activity applies by default (`MESSAGES_PER_WEEK` setting)."""
 LIVE, HISTORY = "live", "history"
+ACTED = frozenset({ActionKind.UPDATE_CARD.value, ActionKind.PAY.value})
+LOST = frozenset({ActionKind.CANCEL.value, ActionKind.DISPUTE.value, ActionKind.OPT_OUT.value})
+"""What a customer's action after a reminder says of it (`MessageOutcome.acted`, `.lost`)."""
 
 # The payload each DunningWorkflow signal carries, by the signal's name.
 SIGNAL_TYPES = {signal_name(model): model for model in SIGNALS}
@@ -151,6 +166,9 @@ class CaseRun(BaseModel):
     attempts: list[AttemptRecord] = Field(
         default_factory=list, description="Scheduled retries as training records, if kept."
     )
+    message_outcomes: list[MessageOutcome] = Field(
+        default_factory=list, description="Reminders sent as training records, if kept."
+    )
 
 
 class PolicyResult(BaseModel):
@@ -184,6 +202,9 @@ class SimulationReport(BaseModel):
     retry_model: str | None = Field(
         default=None, description="The model smart-timed policies planned with, if any."
     )
+    message_model: str | None = Field(
+        default=None, description="The model learned message timing planned with, if any."
+    )
     policies: list[PolicyResult]
 
 
@@ -196,15 +217,28 @@ def simulate(
     dispute_lost_after: timedelta = DISPUTE_LOST_AFTER,
     messages_per_week: int = MESSAGES_PER_WEEK,
     keep_attempts: bool = False,
+    message_model: MessageModel | None = None,
+    keep_messages: bool = False,
 ) -> PolicyResult:
     """Run every case under `policy` in `world` and sum up the outcomes.
 
     Use a fresh world per call: a world may remember what its customers decided. A
-    smart-timed policy plans with `retry_model` (None: the policy's fixed schedule).
-    `keep_attempts` keeps each run's retries as training records (`CaseRun.attempts`)."""
+    smart-timed policy plans with `retry_model` (None: the policy's fixed schedule), learned
+    message timing with `message_model` (None: reminders as written, still explored).
+    `keep_attempts` keeps each run's retries as training records (`CaseRun.attempts`),
+    `keep_messages` its reminders (`CaseRun.message_outcomes`)."""
     outbox = Outbox(messages_per_week)
     simulations = [
-        _CaseSimulation(case, policy, world, outbox, dispute_lost_after, keep_attempts)
+        _CaseSimulation(
+            case,
+            policy,
+            world,
+            outbox,
+            dispute_lost_after,
+            keep_attempts,
+            message_model,
+            keep_messages,
+        )
         for case in cases
     ]
     return summarise(policy, _drive(simulations, policy, retry_model))
@@ -217,10 +251,11 @@ def run_case(
     *,
     retry_model: RetryScorer | None = None,
     dispute_lost_after: timedelta = DISPUTE_LOST_AFTER,
+    message_model: MessageModel | None = None,
 ) -> CaseRun:
     """One case from its failure to its outcome, on a virtual clock."""
     simulation = _CaseSimulation(
-        case, policy, world, Outbox(MESSAGES_PER_WEEK), dispute_lost_after, False
+        case, policy, world, Outbox(MESSAGES_PER_WEEK), dispute_lost_after, False, message_model
     )
     return _drive([simulation], policy, retry_model)[0]
 
@@ -322,22 +357,28 @@ class _CaseSimulation:
         outbox: Outbox,
         dispute_lost_after: timedelta,
         keep_attempts: bool,
+        message_model: MessageModel | None = None,
+        keep_messages: bool = False,
     ) -> None:
         self.case = case
         self.world = world
         self.outbox = outbox
         self.dispute_lost_after = dispute_lost_after
         self.keep_attempts = keep_attempts
+        self.keep_messages = keep_messages
         self.pending: list[tuple[datetime, int, str, Signal | Channel]] = []
         self._order = itertools.count()  # actions due at the same moment keep their order
         self.steps: list[StepRecord] = []
         self.events: list[CustomerEvent] = []
         self.attempts: list[AttemptRecord] = []
+        self.reminders: list[tuple[datetime, MessageOutcome]] = []  # answers filled in at the end
         # Opened as `DunningWorkflow.run` opens it: the case, its zones, then any retry plan.
         self.now = case.failed_at
         self.state = CaseState.open(case.case_input(policy), policy, self.now)
         self.state.time_zones = case.time_zones
         self.state.plan_outdated = policy.retry_timing == "smart"
+        if policy.message_timing == "learned":
+            self.state.follow_message_plan(plan_messages(message_model, case.country), self.now)
 
     def run(self) -> Generator[PlanFacts, RetryPlan, CaseRun]:
         """The case's steps; yields when it needs a retry plan, and is sent the plan."""
@@ -388,11 +429,38 @@ class _CaseSimulation:
         deliveries = self.outbox.deliver(self.case.customer_id, request, self.now)
         fold_message(self.state, step, deliveries, self.now)
         sent = [d.channel for d in deliveries if d.status is DeliveryStatus.SENT]
+        if self.keep_messages and sent and step.tone is not None:
+            self._keep_reminder(step)
         if respond and sent:
             message = SentMessage.of(request).model_copy(update={"channels": sent})
             action = self.world.respond(self.case, message, self.now)
             if action is not None:
                 self._schedule(action)
+
+    def _keep_reminder(self, step: Notify) -> None:
+        """A reminder that reached the customer, as the learner will see it (the customer's
+        answer is filled in from the events at the end)."""
+        zone = self.case.time_zone
+        outcome = MessageOutcome(
+            segment=segment_of(self.case.country),
+            hour=self.now.astimezone(ZoneInfo(zone)).hour if zone else None,
+            tone=step.tone,
+            channels=step.channels,
+            acted=False,
+            lost=False,
+            hour_propensity=step.hour_propensity or 1.0,
+            channel_propensity=step.channel_propensity or 1.0,
+        )
+        self.reminders.append((self.now, outcome))
+
+    def _message_outcomes(self) -> list[MessageOutcome]:
+        """Each kept reminder with what the customer did within `OUTCOME_WINDOW` of it."""
+        outcomes = []
+        for sent_at, outcome in self.reminders:
+            answers = {e.action for e in self.events if sent_at < e.at <= sent_at + OUTCOME_WINDOW}
+            update = {"acted": bool(answers & ACTED), "lost": bool(answers & LOST)}
+            outcomes.append(outcome.model_copy(update=update))
+        return outcomes
 
     def _wait(self, until: datetime | None) -> None:
         """Sleep like `DunningWorkflow._wait`: until the timeout, or the next signal."""
@@ -480,6 +548,7 @@ class _CaseSimulation:
             steps=self.steps,
             events=self.events,
             attempts=self.attempts,
+            message_outcomes=self._message_outcomes(),
         )
 
 
@@ -518,20 +587,32 @@ def population(world: World, n: int, seed: int, start: datetime, cohort: str) ->
 
 def training_history(
     policy: Policy, world_path: str, n_cases: int, seed: int, start: datetime
-) -> list[AttemptRecord]:
-    """The retries of the month before `start`, as a new install running `policy` without a
-    model would have logged them: the fixed schedule, explored in `policy.exploration`."""
+) -> list[CaseRun]:
+    """The month before `start`, as a new install running `policy` without models would have
+    logged it: the fixed schedule and the reminders as written, explored as the policy says;
+    each run keeps its retries and reminders as training records."""
     world = load_world(world_path, seed)
     cases = population(world, n_cases, seed, start - TRAINING_WINDOW, HISTORY)
-    result = simulate(cases, policy, world, keep_attempts=True)
-    return [record for run in result.runs for record in run.attempts]
+    result = simulate(cases, policy, world, keep_attempts=True, keep_messages=True)
+    return result.runs
+
+
+def train_models(
+    policy: Policy, world_path: str, n_cases: int, seed: int, start: datetime
+) -> tuple[RetryModel, MessageModel]:
+    """A retry model and a message model fitted on the world's history under `policy` (see
+    `training_history`)."""
+    runs = training_history(policy, world_path, n_cases, seed, start)
+    attempts = [record for run in runs for record in run.attempts]
+    reminders = [outcome for run in runs for outcome in run.message_outcomes]
+    return fit(attempts, version=1, now=start), fit_messages(reminders, version=1, now=start)
 
 
 def train_retry_model(
     policy: Policy, world_path: str, n_cases: int, seed: int, start: datetime
 ) -> RetryModel:
     """A retry model fitted on the world's history under `policy` (see `training_history`)."""
-    return fit(training_history(policy, world_path, n_cases, seed, start), version=1, now=start)
+    return train_models(policy, world_path, n_cases, seed, start)[0]
 
 
 def compare(
@@ -542,27 +623,41 @@ def compare(
     start: datetime = DEFAULT_START,
     cases: list[SimCase] | None = None,
     retry_model: RetryScorer | None = None,
+    message_model: MessageModel | None = None,
 ) -> SimulationReport:
     """Every policy over the same cases, each in a fresh world from `world_path` and `seed`.
 
     Cases are the world's own (`n_cases` from `start`), else the synthetic generator's,
-    unless given. Smart-timed policies plan with `retry_model`; without one, with a model
-    trained on the month before under the first smart-timed policy compared."""
+    unless given. Smart-timed policies plan with `retry_model` and learned message timing
+    with `message_model`; without a retry model, both are trained on the month before under
+    the first policy compared that learns either."""
     if not policies:
         raise ValueError("compare needs at least one policy")
     if cases is None:
         cases = population(load_world(world_path, seed), n_cases, seed, start, LIVE)
-    model_note = None
-    smart = next((p for p in policies if p.retry_timing == "smart"), None)
-    if smart is not None:
-        if retry_model is None:
-            retry_model = train_retry_model(smart, world_path, len(cases), seed, start)
+    model_note = message_note = None
+    learner = next((p for p in policies if _learns(p)), None)
+    trained = learner is not None and retry_model is None
+    if trained:
+        retry_model, message_model = train_models(learner, world_path, len(cases), seed, start)
+    if retry_model is not None and any(p.retry_timing == "smart" for p in policies):
+        model_note = f"model v{retry_model.version} ({retry_model.trained_on} attempts)"
+        if trained:
             model_note = f"trained on {retry_model.trained_on} simulated attempts"
-            model_note += f" of the 4 weeks before, under {smart.label} without a model"
-        else:
-            model_note = f"model v{retry_model.version} ({retry_model.trained_on} attempts)"
+            model_note += f" of the 4 weeks before, under {learner.label} without a model"
+    if message_model is not None and any(p.message_timing == "learned" for p in policies):
+        message_note = f"model v{message_model.version} ({message_model.trained_on} reminders)"
+        if trained:
+            message_note = f"trained on {message_model.trained_on} simulated reminders"
+            message_note += " of the same 4 weeks"
     results = [
-        simulate(cases, policy, load_world(world_path, seed), retry_model=retry_model)
+        simulate(
+            cases,
+            policy,
+            load_world(world_path, seed),
+            retry_model=retry_model,
+            message_model=message_model,
+        )
         for policy in policies
     ]
     first = results[0].recovered_revenue
@@ -577,5 +672,10 @@ def compare(
         cases=len(cases),
         start=start,
         retry_model=model_note,
+        message_model=message_note,
         policies=results,
     )
+
+
+def _learns(policy: Policy) -> bool:
+    return policy.retry_timing == "smart" or policy.message_timing == "learned"
