@@ -78,6 +78,9 @@ class BillingEvent(BaseModel):
     card_brand: str | None = Field(
         default=None, pattern=CODE_PATTERN, max_length=30, description="visa, mastercard"
     )
+    card_country: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="Where the card was issued, ISO-3166: US."
+    )
     failed_at: AwareDatetime | None = Field(
         default=None,
         description=f"Defaults to now; at most {MAX_FAILURE_AGE.days} days ago and "

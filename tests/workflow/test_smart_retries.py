@@ -34,12 +34,12 @@ def plans(view: CaseView) -> list[TimelineEntry]:
 async def after_first_decline(dunning: Dunning, handle: WorkflowHandle) -> CaseView:
     """Move the clock on, a few hours at a time (retries are at least 12 h apart), until
     the first retry has declined and the case has planned again."""
-    for _ in range(16):
+    for _ in range(48):
         await dunning.env.sleep(timedelta(hours=4))
         view = await handle.query(DunningWorkflow.status)
         if view.attempts:
             return await status_when(handle, lambda v: len(plans(v)) == 2, "a second plan")
-    raise AssertionError(f"no retry within days: {view}")
+    raise AssertionError(f"no retry within 8 days: {view}")
 
 
 async def smart_case(dunning: Dunning) -> CaseInput:
