@@ -320,10 +320,9 @@ class CaseState(BaseModel):
         self._append_attempt(attempt, result, now)
         if scheduled:
             self.scheduled_retries_done += 1
-            smart = self.policy.retry_timing == "smart" and self.planned_retries is not None
-            self.plan_outdated = smart and not result.approved
         elif self.method_updated_at == method_updated_at:
             self.method_updated_at = None
+        self.plan_outdated = self.plan_outdated or self._replans_after(result)
         if self._recovered_by(attempt, result, now, f"charge attempt {attempt} approved"):
             return
         self.note(now, "charge_declined", detail=f"attempt {attempt}: {_describe(result)}")
@@ -419,6 +418,14 @@ class CaseState(BaseModel):
         if tone is Tone.FINAL and self.final_notice_offset is None:
             # Schedule time, not wall time: a later pause must still move collections on.
             self.final_notice_offset = now - self.schedule_origin
+
+    def _replans_after(self, result: ChargeResult) -> bool:
+        """Smart timing plans the rest again after a soft decline, of the old card or a new
+        one. A hard decline keeps the plan: the case waits for a new card, and retries only
+        if that card too declines softly."""
+        smart = self.policy.retry_timing == "smart" and self.planned_retries is not None
+        soft = self.policy.declines.classify(result) is DeclineClass.RETRY_LATER
+        return smart and not result.approved and soft
 
     def _classify(self, codes: DeclineCodes, now: datetime) -> None:
         decline_class = self.policy.declines.classify(codes)

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from config.policies import find_policy, load_policies
-from tests.support.core import charge, open_case, play
+from tests.support.core import charge, open_case, play, send
 from workflows.decide import Charge, decide, next_charge_at
+from workflows.models import PaymentMethodUpdated
 from workflows.policy import DeclineClass, Policy
 from workflows.retry_model import RetryModel, evaluate, fit, weights
 from workflows.retry_planner import (
@@ -450,3 +451,29 @@ def test_an_approved_retry_or_a_fixed_policy_never_asks_again(smart: Policy) -> 
     steps = play(fixed, origin, origin + timedelta(days=30))
     assert any(isinstance(step, Charge) for _, step in steps)
     assert not fixed.plan_outdated
+
+
+def test_a_hard_decline_keeps_the_plan_until_a_new_card_declines_softly(smart: Policy) -> None:
+    state = open_case(smart)
+    origin = state.case.failure.failed_at
+    plan = RetryPlan(offsets=[timedelta(days=1), timedelta(days=4)], reason="test")
+    state.follow_plan(plan, origin)
+    due = origin + timedelta(days=1)
+    charge(state, decide(state, due), due, code="stolen_card")
+
+    assert not state.plan_outdated  # nothing to plan: the case waits for a new card
+    assert state.planned_retries == plan.offsets
+
+    state.update_payment_method(
+        PaymentMethodUpdated(payment_method="pm_new", actor="customer"), due
+    )
+    later = due + timedelta(hours=1)
+    step = decide(state, later)
+    while not isinstance(step, Charge):  # the reminder the hard decline brought first
+        send(state, step, later)
+        step = decide(state, later)
+    assert not step.scheduled
+    charge(state, step, later, code="insufficient_funds")
+
+    assert state.plan_outdated
+    assert state.plan_facts(later).decline_code == "insufficient_funds"
