@@ -49,6 +49,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         settings = settings.in_demo_mode()
     settings.check_secrets(serving=serve)
     activities = DunningActivities.from_settings(settings)
+    activities.warm_up()
     # SIGTERM and Ctrl-C end the wait below, so every context unwinds and the dev server
     # stops with the worker (Python's default SIGTERM would leave it running as an orphan).
     stopping = asyncio.Event()

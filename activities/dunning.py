@@ -173,6 +173,14 @@ class DunningActivities:
             return plan
         return retry_planner.plan_retries(model, facts, policy)
 
+    def warm_up(self) -> None:
+        """Load the newest retry model now rather than in the first case's plan: reading one
+        imports scikit-learn, which takes seconds of the plan activity's timeout."""
+        try:
+            self._retry_model(None)
+        except ModelFileError as err:
+            log.warning("no retry model loaded: %s", err)
+
     def _retry_model(self, pinned: int | None) -> RetryScorer | None:
         if self.retry_models_dir is None:
             return None

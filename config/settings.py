@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     segments_file: Path = CONFIG_DIR / "segments.toml"
     retry_models_dir: Path = Field(
         default=Path(".dunning/models"),
-        description="Where `dunning model train` writes retry-model-v<N>.json; smart retry "
+        description="Where `dunning model train` writes retry-model-v<N>.skops; smart retry "
         "timing uses the newest (none there: the policy's fixed schedule).",
     )
 
