@@ -13,6 +13,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.message_training import message_model_version, newest_message_model
 from activities.notify import (
     Notifier,
     NotifierConfigError,
@@ -40,7 +41,8 @@ from activities.store import (
 )
 from config.policies import find_policy, load_policies
 from config.settings import Settings
-from workflows import retry_planner
+from workflows import message_timing, retry_planner
+from workflows.message_timing import MessageModel, MessagePlan
 from workflows.messaging import (
     CAP_WINDOW,
     CAPPED_CHANNELS,
@@ -55,6 +57,7 @@ from workflows.models import (
     Delivery,
     DeliveryStatus,
     InvoiceSettled,
+    MessagePlanRequest,
     NotifyRequest,
     NotifyResult,
     PlanRequest,
@@ -133,6 +136,7 @@ class DunningActivities:
             self.load_policy,
             self.contact_facts,
             self.plan_retries,
+            self.plan_messages,
             self.charge,
             self.notify,
             self.record,
@@ -172,6 +176,28 @@ class DunningActivities:
                 plan = plan.model_copy(update={"reason": f"fixed schedule: {err}{exploring}"})
             return plan
         return retry_planner.plan_retries(model, facts, policy)
+
+    @activity.defn
+    def plan_messages(self, request: MessagePlanRequest) -> MessagePlan:
+        """How a case under learned message timing sends its reminders: its customer's
+        segment's advice in the message model the case is pinned to (the newest when it
+        opens), or the policy as written while there is no model or an unreadable one (the
+        plan's reason says which; the case never fails for it). Reads only: safe to retry."""
+        customer = self.store.get_customer(request.customer_id)
+        country = customer.country if customer else None
+        try:
+            model = self._message_model(request.model_version)
+        except ModelFileError as err:
+            log.warning("messages as written: %s", err)
+            return MessagePlan(reason=f"as written: {err}")
+        return message_timing.plan_messages(model, country)
+
+    def _message_model(self, pinned: int | None) -> MessageModel | None:
+        if self.retry_models_dir is None:
+            return None
+        if pinned is not None:
+            return message_model_version(self.retry_models_dir, pinned)
+        return newest_message_model(self.retry_models_dir)
 
     def warm_up(self) -> None:
         """Load the newest retry model now rather than in the first case's plan: reading one
@@ -327,6 +353,8 @@ class DunningActivities:
                 subject=rendered.subject,
                 body=rendered.text,
                 step_at=request.at or utcnow(),
+                hour_propensity=request.hour_propensity,
+                channel_propensity=request.channel_propensity,
             )
         )
         if row.status in SETTLED:

@@ -33,8 +33,6 @@ from workflows.smart_retry import MIN_HISTORY, AttemptRecord, PlanFacts
 if TYPE_CHECKING:
     from workflows.retry_model import Evaluation, RetryModel
 
-MODEL_FILE = re.compile(r"^retry-model-v([1-9][0-9]*)\.skops$")
-
 TRUSTED_TYPES = [
     "functools.partial",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -49,27 +47,64 @@ class TrainingError(Exception):
 
 
 class ModelFileError(Exception):
-    """A retry-model file cannot be read as a model; the one-line message names the file."""
+    """A model file cannot be read as a model; the one-line message names the file."""
 
 
 # Model files -------------------------------------------------------------------------------
 
 
-def model_files(models_dir: Path) -> dict[int, Path]:
-    """Version → file of every retry-model file in `models_dir` (none when it is missing).
-    Files of older releases (`retry-model-v<N>.json`) are not models any more: retrain."""
-    if not models_dir.is_dir():
-        return {}
-    found = {}
-    for path in models_dir.iterdir():
-        if match := MODEL_FILE.match(path.name):
-            found[int(match.group(1))] = path
-    return found
+@dataclass(frozen=True)
+class ModelFiles:
+    """One kind of model file: ``<stem>-v<N><suffix>`` in a models folder, one per version,
+    written whole and never replaced (retry models, message models)."""
+
+    stem: str
+    suffix: str
+
+    def versions(self, models_dir: Path) -> dict[int, Path]:
+        """Version → file of every file of this kind in `models_dir` (none when missing)."""
+        if not models_dir.is_dir():
+            return {}
+        found = {}
+        for path in models_dir.iterdir():
+            if (version := self.version_of(path)) is not None:
+                found[version] = path
+        return found
+
+    def path(self, models_dir: Path, version: int) -> Path:
+        """Where `version` lives: ``<dir>/<stem>-v<version><suffix>``."""
+        return models_dir / f"{self.stem}-v{version}{self.suffix}"
+
+    def version_of(self, path: Path) -> int | None:
+        """The version a file's name says, or None when it is not this kind's."""
+        name = rf"{re.escape(self.stem)}-v([1-9][0-9]*){re.escape(self.suffix)}"
+        match = re.fullmatch(name, path.name)
+        return int(match.group(1)) if match else None
+
+    def next_version(self, models_dir: Path) -> int:
+        """The version the next training run writes."""
+        return max(self.versions(models_dir), default=0) + 1
+
+    def write(self, models_dir: Path, version: int, dump: Callable[[Path], None]) -> Path:
+        """Write `version` with `dump` (given a temporary file) and link it into place, never
+        over an existing one, so a worker never reads half a model."""
+        models_dir.mkdir(parents=True, exist_ok=True)
+        path = self.path(models_dir, version)
+        handle, temporary = tempfile.mkstemp(dir=models_dir, prefix=f".{self.stem}-", suffix=".tmp")
+        os.close(handle)
+        try:
+            dump(Path(temporary))
+            os.link(temporary, path)
+        except FileExistsError as err:
+            raise TrainingError(f"{path} already exists: another training run wrote it") from err
+        finally:
+            os.unlink(temporary)
+        return path
 
 
-def model_path(models_dir: Path, version: int) -> Path:
-    """Where model `version` lives: ``<dir>/retry-model-v<version>.skops``."""
-    return models_dir / f"retry-model-v{version}.skops"
+RETRY_FILES = ModelFiles("retry-model", ".skops")
+"""Retry models. Files of older releases (`retry-model-v<N>.json`) are not models any more:
+retrain."""
 
 
 def read_model(path: Path) -> RetryModel:
@@ -91,14 +126,9 @@ def read_model(path: Path) -> RetryModel:
         raise ModelFileError(f"{path}: not a retry model: {one_line(err, 200)}") from err
     if not isinstance(estimator, HistGradientBoostingClassifier):
         raise ModelFileError(f"{path}: not a retry model: holds {type(estimator).__name__}")
-    if info.version != _version_of(path):
+    if info.version != RETRY_FILES.version_of(path):
         raise ModelFileError(f"{path}: holds model v{info.version}, not the file's version")
     return RetryModel(info, estimator)
-
-
-def _version_of(path: Path) -> int | None:
-    match = MODEL_FILE.match(path.name)
-    return int(match.group(1)) if match else None
 
 
 Reader = Callable[[Path], "RetryModel"]
@@ -106,13 +136,13 @@ Reader = Callable[[Path], "RetryModel"]
 
 def newest_model(models_dir: Path, read: Reader = read_model) -> RetryModel | None:
     """The highest-versioned model in `models_dir`, or None when there is none."""
-    files = model_files(models_dir)
+    files = RETRY_FILES.versions(models_dir)
     return read(files[max(files)]) if files else None
 
 
 def model_version(models_dir: Path, version: int, read: Reader = read_model) -> RetryModel:
     """Model `version` (the one a case is pinned to); `ModelFileError` when it is gone."""
-    return read(model_path(models_dir, version))
+    return read(RETRY_FILES.path(models_dir, version))
 
 
 def write_model(model: RetryModel, models_dir: Path) -> Path:
@@ -120,20 +150,8 @@ def write_model(model: RetryModel, models_dir: Path) -> Path:
     linked into place, so a worker never reads half a model."""
     import skops.io
 
-    models_dir.mkdir(parents=True, exist_ok=True)
-    path = model_path(models_dir, model.version)
-    handle, temporary = tempfile.mkstemp(dir=models_dir, prefix=".retry-model-", suffix=".tmp")
-    os.close(handle)
-    try:
-        skops.io.dump(
-            {"info": model.info.model_dump_json(), "estimator": model.estimator}, temporary
-        )
-        os.link(temporary, path)
-    except FileExistsError as err:
-        raise TrainingError(f"{path} already exists: another training run wrote it") from err
-    finally:
-        os.unlink(temporary)
-    return path
+    content = {"info": model.info.model_dump_json(), "estimator": model.estimator}
+    return RETRY_FILES.write(models_dir, model.version, lambda path: skops.io.dump(content, path))
 
 
 class ModelCache:
@@ -230,7 +248,7 @@ def train(store: CaseStore, models_dir: Path, holdout: float, now: datetime) -> 
 
     history = attempt_history(store)
     check_history(history)
-    version = max(model_files(models_dir), default=0) + 1
+    version = RETRY_FILES.next_version(models_dir)
     held_out = None
     older, newest = split_by_time(history, holdout)
     if newest:

@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.store import CaseStore
+from activities.store import CaseStore, CustomerProfile
 from config.policies import PolicyError, find_policy, load_policies, load_segments
 from config.settings import Settings
 from intake.client import case_run_status
@@ -124,7 +124,7 @@ class CaseOpener:
         (`finished`). Without, a second start for the invoice is refused (`started` False).
         `case` is the event's `case_input`, when the caller has checked it already."""
         case = case or self.case_input(event)
-        store.upsert_customer(event.customer)
+        store.upsert_customer(customer_of(event))
         workflow_id = workflow_id_for(case.invoice_id)
         answer = partial(StartResult, workflow_id=workflow_id, case_id=case.case_id)
         amount = format_money(case.amount_due, case.currency)
@@ -166,6 +166,15 @@ class CaseOpener:
             return answer(started=False, signalled=True, message=message)
         message = f"started {workflow_id}: {amount} on {case.policy_name} v{case.policy_version}"
         return answer(started=True, message=message)
+
+
+def customer_of(event: BillingEvent) -> CustomerProfile:
+    """The event's customer, their country (what message timing learns per) taken from the
+    card's issuing country when the event does not say where they are."""
+    customer = event.customer
+    if customer.country is None and event.card_country is not None:
+        return customer.model_copy(update={"country": event.card_country})
+    return customer
 
 
 def case_input(event: BillingEvent, settings: Settings) -> CaseInput:

@@ -305,6 +305,12 @@ class NotifyRequest(_Model):
         description="Settlements from about this time on stop the message; unset, the message "
         "goes out whatever the invoice's state (an outcome message).",
     )
+    hour_propensity: float | None = Field(
+        default=None, description="Learned timing: the chance the reminder's hour had."
+    )
+    channel_propensity: float | None = Field(
+        default=None, description="Learned timing: the chance the reminder's channels had."
+    )
 
 
 class DeliveryStatus(StrEnum):
@@ -358,6 +364,16 @@ class PlanRequest(PlanFacts):
     customer_id: str
     policy_name: str
     policy_version: int = Field(ge=1)
+
+
+class MessagePlanRequest(_Model):
+    """Ask how a new case's reminders go out under learned message timing; answered with a
+    `MessagePlan`."""
+
+    customer_id: str
+    policy_name: str
+    policy_version: int = Field(ge=1)
+    model_version: int | None = Field(default=None, description="None: the newest model.")
 
 
 class CaseFigures(_Model):
@@ -441,6 +457,9 @@ class CaseView(CaseFigures):
     )
     retry_plan: str | None = Field(
         default=None, description="Smart timing: who chose the retry times, and why."
+    )
+    message_plan: str | None = Field(
+        default=None, description="Learned message timing: how reminders go out, and why."
     )
     timeline: list[TimelineEntry]
 

@@ -100,6 +100,8 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         at=now,
         # A settled invoice stops reminders; an outcome message (a receipt) still goes out.
         failed_at=None if state.finished else state.case.failure.failed_at,
+        hour_propensity=step.hour_propensity,
+        channel_propensity=step.channel_propensity,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import func
@@ -9,7 +10,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from activities.store.engine import Database
-from activities.store.tables import Message, MessageStatus, Suppression, contact_key, utcnow
+from activities.store.tables import (
+    Customer,
+    CustomerProfile,
+    Message,
+    MessageStatus,
+    Suppression,
+    contact_key,
+    utcnow,
+)
 
 
 class Outbox(Database):
@@ -85,6 +94,19 @@ class Outbox(Database):
                 )
             ).one()
 
+    def messages_with_customers(
+        self, templates: Collection[str]
+    ) -> list[tuple[Message, CustomerProfile | None]]:
+        """Every message of `templates`, with its customer's details, by case and row."""
+        with self.session() as session:
+            rows = session.exec(
+                select(Message, Customer)
+                .join(Customer, Customer.customer_id == Message.customer_id, isouter=True)
+                .where(Message.template.in_(templates))
+                .order_by(Message.case_id, Message.id)
+            ).all()
+        return [(message, None if row is None else row.profile()) for message, row in rows]
+
     @staticmethod
     def _find_message(session: Session, case_id: str, step: str, channel: str) -> Message | None:
         return session.exec(
@@ -123,6 +145,11 @@ class Outbox(Database):
         """Why `contact` may not be messaged on `channel`, or None."""
         with self.session() as session:
             return self._find_suppression(session, channel, contact_key(contact))
+
+    def suppressions(self, reasons: Collection[str]) -> list[Suppression]:
+        """Every suppression for one of `reasons`."""
+        with self.session() as session:
+            return list(session.exec(select(Suppression).where(Suppression.reason.in_(reasons))))
 
     @staticmethod
     def _find_suppression(session: Session, channel: str, key: str) -> Suppression | None:

@@ -16,7 +16,7 @@ from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConst
 from sqlmodel import Field, SQLModel
 
 from workflows.models import ID_PATTERN
-from workflows.values import LOCALE_PATTERN, PhoneNumber, TimeZoneName
+from workflows.values import LOCALE_PATTERN, CountryCode, PhoneNumber, TimeZoneName
 
 
 def utcnow() -> datetime:
@@ -69,6 +69,9 @@ class CustomerProfile(BaseModel):
     )
     time_zone: TimeZoneName | None = None
     payment_method: str | None = Check(default=None, pattern=ID_PATTERN)
+    country: CountryCode | None = Check(
+        default=None, description="Where the customer is: their segment for message timing."
+    )
 
 
 class Customer(SQLModel, table=True):
@@ -83,6 +86,12 @@ class Customer(SQLModel, table=True):
     time_zone: str | None = None
     payment_method: str | None = None
     updated_at: datetime = _timestamp(nullable=False)
+    country: str | None = None
+
+    def profile(self) -> CustomerProfile:
+        """The row's details. Checked on the way in; a row written before a rule was added
+        must still be readable."""
+        return CustomerProfile.model_construct(**self.model_dump(exclude={"updated_at"}))
 
 
 class Case(SQLModel, table=True):
@@ -190,6 +199,12 @@ class Message(SQLModel, table=True):
     step_at: datetime | None = _timestamp(nullable=True)
     created_at: datetime = _timestamp(nullable=False)
     sent_at: datetime | None = _timestamp(nullable=True)
+    hour_propensity: float | None = Field(
+        default=None, description="The chance a reminder's hour had (learned timing; None: 1)."
+    )
+    channel_propensity: float | None = Field(
+        default=None, description="The chance a reminder's channels had (None: 1)."
+    )
 
 
 class Suppression(SQLModel, table=True):

@@ -16,10 +16,10 @@ from sklearn.linear_model import LogisticRegression
 
 from activities.dunning import DunningActivities
 from activities.retry_training import (
+    RETRY_FILES,
     ModelCache,
     ModelFileError,
     TrainingError,
-    model_path,
     newest_model,
     read_model,
     write_model,
@@ -143,7 +143,7 @@ def test_models_are_read_once_per_file_version(tmp_path: Path, fitted: RetryMode
     os.utime(path, ns=(later, later))  # the file replaced by another copy
     assert cache.read(path) is not first
     with pytest.raises(ModelFileError, match="retry-model-v7.skops: cannot read"):
-        cache.read(model_path(tmp_path, 7))
+        cache.read(RETRY_FILES.path(tmp_path, 7))
 
 
 def test_files_of_the_old_format_are_not_models(tmp_path: Path) -> None:
