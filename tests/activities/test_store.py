@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import inspect
-from sqlmodel import SQLModel, select
+from sqlmodel import select
 
 from activities.store import (
     CaseStore,
@@ -35,26 +34,6 @@ TABLES = {
 }
 OPENED = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 TOKYO = timezone(timedelta(hours=9))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_store(request: pytest.FixtureRequest, tmp_path) -> Iterator[CaseStore]:
-    """A store on a database holding none of our tables."""
-    if request.param == "sqlite":
-        store = CaseStore(f"sqlite:///{tmp_path / 'store.db'}")
-    else:
-        # DATABASE_URL's PostgreSQL, or the suite's own (see conftest's `postgres_url`).
-        store = CaseStore(request.getfixturevalue("postgres_url"))
-        SQLModel.metadata.drop_all(store.engine)
-    yield store
-    store.engine.dispose()
-
-
-@pytest.fixture
-def store(empty_store: CaseStore) -> CaseStore:
-    """A store with its schema created."""
-    empty_store.create_schema()
-    return empty_store
 
 
 def _case(status: CaseStatus = CaseStatus.ACTIVE, **changes) -> CaseRecord:
