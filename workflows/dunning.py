@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         DisputeOpened,
         DisputeResolved,
         FeedbackGiven,
+        MessagePlanRequest,
         PauseRequest,
         PaymentFailed,
         PaymentMethodUpdated,
@@ -76,6 +77,7 @@ STORE_RETRY = RetryPolicy(
 HOLD_FOR_OPERATOR = "hold-for-operator-on-gateway-config-error"
 QUIET_UNLESS_MESSAGED = "no-outcome-message-to-a-customer-never-written-to"
 REPLAN_AFTER_DECLINE = "replan-after-decline"
+MESSAGE_PLAN = "message-plan"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -148,6 +150,9 @@ class DunningWorkflow:
         # Replay-safe change (README, "Changing workflow code"): cases started before this
         # rule still send an outcome message to a customer they never wrote to.
         self._state.quiet_unless_messaged = workflow.patched(QUIET_UNLESS_MESSAGED)
+        # Cases started before learned message timing was wired send reminders as written.
+        if policy.message_timing == "learned" and workflow.patched(MESSAGE_PLAN):
+            await self._plan_messages()
         if policy.retry_timing == "smart":
             await self._plan_retries()
 
@@ -180,6 +185,24 @@ class DunningWorkflow:
             summary="plan the retry times",
         )
         state.follow_plan(plan, workflow.now())
+
+    async def _plan_messages(self) -> None:
+        """Learned message timing: ask how the reminders go out, once; the plan lives in the
+        case's state, so it holds for the case's life, across continue-as-new."""
+        state = self._state
+        request = MessagePlanRequest(
+            customer_id=state.case.customer_id,
+            policy_name=state.policy.name,
+            policy_version=state.policy.version,
+        )
+        plan = await workflow.execute_activity_method(
+            DunningActivities.plan_messages,
+            request,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary="plan the reminders' hour and channels",
+        )
+        state.follow_message_plan(plan, workflow.now())
 
     async def _charge(self, step: Charge) -> None:
         state = self._state
@@ -503,6 +526,7 @@ class DunningWorkflow:
             update={
                 "retry_model_version": state.retry_model_version,
                 "retry_plan": latest_retry_plan(state),
+                "message_plan": state.message_plan.reason if state.message_plan else None,
             }
         )
 
