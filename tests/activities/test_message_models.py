@@ -39,8 +39,9 @@ def reminder(
     customer: dict | None = None,
 ) -> None:
     """Customer `cus_<n>` in Tokyo (unless `customer` says otherwise), their case with the
-    audit lines `events` (after the reminder, kind, actor) and one reminder step sent at
-    `SENT` + `n` minutes (by email unless `rows` says otherwise); `opt_out` suppresses their email then."""
+    audit lines `events` (after the reminder, kind, actor) and one reminder step sent `n`
+    minutes after `SENT` (by email unless `rows` says otherwise); `opt_out` suppresses their
+    email then."""
     customer_id, case_id = f"cus_{n}", f"case-{n}"
     sent = SENT + timedelta(minutes=n)  # history comes oldest first
     details = {"time_zone": "Asia/Tokyo", "country": "JP"} | (customer or {})
