@@ -549,7 +549,12 @@ ModelsDir = Annotated[
 ]
 
 
-@_command(model_app, "train", "fit a retry model on the store's retries; write the next version")
+@_command(
+    model_app,
+    "train",
+    "fit a retry model on the store's retries and a message model on its reminders; write "
+    "the next versions",
+)
 def cmd_model_train(
     database_url: StoreUrl = None,
     models_dir: ModelsDir = None,
@@ -558,14 +563,19 @@ def cmd_model_train(
     ] = 0.2,
 ) -> None:
     """Fit on all but the newest `--holdout` of the scheduled retries, print how well that
-    predicts the held-out ones, then refit on all of them and write the next version."""
+    predicts the held-out ones, then refit on all of them and write the next version; then
+    fit the message model on every reminder that reached a customer and write its next
+    version (with little history it advises sending reminders as written)."""
+    from activities.message_training import advised_segments, train_messages
     from activities.retry_training import TrainingError, describe, train
     from activities.store import utcnow
 
     settings = _settings()
     store = _store(_with_store(settings, database_url))
+    folder = models_dir or settings.retry_models_dir
     try:
-        trained = train(store, models_dir or settings.retry_models_dir, holdout, utcnow())
+        trained = train(store, folder, holdout, utcnow())
+        messages, message_path = train_messages(store, folder, utcnow())
     except TrainingError as err:
         raise UserError(str(err)) from err
     if trained.held_out is not None:
@@ -577,6 +587,11 @@ def cmd_model_train(
             print(f"  {line}")
     info = trained.model.info
     print(f"wrote {trained.path}: model v{info.version}, refitted on all {info.trained_on} retries")
+    advised = ", ".join(advised_segments(messages)) or "none: reminders go out as written"
+    print(
+        f"wrote {message_path}: message model v{messages.version}, learned from "
+        f"{messages.trained_on} reminders; segments it changes: {advised}"
+    )
 
 
 @_command(model_app, "evaluate", "a retry model's figures on the store's retries")

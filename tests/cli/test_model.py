@@ -1,6 +1,6 @@
-"""`dunning model train` and `dunning model evaluate` on a seeded store, run as a user runs
-them: the figures printed, the file written, and one line with exit 1 when there is too
-little to learn from."""
+"""`dunning model train` (retry and message models) and `dunning model evaluate` on a seeded
+store, run as a user runs them: the figures printed, the files written, and one line with
+exit 1 when there is too little to learn from."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from activities.message_training import read_message_model
 from activities.retry_training import read_model, write_model
 from activities.store import CaseStore
 from config.policies import find_policy, load_policies
@@ -55,7 +56,15 @@ def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(t
     assert figure(r"log loss (\d\.\d+)", out) < figure(r"base rate (\d\.\d+)", out)
     assert len(re.findall(r"^    0\.\d\d-[01]\.\d\d: ", out, re.MULTILINE)) == 5  # bands
     path = models / "retry-model-v1.skops"
-    assert out.strip().endswith(f"wrote {path}: model v1, refitted on all 368 retries")
+    assert f"wrote {path}: model v1, refitted on all 368 retries\n" in out
+    # The message model is written beside it; with no reminders to learn from, it changes
+    # nothing: reminders go out as written.
+    messages = models / "message-model-v1.json"
+    assert out.strip().endswith(
+        f"wrote {messages}: message model v1, learned from 0 reminders; "
+        "segments it changes: none: reminders go out as written"
+    )
+    assert read_message_model(messages).segments == {}
     # The model plans retries at the hour the history says they pass.
     settings = Settings(_env_file=None)
     smart = find_policy(load_policies(settings.policies_dir, settings.declines_file), "smart")
@@ -72,6 +81,7 @@ def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(t
     again = dunning_cli(env, "model", "train", "--models-dir", str(models), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "model v2" in again.stdout  # the next version, never over the first
+    assert "message model v2" in again.stdout
 
     evaluated = dunning_cli(env, "model", "evaluate", "--models-dir", str(models), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
