@@ -1,6 +1,7 @@
 """Learned message timing on the time-skipping server: a case on a learned policy asks for a
 message plan when it opens, says so in its timeline and status, sends its later reminders at
-the plan's local hour, and stores the chance each reminder had for the next model."""
+the plan's local hour, and stores the chance each reminder had for the next model. Intake
+keeps the customer's country, the segment plans are made for."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from temporalio.worker import Replayer
 
 from activities.message_training import write_message_model
 from activities.store import CustomerProfile
+from config.settings import Settings
+from intake.cases import CaseOpener
+from intake.events import BillingEvent
 from tests.support.harness import Dunning, status_when
 from workflows.dunning import DunningWorkflow
 from workflows.message_timing import MessageModel, SegmentAdvice
@@ -73,3 +77,27 @@ async def test_a_learned_case_follows_its_segments_message_plan(
     # The history of the new path replays on today's code.
     replayer = Replayer(workflows=[DunningWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(await handle.fetch_history())
+
+
+async def test_intake_keeps_the_customers_country_else_the_cards(dunning: Dunning) -> None:
+    opener = CaseOpener.from_settings(Settings(_env_file=None))
+    store = dunning.activities.store
+    for customer, card_country in [
+        (CustomerProfile(customer_id="cus_card"), "JP"),
+        (CustomerProfile(customer_id="cus_fr", country="fr"), "JP"),
+        (CustomerProfile(customer_id="cus_none"), None),
+    ]:
+        event = BillingEvent(
+            invoice_id=f"in_{customer.customer_id}",
+            customer=customer,
+            amount_due=4900,
+            currency="USD",
+            card_country=card_country,
+        )
+        await opener.start(dunning.env.client, store, event)
+
+    assert [store.get_customer(c).country for c in ("cus_card", "cus_fr", "cus_none")] == [
+        "JP",
+        "FR",
+        None,
+    ]
