@@ -1024,6 +1024,8 @@ def _print_view(workflow_id: str, view: CaseView, stored: list[Message] | None =
     if view.retry_plan is not None:
         model = f"model v{view.retry_model_version}" if view.retry_model_version else "no model"
         print(f"retry plan ({model}): {view.retry_plan}")
+    if view.message_plan is not None:
+        print(f"message plan: {view.message_plan}")
     if view.paused_by:
         until = f" until {_when(view.paused_until)}" if view.paused_until else ""
         print(f"paused by {view.paused_by}{until}: {view.pause_reason}")

@@ -33,7 +33,7 @@ from workflows.models import (
     PaymentMethodUpdated,
     PaymentReceived,
 )
-from workflows.values import LOCALE_PATTERN, MAX_AMOUNT
+from workflows.values import LOCALE_PATTERN, MAX_AMOUNT, country_codes
 
 PROVIDER = "stripe"
 ACTOR = "stripe"
@@ -344,6 +344,8 @@ def _contacts(
         usable = [loc for loc in locales if isinstance(loc, str) and _LOCALE.match(loc)]
         if usable:
             given["locale"] = usable[0]
+    if isinstance(country, str) and country.strip().upper() in country_codes():
+        given["country"] = country.strip().upper()
     if payment_method:
         given["payment_method"] = payment_method
     return CustomerProfile(customer_id=customer_id, **given)

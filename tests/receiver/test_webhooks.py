@@ -163,6 +163,7 @@ async def test_payment_action_required_opens_a_case_awaiting_the_customer(
     customer = receiver.store.get_customer(CUSTOMER)
     assert customer.locale == "ja-JP"
     assert customer.phone == "+81312345678"  # read in the customer's country
+    assert customer.country == "JP"  # the segment learned message timing plans by
     assert receiver.stored(event).subscription_id is None
 
 
