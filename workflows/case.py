@@ -45,6 +45,9 @@ from workflows.models import (
 from workflows.policy import DeclineClass, DeclineCodes, Outcome, PlanOffer, Policy, Tone
 from workflows.smart_retry import PlanFacts, RetryPlan
 
+DECLINE_FIELDS = frozenset(DeclineCodes.model_fields)
+"""The codes a decline carries, looked up once (pydantic builds `model_fields` per access)."""
+
 
 class CaseState(BaseModel):
     """What the workflow remembers about a case: ids, amounts and facts, never contact data."""
@@ -264,7 +267,7 @@ class CaseState(BaseModel):
         failure = self.case.failure
         card_charges = [a for a in self.attempts if a.payment_method == self.payment_method]
         latest: DeclineCodes = card_charges[-1] if card_charges else failure
-        codes = latest.model_dump(include=set(DeclineCodes.model_fields))
+        codes = latest.model_dump(include=DECLINE_FIELDS)
         codes["card_brand"] = codes["card_brand"] or failure.card_brand
         pinned = self.retry_model_version
         return PlanFacts(
@@ -458,7 +461,7 @@ class CaseState(BaseModel):
         """Another failed payment reported by the biller: a hard one stops the retries."""
         if self._ignored_when_finished("payment_failed", failure.actor, now):
             return
-        codes = set(DeclineCodes.model_fields)
+        codes = DECLINE_FIELDS
         if not self.attempts and failure.model_dump(include=codes) == self.case.failure.model_dump(
             include=codes
         ):
@@ -749,7 +752,7 @@ class CaseState(BaseModel):
                 payment_method=result.payment_method or self.payment_method,
                 decline_class=decline_class,
                 reference=result.reference,
-                **result.model_dump(include=set(DeclineCodes.model_fields)),
+                **result.model_dump(include=DECLINE_FIELDS),
             )
         )
         self.last_charge_at = now

@@ -166,7 +166,6 @@ def plan_messages(model: MessageModel | None, country: str | None) -> MessagePla
     )
 
 
-@functools.lru_cache(maxsize=65536)
 def choose_message(
     plan: MessagePlan,
     case_id: str,
@@ -178,11 +177,27 @@ def choose_message(
 ) -> MessageChoice:
     """Reminder `index`'s hour and channels under `plan`; each drawn evenly instead in
     `share` of reminders, by draws fixed by the case and the reminder. `due_hour` is the
-    local hour it is due at, None when its hour must not move (day 0, no zone known).
-    Cached: `decide` asks for every reminder at every step."""
+    local hour it is due at, None when its hour must not move (day 0, no zone known)."""
+    advice = (plan.send_hour, plan.channel_order, plan.escalate_final)
+    return _choose(advice, case_id, index, tone, channels, share, due_hour)
+
+
+@functools.lru_cache(maxsize=65536)
+def _choose(
+    advice: tuple[int | None, tuple[Channel, ...] | None, bool],
+    case_id: str,
+    index: int,
+    tone: Tone,
+    channels: tuple[Channel, ...],
+    share: float,
+    due_hour: int | None,
+) -> MessageChoice:
+    """`choose_message` on the plan's plain values, cached on them (a model's own hash and
+    equality cost more than the choice): `decide` asks for every reminder at every step."""
+    send_hour, channel_order, escalate_final = advice
     final = tone is Tone.FINAL
-    planned_hour = plan.send_hour if due_hour is not None else None
-    planned = reminder_channels(channels, plan.channel_order, final and not plan.escalate_final)
+    planned_hour = send_hour if due_hour is not None else None
+    planned = reminder_channels(channels, channel_order, final and not escalate_final)
     if share <= 0:
         return MessageChoice(planned_hour, planned, 1.0, 1.0)
     hours = SEND_HOURS if due_hour is not None else (None,)

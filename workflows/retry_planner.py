@@ -148,23 +148,22 @@ def feature_block(slots: Slots, facts: PlanFacts) -> FeatureBlock:
     the customer's usual paydays, NaN when they never paid before) per slot."""
     table = slots.table
     count = len(table)
+    times = np.empty((count, 10))
     epoch, day, ordinal = table[:, 0], table[:, 3], table[:, 5]
-    failed = facts.failed_at.timestamp()
-    last = (facts.last_charge_at or facts.failed_at).timestamp()
+    times[:, 0] = (epoch - facts.failed_at.timestamp()) / 3600
+    times[:, 1] = (epoch - (facts.last_charge_at or facts.failed_at).timestamp()) / 3600
+    times[:, 2:6] = table[:, 1:5]
     paid = _paid_dates(facts.paid_history, _zone(facts))
     if paid:
         paid_day = np.array([p.day for p in paid], dtype=np.float64)
         since = ordinal[:, None] - np.array([p.toordinal() for p in paid], dtype=np.float64)
-        cycle = [
-            np.full(count, float(len(paid))),
-            np.mod(day[:, None] - paid_day[None, :], 31).min(axis=1),
-            np.mod(since, 7).min(axis=1),
-            np.mod(since, 14).min(axis=1),
-        ]
+        times[:, 6] = len(paid)
+        times[:, 7] = np.mod(day[:, None] - paid_day, 31).min(axis=1)
+        times[:, 8] = np.mod(since, 7).min(axis=1)
+        times[:, 9] = np.mod(since, 14).min(axis=1)
     else:
-        cycle = [np.zeros(count), *[np.full(count, np.nan)] * 3]
-    columns = [(epoch - failed) / 3600, (epoch - last) / 3600, *table[:, 1:5].T, *cycle]
-    times = np.column_stack(columns) if count else np.empty((0, len(columns)))
+        times[:, 6] = 0.0
+        times[:, 7:] = np.nan
     return FeatureBlock(case_features(facts), times)
 
 
