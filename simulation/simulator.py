@@ -402,25 +402,24 @@ class _CaseSimulation:
                     return self._result()
         raise SimulationError(f"case {self.case.id}: no outcome after {MAX_STEPS} steps")
 
-    def _plan_facts(self) -> PlanFacts:
+    def _plan_facts(self, facts: PlanFacts | None = None) -> PlanFacts:
         """The case's planning facts with what the store would add: the customer's history."""
-        facts = self.state.plan_facts(self.now)
+        facts = facts or self.state.plan_facts(self.now)
         return facts.model_copy(update={"paid_history": self.case.paid_history})
 
     def _charge(self, step: Charge) -> None:
-        request = charge_request(self.state, step)
-        if self.keep_attempts and step.scheduled:
+        request = charge_request(self.state, step, self.now)
+        answer = self.world.charge(self.case, step.attempt, self.now)
+        if self.keep_attempts and request.plan_facts is not None:
+            # What the charge activity stores with a scheduled retry, for training.
             self.attempts.append(
                 AttemptRecord(
-                    facts=self._plan_facts(),
+                    facts=self._plan_facts(request.plan_facts),
                     at=self.now,
-                    approved=False,
-                    propensity=self.state.next_retry_propensity or 1.0,
+                    approved=answer.approved,
+                    propensity=request.propensity or 1.0,
                 )
             )
-        answer = self.world.charge(self.case, step.attempt, self.now)
-        if self.keep_attempts and step.scheduled:
-            self.attempts[-1].approved = answer.approved
         fold_charge(self.state, step, answer.result(request.payment_method), self.now)
         self.steps[-1].approved = answer.approved
 

@@ -225,7 +225,16 @@ class CaseState(BaseModel):
             promised_for=self.promise.pay_on if self.promise else None,
             plan=self.plan,
             timeline=self.timeline,
+            retry_model_version=self.retry_model_version,
+            retry_plan=self.latest_retry_plan,
+            message_plan=self.message_plan.reason if self.message_plan else None,
         )
+
+    @property
+    def latest_retry_plan(self) -> str | None:
+        """Who chose the case's retry times and why (its latest `retry_plan` line); None for
+        a case on the fixed schedule."""
+        return next((e.detail for e in reversed(self.timeline) if e.kind == "retry_plan"), None)
 
     def result(self, now: datetime) -> CaseResult:
         """How a concluded case ended: its figures and the last 50 timeline lines."""

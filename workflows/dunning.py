@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
         CaseInput,
         CaseResult,
         CaseView,
-        ChargeRequest,
         DisputeOpened,
         DisputeResolved,
         FeedbackGiven,
@@ -209,7 +208,7 @@ class DunningWorkflow:
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.charge,
-                _charge_request(state, step, workflow.now()),
+                charge_request(state, step, workflow.now()),
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
                 summary=f"charge attempt {step.attempt}: {step.label}",
@@ -312,7 +311,7 @@ class DunningWorkflow:
         """Keep the Temporal UI current: details always, search attributes once the case
         settles into a wait or an outcome, and only those that changed (each upsert is an
         action on Temporal Cloud)."""
-        plan = latest_retry_plan(self._state)
+        plan = self._state.latest_retry_plan
         details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
         workflow.set_current_details(details)
         if isinstance(step, Charge | Notify):
@@ -521,39 +520,10 @@ class DunningWorkflow:
             raise ValueError("case has not started yet")
         now = workflow.now()
         step = decide(state, now)
-        view = state.view(step.kind, getattr(step, "until", None), describe(step), now)
-        return view.model_copy(
-            update={
-                "retry_model_version": state.retry_model_version,
-                "retry_plan": latest_retry_plan(state),
-                "message_plan": state.message_plan.reason if state.message_plan else None,
-            }
-        )
+        return state.view(step.kind, getattr(step, "until", None), describe(step), now)
 
 
 _UNSET = object()
-
-
-def _charge_request(state: CaseState, step: Charge, now: datetime) -> ChargeRequest:
-    """The charge a step makes; a scheduled retry also carries what the planner knew just
-    before it and the chance its time had, stored with the attempt for training."""
-    request = charge_request(state, step)
-    if not step.scheduled:
-        return request
-    return request.model_copy(
-        update={
-            "scheduled": True,
-            "plan_facts": state.plan_facts(now),
-            "propensity": state.next_retry_propensity,
-            "retry_model_version": state.retry_model_version,
-        }
-    )
-
-
-def latest_retry_plan(state: CaseState) -> str | None:
-    """Who chose the case's retry times and why (its latest `retry_plan` line); None for a
-    case on the fixed schedule."""
-    return next((e.detail for e in reversed(state.timeline) if e.kind == "retry_plan"), None)
 
 
 def describe(step: Step) -> str:

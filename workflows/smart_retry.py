@@ -32,9 +32,10 @@ from workflows.policy import DeclineClass, DeclineCodes
 MIN_HISTORY = 200
 """Fewer attempts than this and the model is noise: cases keep the policy's fixed schedule."""
 
-SLOT_HOURS = (9, 13, 17, 20)
-"""Local hours a retry may be planned at: morning, midday, afternoon, evening. Four a day
-keep planning cheap; contact hours still decide which of them are allowed."""
+SLOT_HOURS = (9, 14, 19)
+"""Local hours a retry may be planned at: morning, afternoon, evening. Three a day keep
+planning cheap (the simulator plans thousands of cases a second); contact hours still decide
+which of them are allowed."""
 
 HISTORY_USED = 6
 """The customer's most recent payments the pay-cycle features look at."""

@@ -55,8 +55,10 @@ SHORTEST_WAIT = timedelta(seconds=1)
 """A wait whose time has already come still lasts this long: never a busy loop."""
 
 
-def charge_request(state: CaseState, step: Charge) -> ChargeRequest:
-    """The charge a `Charge` step makes: what is still due, on the case's payment method."""
+def charge_request(state: CaseState, step: Charge, now: datetime) -> ChargeRequest:
+    """The charge a `Charge` step makes: what is still due, on the case's payment method. A
+    scheduled retry also carries what the planner knew just before it, the chance its time
+    had and the model that chose it: stored with the attempt, they are what training reads."""
     return ChargeRequest(
         case_id=state.case.case_id,
         invoice_id=state.case.invoice_id,
@@ -66,6 +68,10 @@ def charge_request(state: CaseState, step: Charge) -> ChargeRequest:
         currency=state.case.currency,
         payment_method=state.payment_method,
         failed_at=state.case.failure.failed_at,
+        scheduled=step.scheduled,
+        plan_facts=state.plan_facts(now) if step.scheduled else None,
+        propensity=state.next_retry_propensity if step.scheduled else None,
+        retry_model_version=state.retry_model_version if step.scheduled else None,
     )
 
 

@@ -40,7 +40,7 @@ SETTINGS = Settings(_env_file=None)
 
 @pytest.fixture(scope="module")
 def fitted() -> RetryModel:
-    """Model v1, fitted on a history where 17:00 local time is the hour retries pass."""
+    """Model v1, fitted on a history where one local hour (GOOD_HOUR) is when retries pass."""
     return fit(synthetic_history(150), 1, FAILED_AT)
 
 

@@ -43,20 +43,25 @@ def figure(pattern: str, text: str) -> float:
 
 
 def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(tmp_path):
-    models = seeded(tmp_path, 150)
+    models = seeded(tmp_path, 300)
     env = cli_env(tmp_path)
 
     done = dunning_cli(env, "model", "train", "--models-dir", str(models), cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "held out: the newest 74 retries, predicted by a model fitted on the 294" in out
+    retries = len(synthetic_history(300))
+    held_out = round(retries * 0.2)
+    assert (
+        f"held out: the newest {held_out} retries, "
+        f"predicted by a model fitted on the {retries - held_out}"
+    ) in out
     assert figure(r"AUC (\d\.\d+)", out) > 0.8
     assert figure(r"skill (-?\d+\.\d)%", out) > 20
     assert figure(r"log loss (\d\.\d+)", out) < figure(r"base rate (\d\.\d+)", out)
     assert len(re.findall(r"^    0\.\d\d-[01]\.\d\d: ", out, re.MULTILINE)) == 5  # bands
     path = models / "retry-model-v1.skops"
-    assert f"wrote {path}: model v1, refitted on all 368 retries\n" in out
+    assert f"wrote {path}: model v1, refitted on all {retries} retries\n" in out
     # The message model is written beside it; with no reminders to learn from, it changes
     # nothing: reminders go out as written.
     messages = models / "message-model-v1.json"
@@ -86,7 +91,7 @@ def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(t
     evaluated = dunning_cli(env, "model", "evaluate", "--models-dir", str(models), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.startswith("model v2 (fitted ")
-    assert "on the store's 368 scheduled retries:" in evaluated.stdout
+    assert f"on the store's {retries} scheduled retries:" in evaluated.stdout
     assert figure(r"AUC (\d\.\d+)", evaluated.stdout) > 0.75
 
     pinned = dunning_cli(env, "model", "evaluate", "--model", str(path), cwd=tmp_path)
@@ -97,8 +102,8 @@ def test_train_evaluates_on_the_newest_retries_and_writes_a_model_that_learned(t
 @pytest.mark.parametrize(
     ("cases", "changes", "words"),
     [
-        (20, {}, "only 54 scheduled retries in the store; a model needs 200"),
-        (150, {"approved": False}, "all 368 retries were declined: nothing to tell apart"),
+        (20, {}, "only {retries} scheduled retries in the store; a model needs 200"),
+        (150, {"approved": False}, "all {retries} retries were declined: nothing to tell apart"),
     ],
 )
 def test_train_refuses_a_history_too_poor_to_learn_from(tmp_path, cases, changes, words):
@@ -108,7 +113,7 @@ def test_train_refuses_a_history_too_poor_to_learn_from(tmp_path, cases, changes
         cli_env(tmp_path), "model", "train", "--models-dir", str(models), cwd=tmp_path
     )
 
-    one_line(done, 1, words)
+    one_line(done, 1, words.format(retries=len(synthetic_history(cases))))
     assert not models.exists()
 
 

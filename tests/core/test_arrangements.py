@@ -91,7 +91,7 @@ def test_a_plan_charges_each_installment_on_its_date_and_recovers(offering: Poli
 
     first = decide(state, at(2))
     assert isinstance(first, Charge) and first.installment == 1
-    assert charge_request(state, first).amount == 2450
+    assert charge_request(state, first, at(2)).amount == 2450
     charge(state, first, at(2), approved=True)
 
     waiting = decide(state, at(3))
@@ -119,7 +119,7 @@ def test_a_partial_payment_from_elsewhere_makes_the_last_installment_smaller(
     last = decide(state, at(2) + timedelta(days=30))
 
     assert isinstance(last, Charge)
-    assert charge_request(state, last).amount == AMOUNT - 2450 - 1000
+    assert charge_request(state, last, at(2) + timedelta(days=30)).amount == AMOUNT - 2450 - 1000
 
 
 def test_a_plan_whose_installment_fails_past_its_retries_resumes_dunning(
@@ -249,7 +249,7 @@ def test_pay_now_charges_all_that_is_due_even_while_a_plan_or_pause_waits(
     step = decide(state, at(5))
 
     assert isinstance(step, Charge) and step.requested
-    assert charge_request(state, step).amount == AMOUNT - 2450
+    assert charge_request(state, step, at(5)).amount == AMOUNT - 2450
     charge(state, step, at(5), approved=True)
     assert state.status is CaseStatus.RECOVERED
     assert state.outcome_reason == "paid by the customer on the recovery page"

@@ -11,16 +11,16 @@ from zoneinfo import ZoneInfo
 
 from activities.store import Case, CaseStore, ChargeAttempt
 from workflows.policy import DeclineClass
-from workflows.smart_retry import AttemptRecord, PlanFacts
+from workflows.smart_retry import SLOT_HOURS, AttemptRecord, PlanFacts
 
-GOOD_HOUR = 17
+GOOD_HOUR = SLOT_HOURS[1]
 ZONE = "America/New_York"
 START = datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
 
 
 def synthetic_history(cases: int, seed: int = 1) -> list[AttemptRecord]:
-    """Three retries for each of `cases` soft-declined cases over two months, at 09:00,
-    13:00, 17:00 or 20:00 local time: 70% pass at 17:00, 5% at the others."""
+    """Up to three retries for each of `cases` soft-declined cases over two months, at one of
+    the planner's local hours: 70% pass at GOOD_HOUR, 5% at the others."""
     draw = random.Random(seed)
     zone = ZoneInfo(ZONE)
     history = []
@@ -29,7 +29,7 @@ def synthetic_history(cases: int, seed: int = 1) -> list[AttemptRecord]:
         last = failed_at
         for attempt in range(1, 4):
             day = (last + timedelta(days=1)).astimezone(zone).date()
-            hour = draw.choice((9, 13, GOOD_HOUR, 20))
+            hour = draw.choice(SLOT_HOURS)
             at = datetime(day.year, day.month, day.day, hour, tzinfo=zone).astimezone(UTC)
             approved = draw.random() < (0.7 if hour == GOOD_HOUR else 0.05)
             facts = PlanFacts(
