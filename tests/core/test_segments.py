@@ -142,4 +142,4 @@ def test_the_shipped_segments_load():
 
     rules = load_segments(CONFIG_DIR / "segments.toml", policies)
 
-    assert rules.assign(CaseFacts(), "cus_1").policy == "standard"
+    assert rules.assign(CaseFacts(), "cus_1").policy == "smart"
