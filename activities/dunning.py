@@ -48,6 +48,7 @@ from workflows.messaging import (
     CAPPED_CHANNELS,
     fallback_channels,
     gives_way_to_cap,
+    needs_fallback,
 )
 from workflows.models import (
     CaseRecord,
@@ -276,7 +277,8 @@ class DunningActivities:
         deliveries: list[Delivery] = []
         try:
             deliveries += [self._deliver(request, customer, c) for c in request.channels]
-            if not any(d.status is DeliveryStatus.SENT for d in deliveries):
+            sent = {d.channel for d in deliveries if d.status is DeliveryStatus.SENT}
+            if needs_fallback(request.channels, sent):
                 for channel in fallback_channels(request.channels):
                     delivery = self._deliver(request, customer, channel)
                     deliveries.append(delivery)

@@ -58,7 +58,13 @@ from workflows.message_timing import (
     plan_messages,
     segment_of,
 )
-from workflows.messaging import CAP_WINDOW, CAPPED_CHANNELS, fallback_channels, gives_way_to_cap
+from workflows.messaging import (
+    CAP_WINDOW,
+    CAPPED_CHANNELS,
+    fallback_channels,
+    gives_way_to_cap,
+    needs_fallback,
+)
 from workflows.models import (
     CancelRequest,
     Delivery,
@@ -324,7 +330,8 @@ class Outbox:
             return [Delivery(channel=c, status=DeliveryStatus.SKIPPED) for c in request.channels]
         stopped = self.stopped.get(customer_id, set())
         deliveries = [self._one(c, stopped) for c in request.channels]
-        if not any(d.status is DeliveryStatus.SENT for d in deliveries):
+        reached = {d.channel for d in deliveries if d.status is DeliveryStatus.SENT}
+        if needs_fallback(request.channels, reached):
             fallback = [c for c in fallback_channels(request.channels) if c not in stopped]
             if fallback:
                 deliveries.append(self._one(fallback[0], stopped))

@@ -33,6 +33,17 @@ def gives_way_to_cap(tone: Tone | None, sent_in_window: Callable[[], int], cap: 
     return tone in YIELDING_TONES and sent_in_window() >= cap
 
 
+def needs_fallback(requested: list[Channel], sent: set[Channel]) -> bool:
+    """True when a step must try other channels: it reached the customer on none of its
+    own, or it was meant to reach them by email or text (a reminder, not just a banner) and
+    reached them on neither. A customer without a phone whose reminder went by SMS (a
+    learned or explored channel) still gets it by email, not only in the app."""
+    if not sent:
+        return True
+    interrupting = set(CAPPED_CHANNELS)
+    return bool(interrupting & set(requested)) and not interrupting & sent
+
+
 def fallback_channels(requested: list[Channel]) -> list[Channel]:
     """The channels to try, in order, when none of `requested` reached the customer."""
     return [channel for channel in FALLBACK_ORDER if channel not in requested]

@@ -432,6 +432,21 @@ def test_when_no_channel_of_the_step_reaches_the_customer_another_is_tried(activ
     assert [m.channel for m in sent.sent] == [Channel.SMS]
 
 
+def test_a_reminder_that_interrupted_nobody_goes_by_the_other_channel_too(activities, sent):
+    activities.store.upsert_customer(_customer())
+    activities.store.suppress("sms", PHONE, "STOP", source="twilio")
+
+    # A learned or explored plan chose SMS; the banner alone would leave them unaware.
+    result = activities.notify(_notify([Channel.SMS, Channel.IN_APP]))
+
+    assert [(d.channel, d.status) for d in result.deliveries] == [
+        (Channel.SMS, DeliveryStatus.SKIPPED),
+        (Channel.IN_APP, DeliveryStatus.SENT),
+        (Channel.EMAIL, DeliveryStatus.SENT),
+    ]
+    assert [m.channel for m in sent.sent] == [Channel.IN_APP, Channel.EMAIL]
+
+
 def test_reminders_yield_to_the_weekly_cap_across_cases_but_the_final_notice_does_not(
     activities, sent
 ):

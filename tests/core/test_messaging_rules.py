@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from activities.store import CaseStore, Message
-from workflows.messaging import CAPPED_CHANNELS, fallback_channels, gives_way_to_cap
+from workflows.messaging import CAPPED_CHANNELS, fallback_channels, gives_way_to_cap, needs_fallback
 from workflows.policy import Channel, Tone
 
 
@@ -23,6 +23,15 @@ from workflows.policy import Channel, Tone
 )
 def test_only_reminders_give_way_to_the_weekly_cap(tone, sent, skipped) -> None:
     assert gives_way_to_cap(tone, lambda: sent, cap=4) is skipped
+
+
+def test_a_step_falls_back_when_it_reached_nobody_or_interrupted_nobody() -> None:
+    email, sms, in_app = Channel.EMAIL, Channel.SMS, Channel.IN_APP
+    assert needs_fallback([email], set())
+    assert needs_fallback([sms, in_app], {in_app})  # no phone: the reminder goes by email
+    assert not needs_fallback([email, in_app], {email, in_app})
+    assert not needs_fallback([email, sms], {sms})
+    assert not needs_fallback([in_app], {in_app})  # a banner was all it asked for
 
 
 def test_fallback_tries_the_other_channels_in_a_fixed_order() -> None:
