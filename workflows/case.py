@@ -433,11 +433,12 @@ class CaseState(BaseModel):
 
     def _replans_after(self, result: ChargeResult) -> bool:
         """Smart timing plans the rest again after a soft decline, of the old card or a new
-        one. A hard decline keeps the plan: the case waits for a new card, and retries only
-        if that card too declines softly."""
+        one, while retries are left in the budget. A hard decline keeps the plan: the case
+        waits for a new card, and retries only if that card too declines softly."""
         smart = self.policy.retry_timing == "smart" and self.planned_retries is not None
         soft = self.policy.declines.classify(result) is DeclineClass.RETRY_LATER
-        return smart and not result.approved and soft
+        left = self.scheduled_retries_done < len(self.policy.retries)
+        return smart and not result.approved and soft and left
 
     def _classify(self, codes: DeclineCodes, now: datetime) -> None:
         decline_class = self.policy.declines.classify(codes)

@@ -480,3 +480,25 @@ def test_a_hard_decline_keeps_the_plan_until_a_new_card_declines_softly(smart: P
 
     assert state.plan_outdated
     assert state.plan_facts(later).decline_code == "insufficient_funds"
+
+
+def test_the_last_retry_of_the_budget_asks_for_no_plan(smart: Policy) -> None:
+    state = open_case(smart)
+    origin = state.case.failure.failed_at
+    offsets = [timedelta(days=d) for d in range(1, len(smart.retries) + 1)]
+    state.follow_plan(RetryPlan(offsets=offsets, reason="test"), origin)
+    for offset in offsets:
+        due = origin + offset
+        step = decide(state, due)
+        while not isinstance(step, Charge):
+            send(state, step, due)
+            step = decide(state, due)
+        charge(state, step, due)
+        if offset != offsets[-1]:
+            assert state.plan_outdated
+            state.follow_plan(
+                RetryPlan(offsets=offsets[state.scheduled_retries_done :], reason="again"), due
+            )
+
+    assert state.scheduled_retries_done == len(smart.retries)
+    assert not state.plan_outdated  # nothing left to plan
