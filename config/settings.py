@@ -209,6 +209,11 @@ class Settings(BaseSettings):
         """Where an email's unsubscribe link and List-Unsubscribe header point."""
         return self.unsubscribe_url or f"{self.public_base_url}/unsubscribe?token={{token}}"
 
+    @property
+    def account_link(self) -> str:
+        """The customer's account page: every open invoice, one payment, the card."""
+        return f"{self.public_base_url}/account?token={{token}}"
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):

@@ -275,6 +275,18 @@ class WriteBackResult(_Model):
     detail: str = ""
 
 
+class OpenInvoice(_Model):
+    """One of the customer's open invoices, as a merged message lists it."""
+
+    case_id: str
+    invoice_id: str
+    amount_due: int
+    currency: str
+    deadline: AwareDatetime | None = Field(
+        default=None, description="When its case goes to collections, once a final notice set it."
+    )
+
+
 class NotifyRequest(_Model):
     """One step's message to the customer, on one or more channels."""
 
@@ -310,6 +322,12 @@ class NotifyRequest(_Model):
     )
     channel_propensity: float | None = Field(
         default=None, description="Learned timing: the chance the reminder's channels had."
+    )
+    open_invoices: list[OpenInvoice] = Field(
+        default_factory=list,
+        description="A message of the customer's conversation: every open invoice it names "
+        "(more than one: its link is the account page, which pays them all). Empty: the "
+        "case's own invoice alone.",
     )
 
 

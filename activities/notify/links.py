@@ -1,7 +1,8 @@
 """Self-service links: a URL carrying a signed, expiring token that names the case.
 
 A token is ``<case>~<expiry>~<use>~<signature>``: the case id, the expiry in unix seconds in
-base 36, one letter for its use (p: the recovery page, u: the preferences page) and the first
+base 36, one letter for its use (p: the recovery page, u: the preferences page, a: the
+customer's account page, whose token names the customer) and the first
 22 characters (128 bits) of the base64url HMAC-SHA256 of what precedes it under the configured
 secret. Compact, so a Japanese or Chinese text message with its link fits two segments.
 Tokens of the first format, ``<base64url JSON claims>.<43-character HMAC>``, keep verifying
@@ -30,7 +31,7 @@ _TOKEN = re.compile(
     r"|[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"
 )
 _COMPACT = re.compile(r"([A-Za-z0-9_.:-]{1,100})~([0-9a-z]{1,13})~([a-z])~([A-Za-z0-9_-]{22})")
-_USE_LETTERS = {"pay": "p", "unsubscribe": "u"}
+_USE_LETTERS = {"pay": "p", "unsubscribe": "u", "account": "a"}
 _SIGNATURE_LENGTH = 22
 # Any value of a token= parameter, a token or not.
 _TOKEN_PARAMETER = re.compile(r"(?i)(\btoken=)[^&\s\"'<>()]+")
@@ -70,7 +71,8 @@ def _sign(payload: str, secret: str) -> str:
 def make_token(
     case_id: str, secret: str, now: datetime, valid_for: timedelta, use: str = "pay"
 ) -> str:
-    """A token naming `case_id` for one `use` (pay, unsubscribe), valid until `now + valid_for`."""
+    """A token naming `case_id` (the customer's id for `account`) for one `use`, valid until
+    `now + valid_for`."""
     expires = int((now + valid_for).timestamp())
     payload = f"{case_id}~{_base36(expires)}~{_USE_LETTERS[use]}"
     token = f"{payload}~{_sign(payload, secret)[:_SIGNATURE_LENGTH]}"
@@ -140,6 +142,7 @@ class SelfService:
     valid_for: timedelta
 
     unsubscribe_url: str = ""
+    account_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SelfService:
@@ -149,6 +152,7 @@ class SelfService:
             secret=settings.self_service_secret.get_secret_value(),
             valid_for=timedelta(days=settings.self_service_valid_days),
             unsubscribe_url=settings.unsubscribe_link,
+            account_url=settings.account_link,
         )
 
     def link_for(self, case_id: str, now: datetime) -> str:
@@ -159,6 +163,12 @@ class SelfService:
         """The one-click link that stops dunning email to the case's customer."""
         token = make_token(case_id, self.secret, now, UNSUBSCRIBE_VALID_FOR, use="unsubscribe")
         return self.unsubscribe_url.replace("{token}", token)
+
+    def account_link_for(self, customer_id: str, now: datetime) -> str:
+        """The customer's own page, over all their open invoices (one link pays them all, or
+        updates the card before it fails): a token naming the customer, not a case."""
+        token = make_token(customer_id, self.secret, now, self.valid_for, use="account")
+        return self.account_url.replace("{token}", token)
 
 
 # An unsubscribe link must keep working long after the message: a year.
