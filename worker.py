@@ -24,6 +24,7 @@ from intake.client import temporal
 from intake.demo import run_demo
 from webhooks.app import serve as serve_receiver
 from webhooks.sweeper import sweeping
+from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 
 log = logging.getLogger("dunning.worker")
@@ -34,7 +35,7 @@ def build_worker(client: Client, settings: Settings, activities: DunningActiviti
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[DunningWorkflow],
+        workflows=[DunningWorkflow, CustomerWorkflow],
         activities=activities.all(),
         activity_executor=ThreadPoolExecutor(max_workers=16),
     )

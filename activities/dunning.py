@@ -13,6 +13,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.conversation import ConversationActivities
 from activities.message_training import message_model_version, newest_message_model
 from activities.notify import (
     Notifier,
@@ -105,6 +106,7 @@ class DunningActivities:
         self.messages_per_week = messages_per_week
         self.retry_models_dir = retry_models_dir
         self.retry_models = ModelCache()
+        self.conversation = ConversationActivities(store)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DunningActivities:
@@ -142,6 +144,7 @@ class DunningActivities:
             self.notify,
             self.record,
             self.write_back,
+            *self.conversation.all(),
         ]
 
     @activity.defn
@@ -266,7 +269,10 @@ class DunningActivities:
                 request.customer_id, at - CAP_WINDOW, capped
             )
 
-        if gives_way_to_cap(request.tone, sent, self.messages_per_week):
+        # The customer's conversation keeps its own messages within the budget.
+        if not request.conversation and gives_way_to_cap(
+            request.tone, sent, self.messages_per_week
+        ):
             detail = f"frequency cap: {self.messages_per_week} messages in 7 days"
             return NotifyResult(
                 deliveries=[

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pydantic import AwareDatetime, BaseModel, Field
 
 from workflows.arrangements import quote
+from workflows.conversation import ConversationReply
 from workflows.message_timing import MessagePlan
 from workflows.models import (
     AttemptView,
@@ -88,6 +89,10 @@ class CaseState(BaseModel):
         default=None,
         description="Learned message timing: the send hour and channels the case's reminders "
         "follow, chosen when it opened and kept for life; None sends them as written.",
+    )
+    conversation: bool = Field(
+        default=False,
+        description="The case hands its reminders to its customer's conversation.",
     )
     final_notice_offset: timedelta | None = Field(
         default=None, description="How far into the schedule the final notice went out."
@@ -430,6 +435,27 @@ class CaseState(BaseModel):
         if tone is Tone.FINAL and self.final_notice_offset is None:
             # Schedule time, not wall time: a later pause must still move collections on.
             self.final_notice_offset = now - self.schedule_origin
+
+    def hand_over(self, step: str, covers: list[int], tone: Tone, now: datetime) -> None:
+        """A reminder went to the customer's conversation, which sends it (merged with the
+        customer's other cases' reminders) or says why not; the case does not send it again."""
+        self.mark_reminders_done(covers, tone, now)
+        self.note(now, "reminder_handed_over", detail=f"{step} to the customer's conversation")
+
+    def hear_conversation(self, reply: ConversationReply, now: datetime) -> None:
+        """What became of a reminder handed over. A final notice sent later than handed over
+        (the budget was spent) moves the collections date on by as much."""
+        self.messages.append(
+            MessageView(
+                step=reply.step, at=reply.at, template=reply.template, deliveries=reply.deliveries
+            )
+        )
+        summary = ", ".join(f"{d.channel}: {d.status}" for d in reply.deliveries)
+        detail = "; ".join(part for part in (summary, reply.detail) if part)
+        self.note(now, "message", detail=f"{reply.step} ({reply.template}) {detail}".strip())
+        sent_late = reply.at - self.schedule_origin
+        if reply.tone is Tone.FINAL and self.final_notice_offset is not None and reply.deliveries:
+            self.final_notice_offset = max(self.final_notice_offset, sent_late)
 
     def _replans_after(self, result: ChargeResult) -> bool:
         """Smart timing plans the rest again after a soft decline, of the old card or a new

@@ -17,8 +17,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.conversation import ConversationActivities
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
+    from workflows.conversation import ConversationNote, ConversationReply
     from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
     from workflows.models import (
         CancelRequest,
@@ -50,7 +52,10 @@ with workflow.unsafe.imports_passed_through():
         fold_message,
         fold_settlement,
         fold_signal,
+        joined_note,
+        left_note,
         notify_request,
+        reminder_note,
         wait_timeout,
     )
 
@@ -77,6 +82,7 @@ HOLD_FOR_OPERATOR = "hold-for-operator-on-gateway-config-error"
 QUIET_UNLESS_MESSAGED = "no-outcome-message-to-a-customer-never-written-to"
 REPLAN_AFTER_DECLINE = "replan-after-decline"
 MESSAGE_PLAN = "message-plan"
+CUSTOMER_CONVERSATION = "customer-conversation"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -149,6 +155,10 @@ class DunningWorkflow:
         # Replay-safe change (README, "Changing workflow code"): cases started before this
         # rule still send an outcome message to a customer they never wrote to.
         self._state.quiet_unless_messaged = workflow.patched(QUIET_UNLESS_MESSAGED)
+        # Cases started before the customer's conversation existed send their own reminders.
+        if policy.conversation and workflow.patched(CUSTOMER_CONVERSATION):
+            self._state.conversation = True
+            await self._tell(joined_note(self._state, workflow.info().workflow_id))
         # Cases started before learned message timing was wired send reminders as written.
         if policy.message_timing == "learned" and workflow.patched(MESSAGE_PLAN):
             await self._plan_messages()
@@ -233,6 +243,12 @@ class DunningWorkflow:
 
     async def _notify(self, step: Notify) -> None:
         state = self._state
+        if state.conversation and step.tone is not None:
+            # A reminder: the customer's conversation sends it, with their other cases'.
+            note = reminder_note(state, step, workflow.info().workflow_id, workflow.now())
+            await self._tell(note)
+            state.hand_over(step.step, step.covers, step.tone, workflow.now())
+            return
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.notify,
@@ -267,8 +283,20 @@ class DunningWorkflow:
             await self._notify(step.message)
         for action in step.write_back:
             await self._write_back(action)
+        if state.conversation:
+            await self._tell(left_note(state))
         await self._record()
         return state.result(workflow.now())
+
+    async def _tell(self, note: ConversationNote) -> None:
+        """Tell the customer's conversation (signal-with-start: the first case starts it)."""
+        await workflow.execute_activity_method(
+            ConversationActivities.tell_conversation,
+            note,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"tell the customer's conversation: {note.kind}",
+        )
 
     async def _write_back(self, action: WriteBackAction) -> None:
         """Tell the biller how the case ended; a failure is recorded, the outcome stands."""
@@ -358,6 +386,11 @@ class DunningWorkflow:
     def dispute_resolved(self, resolution: DisputeResolved) -> None:
         """Won resumes the case, lost cancels it."""
         self._apply(resolution)
+
+    @workflow.signal
+    def conversation_reply(self, reply: ConversationReply) -> None:
+        """The customer's conversation sent a reminder this case handed it, or says why not."""
+        self._apply(reply)
 
     @workflow.signal
     def pause(self, request: PauseRequest) -> None:

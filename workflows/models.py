@@ -329,6 +329,18 @@ class NotifyRequest(_Model):
         "(more than one: its link is the account page, which pays them all). Empty: the "
         "case's own invoice alone.",
     )
+    conversation: bool = Field(
+        default=False,
+        description="Sent by the customer's conversation, which has already kept it within "
+        "the weekly budget: the activity does not count again.",
+    )
+
+
+class RecentMessagesRequest(_Model):
+    """Which of a customer's messages a new conversation counts against its weekly budget."""
+
+    customer_id: str
+    since: AwareDatetime
 
 
 class DeliveryStatus(StrEnum):

@@ -226,6 +226,12 @@ class Policy(_Strict):
     payment_plans: list[PlanOffer] = Field(
         default_factory=list, description="Plans the recovery page offers; none: no plan."
     )
+    conversation: bool = Field(
+        default=False,
+        description="Reminders go through the customer's conversation, which merges those of "
+        "all their open cases into one message and keeps the weekly budget for them all; off, "
+        "each case sends its own (the weekly cap still counts across cases).",
+    )
     promise_within: timedelta | None = Field(
         default=None,
         gt=timedelta(0),

@@ -11,6 +11,7 @@ from datetime import datetime
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 from workflows.case import CaseState
+from workflows.conversation import Conversation
 from workflows.models import CaseInput
 
 DUNNING_STATUS = SearchAttributeKey.for_keyword("DunningStatus")
@@ -23,6 +24,8 @@ RETRY_COUNT = SearchAttributeKey.for_int("RetryCount")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
 RETRY_MODEL = SearchAttributeKey.for_int("RetryModel")
 """Smart timing: the retry model version the case is pinned to (unset until a model plans it)."""
+OPEN_CASES = SearchAttributeKey.for_int("OpenCases")
+"""A customer's conversation: how many of their cases are open."""
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     DUNNING_STATUS,
@@ -34,6 +37,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     RETRY_COUNT,
     NEXT_ACTION_AT,
     RETRY_MODEL,
+    OPEN_CASES,
 ]
 
 
@@ -67,3 +71,18 @@ def case_search_attributes(
     if state.retry_model_version is not None:
         values.append((RETRY_MODEL, state.retry_model_version))
     return values
+
+
+def conversation_search_attributes(
+    conversation: Conversation, next_contact_at: datetime | None
+) -> list[tuple[SearchAttributeKey, object]]:
+    """What a customer's conversation shows: its open cases, what they owe (when in one
+    currency) and when it next writes."""
+    owed = conversation.owed()
+    return [
+        (CUSTOMER_ID, conversation.customer_id),
+        (OPEN_CASES, len(conversation.cases)),
+        (AMOUNT_DUE, next(iter(owed.values())) if len(owed) == 1 else None),
+        (CURRENCY, next(iter(owed)) if len(owed) == 1 else None),
+        (NEXT_ACTION_AT, next_contact_at),
+    ]

@@ -12,7 +12,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from workflows.case import CaseState
-from workflows.decide import Charge, Notify
+from workflows.conversation import (
+    CaseJoined,
+    CaseLeft,
+    ConversationCase,
+    ConversationReply,
+    ReminderDue,
+)
+from workflows.decide import Charge, Notify, collections_at
 from workflows.models import (
     CancelRequest,
     ChargeRequest,
@@ -48,6 +55,7 @@ Signal = (
     | PlanChosen
     | PromiseToPay
     | FeedbackGiven
+    | ConversationReply
 )
 """Everything that may reach a case from outside while it runs."""
 
@@ -146,6 +154,57 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.make_promise(signal, now)
         case FeedbackGiven():
             state.record_feedback(signal, now)
+        case ConversationReply():
+            state.hear_conversation(signal, now)
+
+
+def conversation_case(state: CaseState, workflow_id: str) -> ConversationCase:
+    """The case as its customer's conversation lists it."""
+    return ConversationCase(
+        case_id=state.case.case_id,
+        invoice_id=state.case.invoice_id,
+        workflow_id=workflow_id,
+        amount_due=state.amount_due,
+        currency=state.case.currency,
+        collections_at=collections_at(state),
+    )
+
+
+def joined_note(state: CaseState, workflow_id: str) -> CaseJoined:
+    """What an opening case tells its customer's conversation."""
+    return CaseJoined(
+        customer_id=state.case.customer_id,
+        case=conversation_case(state, workflow_id),
+        time_zones=state.time_zones,
+        contact_hours=state.policy.contact_hours,
+    )
+
+
+def reminder_note(state: CaseState, step: Notify, workflow_id: str, now: datetime) -> ReminderDue:
+    """A reminder step, handed to the customer's conversation to send."""
+    return ReminderDue(
+        customer_id=state.case.customer_id,
+        case=conversation_case(state, workflow_id),
+        step=step.step,
+        template=step.template,
+        tone=step.tone,
+        channels=step.channels,
+        due_at=now,
+        deadline=step.deadline,
+        failed_at=state.case.failure.failed_at,
+        amount_paid=state.amount_recovered,
+        hour_propensity=step.hour_propensity,
+        channel_propensity=step.channel_propensity,
+    )
+
+
+def left_note(state: CaseState) -> CaseLeft:
+    """What a finished case tells its customer's conversation."""
+    return CaseLeft(
+        customer_id=state.case.customer_id,
+        case_id=state.case.case_id,
+        outcome=state.outcome.value if state.outcome else "",
+    )
 
 
 def fold_settlement(state: CaseState, settled: InvoiceSettled, now: datetime) -> None:

@@ -94,6 +94,21 @@ class Outbox(Database):
                 )
             ).one()
 
+    def message_times_since(self, customer_id: str, since: datetime) -> list[datetime]:
+        """When each message (a step, on however many channels) that went out to a customer
+        since `since` was sent, by the cases' clock: what a new conversation's budget counts."""
+        with self.session() as session:
+            rows = session.exec(
+                select(func.min(Message.step_at))
+                .where(
+                    Message.customer_id == customer_id,
+                    Message.status.in_([MessageStatus.SENT, MessageStatus.UNCONFIRMED]),
+                    Message.step_at >= since,
+                )
+                .group_by(Message.case_id, Message.step)
+            ).all()
+        return sorted(at for at in rows if at is not None)
+
     def messages_with_customers(
         self, templates: Collection[str]
     ) -> list[tuple[Message, CustomerProfile | None]]:

@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from activities.store import CustomerProfile
+from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseInput, CaseResult, CaseView, Failure
 from workflows.search import initial_search_attributes
@@ -122,7 +123,7 @@ class Dunning:
             async with Worker(
                 self.env.client,
                 task_queue=self.task_queue,
-                workflows=[DunningWorkflow],
+                workflows=[DunningWorkflow, CustomerWorkflow],
                 activities=self.activities.all(),
                 activity_executor=executor,
                 workflow_failure_exception_types=[Exception],

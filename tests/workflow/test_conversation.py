@@ -1,0 +1,134 @@
+"""One conversation per customer, on the time-skipping server: three invoices that fail
+within a day reach the customer as one conversation, within the weekly budget, each message
+naming every open invoice; paying them all recovers all three cases.
+
+Real worker, real activities (simulated gateway, outbox); the cases and the customer's
+`CustomerWorkflow` run as they do in production.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from activities.store import CustomerProfile, Message, MessageStatus
+from config.policies import find_policy
+from tests.support.harness import Dunning
+from workflows.conversation import ConversationView
+from workflows.customer import CustomerWorkflow
+from workflows.dunning import DunningWorkflow
+from workflows.messaging import CAP_WINDOW
+from workflows.models import CaseInput, Failure, PaymentReceived
+
+SOFT_DECLINE = "pm_card_chargeDeclinedInsufficientFunds"
+CUSTOMER = "cus_three"
+
+
+def conversation_policy(dunning: Dunning):
+    """The standard ladder (day 0, 4, 8 gentle to firm, final on 14) with the conversation on."""
+    standard = find_policy(dunning.activities.policies, "standard", 1)
+    policy = standard.model_copy(update={"version": 90, "conversation": True})
+    dunning.activities.policies.append(policy)
+    return policy
+
+
+async def open_cases(dunning: Dunning, spacing: timedelta, count: int = 3) -> list:
+    dunning.activities.store.upsert_customer(
+        CustomerProfile(
+            customer_id=CUSTOMER,
+            name="Kim",
+            email="kim@example.com",
+            phone="+15555550199",
+            payment_method=SOFT_DECLINE,
+            time_zone="UTC",
+        )
+    )
+    handles = []
+    for n in range(count):
+        if n:
+            await dunning.env.sleep(spacing)
+        invoice = f"in_three_{n + 1}"
+        case = CaseInput(
+            case_id=invoice,
+            invoice_id=invoice,
+            customer_id=CUSTOMER,
+            amount_due=1000 * (n + 1),
+            currency="USD",
+            failure=Failure(decline_code="insufficient_funds", failed_at=await dunning.now()),
+            policy_version=90,
+        )
+        handles.append(await dunning.start(case))
+    return handles
+
+
+def sent_messages(dunning: Dunning) -> list[Message]:
+    """Every message row that went out to the customer (any channel)."""
+    rows = dunning.activities.store.messages_with_customers(
+        ["reminder_gentle", "reminder_firm", "final_notice", "recovered", "collections"]
+    )
+    return [m for m, _ in rows if m.customer_id == CUSTOMER and m.status == MessageStatus.SENT]
+
+
+def messages_by_step(rows: list[Message]) -> dict[tuple[str, str], list[Message]]:
+    steps: dict[tuple[str, str], list[Message]] = {}
+    for row in rows:
+        steps.setdefault((row.case_id, row.step), []).append(row)
+    return steps
+
+
+async def test_three_invoices_failing_within_a_day_make_one_capped_conversation(dunning: Dunning):
+    conversation_policy(dunning)
+    await dunning.env.sleep(timedelta(hours=9))  # into contact hours: no morning wait
+    async with dunning.worker():
+        handles = await open_cases(dunning, spacing=timedelta(hours=5))
+        results = [await handle.result() for handle in handles]
+
+    assert [r.outcome for r in results] == ["collections"] * 3
+    reminders = [
+        rows
+        for rows in messages_by_step(sent_messages(dunning)).values()
+        if rows[0].template != "collections"
+    ]
+    # One customer, one ladder: day 0 (and the invoices that failed after it, a day on),
+    # day 4, day 8 and the final notice, not three of each.
+    assert 4 <= len(reminders) <= 6
+    sends = sorted(rows[0].step_at for rows in reminders)
+    for start in sends:
+        in_window = [at for at in sends if start <= at < start + CAP_WINDOW]
+        assert len(in_window) <= dunning.activities.messages_per_week
+    finals = [rows for rows in reminders if rows[0].template == "final_notice"]
+    assert len(finals) == 1
+    # Each case heard what carried its reminders.
+    for result in results:
+        kinds = [e.kind for e in result.timeline]
+        assert "reminder_handed_over" in kinds
+        assert "message" in kinds
+
+
+async def test_the_conversation_shows_open_cases_and_paying_all_recovers_all(dunning: Dunning):
+    conversation_policy(dunning)
+    await dunning.env.sleep(timedelta(hours=9))
+    async with dunning.worker():
+        handles = await open_cases(dunning, spacing=timedelta(hours=1))
+        await dunning.env.sleep(timedelta(hours=1))
+        conversation = dunning.env.client.get_workflow_handle_for(
+            CustomerWorkflow.run, f"customer-{CUSTOMER}"
+        )
+        view: ConversationView = await conversation.query(CustomerWorkflow.summary)
+        assert [i.invoice_id for i in view.open_invoices] == [
+            "in_three_1",
+            "in_three_2",
+            "in_three_3",
+        ]
+        assert view.owed == {"USD": 6000}
+        assert view.messages_this_week >= 1
+
+        for n, handle in enumerate(handles, start=1):
+            await handle.execute_update(
+                DunningWorkflow.record_payment,
+                PaymentReceived(amount=1000 * n, reference=f"pay-all-{n}", actor="customer"),
+            )
+        results = [await handle.result() for handle in handles]
+        ended = await conversation.result()
+
+    assert all(r.outcome == "recovered" for r in results)
+    assert ended.open_invoices == []

@@ -1,0 +1,236 @@
+"""CustomerWorkflow: one conversation per customer, over all their open cases.
+
+Cases join it when they open, hand it their reminders and leave it when they finish; it
+decides (`workflows.conversation`) what the customer hears and when, sends through the same
+notify activity as a case, and tells each case which message carried its reminder. A case
+reaches it by signal-with-start, so whichever case comes first starts it.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from datetime import timedelta
+from typing import NoReturn
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.conversation import ConversationActivities
+    from activities.dunning import DunningActivities
+    from workflows.conversation import (
+        CaseJoined,
+        CaseLeft,
+        Close,
+        Conversation,
+        ConversationReply,
+        ConversationStart,
+        ConversationView,
+        ReminderDue,
+        Rest,
+        Send,
+        Settle,
+        conversation_view,
+        decide_conversation,
+        describe_conversation_step,
+    )
+    from workflows.messaging import CAP_WINDOW
+    from workflows.models import Delivery, DeliveryStatus, NotifyRequest, RecentMessagesRequest
+    from workflows.search import conversation_search_attributes
+
+from workflows.dunning import NOTIFY_RETRY, PROVIDER_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
+
+HISTORY_LIMIT = 2_000
+"""Events after which a run hands its conversation to a new one, when the server has not
+suggested it sooner (the time-skipping test server never does)."""
+
+
+@workflow.defn
+class CustomerWorkflow:
+    """A customer's conversation. Workflow id: ``customer-<customer id>``."""
+
+    def __init__(self) -> None:
+        self._conversation: Conversation | None = None
+        self._early: list[CaseJoined | ReminderDue | CaseLeft] = []
+        self._changed = False
+        self._published: dict[str, object] = {}
+
+    @workflow.run
+    async def run(self, start: ConversationStart) -> ConversationView:
+        """Speak for the customer's cases until none is open."""
+        if start.carried is not None:
+            self._conversation = start.carried
+        else:
+            self._conversation = await self._open(start.customer_id)
+        conversation = self._conversation
+        for note in self._early:
+            conversation.hear(note, workflow.now())
+
+        while True:
+            self._changed = False
+            step = decide_conversation(conversation, workflow.now())
+            self._publish(step)
+            match step:
+                case Send():
+                    await self._send(step)
+                case Settle():
+                    conversation.record_settled(step)
+                    await self._reply(step.reminders, [], step.detail)
+                case Rest():
+                    if self._history_is_long():
+                        await self._continue_as_new()
+                    timeout = None if step.until is None else step.until - workflow.now()
+                    with suppress(TimeoutError):
+                        await workflow.wait_condition(
+                            lambda: self._changed,
+                            timeout=None if timeout is None else max(timeout, timedelta(seconds=1)),
+                            timeout_summary=f"wait {step.reason}",
+                        )
+                case Close():
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    return conversation_view(conversation, workflow.now())
+
+    async def _open(self, customer_id: str) -> Conversation:
+        """A new conversation, counting what the customer was sent in the last week."""
+        recent = await workflow.execute_activity_method(
+            ConversationActivities.recent_messages,
+            RecentMessagesRequest(customer_id=customer_id, since=workflow.now() - CAP_WINDOW),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary="count the customer's messages this week",
+        )
+        conversation = Conversation(customer_id=customer_id)
+        conversation.remember_sent(recent)
+        return conversation
+
+    async def _send(self, step: Send) -> None:
+        """One message for every waiting reminder, under the firmest one's step and key."""
+        conversation = self._conversation
+        lead = step.lead
+        deadline = next(
+            (i.deadline for i in step.open_invoices if i.case_id == lead.case.case_id), None
+        )
+        request = NotifyRequest(
+            case_id=lead.case.case_id,
+            invoice_id=lead.case.invoice_id,
+            customer_id=conversation.customer_id,
+            step=lead.step,
+            template=lead.template,
+            tone=lead.tone,
+            channels=step.channels,
+            amount_due=lead.case.amount_due,
+            amount_paid=lead.amount_paid,
+            currency=lead.case.currency,
+            deadline=deadline or lead.deadline,
+            at=workflow.now(),
+            failed_at=lead.failed_at,
+            hour_propensity=lead.hour_propensity,
+            channel_propensity=lead.channel_propensity,
+            open_invoices=step.open_invoices,
+            conversation=True,
+        )
+        try:
+            result = await workflow.execute_activity_method(
+                DunningActivities.notify,
+                request,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+                summary=f"send {lead.template} naming {len(step.open_invoices)} invoice(s)",
+            )
+        except ActivityError as err:
+            settle = Settle(reminders=step.reminders, detail=f"message error: {err.cause or err}")
+            conversation.record_settled(settle)
+            await self._reply(step.reminders, [], settle.detail)
+            return
+        if result.settled is not None:
+            # The lead's invoice was settled meanwhile: its case hears it from the biller; the
+            # other reminders go out in the next message.
+            conversation.record_settled(Settle(reminders=[lead], detail="invoice settled"))
+            return
+        if any(d.status is DeliveryStatus.SENT for d in result.deliveries):
+            conversation.record_sent(step, workflow.now())
+        else:
+            conversation.record_settled(Settle(reminders=step.reminders, detail="not delivered"))
+        detail = f"one message naming {len(step.open_invoices)} open invoice(s)"
+        await self._reply(step.reminders, result.deliveries, detail, lead.template)
+
+    async def _reply(
+        self,
+        reminders: list[ReminderDue],
+        deliveries: list[Delivery],
+        detail: str,
+        template: str | None = None,
+    ) -> None:
+        """Tell each case what became of its reminder (`template`: the message that carried
+        it); a case that has finished meanwhile no longer listens, and that is no error."""
+        for reminder in reminders:
+            reply = ConversationReply(
+                step=reminder.step,
+                template=template or reminder.template,
+                tone=reminder.tone,
+                at=workflow.now(),
+                deliveries=deliveries,
+                detail=detail,
+            )
+            handle = workflow.get_external_workflow_handle(reminder.case.workflow_id)
+            with suppress(FailureError):
+                await handle.signal("conversation_reply", reply)
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > (
+            HISTORY_LIMIT
+        )
+
+    async def _continue_as_new(self) -> NoReturn:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        conversation = self._conversation
+        workflow.continue_as_new(
+            ConversationStart(customer_id=conversation.customer_id, carried=conversation)
+        )
+
+    def _publish(self, step) -> None:
+        """Current details always; search attributes only when they changed."""
+        conversation = self._conversation
+        workflow.set_current_details(describe_conversation_step(step))
+        if isinstance(step, Send | Settle):
+            return
+        wanted = conversation_search_attributes(conversation, getattr(step, "until", None))
+        changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
+        if changed:
+            workflow.upsert_search_attributes(
+                [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
+            )
+            self._published.update({k.name: v for k, v in changed})
+
+    def _hear(self, note: CaseJoined | ReminderDue | CaseLeft) -> None:
+        if self._conversation is None:
+            self._early.append(note)
+            return
+        self._conversation.hear(note, workflow.now())
+        self._changed = True
+
+    @workflow.signal
+    def case_joined(self, note: CaseJoined) -> None:
+        """A case of the customer opened."""
+        self._hear(note)
+
+    @workflow.signal
+    def reminder_due(self, note: ReminderDue) -> None:
+        """A case's reminder is due: the conversation sends it, merged or on its own."""
+        self._hear(note)
+
+    @workflow.signal
+    def case_left(self, note: CaseLeft) -> None:
+        """A case finished: its invoice leaves the messages."""
+        self._hear(note)
+
+    @workflow.query
+    def summary(self) -> ConversationView:
+        """The customer's open invoices, what they owe, messages this week, next contact."""
+        if self._conversation is None:
+            raise ValueError("conversation has not started yet")
+        return conversation_view(self._conversation, workflow.now())
+
+
+_UNSET = object()
