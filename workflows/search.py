@@ -24,8 +24,8 @@ RETRY_COUNT = SearchAttributeKey.for_int("RetryCount")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
 RETRY_MODEL = SearchAttributeKey.for_int("RetryModel")
 """Smart timing: the retry model version the case is pinned to (unset until a model plans it)."""
-OPEN_CASES = SearchAttributeKey.for_int("OpenCases")
-"""A customer's conversation: how many of their cases are open."""
+OPEN_INVOICES = SearchAttributeKey.for_keyword_list("OpenInvoices")
+"""A customer's conversation: the invoices of their open cases (find it by any of them)."""
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     DUNNING_STATUS,
@@ -37,7 +37,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     RETRY_COUNT,
     NEXT_ACTION_AT,
     RETRY_MODEL,
-    OPEN_CASES,
+    OPEN_INVOICES,
 ]
 
 
@@ -76,12 +76,12 @@ def case_search_attributes(
 def conversation_search_attributes(
     conversation: Conversation, next_contact_at: datetime | None
 ) -> list[tuple[SearchAttributeKey, object]]:
-    """What a customer's conversation shows: its open cases, what they owe (when in one
+    """What a customer's conversation shows: its open invoices, what they owe (when in one
     currency) and when it next writes."""
     owed = conversation.owed()
     return [
         (CUSTOMER_ID, conversation.customer_id),
-        (OPEN_CASES, len(conversation.cases)),
+        (OPEN_INVOICES, sorted(c.invoice_id for c in conversation.cases.values()) or None),
         (AMOUNT_DUE, next(iter(owed.values())) if len(owed) == 1 else None),
         (CURRENCY, next(iter(owed)) if len(owed) == 1 else None),
         (NEXT_ACTION_AT, next_contact_at),

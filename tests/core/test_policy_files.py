@@ -95,7 +95,13 @@ def reminders(*spec: tuple[int, str]) -> list[dict[str, object]]:
 
 
 def test_shipped_policies_load(shipped: list[Policy]) -> None:
-    assert sorted(p.label for p in shipped) == ["demo v1", "smart v1", "smart v2", "standard v1"]
+    assert sorted(p.label for p in shipped) == [
+        "demo v1",
+        "smart v1",
+        "smart v2",
+        "smart v3",
+        "standard v1",
+    ]
 
 
 def test_standard_policy_reads_as_written(shipped: list[Policy]) -> None:

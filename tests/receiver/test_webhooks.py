@@ -101,7 +101,7 @@ async def test_payment_failed_opens_a_case_with_contacts_kept_out_of_the_workflo
     async with dunning.worker():
         body = accepted(await receiver.stripe(event), "processed")
         assert body["detail"].startswith(
-            f"started dunning-{invoice_id}: ¥4,980 on smart v2"
+            f"started dunning-{invoice_id}: ¥4,980 on smart v3"
         )  # the shipped default
         handle = case_handle(dunning, invoice_id)
         view = await status_when(handle, lambda v: v.messages, "the first reminder")
@@ -112,7 +112,7 @@ async def test_payment_failed_opens_a_case_with_contacts_kept_out_of_the_workflo
     # Every code of the failure, asked of Stripe, reaches the case; the start signal repeating
     # it is not noted.
     assert view.timeline[0].detail == (
-        "smart v2; payment failed: insufficient_funds, advice try_again_later (visa 51)"
+        "smart v3; payment failed: insufficient_funds, advice try_again_later (visa 51)"
     )
     assert "payment_failed" not in kinds(view)
     # Ids, amounts and codes travel in the workflow; contact details stay in the store.
