@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workflows.contact_hours import ContactHours
 from workflows.conversation import (
     MERGE_WINDOW,
     CaseJoined,
