@@ -159,6 +159,7 @@ model_app = typer.Typer(name="model", help="the smart-retry model")
 policies_app = typer.Typer(name="policies", help="policy files")
 events_app = typer.Typer(name="events", help="stored billing events")
 db_app = typer.Typer(name="db", help="the store's schema")
+customer_app = typer.Typer(name="customer", help="a customer's conversation over their cases")
 
 
 def _command(group: typer.Typer, name: str, help: str, **options) -> Callable:
@@ -459,6 +460,56 @@ async def cmd_status(case: Case, as_json: Json = False) -> int:
         print(view.model_dump_json(indent=2))
     else:
         _print_view(handle.id, view, _stored_messages(settings, view.case_id))
+    return 0
+
+
+@_command(customer_app, "show", "a customer's open cases, what they owe, messages, next contact")
+async def cmd_customer_show(
+    customer: Annotated[str, typer.Argument(help="the customer id")], as_json: Json = False
+) -> int:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from activities.conversation import conversation_id
+    from intake.client import case_run_status
+    from workflows.customer import CustomerWorkflow
+    from workflows.models import ID_PATTERN
+
+    if not re.fullmatch(ID_PATTERN, customer):
+        raise UserError(f"{customer!r} is not a customer id")
+    settings = _settings()
+    client = await _client(settings)
+    handle = client.get_workflow_handle_for(CustomerWorkflow.run, conversation_id(customer))
+    status = await case_run_status(client, handle.id)
+    if status is None:
+        raise UserError(
+            f"no conversation with customer {customer}: none of their cases joined one "
+            "(a policy with `conversation = true` starts it)"
+        )
+    if status == WorkflowExecutionStatus.RUNNING:
+        view = await handle.query(CustomerWorkflow.summary)
+    elif status == WorkflowExecutionStatus.COMPLETED:
+        view = await handle.result()
+    else:
+        raise UserError(f"customer {customer}'s conversation ended ({status.name.lower()})")
+    if as_json:
+        print(view.model_dump_json(indent=2))
+        return 0
+    from workflows.money import format_money
+
+    owed = ", ".join(format_money(amount, currency) for currency, amount in view.owed.items())
+    count = len(view.open_invoices)
+    print(f"{handle.id}  {count} open invoice{'s' if count != 1 else ''}, owed {owed or '0'}")
+    print(f"messages this week: {view.messages_this_week} of {view.messages_per_week}")
+    waiting = f" (waiting: {', '.join(view.waiting_reminders)})" if view.waiting_reminders else ""
+    print(f"next contact: {_when(view.next_contact_at)}{waiting}")
+    print(f"next step: {view.next_step}")
+    if view.open_invoices:
+        print()
+        rows = [
+            [i.invoice_id, format_money(i.amount_due, i.currency), _when(i.deadline)]
+            for i in view.open_invoices
+        ]
+        _print_table(["INVOICE", "DUE", "COLLECTIONS"], rows)
     return 0
 
 
@@ -820,6 +871,7 @@ app.add_typer(model_app)
 app.add_typer(policies_app)
 app.add_typer(events_app)
 app.add_typer(db_app)
+app.add_typer(customer_app)
 
 
 # Helpers -----------------------------------------------------------------------------------

@@ -8,16 +8,19 @@ The CLI runs as a subprocess, as a user runs it; cases run on the real time-skip
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import CaseStore
+from tests.support.conversation import CUSTOMER, conversation_policy, open_cases
 from tests.support.harness import Dunning, status_when
 
 DUNNING = str(Path(sys.executable).parent / "dunning")
@@ -241,6 +244,37 @@ async def test_support_commands_answer_or_refuse(dunning: Dunning, tmp_path: Pat
         "dispute_resolved"
     ]
     assert result.amount_recovered == 500
+
+
+async def test_customer_show_prints_the_conversation(dunning: Dunning, tmp_path: Path) -> None:
+    env = cli_env(
+        tmp_path,
+        TEMPORAL_ADDRESS=dunning.env.client.service_client.config.target_host,
+        DATABASE_URL=str(dunning.activities.store.engine.url),
+    )
+
+    async def cli(*args: str) -> subprocess.CompletedProcess:
+        return await asyncio.to_thread(dunning_cli, env, args, tmp_path)
+
+    conversation_policy(dunning)
+    async with dunning.worker():
+        handles = await open_cases(dunning, spacing=timedelta(minutes=30), count=2)
+        await status_when(handles[0], lambda v: v.messages, "the conversation to write")
+        shown = await cli("customer", "show", CUSTOMER)
+        as_json = await cli("customer", "show", CUSTOMER, "--json")
+        one_line(await cli("customer", "show", "cus_nobody"), 1, "no conversation with customer")
+        one_line(await cli("customer", "show", "bad id!"), 1, "is not a customer id")
+
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"customer-{CUSTOMER}  2 open invoices, owed $30.00"
+    assert lines[1] == "messages this week: 1 of 4"
+    assert lines[2].startswith("next contact: ") and "in_three_2:reminder-1" in lines[2]
+    assert [line.split()[:2] for line in lines[-2:]] == [
+        ["in_three_1", "$10.00"],
+        ["in_three_2", "$20.00"],
+    ]
+    assert json.loads(as_json.stdout)["owed"] == {"USD": 3000}
 
 
 def dunning_cli(env: dict[str, str], args: tuple[str, ...], cwd: Path):

@@ -10,54 +10,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from activities.store import CustomerProfile, Message, MessageStatus
-from config.policies import find_policy
+from activities.store import Message, MessageStatus
+from tests.support.conversation import CUSTOMER, conversation_policy, open_cases
 from tests.support.harness import Dunning
 from workflows.conversation import ConversationView
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.messaging import CAP_WINDOW
-from workflows.models import CaseInput, Failure, PaymentReceived
-
-SOFT_DECLINE = "pm_card_chargeDeclinedInsufficientFunds"
-CUSTOMER = "cus_three"
-
-
-def conversation_policy(dunning: Dunning):
-    """The standard ladder (day 0, 4, 8 gentle to firm, final on 14) with the conversation on."""
-    standard = find_policy(dunning.activities.policies, "standard", 1)
-    policy = standard.model_copy(update={"version": 90, "conversation": True})
-    dunning.activities.policies.append(policy)
-    return policy
-
-
-async def open_cases(dunning: Dunning, spacing: timedelta, count: int = 3) -> list:
-    dunning.activities.store.upsert_customer(
-        CustomerProfile(
-            customer_id=CUSTOMER,
-            name="Kim",
-            email="kim@example.com",
-            phone="+15555550199",
-            payment_method=SOFT_DECLINE,
-            time_zone="UTC",
-        )
-    )
-    handles = []
-    for n in range(count):
-        if n:
-            await dunning.env.sleep(spacing)
-        invoice = f"in_three_{n + 1}"
-        case = CaseInput(
-            case_id=invoice,
-            invoice_id=invoice,
-            customer_id=CUSTOMER,
-            amount_due=1000 * (n + 1),
-            currency="USD",
-            failure=Failure(decline_code="insufficient_funds", failed_at=await dunning.now()),
-            policy_version=90,
-        )
-        handles.append(await dunning.start(case))
-    return handles
+from workflows.models import PaymentReceived
 
 
 def sent_messages(dunning: Dunning) -> list[Message]:
@@ -77,7 +37,6 @@ def messages_by_step(rows: list[Message]) -> dict[tuple[str, str], list[Message]
 
 async def test_three_invoices_failing_within_a_day_make_one_capped_conversation(dunning: Dunning):
     conversation_policy(dunning)
-    await dunning.env.sleep(timedelta(hours=9))  # into contact hours: no morning wait
     async with dunning.worker():
         handles = await open_cases(dunning, spacing=timedelta(hours=5))
         results = [await handle.result() for handle in handles]
@@ -106,7 +65,6 @@ async def test_three_invoices_failing_within_a_day_make_one_capped_conversation(
 
 async def test_the_conversation_shows_open_cases_and_paying_all_recovers_all(dunning: Dunning):
     conversation_policy(dunning)
-    await dunning.env.sleep(timedelta(hours=9))
     async with dunning.worker():
         handles = await open_cases(dunning, spacing=timedelta(hours=1))
         await dunning.env.sleep(timedelta(hours=1))
