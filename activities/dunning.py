@@ -229,6 +229,11 @@ class DunningActivities:
             customer = self.store.get_customer(request.customer_id)
             if customer is not None and customer.payment_method:
                 request = request.model_copy(update={"payment_method": customer.payment_method})
+        held_until = self._network_hold(request)
+        if held_until is not None:
+            message = f"not charged: the card's network cap ({request.network_rules.max_attempts} "
+            message += f"in {request.network_rules.window.days} days) is reached across cases"
+            return ChargeResult(approved=False, held_until=held_until, message=message)
         if request.plan_facts is not None:
             # Stored with the attempt as the planner would see it: what a model learns from.
             paid = self.store.payment_history(
@@ -241,6 +246,20 @@ class DunningActivities:
             result = result.model_copy(update={"payment_method": request.payment_method})
         self.store.record_attempt(request, result)
         return result
+
+    def _network_hold(self, request: ChargeRequest) -> datetime | None:
+        """When the card's network next allows a charge, if its cap is reached counting every
+        case's charges of the card (a customer's cases share a card); None: charge now. An
+        attempt this activity already made (a retry of it) is never held back."""
+        rules = request.network_rules
+        if rules is None or rules.max_attempts is None or request.payment_method is None:
+            return None
+        if self.store.attempt_recorded(request.idempotency_key):
+            return None
+        now = utcnow()
+        charged = self.store.charge_times_on_card(request.payment_method, now - rules.window)
+        allows_at = rules.allows_at(charged)
+        return allows_at if allows_at is not None and allows_at > now else None
 
     @activity.defn
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:

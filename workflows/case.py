@@ -82,6 +82,11 @@ class CaseState(BaseModel):
         "rest of the retries are planned again with what the decline taught.",
     )
     last_charge_at: AwareDatetime | None = None
+    network_hold_until: AwareDatetime | None = Field(
+        default=None,
+        description="The card's network cap, reached over all of the customer's cases, allows "
+        "no charge of it before this.",
+    )
     awaiting: DeclineClass | None = None
     method_updated_at: AwareDatetime | None = None
     reminders_done: list[int] = Field(default_factory=list)
@@ -263,6 +268,15 @@ class CaseState(BaseModel):
         return (self.case.schedule_from or self.case.failure.failed_at) + self.time_held
 
     @property
+    def card_brand(self) -> str | None:
+        """The brand of the card the case charges: as its charges of it said, else as the
+        failure said of the card the case opened with."""
+        on_card = [a for a in self.attempts if a.payment_method == self.payment_method]
+        same_card = self.payment_method == self.case.payment_method
+        opened_with = self.case.failure.card_brand if same_card else None
+        return next((a.card_brand for a in reversed(on_card) if a.card_brand), opened_with)
+
+    @property
     def messages_sent(self) -> int:
         """Deliveries that actually went out, across steps and channels."""
         return sum(d.status is DeliveryStatus.SENT for m in self.messages for d in m.deliveries)
@@ -388,6 +402,13 @@ class CaseState(BaseModel):
             return
         self._end_arrangement(now, "promise_broken", f"attempt {attempt}: {_describe(result)}")
         self._classify(result, now)
+
+    def hold_for_network(self, until: datetime, reason: str, now: datetime) -> None:
+        """The charge was not made: the card's network cap is reached across the customer's
+        cases. The attempt is not spent; the case charges once the network allows."""
+        self.network_hold_until = until
+        self.payment_requested_at = None  # the customer's "pay now" is answered: not now
+        self.note(now, "network_hold", detail=f"until {until:%Y-%m-%d %H:%M} UTC: {reason}")
 
     def record_charge_error(self, attempt: int, message: str, now: datetime) -> None:
         """The gateway could not be reached for good: try the same attempt (same key) later.

@@ -104,6 +104,8 @@ def decide(state: CaseState, now: datetime) -> Step:
     if state.promise is not None:
         if now < state.promise.pay_on:
             return Wait(until=state.promise.pay_on, reason="until the date the customer promised")
+        if (network_allows_at := _network_allows_at(state)) is not None and now < network_allows_at:
+            return Wait(until=network_allows_at, reason="until the card's network allows a charge")
         label = "the charge on the promised date"
         return Charge(attempt=len(state.attempts) + 1, scheduled=False, label=label, promised=True)
 
@@ -185,13 +187,13 @@ def _installment_step(state: CaseState, now: datetime) -> Charge | Wait:
 
 def _network_allows_at(state: CaseState) -> datetime | None:
     """When the card's network allows another reattempt (Visa: 15, Mastercard: 35 in 30
-    days), or None when its cap is not reached. Counted over this case's charges of the card."""
+    days), or None when its cap is not reached: counted over this case's charges of the card,
+    and over all of the customer's cases when the charge activity found the cap reached."""
     on_card = [a for a in state.attempts if a.payment_method == state.payment_method]
-    brand = next((a.card_brand for a in reversed(on_card) if a.card_brand), None)
-    rules = state.policy.declines.network(brand)
-    if rules is None or rules.max_attempts is None or len(on_card) < rules.max_attempts:
-        return None
-    return on_card[-rules.max_attempts].at + rules.window
+    rules = state.policy.declines.network(state.card_brand)
+    own = None if rules is None else rules.allows_at([a.at for a in on_card])
+    held = state.network_hold_until
+    return max((at for at in (own, held) if at is not None), default=None)
 
 
 def contact_time(state: CaseState, now: datetime) -> datetime:

@@ -12,7 +12,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from workflows.policy import Channel, DeclineClass, DeclineCodes, Outcome, Tone, WriteBackAction
+from workflows.policy import (
+    Channel,
+    DeclineClass,
+    DeclineCodes,
+    NetworkRules,
+    Outcome,
+    Tone,
+    WriteBackAction,
+)
 from workflows.smart_retry import PlanFacts
 from workflows.values import MinorAmount
 
@@ -235,6 +243,11 @@ class ChargeRequest(_Model):
         default=None, gt=0, le=1, description="The chance the retry's time had of being chosen."
     )
     retry_model_version: int | None = Field(default=None, description="The case's retry model.")
+    network_rules: NetworkRules | None = Field(
+        default=None,
+        description="The card network's reattempt cap, which the activity checks over all of "
+        "the customer's cases' charges of the card before charging.",
+    )
 
     @property
     def idempotency_key(self) -> str:
@@ -251,6 +264,11 @@ class ChargeResult(DeclineCodes):
     message: str = ""
     settled: InvoiceSettled | None = Field(
         default=None, description="Not charged: the invoice was already settled."
+    )
+    held_until: AwareDatetime | None = Field(
+        default=None,
+        description="Not charged: the card's network allows no reattempt before this, counted "
+        "over all of the customer's cases.",
     )
 
 

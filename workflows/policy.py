@@ -7,7 +7,7 @@ mid-case. No I/O and no Temporal import: the workflow and the offline tools shar
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -86,6 +86,13 @@ class NetworkRules(_Strict):
     never_retry_advice_codes: list[str] = Field(default_factory=list)
     max_attempts: int | None = Field(default=None, ge=1, description="Reattempts per window.")
     window: timedelta = timedelta(days=30)
+
+    def allows_at(self, charged_at: list[datetime]) -> datetime | None:
+        """When the card may be charged again after charges at `charged_at`, or None while
+        the cap is not reached (then it may be charged now)."""
+        if self.max_attempts is None or len(charged_at) < self.max_attempts:
+            return None
+        return sorted(charged_at)[-self.max_attempts] + self.window
 
 
 def _lower_keys(table: dict[str, DeclineClass]) -> dict[str, DeclineClass]:

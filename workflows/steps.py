@@ -80,12 +80,15 @@ def charge_request(state: CaseState, step: Charge, now: datetime) -> ChargeReque
         plan_facts=state.plan_facts(now) if step.scheduled else None,
         propensity=state.next_retry_propensity if step.scheduled else None,
         retry_model_version=state.retry_model_version if step.scheduled else None,
+        network_rules=state.policy.declines.network(state.card_brand),
     )
 
 
 def fold_charge(state: CaseState, step: Charge, result: ChargeResult, now: datetime) -> None:
     """Fold the gateway's answer to a `Charge` step into the case."""
-    if step.requested:
+    if result.held_until is not None:
+        state.hold_for_network(result.held_until, result.message, now)
+    elif step.requested:
         state.record_requested_charge(step.attempt, result, now)
     elif step.installment is not None:
         state.record_installment(step.attempt, step.installment, result, now)

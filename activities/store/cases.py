@@ -147,6 +147,24 @@ class CaseRecords(Database):
             except IntegrityError:
                 session.rollback()  # a concurrent retry stored it first
 
+    def attempt_recorded(self, idempotency_key: str) -> bool:
+        """Whether the attempt with this key has been charged and stored."""
+        with self.session() as session:
+            found = select(ChargeAttempt.id).where(ChargeAttempt.idempotency_key == idempotency_key)
+            return session.exec(found).first() is not None
+
+    def charge_times_on_card(self, payment_method: str, since: datetime) -> list[datetime]:
+        """When the card was charged since `since`, by any case: what a network's reattempt
+        cap counts."""
+        with self.session() as session:
+            return list(
+                session.exec(
+                    select(ChargeAttempt.at).where(
+                        ChargeAttempt.payment_method == payment_method, ChargeAttempt.at >= since
+                    )
+                ).all()
+            )
+
     def attempts(self, case_id: str) -> list[ChargeAttempt]:
         """A case's charge attempts, in order."""
         with self.session() as session:
