@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from workflows.contact_hours import ContactHours
 from workflows.messaging import CAP_WINDOW, FALLBACK_ORDER, YIELDING_TONES
-from workflows.models import Delivery, OpenInvoice
+from workflows.models import Delivery, NotifyRequest, OpenInvoice
 from workflows.policy import Channel, Tone
 
 MERGE_WINDOW = timedelta(hours=24)
@@ -263,6 +263,56 @@ def decide_conversation(conversation: Conversation, now: datetime) -> Conversati
         channels=[c for c in FALLBACK_ORDER if c in channels],
         open_invoices=_with_deadlines(conversation, waiting, now),
     )
+
+
+def message_request(conversation: Conversation, step: Send, now: datetime) -> NotifyRequest:
+    """The one message a `Send` makes, under the firmest reminder's step (its key keeps the
+    message at most once) and naming every open invoice."""
+    lead = step.lead
+    named = next((i for i in step.open_invoices if i.case_id == lead.case.case_id), None)
+    return NotifyRequest(
+        case_id=lead.case.case_id,
+        invoice_id=lead.case.invoice_id,
+        customer_id=conversation.customer_id,
+        step=lead.step,
+        template=lead.template,
+        tone=lead.tone,
+        channels=step.channels,
+        amount_due=lead.case.amount_due,
+        amount_paid=lead.amount_paid,
+        currency=lead.case.currency,
+        deadline=named.deadline if named is not None else lead.deadline,
+        at=now,
+        failed_at=lead.failed_at,
+        hour_propensity=lead.hour_propensity,
+        channel_propensity=lead.channel_propensity,
+        open_invoices=step.open_invoices,
+        conversation=True,
+    )
+
+
+def replies(
+    reminders: list[ReminderDue],
+    now: datetime,
+    detail: str,
+    deliveries: list[Delivery] | None = None,
+    lead: ReminderDue | None = None,
+) -> list[tuple[str, ConversationReply]]:
+    """What each case hears of its reminder, with its workflow id: the lead's case gets the
+    message's deliveries (they went out under its step), the others that it carried them."""
+    answers = []
+    for reminder in reminders:
+        own = lead is None or reminder.key == lead.key
+        reply = ConversationReply(
+            step=reminder.step,
+            template=lead.template if lead is not None else reminder.template,
+            tone=reminder.tone,
+            at=now,
+            deliveries=(deliveries or []) if own else [],
+            detail=detail if own else f"{detail}, sent as {lead.case.case_id} {lead.step}",
+        )
+        answers.append((reminder.case.workflow_id, reply))
+    return answers
 
 
 def next_send_at(conversation: Conversation, now: datetime) -> datetime:

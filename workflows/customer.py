@@ -33,9 +33,11 @@ with workflow.unsafe.imports_passed_through():
         conversation_view,
         decide_conversation,
         describe_conversation_step,
+        message_request,
+        replies,
     )
     from workflows.messaging import CAP_WINDOW
-    from workflows.models import Delivery, DeliveryStatus, NotifyRequest, RecentMessagesRequest
+    from workflows.models import DeliveryStatus, RecentMessagesRequest
     from workflows.search import conversation_search_attributes
 
 from workflows.dunning import NOTIFY_RETRY, PROVIDER_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
@@ -75,7 +77,7 @@ class CustomerWorkflow:
                     await self._send(step)
                 case Settle():
                     conversation.record_settled(step)
-                    await self._reply(step.reminders, [], step.detail)
+                    await self._reply(replies(step.reminders, workflow.now(), step.detail))
                 case Rest():
                     if self._history_is_long():
                         await self._continue_as_new()
@@ -107,32 +109,10 @@ class CustomerWorkflow:
         """One message for every waiting reminder, under the firmest one's step and key."""
         conversation = self._conversation
         lead = step.lead
-        deadline = next(
-            (i.deadline for i in step.open_invoices if i.case_id == lead.case.case_id), None
-        )
-        request = NotifyRequest(
-            case_id=lead.case.case_id,
-            invoice_id=lead.case.invoice_id,
-            customer_id=conversation.customer_id,
-            step=lead.step,
-            template=lead.template,
-            tone=lead.tone,
-            channels=step.channels,
-            amount_due=lead.case.amount_due,
-            amount_paid=lead.amount_paid,
-            currency=lead.case.currency,
-            deadline=deadline or lead.deadline,
-            at=workflow.now(),
-            failed_at=lead.failed_at,
-            hour_propensity=lead.hour_propensity,
-            channel_propensity=lead.channel_propensity,
-            open_invoices=step.open_invoices,
-            conversation=True,
-        )
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.notify,
-                request,
+                message_request(conversation, step, workflow.now()),
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
                 summary=f"send {lead.template} naming {len(step.open_invoices)} invoice(s)",
@@ -140,7 +120,7 @@ class CustomerWorkflow:
         except ActivityError as err:
             settle = Settle(reminders=step.reminders, detail=f"message error: {err.cause or err}")
             conversation.record_settled(settle)
-            await self._reply(step.reminders, [], settle.detail)
+            await self._reply(replies(step.reminders, workflow.now(), settle.detail))
             return
         if result.settled is not None:
             # The lead's invoice was settled meanwhile: its case hears it from the biller; the
@@ -152,27 +132,14 @@ class CustomerWorkflow:
         else:
             conversation.record_settled(Settle(reminders=step.reminders, detail="not delivered"))
         detail = f"one message naming {len(step.open_invoices)} open invoice(s)"
-        await self._reply(step.reminders, result.deliveries, detail, lead.template)
+        answers = replies(step.reminders, workflow.now(), detail, result.deliveries, lead)
+        await self._reply(answers)
 
-    async def _reply(
-        self,
-        reminders: list[ReminderDue],
-        deliveries: list[Delivery],
-        detail: str,
-        template: str | None = None,
-    ) -> None:
-        """Tell each case what became of its reminder (`template`: the message that carried
-        it); a case that has finished meanwhile no longer listens, and that is no error."""
-        for reminder in reminders:
-            reply = ConversationReply(
-                step=reminder.step,
-                template=template or reminder.template,
-                tone=reminder.tone,
-                at=workflow.now(),
-                deliveries=deliveries,
-                detail=detail,
-            )
-            handle = workflow.get_external_workflow_handle(reminder.case.workflow_id)
+    async def _reply(self, answers: list[tuple[str, ConversationReply]]) -> None:
+        """Tell each case what became of its reminder; a case that has finished meanwhile
+        no longer listens, and that is no error."""
+        for workflow_id, reply in answers:
+            handle = workflow.get_external_workflow_handle(workflow_id)
             with suppress(FailureError):
                 await handle.signal("conversation_reply", reply)
 
