@@ -48,6 +48,17 @@ from simulation.world import (
     load_world,
 )
 from workflows.case import CaseState
+from workflows.conversation import (
+    Conversation,
+    ConversationNote,
+    ConversationReply,
+    Rest,
+    Send,
+    Settle,
+    decide_conversation,
+    message_request,
+    replies,
+)
 from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
 from workflows.dunning import SIGNALS, signal_name
 from workflows.message_timing import (
@@ -85,7 +96,10 @@ from workflows.steps import (
     fold_charge,
     fold_message,
     fold_signal,
+    joined_note,
+    left_note,
     notify_request,
+    reminder_note,
     wait_timeout,
 )
 
@@ -247,6 +261,8 @@ def simulate(
         )
         for case in cases
     ]
+    if policy.conversation:
+        return summarise(policy, _drive_conversations(simulations, policy, retry_model, world))
     return summarise(policy, _drive(simulations, policy, retry_model))
 
 
@@ -309,6 +325,134 @@ def plan_batch(
     ]
 
 
+class _CustomerDesk:
+    """A customer's conversation as `CustomerWorkflow` keeps it, over simulated cases: the
+    cases hand it their reminders, and it sends through the `Outbox` at its own times."""
+
+    def __init__(self, customer_id: str, outbox: Outbox, world: World) -> None:
+        self.conversation = Conversation(
+            customer_id=customer_id, messages_per_week=outbox.messages_per_week
+        )
+        self.outbox = outbox
+        self.world = world
+        self.cases: dict[str, _CaseSimulation] = {}
+
+    def hear(self, note: ConversationNote, now: datetime) -> None:
+        self.conversation.hear(note, now)
+
+    def next_at(self, now: datetime) -> datetime | None:
+        """When the conversation acts next, from `now` (None: it waits for a case)."""
+        step = decide_conversation(self.conversation, now)
+        if isinstance(step, Send | Settle):
+            return now
+        return step.until if isinstance(step, Rest) else None
+
+    def act(self, now: datetime) -> None:
+        """Send or settle what is due at `now`; each case hears of its reminder, and the
+        customer may answer the message: paying or a new card reaches every open case."""
+        conversation = self.conversation
+        step = decide_conversation(conversation, now)
+        if isinstance(step, Settle):
+            conversation.record_settled(step)
+            self._reply(replies(step.reminders, now, step.detail), now)
+            return
+        if not isinstance(step, Send):
+            return
+        request = message_request(conversation, step, now)
+        deliveries = self.outbox.deliver(conversation.customer_id, request, now)
+        sent = [d.channel for d in deliveries if d.status is DeliveryStatus.SENT]
+        if sent:
+            conversation.record_sent(step, now)
+        else:
+            conversation.record_settled(Settle(reminders=step.reminders, detail="not delivered"))
+        detail = f"one message naming {len(step.open_invoices)} open invoice(s)"
+        self._reply(replies(step.reminders, now, detail, deliveries, step.lead), now)
+        lead = self.cases.get(step.lead.case.case_id)
+        if not sent or lead is None:
+            return
+        message = SentMessage.of(request).model_copy(update={"channels": sent})
+        action = self.world.respond(lead.case, message, now)
+        if action is None:
+            return
+        everyone = action.kind in (ActionKind.PAY, ActionKind.UPDATE_CARD)
+        for simulation in self.cases.values() if everyone else [lead]:
+            if not simulation.state.finished:
+                simulation._schedule(action)
+
+    def _reply(self, answers: list[tuple[str, ConversationReply]], now: datetime) -> None:
+        for case_id, reply in answers:
+            simulation = self.cases.get(case_id)
+            if simulation is not None and not simulation.state.finished:
+                simulation._push(now, "conversation_reply", reply)
+
+
+def _drive_conversations(
+    simulations: list[_CaseSimulation], policy: Policy, scorer: RetryScorer | None, world: World
+) -> list[CaseRun]:
+    """Run the cases in time order, as a customer's cases and their conversation meet in
+    production: each case runs until it waits, then the case or conversation due first goes
+    on. Plans are made one at a time (no batching: cases do not wait for each other here)."""
+    desks: dict[str, _CustomerDesk] = {}
+    for simulation in simulations:
+        desk = desks.get(simulation.case.customer_id)
+        if desk is None:
+            desk = _CustomerDesk(simulation.case.customer_id, simulation.outbox, world)
+            desks[simulation.case.customer_id] = desk
+        desk.cases[simulation.case.id] = simulation
+        simulation.desk = desk
+    position = {id(simulation): index for index, simulation in enumerate(simulations)}
+    runs: list[CaseRun | None] = [None] * len(simulations)
+    journeys: list[Generator | None] = [None] * len(simulations)
+    queue: list[tuple[datetime, int, int | str]] = []
+    order = itertools.count()
+    for index, simulation in enumerate(simulations):
+        heapq.heappush(queue, (simulation.now, next(order), index))
+    due: dict[int | str, datetime] = {}
+
+    def wake(who: int | str, at: datetime | None) -> None:
+        if at is not None and (who not in due or at < due[who]):
+            due[who] = at
+            heapq.heappush(queue, (at, next(order), who))
+
+    def resume(index: int) -> None:
+        simulation = simulations[index]
+        try:
+            journey = journeys[index]
+            if journey is None:
+                journey = journeys[index] = simulation.run()
+                asked = next(journey)
+            else:
+                asked = journey.send(None)
+            while isinstance(asked, PlanFacts):
+                asked = journey.send(plan_batch([asked], policy, scorer)[0])
+            wake(index, asked)
+        except StopIteration as finished:
+            runs[index] = finished.value
+        desk = simulation.desk
+        wake(desk.conversation.customer_id, desk.next_at(simulation.now))
+        for other in desk.cases.values():  # a reply or an answer may wake a case sooner
+            if other is not simulation and other.pending:
+                wake(position[id(other)], other.pending[0][0])
+
+    while queue:
+        at, _, who = heapq.heappop(queue)
+        if due.get(who) != at and not (isinstance(who, int) and journeys[who] is None):
+            continue  # a stale entry: the participant was woken for another time since
+        due.pop(who, None)
+        if isinstance(who, int):
+            if runs[who] is None:
+                resume(who)
+            continue
+        desk = desks[who]
+        desk.act(at)
+        wake(who, desk.next_at(at))
+        for simulation in desk.cases.values():
+            index = position[id(simulation)]
+            if simulation.pending and runs[index] is None:
+                wake(index, simulation.pending[0][0])
+    return [run for run in runs if run is not None]
+
+
 class Outbox:
     """The notify activity's rules over simulated customers: the weekly cap across a
     customer's cases, the channels they stopped, the fallback when none of a step's own
@@ -326,7 +470,8 @@ class Outbox:
         def in_window() -> int:
             return sum(at - when < CAP_WINDOW for when in sent)
 
-        if gives_way_to_cap(request.tone, in_window, self.messages_per_week):
+        capped = not request.conversation  # a conversation kept its own budget
+        if capped and gives_way_to_cap(request.tone, in_window, self.messages_per_week):
             return [Delivery(channel=c, status=DeliveryStatus.SKIPPED) for c in request.channels]
         stopped = self.stopped.get(customer_id, set())
         deliveries = [self._one(c, stopped) for c in request.channels]
@@ -384,12 +529,18 @@ class _CaseSimulation:
         self.state = CaseState.open(case.case_input(policy), policy, self.now)
         self.state.time_zones = case.time_zones
         self.state.plan_outdated = policy.retry_timing == "smart"
+        self.state.conversation = policy.conversation
+        self.desk: _CustomerDesk | None = None  # the customer's conversation, if the policy has one
         if policy.message_timing == "learned":
             self.state.follow_message_plan(plan_messages(message_model, case.country), self.now)
 
-    def run(self) -> Generator[PlanFacts, RetryPlan, CaseRun]:
-        """The case's steps; yields when it needs a retry plan, and is sent the plan."""
+    def run(self) -> Generator[PlanFacts | datetime | None, RetryPlan | None, CaseRun]:
+        """The case's steps; yields when it needs a retry plan, and is sent the plan. With a
+        conversation, it also yields before each wait when it wakes next (None: at a signal),
+        so that the cases of a customer and their conversation go on in time order."""
         state = self.state
+        if self.desk is not None:
+            self.desk.hear(joined_note(state, self.case.id), self.now)
         for _ in range(MAX_STEPS):
             if state.plan_outdated:
                 plan = yield self._plan_facts()
@@ -403,9 +554,13 @@ class _CaseSimulation:
                 case Notify():
                     self._notify(step)
                 case Wait() | AwaitPaymentMethod():
+                    if self.desk is not None:
+                        yield self._wakes_at(step.until)
                     self._wait(step.until)
                 case Finish():
                     self._finish(step)
+                    if self.desk is not None:
+                        self.desk.hear(left_note(state), self.now)
                     return self._result()
         raise SimulationError(f"case {self.case.id}: no outcome after {MAX_STEPS} steps")
 
@@ -431,6 +586,11 @@ class _CaseSimulation:
         self.steps[-1].approved = answer.approved
 
     def _notify(self, step: Notify, respond: bool = True) -> None:
+        if self.desk is not None and step.tone is not None:
+            # A reminder: the customer's conversation sends it, as CustomerWorkflow does.
+            self.desk.hear(reminder_note(self.state, step, self.case.id, self.now), self.now)
+            self.state.hand_over(step.step, step.covers, step.tone, self.now)
+            return
         request = notify_request(self.state, step, self.now)
         deliveries = self.outbox.deliver(self.case.customer_id, request, self.now)
         fold_message(self.state, step, deliveries, self.now)
@@ -467,6 +627,13 @@ class _CaseSimulation:
             update = {"acted": bool(answers & ACTED), "lost": bool(answers & LOST)}
             outcomes.append(outcome.model_copy(update=update))
         return outcomes
+
+    def _wakes_at(self, until: datetime | None) -> datetime | None:
+        """When a wait for `until` ends: at its timeout or the next action, if sooner."""
+        timeout = wait_timeout(until, self.now)
+        times = [self.now + timeout] if timeout is not None else []
+        times += [self.pending[0][0]] if self.pending else []
+        return max(min(times), self.now) if times else None
 
     def _wait(self, until: datetime | None) -> None:
         """Sleep like `DunningWorkflow._wait`: until the timeout, or the next signal."""
@@ -515,6 +682,9 @@ class _CaseSimulation:
         heapq.heappush(self.pending, (at, next(self._order), action, signal))
 
     def _apply(self, action: str, signal: Signal | Channel) -> None:
+        if isinstance(signal, ConversationReply):  # the conversation, not the customer
+            fold_signal(self.state, signal, self.now)
+            return
         if isinstance(signal, Channel):
             self.outbox.stop(self.case.customer_id, signal)
             self.events.append(
