@@ -14,10 +14,16 @@ from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.store import CaseStore
-from workflows.conversation import CaseJoined, CaseLeft, ConversationNote, ConversationStart
+from workflows.conversation import (
+    CaseJoined,
+    CaseLeft,
+    ConversationNote,
+    ConversationStart,
+    CustomerPromised,
+)
 from workflows.models import RecentMessagesRequest
 
-SIGNALS = {CaseJoined: "case_joined", CaseLeft: "case_left"}
+SIGNALS = {CaseJoined: "case_joined", CaseLeft: "case_left", CustomerPromised: "customer_promised"}
 """The coordinator's signal for each note (a reminder's is `reminder_due`)."""
 
 

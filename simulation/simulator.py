@@ -52,6 +52,7 @@ from workflows.conversation import (
     Conversation,
     ConversationNote,
     ConversationReply,
+    PassOn,
     Rest,
     Send,
     Settle,
@@ -343,7 +344,7 @@ class _CustomerDesk:
     def next_at(self, now: datetime) -> datetime | None:
         """When the conversation acts next, from `now` (None: it waits for a case)."""
         step = decide_conversation(self.conversation, now)
-        if isinstance(step, Send | Settle):
+        if isinstance(step, Send | Settle | PassOn):
             return now
         return step.until if isinstance(step, Rest) else None
 
@@ -352,6 +353,15 @@ class _CustomerDesk:
         customer may answer the message: paying or a new card reaches every open case."""
         conversation = self.conversation
         step = decide_conversation(conversation, now)
+        if isinstance(step, PassOn):
+            conversation.record_passed_on(step)
+            promise = step.promised.promise.model_copy(
+                update={"shared_from": step.promised.case_id}
+            )
+            for simulation in self.cases.values():
+                if simulation.case.id in step.workflow_ids and not simulation.state.finished:
+                    simulation._push(now, "promise_passed_on", promise)
+            return
         if isinstance(step, Settle):
             conversation.record_settled(step)
             self._reply(replies(step.reminders, now, step.detail), now)

@@ -99,6 +99,11 @@ class CaseState(BaseModel):
         default=False,
         description="The case hands its reminders to its customer's conversation.",
     )
+    promise_to_share: PromiseToPay | None = Field(
+        default=None,
+        description="A promise made on this case, for the conversation to pass on to the "
+        "customer's other open cases.",
+    )
     final_notice_offset: timedelta | None = Field(
         default=None, description="How far into the schedule the final notice went out."
     )
@@ -605,8 +610,13 @@ class CaseState(BaseModel):
             return
         self.promise = promise
         self._hold(now)
-        self.note(now, "promise_made", promise.actor, f"pay on {promise.pay_on:%Y-%m-%d %H:%M} UTC")
-        self.confirmation = f"promise-{len(self.timeline)}"
+        made_on = f" (made on {promise.shared_from})" if promise.shared_from else ""
+        detail = f"pay on {promise.pay_on:%Y-%m-%d %H:%M} UTC{made_on}"
+        self.note(now, "promise_made", promise.actor, detail)
+        if promise.shared_from is None:
+            self.confirmation = f"promise-{len(self.timeline)}"
+            if self.conversation:  # the customer means every open invoice of theirs
+                self.promise_to_share = promise
 
     def refuse_pay_now(self) -> str | None:
         """Why the case cannot charge the customer now at their request, or None."""

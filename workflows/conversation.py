@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from workflows.contact_hours import ContactHours
 from workflows.messaging import CAP_WINDOW, FALLBACK_ORDER, YIELDING_TONES
-from workflows.models import Delivery, NotifyRequest, OpenInvoice
+from workflows.models import Delivery, NotifyRequest, OpenInvoice, PromiseToPay
 from workflows.policy import Channel, Tone
 
 MERGE_WINDOW = timedelta(hours=24)
@@ -87,7 +87,16 @@ class CaseLeft(_Model):
     outcome: str
 
 
-ConversationNote = CaseJoined | ReminderDue | CaseLeft
+class CustomerPromised(_Model):
+    """The customer promised to pay on one of their cases: they mean every open invoice."""
+
+    kind: Literal["promised"] = "promised"
+    customer_id: str
+    case_id: str
+    promise: PromiseToPay
+
+
+ConversationNote = CaseJoined | ReminderDue | CaseLeft | CustomerPromised
 """What a case tells its customer's conversation."""
 
 
@@ -129,6 +138,15 @@ class Settle(_Model):
     detail: str
 
 
+class PassOn(_Model):
+    """Pass a promise made on one case to the customer's other open cases (each judges it by
+    its own policy, as the recovery page's would be)."""
+
+    kind: Literal["pass_on"] = "pass_on"
+    promised: CustomerPromised
+    workflow_ids: list[str]
+
+
 class Rest(_Model):
     """Wait until `until` (forever when None) or until a case says something."""
 
@@ -143,7 +161,7 @@ class Close(_Model):
     kind: Literal["close"] = "close"
 
 
-ConversationStep = Send | Settle | Rest | Close
+ConversationStep = Send | Settle | PassOn | Rest | Close
 
 
 class Conversation(_Model):
@@ -160,6 +178,9 @@ class Conversation(_Model):
         default_factory=list, description="Reminder keys answered: a repeated note is ignored."
     )
     closed_cases: list[str] = Field(default_factory=list)
+    promises: list[CustomerPromised] = Field(
+        default_factory=list, description="Promises still to pass on to the other cases."
+    )
 
     def hear(self, note: ConversationNote, now: datetime) -> None:
         """Fold what a case said into the conversation; repeats (a retried activity) are
@@ -178,6 +199,8 @@ class Conversation(_Model):
                 if note.case.case_id not in self.closed_cases:
                     self.cases[note.case.case_id] = note.case
                 self.waiting.append(note)
+            case CustomerPromised():
+                self.promises.append(note)
             case CaseLeft():
                 self.cases.pop(note.case_id, None)
                 if note.case_id not in self.closed_cases:
@@ -195,6 +218,9 @@ class Conversation(_Model):
 
     def record_settled(self, step: Settle) -> None:
         self._answer(step.reminders)
+
+    def record_passed_on(self, step: PassOn) -> None:
+        self.promises = [p for p in self.promises if p != step.promised]
 
     def remember_sent(self, moments: list[datetime]) -> None:
         """Messages this customer got before the conversation (re)started, for the budget."""
@@ -237,6 +263,12 @@ class Conversation(_Model):
 
 def decide_conversation(conversation: Conversation, now: datetime) -> ConversationStep:
     """What the conversation does next at `now`."""
+    if conversation.promises:
+        promised = conversation.promises[0]
+        others = [
+            c.workflow_id for c in conversation.cases.values() if c.case_id != promised.case_id
+        ]
+        return PassOn(promised=promised, workflow_ids=sorted(others))
     waiting = conversation.waiting
     if not waiting:
         if not conversation.cases:
@@ -411,6 +443,8 @@ def describe_conversation_step(step: ConversationStep) -> str:
             return f"sending {step.lead.template} naming {len(step.open_invoices)} invoice(s)"
         case Settle():
             return f"settling {len(step.reminders)} reminder(s): {step.detail}"
+        case PassOn():
+            return f"passing a promise made on {step.promised.case_id} to the other open cases"
         case Rest():
             if step.until is None:
                 return f"waiting {step.reason}"

@@ -23,9 +23,12 @@ with workflow.unsafe.imports_passed_through():
         CaseLeft,
         Close,
         Conversation,
+        ConversationNote,
         ConversationReply,
         ConversationStart,
         ConversationView,
+        CustomerPromised,
+        PassOn,
         ReminderDue,
         Rest,
         Send,
@@ -53,7 +56,7 @@ class CustomerWorkflow:
 
     def __init__(self) -> None:
         self._conversation: Conversation | None = None
-        self._early: list[CaseJoined | ReminderDue | CaseLeft] = []
+        self._early: list[ConversationNote] = []
         self._changed = False
         self._published: dict[str, object] = {}
 
@@ -75,6 +78,9 @@ class CustomerWorkflow:
             match step:
                 case Send():
                     await self._send(step)
+                case PassOn():
+                    conversation.record_passed_on(step)
+                    await self._pass_on(step)
                 case Settle():
                     conversation.record_settled(step)
                     await self._reply(replies(step.reminders, workflow.now(), step.detail))
@@ -135,6 +141,14 @@ class CustomerWorkflow:
         answers = replies(step.reminders, workflow.now(), detail, result.deliveries, lead)
         await self._reply(answers)
 
+    async def _pass_on(self, step: PassOn) -> None:
+        """Each other open case hears the promise, and takes it if its policy allows."""
+        promise = step.promised.promise.model_copy(update={"shared_from": step.promised.case_id})
+        for workflow_id in step.workflow_ids:
+            handle = workflow.get_external_workflow_handle(workflow_id)
+            with suppress(FailureError):
+                await handle.signal("promise_passed_on", promise)
+
     async def _reply(self, answers: list[tuple[str, ConversationReply]]) -> None:
         """Tell each case what became of its reminder; a case that has finished meanwhile
         no longer listens, and that is no error."""
@@ -170,7 +184,7 @@ class CustomerWorkflow:
             )
             self._published.update({k.name: v for k, v in changed})
 
-    def _hear(self, note: CaseJoined | ReminderDue | CaseLeft) -> None:
+    def _hear(self, note: ConversationNote) -> None:
         if self._conversation is None:
             self._early.append(note)
             return
@@ -185,6 +199,11 @@ class CustomerWorkflow:
     @workflow.signal
     def reminder_due(self, note: ReminderDue) -> None:
         """A case's reminder is due: the conversation sends it, merged or on its own."""
+        self._hear(note)
+
+    @workflow.signal
+    def customer_promised(self, note: CustomerPromised) -> None:
+        """The customer promised to pay on one case: the others hear of it."""
         self._hear(note)
 
     @workflow.signal

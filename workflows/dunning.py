@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.conversation import ConversationActivities
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
-    from workflows.conversation import ConversationNote, ConversationReply
+    from workflows.conversation import ConversationNote, ConversationReply, CustomerPromised
     from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
     from workflows.models import (
         CancelRequest,
@@ -114,6 +114,8 @@ class DunningWorkflow:
 
         while True:
             self._state.expire_pause(workflow.now())
+            if self._state.promise_to_share is not None:
+                await self._share_promise()
             # The step sees every signal so far; one arriving from here on wakes the next wait.
             self._changed = False
             step = decide(self._state, workflow.now())
@@ -288,6 +290,18 @@ class DunningWorkflow:
         await self._record()
         return state.result(workflow.now())
 
+    async def _share_promise(self) -> None:
+        """A promise made on this case: the conversation passes it to the customer's other
+        open cases (the customer means every invoice they owe)."""
+        state = self._state
+        note = CustomerPromised(
+            customer_id=state.case.customer_id,
+            case_id=state.case.case_id,
+            promise=state.promise_to_share,
+        )
+        state.promise_to_share = None
+        await self._tell(note)
+
     async def _tell(self, note: ConversationNote) -> None:
         """Tell the customer's conversation (signal-with-start: the first case starts it)."""
         await workflow.execute_activity_method(
@@ -391,6 +405,12 @@ class DunningWorkflow:
     def conversation_reply(self, reply: ConversationReply) -> None:
         """The customer's conversation sent a reminder this case handed it, or says why not."""
         self._apply(reply)
+
+    @workflow.signal
+    def promise_passed_on(self, promise: PromiseToPay) -> None:
+        """The customer promised to pay on another of their invoices: take it for this one
+        too, if this case's policy allows such a promise now (ignored and recorded if not)."""
+        self._apply(promise)
 
     @workflow.signal
     def pause(self, request: PauseRequest) -> None:
@@ -586,6 +606,7 @@ SIGNALS = {
     PauseRequest: DunningWorkflow.pause,
     ResumeRequest: DunningWorkflow.resume,
     CancelRequest: DunningWorkflow.cancel,
+    PromiseToPay: DunningWorkflow.promise_passed_on,
 }
 """The signal that carries each payload. Billers, the starter and the simulator send by
 payload type, so a signal's name is written once: as its handler's."""

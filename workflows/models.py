@@ -151,6 +151,11 @@ class PromiseToPay(_Model):
 
     pay_on: AwareDatetime
     actor: str = "customer"
+    shared_from: str | None = Field(
+        default=None,
+        description="Passed on by the customer's conversation: the case it was made on. Such "
+        "a promise is not confirmed again, nor passed on again.",
+    )
 
 
 class PlanChosen(_Model):

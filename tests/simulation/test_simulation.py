@@ -68,8 +68,10 @@ STANDARD = find_policy(POLICIES, "standard")
 DEMO = find_policy(POLICIES, "demo")
 SMART = find_policy(POLICIES, "smart")
 START = datetime(2026, 3, 2, tzinfo=UTC)
-# The workflow acts a few milliseconds after the moment it decided on.
-SAME_MOMENT = timedelta(seconds=1)
+# The workflow acts a few milliseconds after the moment it decided on; on a loaded machine
+# (two cores, a full suite beside it) its first steps have been seen two seconds late. Every
+# schedule compared here is hours or days apart, so a few seconds still tells steps apart.
+SAME_MOMENT = timedelta(seconds=5)
 
 
 # A world written down, and payments that ask a world --------------------------------------
@@ -179,7 +181,7 @@ async def signal_times(handle: WorkflowHandle) -> list[tuple[str, datetime]]:
 
 
 def assert_same_steps(simulated: list[Comparable], durable: list[Comparable]) -> None:
-    """Same kinds and details in the same order, each within a second of the other."""
+    """Same kinds and details in the same order, each within `SAME_MOMENT` of the other."""
     assert [row[:2] for row in simulated] == [row[:2] for row in durable]
     for sim, wf in zip(simulated, durable, strict=True):
         assert abs(sim[2] - wf[2]) <= SAME_MOMENT, f"{sim} vs {wf}"

@@ -12,12 +12,12 @@ from datetime import timedelta
 
 from activities.store import Message, MessageStatus
 from tests.support.conversation import CUSTOMER, conversation_policy, open_cases
-from tests.support.harness import Dunning
+from tests.support.harness import Dunning, status_when
 from workflows.conversation import ConversationView
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.messaging import CAP_WINDOW
-from workflows.models import PaymentReceived
+from workflows.models import PaymentReceived, PromiseToPay
 
 
 def sent_messages(dunning: Dunning) -> list[Message]:
@@ -90,3 +90,23 @@ async def test_the_conversation_shows_open_cases_and_paying_all_recovers_all(dun
 
     assert all(r.outcome == "recovered" for r in results)
     assert ended.open_invoices == []
+
+
+async def test_a_promise_made_on_one_invoice_reaches_the_customers_other_cases(dunning: Dunning):
+    conversation_policy(dunning)
+    async with dunning.worker():
+        first, second = await open_cases(dunning, spacing=timedelta(hours=1), count=2)
+        await status_when(second, lambda v: len(v.timeline) > 1, "the second case to join")
+        now = await dunning.now()
+        promise = PromiseToPay(pay_on=now + timedelta(days=5))
+        view = await first.execute_update(DunningWorkflow.promise_payment, promise)
+        assert view.promised_for == promise.pay_on
+        told = await status_when(
+            second, lambda v: v.promised_for is not None, "the promise to reach the other case"
+        )
+
+    assert told.promised_for == promise.pay_on
+    made = [e for e in told.timeline if e.kind == "promise_made"]
+    assert made and made[0].detail.endswith("(made on in_three_1)")
+    # Confirmed once, by the case it was made on.
+    assert told.messages == [] or all(m.template != "promise_confirmed" for m in told.messages)
