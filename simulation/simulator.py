@@ -100,6 +100,7 @@ from workflows.steps import (
     joined_note,
     left_note,
     notify_request,
+    promised_note,
     reminder_note,
     wait_timeout,
 )
@@ -556,6 +557,8 @@ class _CaseSimulation:
                 plan = yield self._plan_facts()
                 state.follow_plan(plan, self.now)
             state.expire_pause(self.now)
+            if self.desk is not None and state.promise_to_share is not None:
+                self.desk.hear(promised_note(state), self.now)
             step = decide(state, self.now)
             self.steps.append(StepRecord.of(step, self.now))
             match step:

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.conversation import ConversationActivities
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
-    from workflows.conversation import ConversationNote, ConversationReply, CustomerPromised
+    from workflows.conversation import ConversationNote, ConversationReply
     from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
     from workflows.models import (
         CancelRequest,
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         joined_note,
         left_note,
         notify_request,
+        promised_note,
         reminder_note,
         wait_timeout,
     )
@@ -115,7 +116,8 @@ class DunningWorkflow:
         while True:
             self._state.expire_pause(workflow.now())
             if self._state.promise_to_share is not None:
-                await self._share_promise()
+                # The customer means every invoice they owe: the conversation passes it on.
+                await self._tell(promised_note(self._state))
             # The step sees every signal so far; one arriving from here on wakes the next wait.
             self._changed = False
             step = decide(self._state, workflow.now())
@@ -289,18 +291,6 @@ class DunningWorkflow:
             await self._tell(left_note(state))
         await self._record()
         return state.result(workflow.now())
-
-    async def _share_promise(self) -> None:
-        """A promise made on this case: the conversation passes it to the customer's other
-        open cases (the customer means every invoice they owe)."""
-        state = self._state
-        note = CustomerPromised(
-            customer_id=state.case.customer_id,
-            case_id=state.case.case_id,
-            promise=state.promise_to_share,
-        )
-        state.promise_to_share = None
-        await self._tell(note)
 
     async def _tell(self, note: ConversationNote) -> None:
         """Tell the customer's conversation (signal-with-start: the first case starts it)."""

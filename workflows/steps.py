@@ -17,6 +17,7 @@ from workflows.conversation import (
     CaseLeft,
     ConversationCase,
     ConversationReply,
+    CustomerPromised,
     ReminderDue,
 )
 from workflows.decide import Charge, Notify, collections_at
@@ -199,6 +200,18 @@ def reminder_note(state: CaseState, step: Notify, workflow_id: str, now: datetim
         hour_propensity=step.hour_propensity,
         channel_propensity=step.channel_propensity,
     )
+
+
+def promised_note(state: CaseState) -> CustomerPromised:
+    """A promise made on this case, for the conversation to pass to the customer's other
+    open cases; the case passes each promise on once."""
+    note = CustomerPromised(
+        customer_id=state.case.customer_id,
+        case_id=state.case.case_id,
+        promise=state.promise_to_share,
+    )
+    state.promise_to_share = None
+    return note
 
 
 def left_note(state: CaseState) -> CaseLeft:
