@@ -329,6 +329,13 @@ class DunningActivities:
                 return settled
         return self.biller.settlement(invoice_id)
 
+    def _link(self, request: NotifyRequest) -> str:
+        """The case's recovery page; for a message naming several open invoices, the
+        customer's account page, where one payment settles them all."""
+        if len(request.open_invoices) > 1:
+            return self.self_service.account_link_for(request.customer_id, utcnow())
+        return self.self_service.link_for(request.case_id, utcnow())
+
     def _deliver(
         self, request: NotifyRequest, customer: CustomerProfile | None, channel: Channel
     ) -> Delivery:
@@ -359,14 +366,16 @@ class DunningActivities:
             amount_paid=request.amount_paid,
             currency=request.currency,
             deadline=request.deadline,
-            link=self.self_service.link_for(request.case_id, utcnow()),
+            link=self._link(request),
             unsubscribe=self.self_service.unsubscribe_link_for(request.case_id, utcnow()),
             case_id=request.case_id,
             locale=customer.locale,
             time_zone=customer.time_zone,
             installments=request.installments,
             promised_for=request.promised_for,
+            open_invoices=request.open_invoices,
         )
+        variables["invoices"] = self.templates.invoice_list(language, variables["invoices"])
         rendered = self.templates.render(language, request.template, channel, variables)
         # The row is written before the provider call: a retry finds it and never sends twice.
         row = self.store.claim_message(

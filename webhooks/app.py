@@ -12,6 +12,8 @@
     GET  /recover/feedback?...     "tell us why" (webhooks/feedback.py); POST follows the answer
     GET  /recover?token=...        the recovery page (webhooks/recovery.py): HTML, and its
                                    forms (POST /recover/pay, /card, /plan, /promise)
+    GET  /account?token=...        the customer's account page (webhooks/account.py): every
+                                   open invoice; POST /account/pay pays them all, /account/card
     GET  /healthz                  {"ok": true, ...}; 503 when Temporal or the store is down
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
@@ -60,6 +62,7 @@ from webhooks import (
     stripe_events,
     twilio_events,
 )
+from webhooks.account import AccountPage
 from webhooks.cases import CaseDesk, ClientProvider, TemporalUnavailable
 from webhooks.feedback import FeedbackPage
 from webhooks.intake import Intake, UnreadableEvent
@@ -91,6 +94,7 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
     receiver = Receiver(settings, desk, store)
     pages = Pages.from_settings(settings)
     recovery = Recovery(settings, desk, store, pages)
+    account = AccountPage(settings, desk, store, pages)
     secret = settings.self_service_secret.get_secret_value()
     feedback = FeedbackPage(store, desk, pages, secret)
     choices = preferences.Preferences(store, pages, secret)
@@ -111,6 +115,10 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
             Route("/recover/plan", recovery.plan, methods=["POST"]),
             Route("/recover/promise", recovery.promise, methods=["POST"]),
             Route("/recover/feedback", feedback.handle, methods=["GET", "POST"]),
+            Route("/account", account.page, methods=["GET"]),
+            Route("/account/pay", account.pay_all, methods=["POST"]),
+            Route("/account/card", account.card_form, methods=["GET"]),
+            Route("/account/card", account.card, methods=["POST"]),
         ],
         exception_handlers={HTTPException: _http_error},
     )

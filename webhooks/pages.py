@@ -290,3 +290,40 @@ async def _customer_of(store: CaseStore, case_id: str) -> CustomerProfile | None
         return await run_in_threadpool(lookup)
     except SQLAlchemyError:
         return None
+
+
+async def customer_of_link(
+    pages: Pages,
+    store: CaseStore,
+    secret: str,
+    token: str,
+    requested: str | None,
+    accept_language: str | None,
+) -> tuple[str, CustomerProfile | None, str]:
+    """The customer an account-page link ("account" token) names, their stored profile
+    (None when the store has none) and the language to answer in (`requested`, else the
+    customer's); `PageProblem` for a link that does not work: expired (410, in the customer's
+    language), altered or for another use (400), or a store that cannot answer (503)."""
+    header = pages.language_from_header(accept_language)
+    fallback = pages.language_for(requested) if requested else header
+    try:
+        customer_id = verify_token(token, secret, datetime.now(UTC), use="account")
+    except ExpiredToken as err:
+        customer = None if requested else await _profile(store, err.case_id)
+        language = pages.language_for(None, customer.locale) if customer else fallback
+        raise PageProblem(410, "expired", language) from err
+    except InvalidToken as err:
+        raise PageProblem(400, "invalid", fallback) from err
+    try:
+        customer = await run_in_threadpool(store.get_customer, customer_id)
+    except SQLAlchemyError as err:
+        raise PageProblem(503, "unavailable", fallback) from err
+    return customer_id, customer, pages.language_for(requested, customer and customer.locale)
+
+
+async def _profile(store: CaseStore, customer_id: str) -> CustomerProfile | None:
+    """The customer's stored profile; None when there is none (or the store cannot say)."""
+    try:
+        return await run_in_threadpool(store.get_customer, customer_id)
+    except SQLAlchemyError:
+        return None

@@ -19,57 +19,46 @@ the reason. A link that cannot be used gets a friendly page with a 4xx, never a 
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from temporalio.client import WorkflowQueryFailedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from activities.payments.simulated import usable_token
-from activities.payments.stripe import StripeBiller
 from activities.store import CaseStore, CustomerProfile
 from activities.store.tables import Case
-from config.errors import one_line
 from config.settings import Settings
-from intake.cases import workflow_id_for
-from webhooks.cases import CaseClosed, CaseDesk, CaseRefused, TemporalUnavailable
+from webhooks.cases import CaseDesk
 from webhooks.pages import PageProblem, Pages, case_of_link, page_url
+from webhooks.self_service import (
+    ACTOR,
+    FINISHED,
+    NO_STORE,
+    ON_HOLD,
+    SelfServicePage,
+    card_of,
+    field,
+    kindly,
+)
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
-    ID_PATTERN,
     CaseStatus,
     CaseView,
-    PaymentMethodUpdated,
     PayNow,
     PlanChosen,
     PromiseToPay,
 )
-from workflows.money import format_money
 
 log = logging.getLogger("dunning.webhooks")
 
-ACTOR = "customer"
 PAGE = "/recover"
 # A promise takes the payment that morning, in the customer's time zone.
 PROMISE_HOUR = time(10, 0)
-# A customer waits this long for a case whose worker does not answer, then sees "try later".
-QUERY_TIMEOUT = timedelta(seconds=10)
-# Forms here are a token and a few short fields.
-MAX_FORM_FIELDS = 10
-FINISHED = {CaseStatus.RECOVERED, CaseStatus.CANCELLED, CaseStatus.COLLECTIONS}
-ON_HOLD = {CaseStatus.PAUSED, CaseStatus.DISPUTED, CaseStatus.BLOCKED}
 DONE_NOTICES = {"paid", "card_saved", "card_pending", "plan", "promise"}
 
 
@@ -110,51 +99,18 @@ class Visit:
         return ZoneInfo(name) if name else UTC
 
 
-def _kindly(
-    handler: Callable[[Recovery, Request], Awaitable[Response]],
-) -> Callable[[Recovery, Request], Awaitable[Response]]:
-    """Answer a `PageProblem` with the error page, and anything unforeseen with the
-    "unavailable" page (503) whose details go to the log, never to the customer."""
-
-    @functools.wraps(handler)
-    async def answer(self: Recovery, request: Request) -> Response:
-        try:
-            return await handler(self, request)
-        except PageProblem as problem:
-            return self._error(problem.language, problem.problem, problem.status)
-        except Exception:
-            log.exception("recovery page: unexpected error on %s", request.url.path)
-            language = self.pages.language_from_header(request.headers.get("accept-language"))
-            return self._error(language, "unavailable", 503)
-
-    return answer
-
-
-class Recovery:
+class Recovery(SelfServicePage):
     """The recovery page's handlers; one per app."""
 
-    def __init__(self, settings: Settings, desk: CaseDesk, store: CaseStore, pages: Pages):
-        self.settings = settings
-        self.desk = desk
-        self.store = store
-        self.pages = pages
-        self.secret = settings.self_service_secret.get_secret_value()
-        self.valid_for = timedelta(days=settings.self_service_valid_days)
-        self.hosted = settings.gateway == "stripe"
-        # The simulated gateway pays and takes cards here; Stripe on its own pages.
-        self.simulated = settings.gateway == "simulated"
-        self._stripe: StripeBiller | None = None
+    path = PAGE
 
-    @property
-    def stripe(self) -> StripeBiller:
-        """The Stripe account, built at first use (GATEWAY=stripe only)."""
-        if self._stripe is None:
-            self._stripe = StripeBiller.from_settings(self.settings)
-        return self._stripe
+    def __init__(self, settings: Settings, desk: CaseDesk, store: CaseStore, pages: Pages):
+        super().__init__(settings, desk, store, pages)
+        self.valid_for = timedelta(days=settings.self_service_valid_days)
 
     # Pages ---------------------------------------------------------------------------------
 
-    @_kindly
+    @kindly
     async def page(self, request: Request) -> Response:
         """The page: what is owed and what the customer can do; `done` names the notice of
         the action just carried out."""
@@ -163,7 +119,7 @@ class Recovery:
         done = query.get("done")
         return self._page(visit, self._done_notice(visit, done) if done in DONE_NOTICES else None)
 
-    @_kindly
+    @kindly
     async def card_form(self, request: Request) -> Response:
         """The card form (simulated gateway); with Stripe, the page's button goes to Checkout."""
         query = request.query_params
@@ -174,7 +130,7 @@ class Recovery:
 
     # Actions -------------------------------------------------------------------------------
 
-    @_kindly
+    @kindly
     async def pay(self, request: Request) -> Response:
         """Pay what is due now: charged at once (simulated) or on Stripe's invoice page."""
         visit, form = await self._posted(request)
@@ -199,7 +155,7 @@ class Recovery:
             return self._page(visit, notice, status=402)
         return self._back(visit, done="paid")
 
-    @_kindly
+    @kindly
     async def card(self, request: Request) -> Response:
         """A new card: saved and told to the case (simulated), or collected by Stripe
         Checkout in setup mode (its `checkout.session.completed` tells the case)."""
@@ -207,8 +163,8 @@ class Recovery:
         if not visit.open:
             return self._back(visit)
         if not self.simulated:
-            back = self._absolute(page_url(PAGE, visit.token, visit.language))
-            done = self._absolute(page_url(PAGE, visit.token, visit.language, done="card_pending"))
+            back = self.absolute(page_url(PAGE, visit.token, visit.language))
+            done = self.absolute(page_url(PAGE, visit.token, visit.language, done="card_pending"))
             url = await run_in_threadpool(
                 self.stripe.setup_session_url,
                 visit.case.customer_id,
@@ -218,29 +174,23 @@ class Recovery:
                 visit.case.case_id,
             )
             return RedirectResponse(url, status_code=303)
-        typed = _field(form, "payment_method").strip()
-        chosen = _field(form, "card")
-        method = typed or chosen
-        if not (re.fullmatch(ID_PATTERN, method) and usable_token(method)):
+        typed, chosen, method = card_of(form)
+        if method is None:
             return self._card_page(visit, chosen=chosen, typed=typed, error=True)
-        profile = visit.customer or CustomerProfile(customer_id=visit.case.customer_id)
-        await run_in_threadpool(
-            self.store.upsert_customer, profile.model_copy(update={"payment_method": method})
-        )
-        update = PaymentMethodUpdated(payment_method=method, actor=ACTOR)
+        update = await self.save_card(visit.case.customer_id, visit.customer, method)
         answer = await self._update(visit, DunningWorkflow.record_payment_method, update)
         if isinstance(answer, str):
             return self._refused(visit, answer)
         return self._back(visit, done="card_saved")
 
-    @_kindly
+    @kindly
     async def plan(self, request: Request) -> Response:
         """Choose one of the plans the case offers, by its number of installments."""
         visit, form = await self._posted(request)
         if not visit.open:
             return self._back(visit)
         try:  # the case itself judges what it offers: its refusal is shown as it says it
-            installments = int(_field(form, "installments"))
+            installments = int(field(form, "installments"))
         except ValueError:
             installments = 0
         if not 2 <= installments <= 12:
@@ -251,7 +201,7 @@ class Recovery:
             return self._refused(visit, answer)
         return self._back(visit, done="plan")
 
-    @_kindly
+    @kindly
     async def promise(self, request: Request) -> Response:
         """Promise to pay on a date, up to the latest the case allows: the case takes the
         payment at 10:00 that day in the customer's time zone."""
@@ -260,7 +210,7 @@ class Recovery:
             return self._back(visit)
         earliest, latest = self._promise_range(visit)
         try:
-            day = date.fromisoformat(_field(form, "pay_on").strip())
+            day = date.fromisoformat(field(form, "pay_on").strip())
         except ValueError:
             day = None
         if day is None and latest is None:
@@ -279,14 +229,7 @@ class Recovery:
 
     async def _posted(self, request: Request) -> tuple[Visit, dict[str, str]]:
         """The visit a form's token names, and the form's fields."""
-        language = self.pages.language_from_header(request.headers.get("accept-language"))
-        try:
-            async with asyncio.timeout(self.settings.receiver_body_timeout):
-                data = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-        except Exception as err:  # not a form, too many fields, too slow: the sender's
-            log.info("recovery page: unreadable form: %s", one_line(err))
-            raise PageProblem(400, "invalid", language) from err
-        form = {key: value for key, value in data.items() if isinstance(value, str)}
+        form = await self.form(request)
         visit = await self._visit(request, form.get("token", ""), form.get("lang"))
         return visit, form
 
@@ -302,40 +245,14 @@ class Recovery:
         )
         view = None
         if CaseStatus(case.status) not in FINISHED:
-            view = await self._status(case.case_id, language)
+            view = await self.case_status(case.case_id, language)
         return Visit(token, language, case, customer, view)
-
-    async def _status(self, case_id: str, language: str) -> CaseView | None:
-        """The running case's status; None once it has finished (its row then speaks)."""
-        try:
-            client = await self.desk.client()
-            handle = client.get_workflow_handle(workflow_id_for(case_id))
-            return await handle.query(DunningWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
-        except TemporalUnavailable as err:
-            log.warning("recovery page: %s", one_line(err))
-            raise PageProblem(503, "unavailable", language) from err
-        except WorkflowQueryFailedError:
-            return None  # not started yet, or finished in a way the query cannot read
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return None
-            log.warning("recovery page: Temporal did not answer: %s", one_line(err))
-            raise PageProblem(503, "unavailable", language) from err
 
     async def _update(
         self, visit: Visit, update: Any, payload: BaseModel, update_id: str | None = None
     ) -> CaseView | str | None:
-        """Carry out a workflow update: the case's answer, or its refusal (the validator's
-        reason). A case that finished meanwhile answers None: its page says how it ended."""
-        try:
-            return await self.desk.ask(visit.case.case_id, update, payload, update_id)
-        except CaseRefused as refusal:
-            log.info("case %s refused %s: %s", visit.case.case_id, update.__name__, refusal)
-            return str(refusal)
-        except TemporalUnavailable as err:
-            raise PageProblem(503, "unavailable", visit.language) from err
-        except CaseClosed:
-            return None
+        """The case's answer to an update, its refusal, or None once it has finished."""
+        return await self.ask_case(visit.case.case_id, visit.language, update, payload, update_id)
 
     def _payment_method(self, visit: Visit) -> str | None:
         """The card to charge: the customer's on file, else the one the case last tried."""
@@ -441,8 +358,14 @@ class Recovery:
             visit.language,
             token=visit.token,
             path=f"{PAGE}/card",
-            invoice_id=visit.case.invoice_id,
-            amount_due=self._money(visit, visit.amount_due),
+            action=f"{PAGE}/card",
+            intro=self.pages_text(
+                visit,
+                "card.intro",
+                invoice=visit.case.invoice_id,
+                amount=self._money(visit, visit.amount_due),
+            ),
+            back_label=self.pages_text(visit, "card.back"),
             chosen=chosen,
             typed=typed,
             error=error,
@@ -477,10 +400,6 @@ class Recovery:
             page_url(PAGE, visit.token, visit.language, **extra), status_code=303
         )
 
-    def _error(self, language: str, problem: str, status: int) -> HTMLResponse:
-        html = self.pages.render_error(language, problem, path=PAGE)
-        return HTMLResponse(html, status_code=status, headers=NO_STORE)
-
     def pages_text(self, visit: Visit, key: str, **values: object) -> str:
         """A string of ``recover.toml`` (``promise.invalid`` for a nested one), filled."""
         node: Any = self.pages.strings[visit.language]["recover"]
@@ -493,26 +412,7 @@ class Recovery:
         return {"kind": kind, "text": text}
 
     def _money(self, visit: Visit, amount: int) -> str:
-        """An amount the customer's way: their own locale when it speaks the page's language
-        (en-GB writes £ differently from en-US), else the page language's."""
-        locale = str(self.pages.babel(visit.language))
-        if visit.customer is not None:
-            theirs = self.pages.babel(visit.customer.locale)
-            if theirs.language == self.pages.babel(visit.language).language:
-                locale = str(theirs)
-        return format_money(amount, visit.case.currency, locale)
+        return self.money(visit.language, visit.customer, amount, visit.case.currency)
 
     def _date(self, visit: Visit, day: date) -> str:
-        return format_date(day, "long", locale=self.pages.babel(visit.language))
-
-    def _absolute(self, path: str) -> str:
-        return f"{self.settings.public_base_url}{path}"
-
-
-# A page for one customer's case: never kept by a shared cache or the browser's history.
-NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-def _field(form: dict[str, str], name: str) -> str:
-    value = form.get(name, "")
-    return value if isinstance(value, str) else ""
+        return self.long_date(visit.language, day)

@@ -25,7 +25,7 @@ from jinja2 import Environment, StrictUndefined, Template, TemplateError, Undefi
 from markupsafe import Markup, escape
 
 from config.settings import CONFIG_DIR, Settings
-from workflows.models import Installment
+from workflows.models import Installment, OpenInvoice
 from workflows.money import format_money
 from workflows.policy import Channel
 
@@ -48,6 +48,8 @@ BUTTON = "button"  # the label of an email's self-service button, in the message
 SIGNATURE = ("signature", "email")
 FOOTER = ("footer", "email")
 FOOTER_LINK = ("footer", "unsubscribe")
+# One line of a message's list of open invoices: `invoice_id`, `amount`, `deadline` (or "").
+INVOICE_LINE = ("invoices", "line")
 SAMPLE = {
     "unsubscribe": "https://example.com/unsubscribe?token=sample",
     "name": "Sample Customer",
@@ -63,6 +65,16 @@ SAMPLE = {
     "schedule": "1. $24.50 on 25 November 2026\n2. $24.50 on 25 December 2026",
     "installment_count": 2,
     "promised_date": "25 November 2026",
+    "invoices": "in_sample  $49.00",
+    "invoice_count": 1,
+    "total": "$49.00",
+}
+# A message of the customer's conversation: three open invoices, one link that pays them all.
+SAMPLE_INVOICES = {
+    "invoices": "in_sample  $49.00\nin_second  $49.00 (25 November 2026)\nin_third  $49.00",
+    "invoice_count": 3,
+    "total": "$147.00",
+    "link": "https://example.com/account?token=sample",
 }
 
 
@@ -136,7 +148,8 @@ class Templates:
                 raise TemplateConfigError(f"{path}: not valid TOML: {exc}") from exc
             required = [(n, p) for n in TEMPLATE_NAMES for p in PARTS]
             buttons = [(n, BUTTON) for n in TEMPLATE_NAMES if BUTTON in data.get(n, {})]
-            for name, part in [*required, SIGNATURE, FOOTER, FOOTER_LINK, *buttons]:
+            parts = [*required, SIGNATURE, FOOTER, FOOTER_LINK, INVOICE_LINE, *buttons]
+            for name, part in parts:
                 source = data.get(name, {}).get(part)
                 if source is None:
                     raise TemplateConfigError(f"{path}: [{name}] has no {part!r}")
@@ -189,6 +202,8 @@ class Templates:
         An email has a plain-text part (body, signature, unsubscribe footer) and an HTML part
         in which the self-service link is a button labelled in the message's language."""
         variables = {**self.brand.variables(), **variables}
+        if isinstance(variables.get("invoices"), list):
+            variables["invoices"] = self.invoice_list(language, variables["invoices"])
         text = self._compiled[language, name, channel.value].render(variables)
         if channel is not Channel.EMAIL:
             return RenderedMessage("", text, "")
@@ -213,6 +228,13 @@ class Templates:
         )
         return RenderedMessage(subject, f"{text}\n\n{signature}\n\n--\n{footer}", html)
 
+    def invoice_list(self, language: str, invoices: list[dict[str, str]]) -> str:
+        """The open invoices `message_variables` gives, one per line in the language's words
+        (`[invoices].line`): what `render` makes of a list, and a provider's own template
+        (SendGrid's dynamic data) reads as text."""
+        line = self._compiled[(language, *INVOICE_LINE)]
+        return "\n".join(line.render(invoice) for invoice in invoices)
+
     def _linked(self, paragraph: str) -> Markup:
         """A paragraph for HTML: escaped, lines kept, URLs and the support address linked."""
         email = self.brand.support_email
@@ -232,7 +254,12 @@ class Templates:
 
 def _samples() -> list[dict[str, object]]:
     """Sample variables a template must render with: all set, and the optional ones empty."""
-    return [SAMPLE, {**SAMPLE, "name": "", "deadline": "", "support_phone": ""}]
+    return [
+        SAMPLE,
+        {**SAMPLE, "name": "", "deadline": "", "support_phone": ""},
+        {**SAMPLE, **SAMPLE_INVOICES},
+        {**SAMPLE, **SAMPLE_INVOICES, "total": "", "deadline": ""},
+    ]
 
 
 def _check_link(path: Path, name: str, compiled: dict, language: str) -> None:
@@ -264,10 +291,16 @@ def message_variables(
     time_zone: str | None,
     installments: list[Installment] | None = None,
     promised_for: datetime | None = None,
+    open_invoices: list[OpenInvoice] | None = None,
 ) -> dict[str, object]:
     """The variables every template may use, formatted for the customer's locale and zone:
     `amount` is what is still due, `amount_paid` what has been paid (a receipt's figure),
-    `schedule` a payment plan's installments one per line, `promised_date` a promise's day."""
+    `schedule` a payment plan's installments one per line, `promised_date` a promise's day.
+
+    `invoices` lists the customer's open invoices (more than one in `open_invoices`: a
+    message of their conversation; else this invoice alone), each its id, amount and
+    deadline (`Templates.render` writes them one per line); `invoice_count` counts them and
+    `total` is their sum, or empty when their currencies differ (each line has its own)."""
     babel = babel_locale(locale)
     zone = ZoneInfo(time_zone) if time_zone else UTC
 
@@ -278,7 +311,29 @@ def message_variables(
         f"{i.number}. {format_money(i.amount, currency, str(babel))}  {local_date(i.due_at)}"
         for i in installments or []
     )
+    listed = open_invoices if open_invoices and len(open_invoices) > 1 else []
+    if not listed:
+        own = OpenInvoice(
+            case_id=case_id,
+            invoice_id=invoice_id,
+            amount_due=amount,
+            currency=currency,
+            deadline=deadline,
+        )
+        listed = [own]
+    currencies = {invoice.currency for invoice in listed}
+    total = sum(invoice.amount_due for invoice in listed)
     return {
+        "invoices": [
+            {
+                "invoice_id": invoice.invoice_id,
+                "amount": format_money(invoice.amount_due, invoice.currency, str(babel)),
+                "deadline": local_date(invoice.deadline),
+            }
+            for invoice in listed
+        ],
+        "invoice_count": len(listed),
+        "total": format_money(total, currencies.pop(), str(babel)) if len(currencies) == 1 else "",
         "schedule": schedule,
         "installment_count": len(installments or []),
         "promised_date": local_date(promised_for),

@@ -328,24 +328,35 @@ class StripeBiller(StripeAccount):
         return _text(invoice.to_dict().get("hosted_invoice_url"))
 
     def setup_session_url(
-        self, customer_id: str, currency: str, success_url: str, cancel_url: str, case_id: str
+        self,
+        customer_id: str,
+        currency: str | None,
+        success_url: str,
+        cancel_url: str,
+        case_id: str | None,
     ) -> str:
         """A Checkout Session in setup mode for the customer: the URL where they give a new
         card. Its `checkout.session.completed` makes the card their default (`adopt_setup`).
-        A new session per call: creating one moves no money, and a stale one expires."""
+        A new session per call: creating one moves no money, and a stale one expires. With
+        no case (the account page of a customer who owes nothing) it names none, and with no
+        currency known it asks for a card, which Stripe then needs no currency for."""
         params: Any = {
             "mode": "setup",
             "customer": customer_id,
-            "currency": currency.lower(),
             "success_url": success_url,
             "cancel_url": cancel_url,
-            "metadata": {"dunning_case": case_id},
-            "setup_intent_data": {"metadata": {"dunning_case": case_id}},
         }
+        if currency:
+            params["currency"] = currency.lower()
+        else:
+            params["payment_method_types"] = ["card"]
+        if case_id:
+            params["metadata"] = {"dunning_case": case_id}
+            params["setup_intent_data"] = {"metadata": {"dunning_case": case_id}}
         try:
             session = self.client.v1.checkout.sessions.create(params=params)
         except stripe.StripeError as err:
-            raise _translated(err, f"setup:{case_id}") from None
+            raise _translated(err, f"setup:{case_id or customer_id}") from None
         url = _text(session.to_dict().get("url"))
         if url is None:
             raise GatewayConfigError("Stripe answered a Checkout Session without a url")

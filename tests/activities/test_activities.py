@@ -5,6 +5,7 @@ Real store, real simulated gateway, real templates; the only stand-ins are tiny 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from sqlmodel import select
 
 from activities.dunning import DunningActivities
 from activities.notify import OutboundMessage, UndeliverableError
+from activities.notify.links import verify_token
 from activities.notify.templates import TEMPLATE_NAMES
 from activities.payments import IdempotencyConflict
 from activities.payments.simulated import DECLINING_TOKENS
@@ -26,6 +28,7 @@ from workflows.models import (
     Delivery,
     DeliveryStatus,
     NotifyRequest,
+    OpenInvoice,
     PolicyRef,
     TimelineEntry,
 )
@@ -259,6 +262,27 @@ def test_notify_sends_one_message_per_channel(activities, sent):
         ("in_app", "sent", "rec-3"),
     ]
     assert all(r.sent_at is not None for r in rows)
+
+
+def test_a_message_naming_several_open_invoices_links_the_customers_account_page(activities, sent):
+    activities.store.upsert_customer(_customer())
+    invoices = [
+        OpenInvoice(case_id=f"case-{n}", invoice_id=f"in_{n}", amount_due=4900, currency="USD")
+        for n in (1, 2, 3)
+    ]
+
+    activities.notify(_notify(channels=[Channel.EMAIL], open_invoices=invoices))
+    activities.notify(
+        _notify(channels=[Channel.EMAIL], step="reminder-2", open_invoices=invoices[:1])
+    )
+
+    several, one = sent.sent
+    assert all(f"in_{n}  $49.00" in several.body for n in (1, 2, 3)) and "$147.00" in several.body
+    assert several.variables["invoices"] == "in_1  $49.00\nin_2  $49.00\nin_3  $49.00"
+    token = re.search(r"/account\?token=(\S+)", several.body).group(1)
+    secret = activities.self_service.secret
+    assert verify_token(token, secret, datetime.now(UTC), use="account") == "cus_1"
+    assert "/recover?token=" in one.body and "/account" not in one.body
 
 
 def test_notify_skips_a_channel_the_customer_has_no_contact_for(activities, sent):

@@ -22,17 +22,22 @@ from activities.notify.templates import (
 )
 from config.settings import CONFIG_DIR
 from tests.support.messages import (
+    ACCOUNT_LINK,
     BRAND,
     CUSTOMERS,
     INVOICE,
     LINK,
     MESSAGES,
     NEXT,
+    OPEN_INVOICES,
+    TOTAL,
     UNSUBSCRIBE,
     ZERO,
     brand_templates,
     render,
+    render_open_invoices,
 )
+from workflows.models import OpenInvoice
 from workflows.policy import Channel
 
 
@@ -299,3 +304,104 @@ def test_a_promise_confirmation_names_the_promised_day(templates, language):
     message = render(templates, language, "promise_confirmed", Channel.EMAIL)
 
     assert CUSTOMERS[language][3] in message.subject + message.text  # its day where they live
+
+
+# Messages of the customer's conversation: every open invoice ----------------------------------
+
+REMINDERS = [
+    "reminder_gentle",
+    "reminder_firm",
+    "card_update",
+    "authentication_needed",
+    "final_notice",
+]
+# How each language counts three invoices.
+THREE = {"en": "3 invoices", "ja": "3件", "zh-Hans": "3 张"}
+
+
+@pytest.mark.parametrize("language", CUSTOMERS)
+@pytest.mark.parametrize("name", REMINDERS)
+def test_an_email_about_several_invoices_lists_each_with_the_total_and_one_link(
+    templates, language, name
+):
+    message = render_open_invoices(templates, language, name, Channel.EMAIL)
+
+    lines = [line for line in message.text.splitlines() if line.startswith("in_")]
+    assert [line.split()[0] for line in lines] == [i.invoice_id for i in OPEN_INVOICES]
+    assert ["4,980" in lines[0], "2,490" in lines[1], "12,000" in lines[2]] == [True] * 3
+    assert CUSTOMERS[language][3] in lines[1]  # the deadline its final notice set
+    assert TOTAL[language] in message.text
+    assert THREE[language].replace(" ", "") in message.subject.replace(" ", "")
+    assert ACCOUNT_LINK in message.text and LINK not in message.text
+    assert re.search(f'<a href="{re.escape(ACCOUNT_LINK)}"[^>]*>[^<]+</a>', message.html)
+    assert "<br>in_1MtF9q2eZvKYlo2D" in message.html  # one line each in the HTML part too
+
+
+@pytest.mark.parametrize("channel", [Channel.SMS, Channel.IN_APP])
+@pytest.mark.parametrize("language", CUSTOMERS)
+@pytest.mark.parametrize("name", REMINDERS)
+def test_a_short_message_about_several_invoices_names_their_count_and_total(
+    templates, language, name, channel
+):
+    message = render_open_invoices(templates, language, name, channel)
+
+    assert THREE[language].replace(" ", "") in message.text.replace(" ", "")
+    assert TOTAL[language] in message.text
+    assert not [i.invoice_id for i in OPEN_INVOICES if i.invoice_id in message.text]
+    assert (ACCOUNT_LINK in message.text) is (channel is Channel.SMS)
+
+
+@pytest.mark.parametrize("language", CUSTOMERS)
+@pytest.mark.parametrize("name", REMINDERS)
+def test_a_text_about_several_invoices_fits_two_segments(templates, language, name):
+    assert len(ACCOUNT_LINK) == 94
+    message = render_open_invoices(templates, language, name, Channel.SMS)
+
+    assert sms_segments(message.text) <= 2, (sms_segments(message.text), message.text)
+    assert "STOP" in message.text
+    if language == "en":
+        assert set(message.text) <= GSM_BASIC | GSM_EXTENSION
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("language", ["ja", "zh-Hans"])
+@pytest.mark.parametrize("name", REMINDERS)
+def test_several_invoices_in_japanese_and_chinese_keep_full_width_punctuation(
+    templates, language, name, channel
+):
+    message = render_open_invoices(templates, language, name, channel)
+    visible = re.sub(r"<[^>]+>", "", message.html.split("<body", 1)[-1])
+
+    assert ascii_punctuation_by_cjk(message.subject + "\n" + message.text + "\n" + visible) == []
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("language", CUSTOMERS)
+@pytest.mark.parametrize("name", REMINDERS)
+def test_one_open_invoice_reads_as_the_message_about_that_invoice(
+    templates, language, name, channel
+):
+    alone = render_open_invoices(templates, language, name, channel, OPEN_INVOICES[:1])
+    plain = render(templates, language, name, channel, link=ACCOUNT_LINK)
+
+    assert alone.text == plain.text and alone.subject == plain.subject
+    assert not re.search(r"\b1 invoices|1件|1 张", alone.subject + alone.text)
+
+
+@pytest.mark.parametrize("language", CUSTOMERS)
+def test_invoices_in_different_currencies_are_listed_each_in_its_own_with_no_total(
+    templates, language
+):
+    mixed = [
+        *OPEN_INVOICES[:2],
+        OpenInvoice(case_id="in_usd", invoice_id="in_usd", amount_due=4900, currency="USD"),
+    ]
+    for name in REMINDERS:
+        for channel in Channel:
+            message = render_open_invoices(templates, language, name, channel, mixed)
+
+            assert "19,470" not in message.text and "7,470" not in message.text
+            assert "None" not in message.text and "()" not in message.text
+            assert "（）" not in message.text and "合计" not in message.text
+            if channel is Channel.EMAIL:
+                assert re.search(r"in_usd  (US)?\$49\.00", message.text), message.text

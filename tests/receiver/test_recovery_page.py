@@ -19,59 +19,24 @@ import httpx
 import pytest
 
 from activities.notify.links import make_token
-from activities.payments.stripe import StripeBiller, StripeProcessor
 from activities.store import CustomerProfile
 from tests.support.fake_stripe import Decline, FakeStripe
 from tests.support.harness import Dunning, status_when
 from tests.support.receiver import (
     CUSTOMER,
     SOFT_DECLINE,
-    STRIPE_API_KEY,
     Receiver,
     accepted,
     case_handle,
-    client_of,
     finish,
     kinds,
     new_invoice_id,
     open_case,
-    receiver_settings,
+    page_settings,
     stripe_event,
 )
 from workflows.models import CaseInput, CaseStatus
 from workflows.policy import Outcome
-
-
-@pytest.fixture
-def pages(dunning: Dunning, tmp_path: Path) -> Receiver:
-    """The receiver signing links with the worker's secret, as one deployment does."""
-    return Receiver(_settings(dunning, tmp_path), client_of(dunning), dunning.activities.store)
-
-
-@pytest.fixture
-def stripe_pages(dunning: Dunning, tmp_path: Path, stripe_api: FakeStripe) -> Receiver:
-    """The same with GATEWAY=stripe, and the worker charging through the fake Stripe too."""
-    dunning.activities.processor = StripeProcessor(STRIPE_API_KEY, stripe_api.url)
-    dunning.activities.biller = StripeBiller(STRIPE_API_KEY, stripe_api.url)
-    settings = _settings(
-        dunning,
-        tmp_path,
-        gateway="stripe",
-        stripe_api_key=STRIPE_API_KEY,
-        stripe_api_base=stripe_api.url,
-    )
-    return Receiver(settings, client_of(dunning), dunning.activities.store)
-
-
-def _settings(dunning: Dunning, tmp_path: Path, **extra: object):
-    return receiver_settings(
-        tmp_path,
-        dunning.task_queue,
-        self_service_secret=dunning.activities.self_service.secret,
-        public_base_url="https://pay.example.com",
-        support_phone="+1 555 0100",
-        **extra,
-    )
 
 
 def token_for(dunning: Dunning, case_id: str, **kw: object) -> str:
@@ -465,7 +430,7 @@ async def test_the_page_says_so_when_temporal_is_down(dunning: Dunning, tmp_path
         raise RuntimeError("Failed client connect: connection refused")
 
     store = dunning.activities.store
-    offline = Receiver(_settings(dunning, tmp_path), down, store)
+    offline = Receiver(page_settings(dunning, tmp_path), down, store)
     async with dunning.worker():
         case = await running_case(dunning, SOFT_DECLINE)
         page = await get(offline, "/recover", token=token_for(dunning, case.case_id))
@@ -485,7 +450,7 @@ async def test_a_finished_cases_page_needs_no_temporal(dunning: Dunning, tmp_pat
     async def down():
         raise RuntimeError("Failed client connect: connection refused")
 
-    offline = Receiver(_settings(dunning, tmp_path), down, dunning.activities.store)
+    offline = Receiver(page_settings(dunning, tmp_path), down, dunning.activities.store)
     token = token_for(dunning, case.case_id)
     page = await get(offline, "/recover", token=token)
     paying = await post(offline, "/recover/pay", token=token)

@@ -548,7 +548,7 @@ class FakeStripe(LocalServer):
         intent = PaymentIntent(
             id=_id("pi"),
             amount=int(form["amount"]),
-            currency=str(form["currency"]),
+            currency=str(form.get("currency") or ""),
             customer=customer,
             payment_method=method,
             status="requires_payment_method"
@@ -709,7 +709,11 @@ class FakeStripe(LocalServer):
             )
         if mode != "setup":
             raise _error(400, "invalid_request_error", "The fake serves setup mode only.")
-        for name in ("success_url", "currency"):
+        # Stripe needs a currency in setup mode unless the payment method types are named.
+        required = (
+            ("success_url",) if form.get("payment_method_types") else ("success_url", "currency")
+        )
+        for name in required:
             if not form.get(name):
                 raise _error(
                     400,
@@ -721,7 +725,7 @@ class FakeStripe(LocalServer):
         session = CheckoutSession(
             id=f"cs_test_{secrets.token_hex(12)}",
             customer=str(form.get("customer") or ""),
-            currency=str(form["currency"]),
+            currency=str(form.get("currency") or ""),
             success_url=str(form["success_url"]),
             cancel_url=str(form.get("cancel_url") or ""),
             setup_intent=_id("seti"),

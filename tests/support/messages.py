@@ -15,7 +15,7 @@ from activities.notify.templates import (
     message_variables,
 )
 from config.settings import CONFIG_DIR
-from workflows.models import Installment
+from workflows.models import Installment, OpenInvoice
 from workflows.policy import Channel
 
 BRAND = Brand(
@@ -74,3 +74,57 @@ def render(
 def brand_templates() -> Templates:
     """The shipped templates, signed by `BRAND`."""
     return Templates(CONFIG_DIR / "templates", brand=BRAND)
+
+
+CUSTOMER = "cus_NffrFeUfNV2Hib"
+# The customer's account page, where a message naming several open invoices points.
+ACCOUNT_LINK = "https://pay.northwind.example/account?token=" + make_token(
+    CUSTOMER, "secret", datetime(2026, 11, 1, tzinfo=UTC), timedelta(days=365), use="account"
+)
+# Three open invoices of one customer (4,980 + 2,490 + 12,000 = 19,470); the second has a
+# deadline set by its final notice.
+OPEN_INVOICES = [
+    OpenInvoice(case_id=INVOICE, invoice_id=INVOICE, amount_due=4980, currency="JPY"),
+    OpenInvoice(
+        case_id="in_1MtF9q2eZvKYlo2D",
+        invoice_id="in_1MtF9q2eZvKYlo2D",
+        amount_due=2490,
+        currency="JPY",
+        deadline=DEADLINE,
+    ),
+    OpenInvoice(
+        case_id="in_1MtG7w2eZvKYlo2E",
+        invoice_id="in_1MtG7w2eZvKYlo2E",
+        amount_due=12000,
+        currency="JPY",
+    ),
+]
+# The total of OPEN_INVOICES, written each customer's way.
+TOTAL = {"en": "¥19,470", "ja": "￥19,470", "zh-Hans": "JP¥19,470"}
+
+
+def render_open_invoices(
+    templates: Templates,
+    language: str,
+    name: str,
+    channel: Channel,
+    invoices: list[OpenInvoice] = OPEN_INVOICES,
+) -> RenderedMessage:
+    """`name` as a message of the customer's conversation, naming every open invoice, with
+    the account page's link."""
+    locale, zone, _, _ = CUSTOMERS[language]
+    values = message_variables(
+        name="Aiko Tanaka",
+        invoice_id=INVOICE,
+        amount=4980,
+        amount_paid=0,
+        currency="JPY",
+        deadline=DEADLINE,
+        link=ACCOUNT_LINK,
+        unsubscribe=UNSUBSCRIBE,
+        case_id=INVOICE,
+        locale=locale,
+        time_zone=zone,
+        open_invoices=invoices,
+    )
+    return templates.render(language, name, channel, values)

@@ -207,6 +207,19 @@ def receiver_settings(tmp_path: Path, task_queue: str = "dunning", **extra: obje
     )
 
 
+def page_settings(dunning: Dunning, tmp_path: Path, **extra: object) -> Settings:
+    """Settings for the customer's pages: links signed with the worker's secret, as one
+    deployment does, on a public host, with a support phone in the footer."""
+    return receiver_settings(
+        tmp_path,
+        dunning.task_queue,
+        self_service_secret=dunning.activities.self_service.secret,
+        public_base_url="https://pay.example.com",
+        support_phone="+1 555 0100",
+        **extra,
+    )
+
+
 def client_of(dunning: Dunning) -> ClientProvider:
     async def provider() -> Client:
         return dunning.env.client
