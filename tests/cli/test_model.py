@@ -16,8 +16,8 @@ from activities.retry_training import read_model, write_model
 from activities.store import CaseStore
 from config.policies import find_policy, load_policies
 from config.settings import Settings
-from tests.cli.test_cli import cli_env, one_line
-from tests.cli.test_cli import dunning as dunning_cli
+from tests.support.cli import cli_env, one_line
+from tests.support.cli import dunning as dunning_cli
 from tests.support.harness import Dunning, status_when
 from tests.support.retry_history import GOOD_HOUR, ZONE, local_hour, seed_store, synthetic_history
 from workflows.dunning import DunningWorkflow

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from activities.notify.links import make_token
 from activities.store import CaseStore, CustomerProfile
-from tests.receiver.test_recovery_page import (
+from tests.support.fake_stripe import Decline, FakeStripe
+from tests.support.harness import Dunning
+from tests.support.pages import (
     by_id,
     get,
     post,
@@ -26,8 +28,6 @@ from tests.receiver.test_recovery_page import (
     text,
     token_for,
 )
-from tests.support.fake_stripe import Decline, FakeStripe
-from tests.support.harness import Dunning
 from tests.support.receiver import (
     CUSTOMER,
     SOFT_DECLINE,
