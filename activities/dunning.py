@@ -58,6 +58,8 @@ from workflows.models import (
     Delivery,
     DeliveryStatus,
     InvoiceSettled,
+    LateFeeRequest,
+    LateFeeResult,
     MessagePlanRequest,
     NotifyRequest,
     NotifyResult,
@@ -142,6 +144,7 @@ class DunningActivities:
             self.notify,
             self.record,
             self.write_back,
+            self.add_late_fee,
         ]
 
     @activity.defn
@@ -245,6 +248,12 @@ class DunningActivities:
         return self.biller.write_back(request)
 
     @activity.defn
+    def add_late_fee(self, request: LateFeeRequest) -> LateFeeResult:
+        """Add a case's late fee to the customer's next invoice; the biller dedupes on the
+        case's key (``dunning:<case>:late-fee``), so a retry never adds a second fee."""
+        return self.biller.add_late_fee(request)
+
+    @activity.defn
     def notify(self, request: NotifyRequest) -> NotifyResult:
         """Send one step, at most once per (case, step, channel).
 
@@ -341,6 +350,7 @@ class DunningActivities:
             time_zone=customer.time_zone,
             installments=request.installments,
             promised_for=request.promised_for,
+            late_fee=request.late_fee,
         )
         rendered = self.templates.render(language, request.template, channel, variables)
         # The row is written before the provider call: a retry finds it and never sends twice.

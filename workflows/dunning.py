@@ -19,7 +19,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
-    from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
+    from workflows.decide import (
+        AddLateFee,
+        AwaitPaymentMethod,
+        Charge,
+        Finish,
+        Notify,
+        Step,
+        Wait,
+        decide,
+    )
     from workflows.models import (
         CancelRequest,
         CaseInput,
@@ -47,9 +56,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import (
         charge_request,
         fold_charge,
+        fold_late_fee,
         fold_message,
         fold_settlement,
         fold_signal,
+        late_fee_request,
         notify_request,
         wait_timeout,
     )
@@ -77,6 +88,7 @@ HOLD_FOR_OPERATOR = "hold-for-operator-on-gateway-config-error"
 QUIET_UNLESS_MESSAGED = "no-outcome-message-to-a-customer-never-written-to"
 REPLAN_AFTER_DECLINE = "replan-after-decline"
 MESSAGE_PLAN = "message-plan"
+LATE_FEE = "late-fee"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -125,6 +137,8 @@ class DunningWorkflow:
                     await self._wait(step.until, step.reason)
                 case Finish():
                     return await self._finish(step)
+                case AddLateFee():
+                    await self._add_late_fee(step)
 
     # Steps ---------------------------------------------------------------------------------
 
@@ -230,6 +244,29 @@ class DunningWorkflow:
         # Cases started before this rule keep their first plan.
         if state.plan_outdated and workflow.patched(REPLAN_AFTER_DECLINE):
             await self._plan_retries()
+
+    async def _add_late_fee(self, step: AddLateFee) -> None:
+        """Add the policy's late fee through the biller, once: the request's idempotency key
+        is the case's, and the case remembers the fee (or why it could not be added)."""
+        state = self._state
+        request = late_fee_request(state, step)
+        # Only a policy with a late fee gets here; the patch keeps any history recorded
+        # before the step existed replaying as it ran (without the fee).
+        if request is None or not workflow.patched(LATE_FEE):
+            fold_late_fee(state, step, None, workflow.now())
+            return
+        try:
+            result = await workflow.execute_activity_method(
+                DunningActivities.add_late_fee,
+                request,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=CHARGE_RETRY,
+                summary=f"add {step.label}",
+            )
+        except ActivityError as err:
+            fold_late_fee(state, step, None, workflow.now(), f"{err.cause or err}")
+            return
+        fold_late_fee(state, step, result.reference, workflow.now())
 
     async def _notify(self, step: Notify) -> None:
         state = self._state
@@ -542,6 +579,8 @@ def describe(step: Step) -> str:
             return f"{prefix}waiting until {step.until:%Y-%m-%d %H:%M} UTC {step.reason}"
         case Finish():
             return f"{step.outcome}: {step.reason}"
+        case AddLateFee():
+            return f"adding {step.label}"
 
 
 SIGNALS = {
