@@ -351,7 +351,7 @@ class DunningWorkflow:
         plan = self._state.latest_retry_plan
         details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
         workflow.set_current_details(details)
-        if isinstance(step, Charge | Notify):
+        if isinstance(step, Charge | Notify | AddLateFee):
             return
         wanted = case_search_attributes(self._state, getattr(step, "until", None))
         changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
