@@ -3,6 +3,7 @@ it adds it once, never while the case is held or after it ended."""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -80,9 +81,11 @@ def test_policies_have_no_fee_unless_they_say_so():
     assert state.late_fee is None
 
 
-def test_percent_reads_from_toml_as_an_exact_decimal():
-    policy = make_policy(late_fee={"after": "P4D", "percent": 1.1})
-    assert policy.late_fee.percent == Decimal("1.1")
+def test_a_policy_files_fee_table_reads_exactly():
+    table = tomllib.loads('[late_fee]\nafter = "P4D"\npercent = 1.1\ncap = 1000\n')
+    policy = make_policy(**table)
+    assert policy.late_fee == LateFee(after=timedelta(days=4), percent=Decimal("1.1"), cap=1000)
+    assert late_fee_amount(policy.late_fee, 1500) == 17  # 16.5 exactly: half up, not to even
 
 
 # Timing ------------------------------------------------------------------------------------
