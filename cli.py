@@ -160,6 +160,7 @@ policies_app = typer.Typer(name="policies", help="policy files")
 events_app = typer.Typer(name="events", help="stored billing events")
 db_app = typer.Typer(name="db", help="the store's schema")
 customer_app = typer.Typer(name="customer", help="a customer's conversation over their cases")
+collections_app = typer.Typer(name="collections", help="cases handed to collections")
 
 
 def _command(group: typer.Typer, name: str, help: str, **options) -> Callable:
@@ -867,11 +868,46 @@ def _event_name(event: WebhookEvent) -> str:
     return f"{event.provider} {event.event_id} ({event.type})"
 
 
+@_command(collections_app, "export", "every case sent to collections, as an agency needs it")
+def cmd_collections_export(
+    format_: Annotated[
+        Literal["csv", "json"],
+        typer.Option("--format", help="csv: one row per case; json: the full records"),
+    ],
+    since: Annotated[
+        str | None, typer.Option(help="only cases sent on or after this day, YYYY-MM-DD (UTC)")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="write to this file (default: stdout)")
+    ] = None,
+) -> None:
+    """Every case sent to collections (from `--since`), with amounts, dates, charge attempts,
+    messages and the customer's contact: CSV (header only when none) or JSON (``[]``)."""
+    if since is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+        raise UserError(f"--since {since!r} is not a date: use YYYY-MM-DD")
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        raise UserError(f"--since {since!r} is not a date: use YYYY-MM-DD") from None
+
+    from analytics.collections import export
+
+    text = export(_store(_settings()).sent_to_collections(start), format_)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write {output}: {err.strerror}") from err
+
+
 app.add_typer(model_app)
 app.add_typer(policies_app)
 app.add_typer(events_app)
 app.add_typer(db_app)
 app.add_typer(customer_app)
+app.add_typer(collections_app)
 
 
 # Helpers -----------------------------------------------------------------------------------

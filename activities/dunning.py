@@ -59,6 +59,8 @@ from workflows.models import (
     Delivery,
     DeliveryStatus,
     InvoiceSettled,
+    LateFeeRequest,
+    LateFeeResult,
     MessagePlanRequest,
     NotifyRequest,
     NotifyResult,
@@ -145,6 +147,7 @@ class DunningActivities:
             self.record,
             self.write_back,
             *self.conversation.all(),
+            self.add_late_fee,
         ]
 
     @activity.defn
@@ -267,6 +270,12 @@ class DunningActivities:
         return self.biller.write_back(request)
 
     @activity.defn
+    def add_late_fee(self, request: LateFeeRequest) -> LateFeeResult:
+        """Add a case's late fee to the customer's next invoice; the biller dedupes on the
+        case's key (``dunning:<case>:late-fee``), so a retry never adds a second fee."""
+        return self.biller.add_late_fee(request)
+
+    @activity.defn
     def notify(self, request: NotifyRequest) -> NotifyResult:
         """Send one step, at most once per (case, step, channel).
 
@@ -374,6 +383,7 @@ class DunningActivities:
             installments=request.installments,
             promised_for=request.promised_for,
             open_invoices=request.open_invoices,
+            late_fee=request.late_fee,
         )
         variables["invoices"] = self.templates.invoice_list(language, variables["invoices"])
         rendered = self.templates.render(language, request.template, channel, variables)

@@ -169,6 +169,18 @@ class Settings(BaseSettings):
     logo_url: str | None = Field(
         default=None, description="An https image shown atop the recovery page and emails."
     )
+    collections_agency_name: str | None = Field(
+        default=None,
+        max_length=80,
+        description="The agency unpaid invoices pass to, named in the final notice and the "
+        "collections message; unset: the company's own collections team.",
+    )
+    collections_contact: str | None = Field(
+        default=None,
+        max_length=120,
+        description="Email or phone the final notice and the collections message give for a "
+        "debt in collections; unset: the support contact.",
+    )
 
     # In-app: a notification row, plus an optional signed webhook to the product.
     in_app_webhook_url: str | None = None

@@ -60,7 +60,16 @@ from workflows.conversation import (
     message_request,
     replies,
 )
-from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
+from workflows.decide import (
+    AddLateFee,
+    AwaitPaymentMethod,
+    Charge,
+    Finish,
+    Notify,
+    Step,
+    Wait,
+    decide,
+)
 from workflows.dunning import SIGNALS, signal_name
 from workflows.message_timing import (
     OUTCOME_WINDOW,
@@ -95,9 +104,11 @@ from workflows.steps import (
     Signal,
     charge_request,
     fold_charge,
+    fold_late_fee,
     fold_message,
     fold_signal,
     joined_note,
+    late_fee_request,
     left_note,
     notify_request,
     promised_note,
@@ -128,7 +139,7 @@ class SimulationError(RuntimeError):
 class StepRecord(BaseModel):
     """One step the policy core took, with the fields that tell two runs apart."""
 
-    kind: Literal["charge", "notify", "wait", "await_payment_method", "finish"]
+    kind: Literal["charge", "notify", "wait", "await_payment_method", "finish", "late_fee"]
     at: AwareDatetime
     attempt: int | None = None
     scheduled: bool | None = None
@@ -150,6 +161,8 @@ class StepRecord(BaseModel):
                 return cls(kind=step.kind, at=at, until=step.until)
             case Finish():
                 return cls(kind="finish", at=at, outcome=step.outcome)
+            case AddLateFee():
+                return cls(kind="late_fee", at=at)
         raise TypeError(f"not a step: {step!r}")
 
 
@@ -575,6 +588,10 @@ class _CaseSimulation:
                     if self.desk is not None:
                         self.desk.hear(left_note(state), self.now)
                     return self._result()
+                case AddLateFee():
+                    # The simulated biller takes every fee: only the messages after it change.
+                    added = late_fee_request(state, step) is not None
+                    fold_late_fee(state, step, "simulated" if added else None, self.now)
         raise SimulationError(f"case {self.case.id}: no outcome after {MAX_STEPS} steps")
 
     def _plan_facts(self, facts: PlanFacts | None = None) -> PlanFacts:

@@ -144,6 +144,13 @@ class CaseState(BaseModel):
     outcome_reason: str = ""
     closed_at: AwareDatetime | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    late_fee: int | None = Field(
+        default=None,
+        description="The late fee added for the customer's next invoice (minor units).",
+    )
+    late_fee_done: bool = Field(
+        default=False, description="The policy's late fee was added, or could not be: never again."
+    )
 
     @classmethod
     def open(cls, case: CaseInput, policy: Policy, now: datetime) -> CaseState:
@@ -212,6 +219,8 @@ class CaseState(BaseModel):
             opened_at=self.opened_at,
             closed_at=self.closed_at,
             entries=entries,
+            failed_at=case.failure.failed_at,
+            late_fee=self.late_fee,
         )
 
     def view(
@@ -335,6 +344,16 @@ class CaseState(BaseModel):
         times = ", ".join(f"{self.schedule_origin + o:%Y-%m-%d %H:%M}" for o in plan.offsets)
         detail = f"{plan.reason}; retries at {times} UTC" if times else plan.reason
         self.note(now, "retry_plan", detail=detail)
+
+    def record_late_fee(self, amount: int | None, detail: str, now: datetime) -> None:
+        """The policy's late fee was added (`amount`), or could not be (None, `detail` says
+        why): either way the case never tries again."""
+        self.late_fee_done = True
+        if amount is None:
+            self.note(now, "late_fee_failed", detail=detail)
+            return
+        self.late_fee = amount
+        self.note(now, "late_fee", detail=f"{amount} {self.case.currency}: {detail}".rstrip(": "))
 
     def follow_message_plan(self, plan: MessagePlan, now: datetime) -> None:
         """Send the reminders as `plan` says from now on, and say in the timeline why."""

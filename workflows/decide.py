@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from workflows.arrangements import installment_charge_at
 from workflows.case import CaseState
+from workflows.late_fee import late_fee_amount, late_fee_at
 from workflows.message_timing import MessageChoice, choose_message, send_time
 from workflows.policy import Channel, DeclineClass, Outcome, Tone, WriteBackAction
 
@@ -79,7 +80,15 @@ class Finish(BaseModel):
     write_back: list[WriteBackAction] = []
 
 
-Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish
+class AddLateFee(BaseModel):
+    """Add the policy's late fee (`amount`, minor units) to the customer's next invoice."""
+
+    kind: Literal["late_fee"] = "late_fee"
+    amount: int
+    label: str
+
+
+Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish | AddLateFee
 
 
 def decide(state: CaseState, now: datetime) -> Step:
@@ -109,6 +118,10 @@ def decide(state: CaseState, now: datetime) -> Step:
         label = "the charge on the promised date"
         return Charge(attempt=len(state.attempts) + 1, scheduled=False, label=label, promised=True)
 
+    fee_at = late_fee_at(state)
+    if fee_at is not None and fee_at <= now:
+        return _late_fee(state)
+
     charge_at = next_charge_at(state)
     if charge_at is not None and charge_at <= now:
         return _charge(state)
@@ -137,6 +150,8 @@ def decide(state: CaseState, now: datetime) -> Step:
     ]
     if charge_at is not None:
         wakeups.append((charge_at, f"before {_charge(state).label}"))
+    if fee_at is not None:
+        wakeups.append((fee_at, "before the late fee"))
     until, reason = min(wakeups, key=lambda w: w[0])
     if state.awaiting is not None and charge_at is None:
         return AwaitPaymentMethod(until=until, reason=reason)
@@ -270,6 +285,13 @@ def _charge(state: CaseState) -> Charge:
     return Charge(
         attempt=attempt, scheduled=True, label=f"retry {retry} of {len(state.retry_offsets)}"
     )
+
+
+def _late_fee(state: CaseState) -> AddLateFee:
+    """The fee on what is still due when it falls due (a payment plan or promise holds it)."""
+    fee = state.policy.late_fee
+    amount = late_fee_amount(fee, state.amount_due)
+    return AddLateFee(amount=amount, label=f"a late fee of {amount} {state.case.currency}")
 
 
 def _reminder(state: CaseState, due: list[int], now: datetime) -> Notify:

@@ -21,7 +21,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
     from workflows.conversation import ConversationNote, ConversationReply
-    from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
+    from workflows.decide import (
+        AddLateFee,
+        AwaitPaymentMethod,
+        Charge,
+        Finish,
+        Notify,
+        Step,
+        Wait,
+        decide,
+    )
     from workflows.models import (
         CancelRequest,
         CaseInput,
@@ -49,10 +58,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import (
         charge_request,
         fold_charge,
+        fold_late_fee,
         fold_message,
         fold_settlement,
         fold_signal,
         joined_note,
+        late_fee_request,
         left_note,
         notify_request,
         promised_note,
@@ -84,6 +95,7 @@ QUIET_UNLESS_MESSAGED = "no-outcome-message-to-a-customer-never-written-to"
 REPLAN_AFTER_DECLINE = "replan-after-decline"
 MESSAGE_PLAN = "message-plan"
 CUSTOMER_CONVERSATION = "customer-conversation"
+LATE_FEE = "late-fee"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -135,6 +147,8 @@ class DunningWorkflow:
                     await self._wait(step.until, step.reason)
                 case Finish():
                     return await self._finish(step)
+                case AddLateFee():
+                    await self._add_late_fee(step)
 
     # Steps ---------------------------------------------------------------------------------
 
@@ -245,6 +259,29 @@ class DunningWorkflow:
         if state.plan_outdated and workflow.patched(REPLAN_AFTER_DECLINE):
             await self._plan_retries()
 
+    async def _add_late_fee(self, step: AddLateFee) -> None:
+        """Add the policy's late fee through the biller, once: the request's idempotency key
+        is the case's, and the case remembers the fee (or why it could not be added)."""
+        state = self._state
+        request = late_fee_request(state, step)
+        # Only a policy with a late fee gets here; the patch keeps any history recorded
+        # before the step existed replaying as it ran (without the fee).
+        if request is None or not workflow.patched(LATE_FEE):
+            fold_late_fee(state, step, None, workflow.now())
+            return
+        try:
+            result = await workflow.execute_activity_method(
+                DunningActivities.add_late_fee,
+                request,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=CHARGE_RETRY,
+                summary=f"add {step.label}",
+            )
+        except ActivityError as err:
+            fold_late_fee(state, step, None, workflow.now(), f"{err.cause or err}")
+            return
+        fold_late_fee(state, step, result.reference, workflow.now())
+
     async def _notify(self, step: Notify) -> None:
         state = self._state
         if state.conversation and step.tone is not None:
@@ -346,7 +383,7 @@ class DunningWorkflow:
         plan = self._state.latest_retry_plan
         details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
         workflow.set_current_details(details)
-        if isinstance(step, Charge | Notify):
+        if isinstance(step, Charge | Notify | AddLateFee):
             return
         wanted = case_search_attributes(self._state, getattr(step, "until", None))
         changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
@@ -585,6 +622,8 @@ def describe(step: Step) -> str:
             return f"{prefix}waiting until {step.until:%Y-%m-%d %H:%M} UTC {step.reason}"
         case Finish():
             return f"{step.outcome}: {step.reason}"
+        case AddLateFee():
+            return f"adding {step.label}"
 
 
 SIGNALS = {

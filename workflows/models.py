@@ -291,6 +291,27 @@ class WriteBackRequest(_Model):
         return f"dunning:{self.case_id}:outcome:{self.action}"
 
 
+class LateFeeRequest(_Model):
+    """Add a case's late fee to the customer's next invoice; idempotent per case."""
+
+    case_id: str
+    invoice_id: str
+    customer_id: str
+    amount: int = Field(gt=0, description="Minor units of `currency`.")
+    currency: str
+
+    @property
+    def idempotency_key(self) -> str:
+        """``dunning:<case>:late-fee``: one fee per case, however often it is asked for."""
+        return f"dunning:{self.case_id}:late-fee"
+
+
+class LateFeeResult(_Model):
+    """The biller's record of the fee (e.g. Stripe's invoice item id)."""
+
+    reference: str
+
+
 class WriteBackResult(_Model):
     """What the biller did; `done` is False when there was nothing to do (and why)."""
 
@@ -345,6 +366,9 @@ class NotifyRequest(_Model):
     )
     channel_propensity: float | None = Field(
         default=None, description="Learned timing: the chance the reminder's channels had."
+    )
+    late_fee: int | None = Field(
+        default=None, description="The case's late fee (minor units), named by the message."
     )
     open_invoices: list[OpenInvoice] = Field(
         default_factory=list,
@@ -454,6 +478,8 @@ class CaseRecord(CaseFigures):
     opened_at: AwareDatetime
     closed_at: AwareDatetime | None = None
     entries: list[TimelineEntry] = Field(default_factory=list)
+    failed_at: AwareDatetime | None = Field(default=None, description="When the payment failed.")
+    late_fee: int | None = Field(default=None, description="The late fee added (minor units).")
 
 
 # Status and outcome ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ mid-case. No I/O and no Temporal import: the workflow and the offline tools shar
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
@@ -176,6 +177,25 @@ class PlanOffer(_Strict):
         return self
 
 
+class LateFee(_Strict):
+    """A fee added once per case `after` the failure (plus any time the case was held):
+    `fixed` minor units of the case's currency, or `percent` of what is still due then,
+    at most `cap` minor units. Some jurisdictions limit or forbid late fees: check first."""
+
+    after: timedelta = Field(gt=timedelta(0))
+    fixed: int | None = Field(default=None, gt=0, description="Minor units, e.g. 500 = $5.00.")
+    percent: Decimal | None = Field(default=None, gt=0, le=100, description="Of the amount due.")
+    cap: int | None = Field(
+        default=None, gt=0, description="Minor units; the fee never exceeds it."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LateFee:
+        if (self.fixed is None) == (self.percent is None):
+            raise ValueError("late_fee: give exactly one of `fixed` and `percent`")
+        return self
+
+
 class Policy(_Strict):
     """A versioned dunning schedule. A running case keeps the version it started with."""
 
@@ -244,6 +264,9 @@ class Policy(_Strict):
         gt=timedelta(0),
         description="How far ahead a customer may promise to pay; unset: no promise offered.",
     )
+    late_fee: LateFee | None = Field(
+        default=None, description="A fee added once per case; unset (the default): no fee."
+    )
 
     @property
     def label(self) -> str:
@@ -272,4 +295,6 @@ class Policy(_Strict):
             raise ValueError("payment_plans: one offer per number of installments")
         if len(self.retries) > self.max_charge_attempts:
             raise ValueError("retries: more scheduled retries than max_charge_attempts allows")
+        if self.late_fee is not None and self.late_fee.after >= self.collections_after:
+            raise ValueError("late_fee.after: must come before collections_after")
         return self

@@ -20,7 +20,7 @@ from workflows.conversation import (
     CustomerPromised,
     ReminderDue,
 )
-from workflows.decide import Charge, Notify, collections_at
+from workflows.decide import AddLateFee, Charge, Notify, collections_at
 from workflows.models import (
     CancelRequest,
     ChargeRequest,
@@ -30,6 +30,7 @@ from workflows.models import (
     DisputeResolved,
     FeedbackGiven,
     InvoiceSettled,
+    LateFeeRequest,
     NotifyRequest,
     PauseRequest,
     PaymentFailed,
@@ -41,6 +42,7 @@ from workflows.models import (
     ResumeRequest,
     RetryRequest,
 )
+from workflows.policy import Outcome
 
 Signal = (
     PaymentReceived
@@ -112,7 +114,9 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         amount_due=state.amount_due,
         amount_paid=state.amount_recovered,
         currency=state.case.currency,
-        deadline=step.deadline,
+        # The collections message names the day the debt passed on: the day the case ended.
+        deadline=step.deadline
+        or (state.closed_at if state.outcome is Outcome.COLLECTIONS else None),
         installments=state.plan if step.template == "plan_confirmed" else [],
         promised_for=state.promise.pay_on if state.promise else None,
         at=now,
@@ -120,7 +124,33 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         failed_at=None if state.finished else state.case.failure.failed_at,
         hour_propensity=step.hour_propensity,
         channel_propensity=step.channel_propensity,
+        late_fee=state.late_fee,
     )
+
+
+def late_fee_request(state: CaseState, step: AddLateFee) -> LateFeeRequest | None:
+    """The fee an `AddLateFee` step asks the biller for; None when it comes to nothing (a
+    percentage of a few minor units), which `fold_late_fee` records as no fee."""
+    if step.amount <= 0:
+        return None
+    return LateFeeRequest(
+        case_id=state.case.case_id,
+        invoice_id=state.case.invoice_id,
+        customer_id=state.case.customer_id,
+        amount=step.amount,
+        currency=state.case.currency,
+    )
+
+
+def fold_late_fee(
+    state: CaseState, step: AddLateFee, reference: str | None, now: datetime, detail: str = ""
+) -> None:
+    """Fold the biller's answer in: the fee added as `reference`, or not added (None) for
+    `detail`'s reason. Once either way: the step never comes again."""
+    if reference is None:
+        state.record_late_fee(None, detail or "the fee comes to nothing", now)
+    else:
+        state.record_late_fee(step.amount, reference, now)
 
 
 def fold_message(state: CaseState, step: Notify, deliveries: list[Delivery], now: datetime) -> None:

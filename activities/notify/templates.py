@@ -65,6 +65,9 @@ SAMPLE = {
     "schedule": "1. $24.50 on 25 November 2026\n2. $24.50 on 25 December 2026",
     "installment_count": 2,
     "promised_date": "25 November 2026",
+    "late_fee": "$5.00",
+    "collections_agency": "Sample Recovery Ltd",
+    "collections_contact": "collections@example.com",
     "invoices": "in_sample  $49.00",
     "invoice_count": 1,
     "total": "$49.00",
@@ -102,6 +105,8 @@ class Brand:
     support_phone: str | None = _default("support_phone")
     colour: str = _default("brand_colour")
     logo_url: str | None = _default("logo_url")
+    collections_agency: str | None = _default("collections_agency_name")
+    collections_contact: str | None = _default("collections_contact")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Brand:
@@ -112,14 +117,20 @@ class Brand:
             support_phone=settings.support_phone,
             colour=settings.brand_colour,
             logo_url=settings.logo_url,
+            collections_agency=settings.collections_agency_name,
+            collections_contact=settings.collections_contact,
         )
 
     def variables(self) -> dict[str, object]:
-        """What the templates may say about the company: company, support_email, support_phone."""
+        """What the templates may say about the company: company, support_email, support_phone,
+        and whom a debt in collections concerns: collections_agency, collections_contact
+        (empty when unset: the company's own team, its support contact)."""
         return {
             "company": self.company,
             "support_email": self.support_email,
             "support_phone": self.support_phone or "",
+            "collections_agency": self.collections_agency or "",
+            "collections_contact": self.collections_contact or "",
         }
 
 
@@ -254,9 +265,10 @@ class Templates:
 
 def _samples() -> list[dict[str, object]]:
     """Sample variables a template must render with: all set, and the optional ones empty."""
+    unset = ("name", "deadline", "support_phone", "late_fee", "collections_agency")
     return [
         SAMPLE,
-        {**SAMPLE, "name": "", "deadline": "", "support_phone": ""},
+        {**SAMPLE, **dict.fromkeys(unset, ""), "collections_contact": ""},
         {**SAMPLE, **SAMPLE_INVOICES},
         {**SAMPLE, **SAMPLE_INVOICES, "total": "", "deadline": ""},
     ]
@@ -292,10 +304,12 @@ def message_variables(
     installments: list[Installment] | None = None,
     promised_for: datetime | None = None,
     open_invoices: list[OpenInvoice] | None = None,
+    late_fee: int | None = None,
 ) -> dict[str, object]:
     """The variables every template may use, formatted for the customer's locale and zone:
     `amount` is what is still due, `amount_paid` what has been paid (a receipt's figure),
-    `schedule` a payment plan's installments one per line, `promised_date` a promise's day.
+    `schedule` a payment plan's installments one per line, `promised_date` a promise's day,
+    `late_fee` the case's late fee (empty when it has none).
 
     `invoices` lists the customer's open invoices (more than one in `open_invoices`: a
     message of their conversation; else this invoice alone), each its id, amount and
@@ -345,6 +359,7 @@ def message_variables(
         "link": link,
         "unsubscribe": unsubscribe,
         "case_id": case_id,
+        "late_fee": format_money(late_fee, currency, str(babel)) if late_fee else "",
     }
 
 

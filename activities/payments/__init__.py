@@ -15,6 +15,8 @@ from workflows.models import (
     ChargeRequest,
     ChargeResult,
     InvoiceSettled,
+    LateFeeRequest,
+    LateFeeResult,
     WriteBackRequest,
     WriteBackResult,
 )
@@ -58,6 +60,11 @@ class Biller(Protocol):
     def settlement(self, invoice_id: str) -> InvoiceSettled | None:
         """Whether the biller shows the invoice paid, voided or written off; None when it is
         still open or the biller keeps no invoices. Asked before every charge and reminder."""
+        ...
+
+    def add_late_fee(self, request: LateFeeRequest) -> LateFeeResult:
+        """Add a late fee to the customer's next invoice (an invoice that failed is final:
+        it takes no new lines); the same key adds it once."""
         ...
 
 

@@ -17,6 +17,8 @@ from workflows.models import (
     ChargeRequest,
     ChargeResult,
     InvoiceSettled,
+    LateFeeRequest,
+    LateFeeResult,
     WriteBackRequest,
     WriteBackResult,
 )
@@ -111,7 +113,30 @@ class SimulatedProcessor:
 
 
 class SimulatedBiller:
-    """`Biller` for demos and tests: there is no biller behind the simulation."""
+    """`Biller` for demos and tests: there is no biller behind the simulation; late fees are
+    kept in the store's ledger, by idempotency key, as Stripe keeps invoice items."""
+
+    def __init__(self, store: CaseStore) -> None:
+        self.store = store
+
+    def add_late_fee(self, request: LateFeeRequest) -> LateFeeResult:
+        """Record the fee item once per key; the same key with another amount is a conflict."""
+        key = request.idempotency_key
+        fingerprint = _fingerprint(request)
+        stored = self.store.simulated_charge(key)
+        if stored is None:
+            stored = self.store.save_simulated_charge(
+                SimulatedCharge(
+                    idempotency_key=key,
+                    fingerprint=fingerprint,
+                    approved=True,
+                    reference="ii_sim_" + fingerprint[:16],
+                    created_at=utcnow(),
+                )
+            )
+        if stored.fingerprint != fingerprint:
+            raise IdempotencyConflict(f"idempotency key {key} was used with other parameters")
+        return LateFeeResult(reference=stored.reference)
 
     def settlement(self, invoice_id: str) -> InvoiceSettled | None:
         """The simulated biller keeps no invoices: the biller's events (in the store) are
@@ -138,7 +163,7 @@ def usable_token(token: str) -> bool:
     return token in APPROVING_TOKENS or token in DECLINING_TOKENS or bool(RECOVERS_ON.match(token))
 
 
-def _fingerprint(request: ChargeRequest) -> str:
+def _fingerprint(request: ChargeRequest | LateFeeRequest) -> str:
     """What must match for a key to be replayed: like Stripe, the request's parameters."""
     fields = request.model_dump(exclude={"attempt"})
     fields["key"] = request.idempotency_key
@@ -146,4 +171,4 @@ def _fingerprint(request: ChargeRequest) -> str:
 
 
 PROCESSORS["simulated"] = lambda settings, store: SimulatedProcessor(store)
-BILLERS["simulated"] = lambda settings, store: SimulatedBiller()
+BILLERS["simulated"] = lambda settings, store: SimulatedBiller(store)

@@ -34,6 +34,8 @@ from workflows.models import (
     ChargeRequest,
     ChargeResult,
     InvoiceSettled,
+    LateFeeRequest,
+    LateFeeResult,
     WriteBackRequest,
     WriteBackResult,
 )
@@ -315,6 +317,25 @@ class StripeBiller(StripeAccount):
         except stripe.StripeError as err:
             raise _translated(err, request.idempotency_key) from None
         raise ValueError(f"unknown write-back action {request.action!r}")
+
+    def add_late_fee(self, request: LateFeeRequest) -> LateFeeResult:
+        """A pending invoice item for the customer: Stripe adds items only to draft invoices,
+        and the failed one is finalized, so the fee is billed on their next invoice."""
+        key = request.idempotency_key
+        params: Any = {
+            "customer": request.customer_id,
+            "amount": request.amount,
+            "currency": request.currency.lower(),
+            "description": f"Late fee for invoice {request.invoice_id}",
+            "metadata": {"dunning_case": request.case_id, "invoice": request.invoice_id},
+        }
+        try:
+            item = self.client.v1.invoice_items.create(
+                params=params, options={"idempotency_key": key}
+            )
+        except stripe.StripeError as err:
+            raise _translated(err, key) from None
+        return LateFeeResult(reference=item.id)
 
     # The customer's pages: Stripe takes the payment and the card, 3-D Secure included.
 

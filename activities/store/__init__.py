@@ -8,6 +8,7 @@ audit sequence), so a retried activity never writes a row twice.
 """
 
 from activities.store.cases import CaseRecords
+from activities.store.collections import CollectionsBook, CollectionsCase
 from activities.store.engine import FIRST_REVISION, Database, migrations
 from activities.store.feedback import FEEDBACK_TEXT_LIMIT, CustomerFeedback, FeedbackBook
 from activities.store.inbox import (
@@ -38,7 +39,7 @@ from activities.store.tables import (
 )
 
 
-class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook):
+class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook, CollectionsBook):
     """The one store the activities, the receiver and the CLI share: every concern's methods
     on one engine; safe to share between activity threads."""
 
@@ -54,6 +55,8 @@ __all__ = [
     "CaseEvent",
     "CaseRecords",
     "CaseStore",
+    "CollectionsBook",
+    "CollectionsCase",
     "ChargeAttempt",
     "Customer",
     "CustomerFeedback",

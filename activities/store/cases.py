@@ -74,6 +74,10 @@ class CaseRecords(Database):
             )
             for field in ("status", "amount_due", "amount_recovered", "closed_at"):
                 setattr(row, field, getattr(record, field))
+            # Rows of cases recorded before these were kept gain them on their next record.
+            for field in ("failed_at", "late_fee"):
+                if getattr(record, field) is not None:
+                    setattr(row, field, getattr(record, field))
             row.updated_at = utcnow()
             session.add(row)
             known = set(

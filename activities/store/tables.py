@@ -115,6 +115,8 @@ class Case(SQLModel, table=True):
     opened_at: datetime = _timestamp(nullable=False)
     closed_at: datetime | None = _timestamp(nullable=True)
     updated_at: datetime = _timestamp(nullable=False)
+    failed_at: datetime | None = _timestamp(nullable=True)
+    late_fee: int | None = Field(default=None, description="Added for the next invoice.")
 
 
 class ChargeAttempt(SQLModel, table=True):

@@ -253,6 +253,12 @@ class FakeStripe(LocalServer):
         self.payment_intents: dict[str, PaymentIntent] = {}
         self.cards: dict[str, tuple[str, str]] = {}
         """Brand and issuing country of payment methods (a test's); any other is a US Visa."""
+        self.invoice_items: dict[str, dict[str, Any]] = {}
+        """Pending invoice items (late fees) created through the API, by id."""
+        self.invoice_item_outages: list[int] = []
+        """Statuses answered to `POST /v1/invoiceitems` before it runs, one per request."""
+        self.lose_invoice_item_responses = 0
+        """Invoice items created and stored under their key whose answer is then lost."""
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._lock = threading.RLock()
         self._start_server(self._handler())
@@ -370,6 +376,9 @@ class FakeStripe(LocalServer):
         if invoice is not None and invoice.lose_responses > 0 and paying:
             invoice.lose_responses -= 1
             return None
+        if request.path == "/v1/invoiceitems" and self.lose_invoice_item_responses > 0:
+            self.lose_invoice_item_responses -= 1
+            return None
         return status, encoded, headers
 
     def _authorize(self, request: Request) -> str:
@@ -400,9 +409,12 @@ class FakeStripe(LocalServer):
     def _outage(self, request: Request) -> None:
         """Rate limits and outages come before Stripe runs the request: nothing is stored."""
         invoice = self._invoice_of(request)
-        if invoice is None or not invoice.outages:
+        if request.path == "/v1/invoiceitems" and self.invoice_item_outages:
+            status = self.invoice_item_outages.pop(0)
+        elif invoice is None or not invoice.outages:
             return
-        status = invoice.outages.pop(0)
+        else:
+            status = invoice.outages.pop(0)
         if status == 401:
             raise _error(401, "invalid_request_error", "Invalid API Key provided: sk_test_****")
         if status == 403:
@@ -448,6 +460,7 @@ class FakeStripe(LocalServer):
             ("POST", r"^/v1/checkout/sessions()$", self._create_checkout_session),
             ("GET", r"^/v1/setup_intents/([^/]+)$", self._get_setup_intent),
             ("POST", r"^/v1/customers/([^/]+)$", self._update_customer),
+            ("POST", r"^/v1/invoiceitems()$", self._create_invoice_item),
             ("GET", r"^/v1/customers/([^/]+)$", self._get_customer),
         ]
         try:
@@ -750,6 +763,54 @@ class FakeStripe(LocalServer):
                     "usage": "off_session",
                 }
         raise _missing("setup_intent", intent_id)
+
+    def _create_invoice_item(self, _: str, form: dict) -> dict:
+        """`POST /v1/invoiceitems` with no `invoice`: a pending item the customer's next
+        invoice bills. An item for a finalized invoice is Stripe's 400."""
+        for param in ("customer", "currency", "amount"):
+            if not form.get(param):
+                raise _error(
+                    400,
+                    "invalid_request_error",
+                    f"Missing required param: {param}.",
+                    code="parameter_missing",
+                    param=param,
+                    doc_url=f"{ERROR_DOCS}/parameter-missing",
+                )
+        if not re.fullmatch(r"-?\d+", form["amount"]):
+            raise _error(
+                400,
+                "invalid_request_error",
+                "Invalid integer: " + form["amount"],
+                code="parameter_invalid_integer",
+                param="amount",
+            )
+        invoice_id = form.get("invoice")
+        if invoice_id is not None and self._find_invoice(invoice_id).status != "draft":
+            raise _error(
+                400,
+                "invalid_request_error",
+                f"You can only add invoice items to draft invoices. Invoice {invoice_id} is "
+                "finalized.",
+                code="invoice_not_editable",
+                param="invoice",
+            )
+        item = {
+            "id": _id("ii"),
+            "object": "invoiceitem",
+            "amount": int(form["amount"]),
+            "currency": form["currency"],
+            "customer": form["customer"],
+            "date": int(time.time()),
+            "description": form.get("description"),
+            "discountable": True,
+            "invoice": invoice_id,
+            "livemode": False,
+            "metadata": form.get("metadata") or {},
+            "quantity": 1,
+        }
+        self.invoice_items[item["id"]] = item
+        return item
 
     def _update_customer(self, customer_id: str, form: dict) -> dict:
         settings = self.customers.setdefault(customer_id, {"default_payment_method": None})

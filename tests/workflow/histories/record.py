@@ -62,7 +62,7 @@ from workflows.models import (
     ResumeRequest,
     RetryRequest,
 )
-from workflows.policy import Outcome
+from workflows.policy import LateFee, Outcome
 from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes
 
 HISTORIES = Path(__file__).parent
@@ -287,6 +287,12 @@ async def promise_kept(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     return handle, Outcome.RECOVERED
 
 
+async def late_fee(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
+    """A policy with a late fee (the demo's, plus a fee at 12 s): the fee is added once, the
+    reminders after it name it, and every retry declines to collections."""
+    return await rec.start("late_fee", SOFT_DECLINE, policy="demo_fee"), Outcome.COLLECTIONS
+
+
 PATHS: dict[str, Drive] = {
     path.__name__: path
     for path in [
@@ -303,6 +309,7 @@ PATHS: dict[str, Drive] = {
         smart_retry_plan,
         payment_plan,
         promise_kept,
+        late_fee,
     ]
 }
 
@@ -367,6 +374,10 @@ async def main(names: list[str]) -> None:
             _env_file=None,
         )
         activities = DunningActivities.from_settings(settings)
+        # No shipped policy charges a late fee: the demo's schedule with one, for `late_fee`.
+        demo = next(p for p in activities.policies if p.name == "demo")
+        fee = LateFee(after=timedelta(seconds=12), fixed=500)
+        activities.policies.append(demo.model_copy(update={"name": "demo_fee", "late_fee": fee}))
         processor = Processor(activities.store)
         activities.processor = processor
         env = await WorkflowEnvironment.start_local(
