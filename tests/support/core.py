@@ -10,6 +10,7 @@ from config.policies import find_policy, load_policies
 from workflows.case import CaseState
 from workflows.decide import (
     AwaitPaymentMethod,
+    Call,
     Charge,
     Finish,
     Notify,
@@ -27,7 +28,7 @@ from workflows.models import (
 from workflows.policy import (
     Policy,
 )
-from workflows.steps import fold_charge
+from workflows.steps import fold_call_task, fold_charge
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 FAILED_AT = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -140,6 +141,8 @@ def play(
             case Finish():
                 state.conclude(step.outcome, step.reason, now)
                 return steps
+            case Call():
+                fold_call_task(state, step, None, now)
     raise AssertionError("the case never settled")
 
 
@@ -156,6 +159,8 @@ def summary(steps: list[tuple[datetime, Step]]) -> list[tuple[datetime, str, str
                 rows.append((when, step.kind, f"{step.until:%d %H:%M} {step.reason}"))
             case Finish():
                 rows.append((when, "finish", f"{step.outcome} {step.reason}"))
+            case Call():
+                rows.append((when, "call", step.step))
     return rows
 
 
