@@ -48,7 +48,7 @@ from simulation.world import (
     load_world,
 )
 from workflows.case import CaseState
-from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
+from workflows.decide import AwaitPaymentMethod, Call, Charge, Finish, Notify, Step, Wait, decide
 from workflows.dunning import SIGNALS, signal_name
 from workflows.message_timing import (
     OUTCOME_WINDOW,
@@ -82,6 +82,7 @@ from workflows.smart_retry import AttemptRecord, PlanFacts, RetryPlan, RetryScor
 from workflows.steps import (
     Signal,
     charge_request,
+    fold_call_task,
     fold_charge,
     fold_message,
     fold_signal,
@@ -112,7 +113,7 @@ class SimulationError(RuntimeError):
 class StepRecord(BaseModel):
     """One step the policy core took, with the fields that tell two runs apart."""
 
-    kind: Literal["charge", "notify", "wait", "await_payment_method", "finish"]
+    kind: Literal["charge", "notify", "wait", "await_payment_method", "finish", "call"]
     at: AwareDatetime
     attempt: int | None = None
     scheduled: bool | None = None
@@ -134,6 +135,8 @@ class StepRecord(BaseModel):
                 return cls(kind=step.kind, at=at, until=step.until)
             case Finish():
                 return cls(kind="finish", at=at, outcome=step.outcome)
+            case Call():
+                return cls(kind="call", at=at, step=step.step)
         raise TypeError(f"not a step: {step!r}")
 
 
@@ -407,6 +410,9 @@ class _CaseSimulation:
                 case Finish():
                     self._finish(step)
                     return self._result()
+                case Call():
+                    # Nobody phones a simulated customer: the step is settled, no task made.
+                    fold_call_task(state, step, None, self.now)
         raise SimulationError(f"case {self.case.id}: no outcome after {MAX_STEPS} steps")
 
     def _plan_facts(self, facts: PlanFacts | None = None) -> PlanFacts:
