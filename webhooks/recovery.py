@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -46,6 +46,7 @@ from config.settings import Settings
 from intake.cases import workflow_id_for
 from webhooks.cases import CaseClosed, CaseDesk, CaseRefused, TemporalUnavailable
 from webhooks.pages import PageProblem, Pages, case_of_link, page_url
+from workflows.arrangements import PROMISE_HOUR
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     ID_PATTERN,
@@ -62,8 +63,6 @@ log = logging.getLogger("dunning.webhooks")
 
 ACTOR = "customer"
 PAGE = "/recover"
-# A promise takes the payment that morning, in the customer's time zone.
-PROMISE_HOUR = time(10, 0)
 # A customer waits this long for a case whose worker does not answer, then sees "try later".
 QUERY_TIMEOUT = timedelta(seconds=10)
 # Forms here are a token and a few short fields.
