@@ -884,6 +884,7 @@ async def cmd_tasks_complete(
     voicemail, while attempts are left."""
     from datetime import date
 
+    from config.policies import load_policies
     from intake.calls import CallRefused, case_request, check_call, describe_task, log_call
     from workflows.dunning import DunningWorkflow
     from workflows.models import CallOutcome
@@ -903,8 +904,6 @@ async def cmd_tasks_complete(
 
     settings = _settings()
     store = _store(settings)
-    from config.policies import load_policies
-
     policies = load_policies(settings.policies_dir, settings.declines_file)
     now = datetime.now(UTC)
     try:
