@@ -87,15 +87,16 @@ class CallBook(Database):
         stays_open: bool,
         call_after: datetime,
     ) -> CallTask:
-        """Store a call made on an open task and what became of the task (still open, to be
-        called from `call_after`, or done), in one transaction. `ValueError` when the task is
-        unknown or no longer open."""
+        """Store a call made on a task and what became of the task (still open, to be called
+        from `call_after`, or done), in one transaction. A task cancelled meanwhile (the call
+        itself may have finished the case: a payment) still takes the call, and is done when
+        the call closed it. `ValueError` when the task is unknown or already done."""
         with self.session() as session:
             task = session.get(CallTask, task_id, with_for_update=True)
             if task is None:
                 raise ValueError(f"no call task {task_id}")
-            if task.status != CallTaskStatus.OPEN:
-                raise ValueError(f"call task {task_id} is already {task.status}")
+            if task.status == CallTaskStatus.DONE:
+                raise ValueError(f"call task {task_id} is already done")
             session.add(
                 CallAttempt(
                     task_id=task_id,
@@ -109,8 +110,9 @@ class CallBook(Database):
             task.last_outcome = outcome
             task.actor = actor
             task.note = note
-            task.status = CallTaskStatus.OPEN if stays_open else CallTaskStatus.DONE
-            if stays_open:
+            if not stays_open:
+                task.status = CallTaskStatus.DONE
+            elif task.status == CallTaskStatus.OPEN:
                 task.call_after = call_after
             session.add(task)
             session.commit()

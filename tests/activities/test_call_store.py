@@ -71,6 +71,17 @@ def test_a_call_is_stored_with_what_became_of_its_task(store: CaseStore) -> None
         store.record_call(999, later, "promise", "lee", "", False, later)
 
 
+def test_a_task_cancelled_while_its_call_was_logged_still_takes_the_call(store) -> None:
+    # The call's own payment finished the case, whose record cancelled the task first.
+    paid, unanswered = _task(store), _task(store, step="call-2")
+    store.cancel_call_tasks("case-1")
+    done = store.record_call(paid.id, CREATED, "paid", "kim", "", False, CREATED)
+    assert (done.status, done.attempts) == (CallTaskStatus.DONE, 1)
+    kept = store.record_call(unanswered.id, CREATED, "no_answer", "kim", "", True, CREATED)
+    assert (kept.status, kept.attempts) == (CallTaskStatus.CANCELLED, 1)
+    assert len(store.calls_to_customer_since("cus_1", CREATED - timedelta(days=1))) == 2
+
+
 def test_calls_are_counted_per_customer_across_their_cases(store: CaseStore) -> None:
     one, two = _task(store, case_id="case-1"), _task(store, case_id="case-2")
     theirs = _task(store, case_id="case-3", customer_id="cus_2")

@@ -169,3 +169,30 @@ async def test_a_case_that_finishes_cancels_its_open_call_task(
     assert result.outcome is Outcome.RECOVERED
     assert store.call_task(task.id).status == CallTaskStatus.CANCELLED
     assert store.call_tasks() == []
+
+
+async def test_a_payment_taken_on_the_call_recovers_the_case_and_closes_the_task(
+    dunning: Dunning, tmp_path: Path
+) -> None:
+    case, env = await calling_case(dunning, tmp_path, zone_at_local_hour(13))
+    store = dunning.activities.store
+    async with dunning.worker():
+        handle = await dunning.start(case)
+        await status_when(handle, lambda v: len(v.messages) == 1, "the first reminder")
+        await dunning.env.sleep(timedelta(days=2, hours=1))
+        await status_when(handle, has("call_task"), "the call task")
+        [task] = store.call_tasks()
+        done = await cli(
+            env, tmp_path, "tasks", "complete", str(task.id), "--outcome", "paid",
+            "--actor", "kim",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = await handle.result()
+        again = await cli(env, tmp_path, "tasks", "complete", str(task.id), "--outcome", "paid")
+        assert again.returncode == 1 and f"call task {task.id} is already done" in again.stderr
+
+    assert (result.outcome, result.amount_recovered) == (Outcome.RECOVERED, 4900)
+    [payment] = [e for e in result.timeline if e.kind == "payment_received"]
+    assert payment.actor == "kim" and f"call task {task.id}" in payment.detail
+    task = store.call_task(task.id)
+    assert (task.status, task.attempts, task.last_outcome) == (CallTaskStatus.DONE, 1, "paid")
