@@ -161,6 +161,7 @@ events_app = typer.Typer(name="events", help="stored billing events")
 db_app = typer.Typer(name="db", help="the store's schema")
 customer_app = typer.Typer(name="customer", help="a customer's conversation over their cases")
 collections_app = typer.Typer(name="collections", help="cases handed to collections")
+tasks_app = typer.Typer(name="tasks", help="agent call tasks: whom to phone, and how calls went")
 
 
 def _command(group: typer.Typer, name: str, help: str, **options) -> Callable:
@@ -220,6 +221,9 @@ EventStatus = StrEnum(
     "EventStatus", {s: s for s in ("pending", "processed", "ignored", "failed", "rejected")}
 )
 REPORT_DIMENSIONS = Literal["policy", "variant", "segment", "decline_class", "channel"]
+CALL_OUTCOMES = Literal[
+    "no_answer", "voicemail", "wrong_number", "promise", "plan", "paid", "refused"
+]
 
 _ACTOR = os.environ.get("USER") or "support"
 Case = Annotated[str, typer.Argument(help="the case id, which is the invoice id")]
@@ -902,17 +906,124 @@ def cmd_collections_export(
         raise UserError(f"cannot write {output}: {err.strerror}") from err
 
 
+@_command(tasks_app, "list", "open call tasks, the soonest to call first")
+def cmd_tasks_list(
+    all_: Annotated[bool, typer.Option("--all", help="also the done and cancelled ones")] = False,
+    customer: Id = None,
+    as_json: Json = False,
+) -> None:
+    """The tasks to call, with the customer's name and phone (for the agent's own eyes), the
+    amount due, the best time to call in the customer's zone and their calls this week."""
+    import json
+
+    from intake.calls import calls_this_week, task_lines
+
+    lines = task_lines(
+        _store(_settings()), datetime.now(UTC), customer_id=customer, include_closed=all_
+    )
+    if as_json:
+        print(json.dumps([line.model_dump(mode="json") for line in lines], indent=2))
+        return
+    if not lines:
+        print("no call tasks match")
+        return
+    header = ["TASK", "CASE", "CUSTOMER", "NAME", "PHONE", "DUE", "CALL FROM", "CALLS/7D"]
+    if all_:
+        header.append("STATUS")
+    rows = []
+    for line in lines:
+        row = [
+            str(line.task),
+            line.case,
+            line.customer,
+            line.name or "-",
+            line.phone or "-",
+            line.amount_due,
+            line.call_after_local,
+            calls_this_week(line),
+        ]
+        rows.append([*row, line.status] if all_ else row)
+    _print_table(header, rows)
+
+
+@_command(tasks_app, "complete", "log a call made now on a task; the case hears how it went")
+async def cmd_tasks_complete(
+    ctx: typer.Context,
+    task: Annotated[int, typer.Argument(help="the task's id (dunning tasks list)")],
+    outcome: Annotated[CALL_OUTCOMES, typer.Option()],
+    pay_on: Annotated[
+        str | None, typer.Option(help="promise: the day the customer will pay, YYYY-MM-DD")
+    ] = None,
+    plan: Annotated[
+        int | None, typer.Option(min=2, max=12, help="plan: the offered plan's installments")
+    ] = None,
+    amount: Annotated[
+        int | None, typer.Option(min=1, help="paid: minor units taken (default: all due)")
+    ] = None,
+    note: Annotated[str, typer.Option(help="what was said; stays in the store")] = "",
+    actor: Actor = _ACTOR,
+) -> None:
+    """Log a call just made: refused (nothing written) on an unknown or closed task, for the
+    customer's 8th call in 7 days or in their quiet hours, or when the case refuses what the
+    call agreed; else the case hears it (a promise, plan or payment acts as on the recovery
+    page) and the call is stored: the task stays open for another try after no answer or a
+    voicemail, while attempts are left."""
+    from datetime import date
+
+    from config.policies import load_policies
+    from intake.calls import CallRefused, case_request, check_call, describe_task, log_call
+    from workflows.dunning import DunningWorkflow
+    from workflows.models import CallOutcome
+
+    needs = {"promise": ("--pay-on", pay_on), "plan": ("--plan", plan)}
+    for kind, (flag, value) in needs.items():
+        if (outcome == kind) != (value is not None):
+            raise _usage(ctx, f"{flag} goes with --outcome {kind}, and only with it")
+    if amount is not None and outcome != "paid":
+        raise _usage(ctx, "--amount goes with --outcome paid, and only with it")
+    try:
+        day = date.fromisoformat(pay_on) if pay_on else None
+    except ValueError:
+        raise _usage(ctx, f"--pay-on {pay_on!r}: give a day as YYYY-MM-DD") from None
+    if len(note) > NOTE_LIMIT:
+        raise _usage(ctx, f"--note: at most {NOTE_LIMIT} characters")
+
+    settings = _settings()
+    store = _store(settings)
+    policies = load_policies(settings.policies_dir, settings.declines_file)
+    now = datetime.now(UTC)
+    try:
+        call = check_call(store, policies, task, now)
+    except CallRefused as err:
+        raise UserError(str(err)) from err
+    handle = await _open_case(settings, call.task.case_id)
+    if outcome == "paid" and amount is None:
+        amount = (await handle.query(DunningWorkflow.status)).amount_due
+    outcome = CallOutcome(outcome)
+    request = case_request(call, outcome, actor, day, plan, amount)
+    update = {
+        CallOutcome.PROMISE: DunningWorkflow.promise_payment,
+        CallOutcome.PLAN: DunningWorkflow.choose_plan,
+        CallOutcome.PAID: DunningWorkflow.record_payment,
+    }.get(outcome, DunningWorkflow.note_call)
+    view = await _update(handle, update, request)
+    done = log_call(store, call, outcome, actor, note, now)
+    print(f"{outcome} logged on {handle.id}: {view.details}; {describe_task(done, call.zones)}")
+
+
 app.add_typer(model_app)
 app.add_typer(policies_app)
 app.add_typer(events_app)
 app.add_typer(db_app)
 app.add_typer(customer_app)
 app.add_typer(collections_app)
+app.add_typer(tasks_app)
 
 
 # Helpers -----------------------------------------------------------------------------------
 
 OPTED_OUT = "opted_out"
+NOTE_LIMIT = 1000
 _CHANNEL_NAMES = {"email": "email", "sms": "SMS"}
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 

@@ -43,6 +43,7 @@ from activities.store import (
 from config.policies import find_policy, load_policies
 from config.settings import Settings
 from workflows import message_timing, retry_planner
+from workflows.calls import CALL_WINDOW, next_call_at
 from workflows.message_timing import MessageModel, MessagePlan
 from workflows.messaging import (
     CAP_WINDOW,
@@ -52,6 +53,8 @@ from workflows.messaging import (
     needs_fallback,
 )
 from workflows.models import (
+    CallTaskCreated,
+    CallTaskRequest,
     CaseRecord,
     ChargeRequest,
     ChargeResult,
@@ -148,6 +151,7 @@ class DunningActivities:
             self.write_back,
             *self.conversation.all(),
             self.add_late_fee,
+            self.create_call_task,
         ]
 
     @activity.defn
@@ -324,8 +328,26 @@ class DunningActivities:
 
     @activity.defn
     def record(self, record: CaseRecord) -> None:
-        """Keep the case row current and append its new audit lines."""
+        """Keep the case row current and append its new audit lines; a finished case's open
+        call tasks are cancelled, so nobody calls a customer who has paid."""
         self.store.record_case(record)
+        if record.closed_at is not None:
+            self.store.cancel_call_tasks(record.case_id)
+
+    @activity.defn
+    def create_call_task(self, request: CallTaskRequest) -> CallTaskCreated:
+        """Store the task for a case's call step, once per (case, step), with the best time
+        to call: late morning or early evening in the customer's zones, inside calling hours
+        and Regulation F's 7 calls in 7 days (counted across all their cases)."""
+        customer = self.store.get_customer(request.customer_id)
+        zones = contact_zones(customer.time_zone, customer.phone) if customer else []
+        since = request.at - CALL_WINDOW
+        called = self.store.calls_to_customer_since(request.customer_id, since)
+        call_after = next_call_at(request.at, called, zones, request.contact_hours)
+        task = self.store.create_call_task(
+            request.case_id, request.customer_id, request.step, request.max_attempts, call_after
+        )
+        return CallTaskCreated(task_id=task.id, call_after=task.call_after)
 
     def _settlement(
         self, invoice_id: str, failed_at: datetime | None, amount_due: int

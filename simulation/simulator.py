@@ -63,6 +63,7 @@ from workflows.conversation import (
 from workflows.decide import (
     AddLateFee,
     AwaitPaymentMethod,
+    Call,
     Charge,
     Finish,
     Notify,
@@ -103,6 +104,7 @@ from workflows.smart_retry import AttemptRecord, PlanFacts, RetryPlan, RetryScor
 from workflows.steps import (
     Signal,
     charge_request,
+    fold_call_task,
     fold_charge,
     fold_late_fee,
     fold_message,
@@ -139,7 +141,7 @@ class SimulationError(RuntimeError):
 class StepRecord(BaseModel):
     """One step the policy core took, with the fields that tell two runs apart."""
 
-    kind: Literal["charge", "notify", "wait", "await_payment_method", "finish", "late_fee"]
+    kind: Literal["charge", "notify", "wait", "await_payment_method", "finish", "late_fee", "call"]
     at: AwareDatetime
     attempt: int | None = None
     scheduled: bool | None = None
@@ -163,6 +165,8 @@ class StepRecord(BaseModel):
                 return cls(kind="finish", at=at, outcome=step.outcome)
             case AddLateFee():
                 return cls(kind="late_fee", at=at)
+            case Call():
+                return cls(kind="call", at=at, step=step.step)
         raise TypeError(f"not a step: {step!r}")
 
 
@@ -592,6 +596,9 @@ class _CaseSimulation:
                     # The simulated biller takes every fee: only the messages after it change.
                     added = late_fee_request(state, step) is not None
                     fold_late_fee(state, step, "simulated" if added else None, self.now)
+                case Call():
+                    # Nobody phones a simulated customer: the step is settled, no task made.
+                    fold_call_task(state, step, None, self.now)
         raise SimulationError(f"case {self.case.id}: no outcome after {MAX_STEPS} steps")
 
     def _plan_facts(self, facts: PlanFacts | None = None) -> PlanFacts:

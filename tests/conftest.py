@@ -100,6 +100,7 @@ _TIER_FIXTURES = {
 _PURE_MODULES = {
     "test_policy_core",
     "test_late_fees",
+    "test_call_rules",
     "test_messaging_rules",
     "test_conversation",
     "test_message_timing",

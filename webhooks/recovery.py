@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,7 @@ from webhooks.self_service import (
     field,
     kindly,
 )
+from workflows.arrangements import PROMISE_HOUR
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     CaseStatus,
@@ -57,8 +58,6 @@ from workflows.models import (
 log = logging.getLogger("dunning.webhooks")
 
 PAGE = "/recover"
-# A promise takes the payment that morning, in the customer's time zone.
-PROMISE_HOUR = time(10, 0)
 DONE_NOTICES = {"paid", "card_saved", "card_pending", "plan", "promise"}
 
 

@@ -4,10 +4,14 @@ case can offer now and when each installment is charged. Pure: no I/O, no Tempor
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from workflows.models import Installment, PlanQuote
 from workflows.policy import PlanOffer
+
+PROMISE_HOUR = time(10, 0)
+"""A promise takes the payment that morning, in the customer's time zone (the recovery page's
+promise and one an agent takes on a call alike)."""
 
 
 def split_amount(amount: int, parts: int) -> list[int]:

@@ -17,6 +17,8 @@ from workflows.conversation import ConversationReply
 from workflows.message_timing import MessagePlan
 from workflows.models import (
     AttemptView,
+    CallNoted,
+    CallTaskCreated,
     CancelRequest,
     CaseInput,
     CaseRecord,
@@ -137,6 +139,10 @@ class CaseState(BaseModel):
     confirmation: str | None = Field(
         default=None,
         description="The step of a plan's or promise's confirmation message not yet sent.",
+    )
+    calls_made: list[int] = Field(
+        default_factory=list,
+        description="The policy's call steps whose task was created: a replay never makes two.",
     )
     held_since: AwareDatetime | None = None
     time_held: timedelta = timedelta(0)
@@ -665,6 +671,25 @@ class CaseState(BaseModel):
             return
         self.note(now, "charge_declined", detail=f"attempt {attempt}: {_describe(result)}")
         self._classify(result, now)
+
+    def record_call_task(
+        self, step: str, covers: list[int], task: CallTaskCreated | None, now: datetime
+    ) -> None:
+        """The task for call step `step` exists (None: none was made, in a case from before
+        call tasks or a simulation): the call steps it covers are settled."""
+        self.calls_made.extend(covers)
+        if task is None:
+            self.note(now, "call_task", detail=f"{step}: no task made")
+            return
+        when = f"{task.call_after:%Y-%m-%d %H:%M} UTC"
+        self.note(now, "call_task", detail=f"{step}: task {task.task_id}, best time {when}")
+
+    def note_call(self, noted: CallNoted, now: datetime) -> None:
+        """An agent's call and how it went (its note stays in the store)."""
+        if self._ignored_when_finished("call", noted.actor, now):
+            return
+        detail = f"{noted.step} attempt {noted.attempt}: {noted.outcome}"
+        self.note(now, "call", noted.actor, detail)
 
     def record_feedback(self, feedback: FeedbackGiven, now: datetime) -> None:
         """Why the customer has not paid (the reason only; their words stay in the store)."""

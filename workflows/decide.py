@@ -70,6 +70,17 @@ class AwaitPaymentMethod(BaseModel):
     reason: str
 
 
+class Call(BaseModel):
+    """Create the task for a person to phone the customer. Creating it contacts nobody, so
+    it does not wait for contact hours (the task names the best time to call); `covers` are
+    the policy's call steps it settles (late ones fold in, as reminders do)."""
+
+    kind: Literal["call"] = "call"
+    step: str
+    covers: list[int]
+    max_attempts: int
+
+
 class Finish(BaseModel):
     """End the case, after the outcome's message when the policy sends one."""
 
@@ -88,7 +99,7 @@ class AddLateFee(BaseModel):
     label: str
 
 
-Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish | AddLateFee
+Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish | AddLateFee | Call
 
 
 def decide(state: CaseState, now: datetime) -> Step:
@@ -126,6 +137,11 @@ def decide(state: CaseState, now: datetime) -> Step:
     if charge_at is not None and charge_at <= now:
         return _charge(state)
 
+    # Only a case still dunning calls: not while held, arranged, paused or finished (above).
+    due_calls = [i for i in _unmade_calls(state) if call_at(state, i) <= now]
+    if due_calls:
+        return _call(state, due_calls)
+
     due = [i for i in _unsent_reminders(state) if reminder_at(state, i) <= now]
     if due:
         contact_at = contact_time(state, now)
@@ -134,6 +150,9 @@ def decide(state: CaseState, now: datetime) -> Step:
         # Quiet hours: the reminder waits for the morning (and, being due, before collections).
         if charge_at is not None and charge_at < contact_at:
             return Wait(until=charge_at, reason=f"before {_charge(state).label}")
+        calls = [call_at(state, i) for i in _unmade_calls(state)]
+        if calls and calls[0] < contact_at:
+            return Wait(until=calls[0], reason="before a call task")
         return Wait(
             until=contact_at, reason=f"until contact hours ({_reminder_label(state, due[-1])})"
         )
@@ -152,6 +171,7 @@ def decide(state: CaseState, now: datetime) -> Step:
         wakeups.append((charge_at, f"before {_charge(state).label}"))
     if fee_at is not None:
         wakeups.append((fee_at, "before the late fee"))
+    wakeups += [(call_at(state, i), "before a call task") for i in _unmade_calls(state)]
     until, reason = min(wakeups, key=lambda w: w[0])
     if state.awaiting is not None and charge_at is None:
         return AwaitPaymentMethod(until=until, reason=reason)
@@ -270,6 +290,22 @@ def _collections_at(state: CaseState, final_notice_offset: timedelta | None) -> 
 
 def _unsent_reminders(state: CaseState) -> list[int]:
     return [i for i in range(len(state.policy.reminders)) if i not in state.reminders_done]
+
+
+def call_at(state: CaseState, index: int) -> datetime:
+    """When the policy's call step `index` is due: held time moves it on, as it does reminders."""
+    return state.schedule_origin + state.policy.calls[index].after
+
+
+def _unmade_calls(state: CaseState) -> list[int]:
+    return [i for i in range(len(state.policy.calls)) if i not in state.calls_made]
+
+
+def _call(state: CaseState, due: list[int]) -> Call:
+    """One task for the latest due call step: after an outage nobody gets two at once."""
+    index = due[-1]
+    max_attempts = state.policy.calls[index].max_attempts
+    return Call(step=f"call-{index + 1}", covers=due, max_attempts=max_attempts)
 
 
 def _charge(state: CaseState) -> Charge:

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.decide import (
         AddLateFee,
         AwaitPaymentMethod,
+        Call,
         Charge,
         Finish,
         Notify,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         decide,
     )
     from workflows.models import (
+        CallNoted,
         CancelRequest,
         CaseInput,
         CaseResult,
@@ -56,7 +58,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policy import WriteBackAction
     from workflows.search import case_search_attributes
     from workflows.steps import (
+        call_task_request,
         charge_request,
+        fold_call_task,
         fold_charge,
         fold_late_fee,
         fold_message,
@@ -96,6 +100,7 @@ REPLAN_AFTER_DECLINE = "replan-after-decline"
 MESSAGE_PLAN = "message-plan"
 CUSTOMER_CONVERSATION = "customer-conversation"
 LATE_FEE = "late-fee"
+CALL_TASKS = "call-tasks"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -149,6 +154,8 @@ class DunningWorkflow:
                     return await self._finish(step)
                 case AddLateFee():
                     await self._add_late_fee(step)
+                case Call():
+                    await self._call(step)
 
     # Steps ---------------------------------------------------------------------------------
 
@@ -307,6 +314,22 @@ class DunningWorkflow:
             deliveries = []
         fold_message(state, step, deliveries, workflow.now())
 
+    async def _call(self, step: Call) -> None:
+        """Create the task for a person to call the customer (the activity finds the best
+        time from the customer's zones and recent calls: none of it enters the history)."""
+        state = self._state
+        task = None
+        # Only a policy with call steps reaches here; patched all the same, for old cases.
+        if workflow.patched(CALL_TASKS):
+            task = await workflow.execute_activity_method(
+                DunningActivities.create_call_task,
+                call_task_request(state, step, workflow.now()),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=f"create call task {step.step}",
+            )
+        fold_call_task(state, step, task, workflow.now())
+
     async def _wait(self, until: datetime | None, reason: str) -> None:
         """Sleep until `until` or until a signal changed the case since the step was decided."""
         timeout = wait_timeout(until, workflow.now())
@@ -383,7 +406,7 @@ class DunningWorkflow:
         plan = self._state.latest_retry_plan
         details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
         workflow.set_current_details(details)
-        if isinstance(step, Charge | Notify | AddLateFee):
+        if isinstance(step, Charge | Notify | AddLateFee | Call):
             return
         wanted = case_search_attributes(self._state, getattr(step, "until", None))
         changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
@@ -586,6 +609,16 @@ class DunningWorkflow:
     def _validate_feedback(self, feedback: FeedbackGiven) -> None:
         self._refuse(lambda state: None)
 
+    @workflow.update
+    def note_call(self, noted: CallNoted) -> CaseView:
+        """An agent's call and how it went, in the case's timeline; refused once it finished."""
+        self._apply(noted)
+        return self.status()
+
+    @note_call.validator
+    def _validate_call(self, noted: CallNoted) -> None:
+        self._refuse(CaseState.refuse_when_finished)
+
     def _refuse(self, rule: Callable[[CaseState], str | None]) -> None:
         """Reject an update (before anything is written) when `rule` gives a reason."""
         refusal = "case has not started yet" if self._state is None else rule(self._state)
@@ -624,6 +657,8 @@ def describe(step: Step) -> str:
             return f"{step.outcome}: {step.reason}"
         case AddLateFee():
             return f"adding {step.label}"
+        case Call():
+            return f"creating the call task {step.step}"
 
 
 SIGNALS = {

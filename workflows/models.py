@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from workflows.contact_hours import ContactHours
 from workflows.policy import (
     Channel,
     DeclineClass,
@@ -211,6 +212,27 @@ class CancelRequest(_Model):
     """Stop dunning for good (subscription cancelled, invoice voided, written off)."""
 
     reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(min_length=1, max_length=100)
+
+
+class CallOutcome(StrEnum):
+    """How a call to the customer went, as the agent logs it (`dunning tasks complete`)."""
+
+    NO_ANSWER = "no_answer"
+    VOICEMAIL = "voicemail"
+    WRONG_NUMBER = "wrong_number"
+    PROMISE = "promise"
+    PLAN = "plan"
+    PAID = "paid"
+    REFUSED = "refused"
+
+
+class CallNoted(_Model):
+    """An agent's call about the case and how it went; their note stays in the store."""
+
+    step: str = Field(max_length=50, description="The case's call step, e.g. call-1.")
+    outcome: CallOutcome
+    attempt: int = Field(ge=1, description="The task's call attempt, from 1.")
     actor: str = Field(min_length=1, max_length=100)
 
 
@@ -451,6 +473,26 @@ class MessagePlanRequest(_Model):
     policy_name: str
     policy_version: int = Field(ge=1)
     model_version: int | None = Field(default=None, description="None: the newest model.")
+
+
+class CallTaskRequest(_Model):
+    """Create the task for a case's call step; idempotent per (case, step). The activity
+    looks up the customer's zones and their recent calls, so the history holds neither."""
+
+    case_id: str
+    invoice_id: str
+    customer_id: str
+    step: str
+    max_attempts: int = Field(ge=1)
+    contact_hours: ContactHours
+    at: AwareDatetime = Field(description="The case's clock when the step was taken.")
+
+
+class CallTaskCreated(_Model):
+    """The stored task: its id, and the best time to call (UTC)."""
+
+    task_id: int
+    call_after: AwareDatetime
 
 
 class CaseFigures(_Model):

@@ -152,6 +152,15 @@ class Reminder(_Strict):
     channels: list[Channel] = Field(min_length=1)
 
 
+class CallStep(_Strict):
+    """A task for a person to phone the customer, `after` the failure (plus any time the case
+    spent held); the task stays open until the call reaches them or `max_attempts` calls did
+    not. Calls keep Regulation F's limits: see `workflows/calls.py`."""
+
+    after: timedelta
+    max_attempts: int = Field(default=3, ge=1, le=7, description="Call attempts per task.")
+
+
 class PlanOffer(_Strict):
     """A payment plan a policy offers: the amount due in `installments` equal parts, the first
     charged when the customer accepts, the others every `every`."""
@@ -267,6 +276,9 @@ class Policy(_Strict):
     late_fee: LateFee | None = Field(
         default=None, description="A fee added once per case; unset (the default): no fee."
     )
+    calls: list[CallStep] = Field(
+        default_factory=list, description="Tasks for a person to phone the customer; none: no call."
+    )
 
     @property
     def label(self) -> str:
@@ -281,6 +293,7 @@ class Policy(_Strict):
         for name, offsets in (
             ("retries", self.retries),
             ("reminders", [r.after for r in self.reminders]),
+            ("calls", [c.after for c in self.calls]),
         ):
             if any(o < timedelta(0) for o in offsets):
                 raise ValueError(f"{name}: offsets must not be negative")

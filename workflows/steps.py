@@ -20,8 +20,11 @@ from workflows.conversation import (
     CustomerPromised,
     ReminderDue,
 )
-from workflows.decide import AddLateFee, Charge, Notify, collections_at
+from workflows.decide import AddLateFee, Call, Charge, Notify, collections_at
 from workflows.models import (
+    CallNoted,
+    CallTaskCreated,
+    CallTaskRequest,
     CancelRequest,
     ChargeRequest,
     ChargeResult,
@@ -59,6 +62,7 @@ Signal = (
     | PromiseToPay
     | FeedbackGiven
     | ConversationReply
+    | CallNoted
 )
 """Everything that may reach a case from outside while it runs."""
 
@@ -159,6 +163,26 @@ def fold_message(state: CaseState, step: Notify, deliveries: list[Delivery], now
     state.mark_reminders_done(step.covers, step.tone, now)
 
 
+def call_task_request(state: CaseState, step: Call, now: datetime) -> CallTaskRequest:
+    """The task a `Call` step creates: ids and the policy's calling hours, no contact data."""
+    return CallTaskRequest(
+        case_id=state.case.case_id,
+        invoice_id=state.case.invoice_id,
+        customer_id=state.case.customer_id,
+        step=step.step,
+        max_attempts=step.max_attempts,
+        contact_hours=state.policy.contact_hours,
+        at=now,
+    )
+
+
+def fold_call_task(
+    state: CaseState, step: Call, task: CallTaskCreated | None, now: datetime
+) -> None:
+    """Remember a created task, so the call step is never made again."""
+    state.record_call_task(step.step, step.covers, task, now)
+
+
 def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
     """Fold a signal into the case with the `CaseState` rule that answers it."""
     match signal:
@@ -190,6 +214,8 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.record_feedback(signal, now)
         case ConversationReply():
             state.hear_conversation(signal, now)
+        case CallNoted():
+            state.note_call(signal, now)
 
 
 def conversation_case(state: CaseState, workflow_id: str) -> ConversationCase:

@@ -7,6 +7,7 @@ Every write is idempotent (keyed by case and attempt, case and step and channel,
 audit sequence), so a retried activity never writes a row twice.
 """
 
+from activities.store.calls import CallBook
 from activities.store.cases import CaseRecords
 from activities.store.collections import CollectionsBook, CollectionsCase
 from activities.store.engine import FIRST_REVISION, Database, migrations
@@ -21,6 +22,9 @@ from activities.store.ledger import SimulatedLedger
 from activities.store.messages import Outbox
 from activities.store.tables import (
     CASE_SCOPE,
+    CallAttempt,
+    CallTask,
+    CallTaskStatus,
     Case,
     CaseEvent,
     ChargeAttempt,
@@ -39,13 +43,19 @@ from activities.store.tables import (
 )
 
 
-class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook, CollectionsBook):
+class CaseStore(
+    CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook, CollectionsBook, CallBook
+):
     """The one store the activities, the receiver and the CLI share: every concern's methods
     on one engine; safe to share between activity threads."""
 
 
 __all__ = [
     "CASE_SCOPE",
+    "CallAttempt",
+    "CallBook",
+    "CallTask",
+    "CallTaskStatus",
     "FEEDBACK_TEXT_LIMIT",
     "FINAL_STATUSES",
     "FIRST_REVISION",

@@ -318,3 +318,46 @@ class WebhookClaim(StrEnum):
     """Already processed or ignored: a duplicate, do nothing."""
     BUSY = "busy"
     """Another delivery of the same event is acting on it right now."""
+
+
+class CallTaskStatus(StrEnum):
+    """Where a call task stands; stored as these strings."""
+
+    OPEN = "open"
+    """A person should call the customer, from `call_after` on."""
+    DONE = "done"
+    """The calls are over: the customer was reached, or `max_attempts` calls were not."""
+    CANCELLED = "cancelled"
+    """The case finished first: nobody calls a customer who has paid."""
+
+
+class CallTask(SQLModel, table=True):
+    """A task for a person to phone the customer about a case: one per (case, call step)."""
+
+    __tablename__ = "call_tasks"
+    __table_args__ = (UniqueConstraint("case_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    customer_id: str = Field(index=True)
+    step: str = Field(description="The case's call step, e.g. call-1.")
+    created_at: datetime = _timestamp(nullable=False)
+    call_after: datetime = _timestamp(nullable=False)
+    status: str = Field(default=CallTaskStatus.OPEN, index=True)
+    max_attempts: int
+    attempts: int = 0
+    last_outcome: str | None = None
+    actor: str | None = Field(default=None, description="Who made the last call.")
+    note: str = Field(default="", description="The agent's words: may name people, never leaves.")
+
+
+class CallAttempt(SQLModel, table=True):
+    """Each call made to a customer: what Regulation F's 7 calls in 7 days counts."""
+
+    __tablename__ = "call_attempts"
+    __table_args__ = (Index("ix_call_attempts_customer_id_at", "customer_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(index=True)
+    customer_id: str
+    at: datetime = _timestamp(nullable=False)
+    outcome: str
+    actor: str

@@ -11,6 +11,7 @@ from workflows.case import CaseState
 from workflows.decide import (
     AddLateFee,
     AwaitPaymentMethod,
+    Call,
     Charge,
     Finish,
     Notify,
@@ -28,7 +29,7 @@ from workflows.models import (
 from workflows.policy import (
     Policy,
 )
-from workflows.steps import fold_charge, fold_late_fee
+from workflows.steps import fold_call_task, fold_charge, fold_late_fee
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 FAILED_AT = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -143,6 +144,8 @@ def play(
                 return steps
             case AddLateFee():
                 fold_late_fee(state, step, "ii_test", now)
+            case Call():
+                fold_call_task(state, step, None, now)
     raise AssertionError("the case never settled")
 
 
@@ -161,6 +164,8 @@ def summary(steps: list[tuple[datetime, Step]]) -> list[tuple[datetime, str, str
                 rows.append((when, "finish", f"{step.outcome} {step.reason}"))
             case AddLateFee():
                 rows.append((when, "late_fee", step.label))
+            case Call():
+                rows.append((when, "call", step.step))
     return rows
 
 

@@ -40,11 +40,14 @@ from activities.dunning import DunningActivities
 from activities.payments import GatewayConfigError
 from activities.payments.simulated import SimulatedProcessor
 from activities.store import CaseStore, CustomerProfile
-from config.settings import Settings
+from config.policies import find_policy, load_policies
+from config.settings import CONFIG_DIR, Settings
 from intake.client import bundled_binary
 from tests.support.harness import status_when
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
+    CallNoted,
+    CallOutcome,
     CancelRequest,
     CaseInput,
     CaseStatus,
@@ -62,7 +65,7 @@ from workflows.models import (
     ResumeRequest,
     RetryRequest,
 )
-from workflows.policy import LateFee, Outcome
+from workflows.policy import LateFee, Outcome, Policy
 from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes
 
 HISTORIES = Path(__file__).parent
@@ -75,6 +78,11 @@ RECOVERS_ON_2 = "pm_sim_recovers_on_attempt_2"
 SUPPORT = "support:rec"
 # Also the worker's and client's identity: the default, `pid@host`, would name this machine.
 IDENTITY = "dunning-record"
+# The demo policy with a call step 5 s in, before its first retry.
+_DEMO = find_policy(load_policies(CONFIG_DIR / "policies", CONFIG_DIR / "declines.toml"), "demo")
+CALLING = Policy.model_validate(
+    _DEMO.model_dump() | {"name": "demo-calls", "calls": [{"after": timedelta(seconds=5)}]}
+)
 # An email address or an international phone number, anywhere in a history.
 CONTACT = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+|\+\d{8,15}")
 
@@ -278,6 +286,19 @@ async def payment_plan(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     return handle, Outcome.RECOVERED
 
 
+async def call_task(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
+    """A call step 5 s in makes its task; the agent's first call goes unanswered (noted on
+    the case), the second wins a promise to pay in 15 s, which the charge then keeps."""
+    handle = await rec.start("call_task", "pm_card_visa", policy=CALLING.name)
+    await until(handle, lambda v: "call_task" in {e.kind for e in v.timeline}, "the call task")
+    noted = CallNoted(step="call-1", outcome=CallOutcome.NO_ANSWER, attempt=1, actor=SUPPORT)
+    await handle.execute_update(DunningWorkflow.note_call, noted)
+    pay_on = datetime.now(UTC) + timedelta(seconds=15)
+    promise = PromiseToPay(pay_on=pay_on, actor=SUPPORT)
+    await handle.execute_update(DunningWorkflow.promise_payment, promise)
+    return handle, Outcome.RECOVERED
+
+
 async def promise_kept(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     """The customer promises to pay in 15 s: nothing happens until then, then the charge."""
     handle = await rec.start("promise_kept", "pm_card_visa")
@@ -310,6 +331,7 @@ PATHS: dict[str, Drive] = {
         payment_plan,
         promise_kept,
         late_fee,
+        call_task,
     ]
 }
 
@@ -378,6 +400,7 @@ async def main(names: list[str]) -> None:
         demo = next(p for p in activities.policies if p.name == "demo")
         fee = LateFee(after=timedelta(seconds=12), fixed=500)
         activities.policies.append(demo.model_copy(update={"name": "demo_fee", "late_fee": fee}))
+        activities.policies.append(CALLING)
         processor = Processor(activities.store)
         activities.processor = processor
         env = await WorkflowEnvironment.start_local(
