@@ -70,6 +70,7 @@ class ReminderDue(_Model):
     deadline: AwareDatetime | None = None
     failed_at: AwareDatetime
     amount_paid: int = 0
+    late_fee: int | None = Field(default=None, description="The case's late fee, once added.")
     hour_propensity: float | None = None
     channel_propensity: float | None = None
 
@@ -320,6 +321,7 @@ def message_request(conversation: Conversation, step: Send, now: datetime) -> No
         channel_propensity=lead.channel_propensity,
         open_invoices=step.open_invoices,
         conversation=True,
+        late_fee=lead.late_fee,
     )
 
 

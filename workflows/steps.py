@@ -253,6 +253,7 @@ def reminder_note(state: CaseState, step: Notify, workflow_id: str, now: datetim
         deadline=step.deadline,
         failed_at=state.case.failure.failed_at,
         amount_paid=state.amount_recovered,
+        late_fee=state.late_fee,
         hour_propensity=step.hour_propensity,
         channel_propensity=step.channel_propensity,
     )
