@@ -56,6 +56,16 @@ async def test_three_invoices_failing_within_a_day_make_one_capped_conversation(
         assert len(in_window) <= dunning.activities.messages_per_week
     finals = [rows for rows in reminders if rows[0].template == "final_notice"]
     assert len(finals) == 1
+    # After the first (only invoice 1 had failed), every message names all three invoices,
+    # with one link that pays them all.
+    emails = sorted(
+        (row for rows in reminders for row in rows if row.channel == "email"),
+        key=lambda row: row.step_at,
+    )
+    assert "in_three_2" not in emails[0].body
+    for email in emails[1:]:
+        assert all(f"in_three_{n}" in email.body for n in (1, 2, 3)), email.body
+        assert "/account?token=" in email.body
     # Each case heard what carried its reminders.
     for result in results:
         kinds = [e.kind for e in result.timeline]
