@@ -8,6 +8,8 @@ the official SDK), as the recovery page's tests do.
 from __future__ import annotations
 
 import asyncio
+import re
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from hypothesis import strategies as st
 
 from activities.notify.links import make_token
 from activities.store import CaseStore, CustomerProfile
+from tests.support.conversation import CUSTOMER as CONVERSING
+from tests.support.conversation import conversation_policy, open_cases
 from tests.support.fake_stripe import Decline, FakeStripe
 from tests.support.harness import Dunning
 from tests.support.pages import (
@@ -45,8 +49,8 @@ from webhooks.app import create_app
 from workflows.models import CaseInput
 from workflows.policy import Outcome
 
-with __import__("warnings").catch_warnings():
-    __import__("warnings").filterwarnings("ignore", message="Using `httpx`")
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx`")
     from starlette.testclient import TestClient
 
 
@@ -141,6 +145,40 @@ async def test_pay_all_recovers_every_open_case_of_the_customer(
     assert by_id(after, "heading") == "You're all paid up"
     assert by_id(after, "notice") == "Thank you — your payment went through."
     assert 'id="pay-all"' not in after.text and 'id="update-card"' in after.text
+
+
+async def test_the_link_in_a_merged_reminder_pays_every_invoice_it_names(
+    pages: Receiver, dunning: Dunning
+) -> None:
+    conversation_policy(dunning)
+    async with dunning.worker():
+        handles = await open_cases(dunning, spacing=timedelta(hours=1), count=2)
+        await dunning.env.sleep(timedelta(days=1, hours=1))  # the second's reminder, merged
+        store = dunning.activities.store
+        merged = None
+        for _ in range(200):
+            rows = store.messages_with_customers(["reminder_gentle"])
+            merged = next(
+                (
+                    m
+                    for m, _ in rows
+                    if m.channel == "email" and "in_three_1" in m.body and "in_three_2" in m.body
+                ),
+                None,
+            )
+            if merged is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert merged is not None, "no message named both invoices"
+        token = re.search(r"/account\?token=([A-Za-z0-9_.:~-]+)", merged.body).group(1)
+        profile = store.get_customer(CONVERSING)
+        store.upsert_customer(profile.model_copy(update={"payment_method": "pm_card_visa"}))
+        paying = await post(pages, "/account/pay", token=token, lang="en")
+        results = [await handle.result() for handle in handles]
+
+    assert redirected_query(paying)["done"] == "paid"
+    assert [r.outcome for r in results] == [Outcome.RECOVERED, Outcome.RECOVERED]
+    assert [r.amount_recovered for r in results] == [1000, 2000]
 
 
 async def test_declines_are_listed_and_a_new_card_is_told_to_every_open_case(
