@@ -23,9 +23,10 @@ from workflows.models import Delivery, NotifyRequest, OpenInvoice, PromiseToPay
 from workflows.policy import Channel, Tone
 
 MERGE_WINDOW = timedelta(hours=24)
-"""Reminders due within this long of a message go out together: a reminder for a case the
-last message already named (as firmly) is settled by it, and any other waits this long after
-the last message so that reminders of invoices that failed the same day travel as one."""
+"""The default merge window (a policy's `conversation_window`): reminders due within this long
+of a message go out together. A reminder for a case the last message already named (as
+firmly) is settled by it, and any other waits this long after the last message, so that
+reminders of invoices that failed the same day travel as one."""
 
 TONE_RANK = {Tone.GENTLE: 0, Tone.FIRM: 1, Tone.FINAL: 2}
 
@@ -54,6 +55,7 @@ class CaseJoined(_Model):
     time_zones: list[str] = Field(default_factory=list)
     contact_hours: ContactHours = Field(default_factory=ContactHours)
     messages_per_week: int = Field(default=4, ge=1)
+    merge_window: timedelta = MERGE_WINDOW
 
 
 class ReminderDue(_Model):
@@ -170,6 +172,7 @@ class Conversation(_Model):
 
     customer_id: str
     messages_per_week: int = 4
+    merge_window: timedelta = MERGE_WINDOW
     contact_hours: ContactHours = Field(default_factory=ContactHours)
     time_zones: list[str] = Field(default_factory=list)
     cases: dict[str, ConversationCase] = Field(default_factory=dict)
@@ -189,6 +192,7 @@ class Conversation(_Model):
         match note:
             case CaseJoined():
                 self.messages_per_week = note.messages_per_week
+                self.merge_window = note.merge_window
                 self.contact_hours = note.contact_hours
                 if note.time_zones:
                     self.time_zones = note.time_zones
@@ -257,7 +261,7 @@ class Conversation(_Model):
     def _forget_before(self, now: datetime) -> None:
         """Keep the state small: messages older than the budget's and the merge window, and
         keys of cases that have finished."""
-        horizon = now - max(CAP_WINDOW, MERGE_WINDOW)
+        horizon = now - max(CAP_WINDOW, self.merge_window)
         self.sent = [m for m in self.sent if m.at > horizon]
         self.answered = [k for k in self.answered if k.partition(":")[0] not in self.closed_cases]
 
@@ -355,7 +359,7 @@ def next_send_at(conversation: Conversation, now: datetime) -> datetime:
     inside contact hours in every zone of the customer."""
     at = now
     if conversation.sent:
-        at = max(at, max(m.at for m in conversation.sent) + MERGE_WINDOW)
+        at = max(at, max(m.at for m in conversation.sent) + conversation.merge_window)
     recent = sorted(m.at for m in conversation.sent if m.at > now - CAP_WINDOW)
     if len(recent) >= conversation.messages_per_week:
         at = max(at, recent[len(recent) - conversation.messages_per_week] + CAP_WINDOW)
@@ -369,7 +373,7 @@ def _carried_by_recent_message(conversation: Conversation, reminder: ReminderDue
         reminder.case.case_id in message.case_ids
         and message.tone is not None
         and TONE_RANK[message.tone] >= TONE_RANK[reminder.tone]
-        and message.at >= reminder.due_at - MERGE_WINDOW
+        and message.at >= reminder.due_at - conversation.merge_window
         for message in conversation.sent
     )
 

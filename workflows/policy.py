@@ -268,6 +268,12 @@ class Policy(_Strict):
         "all their open cases into one message and keeps the weekly budget for them all; off, "
         "each case sends its own (the weekly cap still counts across cases).",
     )
+    conversation_window: timedelta = Field(
+        default=timedelta(days=1),
+        gt=timedelta(0),
+        description="The conversation sends reminders due within this long of each other as "
+        "one message, and no two messages closer than this.",
+    )
     promise_within: timedelta | None = Field(
         default=None,
         gt=timedelta(0),

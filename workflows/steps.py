@@ -237,6 +237,7 @@ def joined_note(state: CaseState, workflow_id: str) -> CaseJoined:
         case=conversation_case(state, workflow_id),
         time_zones=state.time_zones,
         contact_hours=state.policy.contact_hours,
+        merge_window=state.policy.conversation_window,
     )
 
 

@@ -234,3 +234,17 @@ def test_the_state_forgets_what_it_no_longer_needs():
     talk.hear(reminder(1, month_later, step="late"), month_later)
     assert talk.sent == []
     assert talk.answered == []
+
+
+def test_the_merge_window_is_the_policys():
+    talk = conversation(1, 2)
+    talk.hear(
+        CaseJoined(customer_id="cus_1", case=case(2), merge_window=timedelta(minutes=20)), NOON
+    )
+    talk.hear(reminder(1, NOON), NOON)
+    send_now(talk, NOON)
+    later = NOON + timedelta(minutes=5)
+    talk.hear(reminder(2, later, Tone.FIRM, "reminder-3"), later)
+    rest = decide_conversation(talk, later)
+    assert isinstance(rest, Rest)
+    assert rest.until == NOON + timedelta(minutes=20)
