@@ -20,11 +20,19 @@ from workflows.conversation import (
     ConversationNote,
     ConversationStart,
     CustomerPromised,
+    OutcomeDue,
+    ReminderDue,
 )
 from workflows.models import RecentMessagesRequest
 
-SIGNALS = {CaseJoined: "case_joined", CaseLeft: "case_left", CustomerPromised: "customer_promised"}
-"""The coordinator's signal for each note (a reminder's is `reminder_due`)."""
+SIGNALS = {
+    CaseJoined: "case_joined",
+    ReminderDue: "reminder_due",
+    OutcomeDue: "outcome_due",
+    CustomerPromised: "customer_promised",
+    CaseLeft: "case_left",
+}
+"""`CustomerWorkflow`'s signal for each note."""
 
 
 def conversation_id(customer_id: str) -> str:
@@ -51,7 +59,7 @@ class ConversationActivities:
             id=conversation_id(note.customer_id),
             task_queue=activity.info().task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            start_signal=SIGNALS.get(type(note), "reminder_due"),
+            start_signal=SIGNALS[type(note)],
             start_signal_args=[note],
             static_summary=f"Conversation with customer {note.customer_id}",
         )

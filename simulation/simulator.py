@@ -49,6 +49,7 @@ from simulation.world import (
 )
 from workflows.case import CaseState
 from workflows.conversation import (
+    Conclude,
     Conversation,
     ConversationNote,
     ConversationReply,
@@ -58,6 +59,7 @@ from workflows.conversation import (
     Settle,
     decide_conversation,
     message_request,
+    outcome_request,
     replies,
 )
 from workflows.decide import (
@@ -113,6 +115,7 @@ from workflows.steps import (
     late_fee_request,
     left_note,
     notify_request,
+    outcome_note,
     promised_note,
     reminder_note,
     wait_timeout,
@@ -355,6 +358,8 @@ class _CustomerDesk:
         self.outbox = outbox
         self.world = world
         self.cases: dict[str, _CaseSimulation] = {}
+        self.concluded: dict[str, int] = {}
+        """Deliveries of outcome messages sent after their (lead) case finished, by case."""
 
     def hear(self, note: ConversationNote, now: datetime) -> None:
         self.conversation.hear(note, now)
@@ -362,7 +367,7 @@ class _CustomerDesk:
     def next_at(self, now: datetime) -> datetime | None:
         """When the conversation acts next, from `now` (None: it waits for a case)."""
         step = decide_conversation(self.conversation, now)
-        if isinstance(step, Send | Settle | PassOn):
+        if isinstance(step, Send | Conclude | Settle | PassOn):
             return now
         return step.until if isinstance(step, Rest) else None
 
@@ -371,6 +376,14 @@ class _CustomerDesk:
         customer may answer the message: paying or a new card reaches every open case."""
         conversation = self.conversation
         step = decide_conversation(conversation, now)
+        if isinstance(step, Conclude):
+            request = outcome_request(conversation, step, now)
+            deliveries = self.outbox.deliver(conversation.customer_id, request, now)
+            sent = sum(d.status is DeliveryStatus.SENT for d in deliveries)
+            lead = step.outcomes[0].case.case_id
+            self.concluded[lead] = self.concluded.get(lead, 0) + sent
+            conversation.record_concluded(step)
+            return
         if isinstance(step, PassOn):
             conversation.record_passed_on(step)
             promise = step.promised.promise.model_copy(
@@ -478,7 +491,13 @@ def _drive_conversations(
             index = position[id(simulation)]
             if simulation.pending and runs[index] is None:
                 wake(index, simulation.pending[0][0])
-    return [run for run in runs if run is not None]
+    # An outcome message goes out after its case finished: it counts for the case that led it.
+    concluded = {case: sent for desk in desks.values() for case, sent in desk.concluded.items()}
+    return [
+        run.model_copy(update={"messages_sent": run.messages_sent + concluded.get(run.case_id, 0)})
+        for run in runs
+        if run is not None
+    ]
 
 
 class Outbox:
@@ -692,7 +711,11 @@ class _CaseSimulation:
         self.state.conclude(step.outcome, step.reason, self.now)
         if step.message is not None:
             self.steps.append(StepRecord.of(step.message, self.now))
-            self._notify(step.message, respond=False)
+            if self.desk is not None:  # the conversation sends it, with others ending now
+                note = outcome_note(self.state, step.message, self.case.id, self.now)
+                self.desk.hear(note, self.now)
+            else:
+                self._notify(step.message, respond=False)
 
     def _schedule(self, action: CustomerAction) -> None:
         at = max(action.at, self.now)

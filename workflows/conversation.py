@@ -28,6 +28,13 @@ of a message go out together. A reminder for a case the last message already nam
 firmly) is settled by it, and any other waits this long after the last message, so that
 reminders of invoices that failed the same day travel as one."""
 
+OUTCOME_GATHER = timedelta(minutes=2)
+"""Receipts of cases that end within this long of each other go out as one: paying every
+invoice on the account page brings one receipt, not one per invoice. Other outcome messages
+(a hand-off to collections) go one per case, after the same short wait."""
+
+MERGED_OUTCOMES = frozenset({"recovered"})
+
 TONE_RANK = {Tone.GENTLE: 0, Tone.FIRM: 1, Tone.FINAL: 2}
 
 
@@ -81,6 +88,25 @@ class ReminderDue(_Model):
         return f"{self.case.case_id}:{self.step}"
 
 
+class OutcomeDue(_Model):
+    """A finishing case hands its outcome message (a receipt, the collections notice) to its
+    customer's conversation. It never waits for the budget, only for others like it."""
+
+    kind: Literal["outcome"] = "outcome"
+    customer_id: str
+    case: ConversationCase
+    step: str
+    template: str
+    channels: list[Channel]
+    due_at: AwareDatetime
+    amount_paid: int = 0
+    deadline: AwareDatetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.case.case_id}:{self.step}"
+
+
 class CaseLeft(_Model):
     """A case finished: its invoice leaves the conversation's messages."""
 
@@ -99,7 +125,7 @@ class CustomerPromised(_Model):
     promise: PromiseToPay
 
 
-ConversationNote = CaseJoined | ReminderDue | CaseLeft | CustomerPromised
+ConversationNote = CaseJoined | ReminderDue | OutcomeDue | CaseLeft | CustomerPromised
 """What a case tells its customer's conversation."""
 
 
@@ -133,6 +159,14 @@ class Send(_Model):
     open_invoices: list[OpenInvoice]
 
 
+class Conclude(_Model):
+    """Send one outcome message for the cases that ended together, naming each invoice."""
+
+    kind: Literal["conclude"] = "conclude"
+    outcomes: list[OutcomeDue]
+    channels: list[Channel]
+
+
 class Settle(_Model):
     """Answer reminders without sending: a recent message carried them, or the budget is spent."""
 
@@ -164,7 +198,7 @@ class Close(_Model):
     kind: Literal["close"] = "close"
 
 
-ConversationStep = Send | Settle | PassOn | Rest | Close
+ConversationStep = Send | Conclude | Settle | PassOn | Rest | Close
 
 
 class Conversation(_Model):
@@ -184,6 +218,9 @@ class Conversation(_Model):
     closed_cases: list[str] = Field(default_factory=list)
     promises: list[CustomerPromised] = Field(
         default_factory=list, description="Promises still to pass on to the other cases."
+    )
+    outcomes: list[OutcomeDue] = Field(
+        default_factory=list, description="Outcome messages gathering to go out as one."
     )
 
     def hear(self, note: ConversationNote, now: datetime) -> None:
@@ -206,6 +243,10 @@ class Conversation(_Model):
                 self.waiting.append(note)
             case CustomerPromised():
                 self.promises.append(note)
+            case OutcomeDue():
+                fresh = note.key not in self.answered and note not in self.outcomes
+                if fresh and note.case.case_id not in self.closed_cases:
+                    self.outcomes.append(note)
             case CaseLeft():
                 self.cases.pop(note.case_id, None)
                 if note.case_id not in self.closed_cases:
@@ -223,6 +264,12 @@ class Conversation(_Model):
 
     def record_settled(self, step: Settle) -> None:
         self._answer(step.reminders)
+
+    def record_concluded(self, step: Conclude) -> None:
+        """The outcome message went out (or could not): it is not sent again."""
+        keys = {o.key for o in step.outcomes}
+        self.outcomes = [o for o in self.outcomes if o.key not in keys]
+        self.answered.extend(k for k in keys if k not in self.answered)
 
     def record_passed_on(self, step: PassOn) -> None:
         self.promises = [p for p in self.promises if p != step.promised]
@@ -274,6 +321,20 @@ def decide_conversation(conversation: Conversation, now: datetime) -> Conversati
             c.workflow_id for c in conversation.cases.values() if c.case_id != promised.case_id
         ]
         return PassOn(promised=promised, workflow_ids=sorted(others))
+    gathered_at = None
+    if conversation.outcomes:
+        template = conversation.outcomes[0].template
+        alike = [o for o in conversation.outcomes if o.template == template]
+        if template not in MERGED_OUTCOMES:
+            alike = alike[:1]
+        gathered_at = conversation.contact_hours.next_contact_time(
+            min(o.due_at for o in alike) + OUTCOME_GATHER, conversation.time_zones
+        )
+        if now >= gathered_at:
+            channels = {c for o in alike for c in o.channels}
+            return Conclude(outcomes=alike, channels=[c for c in FALLBACK_ORDER if c in channels])
+        if not conversation.waiting:
+            return Rest(until=gathered_at, reason=f"to send one {template} message")
     waiting = conversation.waiting
     if not waiting:
         if not conversation.cases:
@@ -291,6 +352,8 @@ def decide_conversation(conversation: Conversation, now: datetime) -> Conversati
 
     send_at = next_send_at(conversation, now)
     if send_at > now:
+        if gathered_at is not None and gathered_at < send_at:
+            return Rest(until=gathered_at, reason="to send one outcome message")
         return Rest(until=send_at, reason=_rest_reason(conversation))
     lead = max(waiting, key=lambda r: (TONE_RANK[r.tone], -r.due_at.timestamp()))
     channels = {c for r in waiting for c in r.channels}
@@ -326,6 +389,38 @@ def message_request(conversation: Conversation, step: Send, now: datetime) -> No
         open_invoices=step.open_invoices,
         conversation=True,
         late_fee=lead.late_fee,
+    )
+
+
+def outcome_request(conversation: Conversation, step: Conclude, now: datetime) -> NotifyRequest:
+    """The one outcome message a `Conclude` makes, under its first case's step and key, naming
+    each invoice with what was paid on it (a receipt) or what is owed (a hand-off)."""
+    lead = step.outcomes[0]
+    receipt = lead.template == "recovered"
+    named = [
+        OpenInvoice(
+            case_id=o.case.case_id,
+            invoice_id=o.case.invoice_id,
+            amount_due=o.amount_paid if receipt else o.case.amount_due,
+            currency=o.case.currency,
+            deadline=None if receipt else o.deadline,
+        )
+        for o in step.outcomes
+    ]
+    return NotifyRequest(
+        case_id=lead.case.case_id,
+        invoice_id=lead.case.invoice_id,
+        customer_id=conversation.customer_id,
+        step=lead.step,
+        template=lead.template,
+        channels=step.channels,
+        amount_due=lead.case.amount_due,
+        amount_paid=lead.amount_paid,
+        currency=lead.case.currency,
+        deadline=lead.deadline,
+        at=now,
+        open_invoices=named if len(named) > 1 else [],
+        conversation=True,
     )
 
 
@@ -429,7 +524,7 @@ class ConversationView(_Model):
 def conversation_view(conversation: Conversation, now: datetime) -> ConversationView:
     """Where the customer's conversation stands at `now`."""
     step = decide_conversation(conversation, now)
-    next_contact_at = now if isinstance(step, Send) else getattr(step, "until", None)
+    next_contact_at = now if isinstance(step, Send | Conclude) else getattr(step, "until", None)
     return ConversationView(
         customer_id=conversation.customer_id,
         open_invoices=conversation.open_invoices(),
@@ -449,6 +544,8 @@ def describe_conversation_step(step: ConversationStep) -> str:
             return f"sending {step.lead.template} naming {len(step.open_invoices)} invoice(s)"
         case Settle():
             return f"settling {len(step.reminders)} reminder(s): {step.detail}"
+        case Conclude():
+            return f"sending {step.outcomes[0].template} naming {len(step.outcomes)} invoice(s)"
         case PassOn():
             return f"passing a promise made on {step.promised.case_id} to the other open cases"
         case Rest():

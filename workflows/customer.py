@@ -22,12 +22,14 @@ with workflow.unsafe.imports_passed_through():
         CaseJoined,
         CaseLeft,
         Close,
+        Conclude,
         Conversation,
         ConversationNote,
         ConversationReply,
         ConversationStart,
         ConversationView,
         CustomerPromised,
+        OutcomeDue,
         PassOn,
         ReminderDue,
         Rest,
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         decide_conversation,
         describe_conversation_step,
         message_request,
+        outcome_request,
         replies,
     )
     from workflows.messaging import CAP_WINDOW
@@ -78,6 +81,8 @@ class CustomerWorkflow:
             match step:
                 case Send():
                     await self._send(step)
+                case Conclude():
+                    await self._conclude(step)
                 case PassOn():
                     conversation.record_passed_on(step)
                     await self._pass_on(step)
@@ -141,6 +146,21 @@ class CustomerWorkflow:
         answers = replies(step.reminders, workflow.now(), detail, result.deliveries, lead)
         await self._reply(answers)
 
+    async def _conclude(self, step: Conclude) -> None:
+        """One outcome message for the cases that ended together. Their cases have finished,
+        so nobody hears back; a failure to send is the store's record."""
+        conversation = self._conversation
+        request = outcome_request(conversation, step, workflow.now())
+        with suppress(ActivityError):
+            await workflow.execute_activity_method(
+                DunningActivities.notify,
+                request,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+                summary=f"send {request.template} naming {len(step.outcomes)} invoice(s)",
+            )
+        conversation.record_concluded(step)
+
     async def _pass_on(self, step: PassOn) -> None:
         """Each other open case hears the promise, and takes it if its policy allows."""
         promise = step.promised.promise.model_copy(update={"shared_from": step.promised.case_id})
@@ -199,6 +219,11 @@ class CustomerWorkflow:
     @workflow.signal
     def reminder_due(self, note: ReminderDue) -> None:
         """A case's reminder is due: the conversation sends it, merged or on its own."""
+        self._hear(note)
+
+    @workflow.signal
+    def outcome_due(self, note: OutcomeDue) -> None:
+        """A case ended: its outcome message goes out with those of cases ending with it."""
         self._hear(note)
 
     @workflow.signal

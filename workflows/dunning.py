@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         late_fee_request,
         left_note,
         notify_request,
+        outcome_note,
         promised_note,
         reminder_note,
         wait_timeout,
@@ -343,7 +344,11 @@ class DunningWorkflow:
         state = self._state
         state.conclude(step.outcome, step.reason, workflow.now())
         self._publish(step)
-        if step.message is not None:
+        if step.message is not None and state.conversation:
+            # The conversation sends it, as one with others ending now (one receipt for all).
+            wid = workflow.info().workflow_id
+            await self._tell(outcome_note(state, step.message, wid, workflow.now()))
+        elif step.message is not None:
             await self._notify(step.message)
         for action in step.write_back:
             await self._write_back(action)

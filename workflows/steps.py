@@ -18,6 +18,7 @@ from workflows.conversation import (
     ConversationCase,
     ConversationReply,
     CustomerPromised,
+    OutcomeDue,
     ReminderDue,
 )
 from workflows.decide import AddLateFee, Call, Charge, Notify, collections_at
@@ -257,6 +258,21 @@ def reminder_note(state: CaseState, step: Notify, workflow_id: str, now: datetim
         late_fee=state.late_fee,
         hour_propensity=step.hour_propensity,
         channel_propensity=step.channel_propensity,
+    )
+
+
+def outcome_note(state: CaseState, step: Notify, workflow_id: str, now: datetime) -> OutcomeDue:
+    """A finishing case's outcome message, handed to the customer's conversation, which
+    sends those of cases ending together as one."""
+    return OutcomeDue(
+        customer_id=state.case.customer_id,
+        case=conversation_case(state, workflow_id),
+        step=step.step,
+        template=step.template,
+        channels=step.channels,
+        due_at=now,
+        amount_paid=state.amount_recovered,
+        deadline=notify_request(state, step, now).deadline,
     )
 
 

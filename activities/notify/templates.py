@@ -276,16 +276,21 @@ def _samples() -> list[dict[str, object]]:
 
 def _check_link(path: Path, name: str, compiled: dict, language: str) -> None:
     """An email shows the self-service link as a button: the link stands alone in its
-    paragraph and the template names the button; an outcome message has no link at all."""
-    email = compiled[language, name, "email"].render(SAMPLE)
-    paragraphs = [p.strip() for p in email.split("\n\n")]
+    paragraph and the template names the button; an outcome message has no link at all.
+    Checked for one invoice and for several (a message of the customer's conversation)."""
     has_button = (language, name, BUTTON) in compiled
-    if name in OUTCOMES and (SAMPLE["link"] in email or has_button):
-        raise TemplateConfigError(f"{path}: [{name}] is an outcome message: no link, no button")
-    if any(SAMPLE["link"] in p and p != SAMPLE["link"] for p in paragraphs):
-        raise TemplateConfigError(f"{path}: [{name}].email: put {{{{ link }}}} on its own line")
-    if (SAMPLE["link"] in paragraphs) != has_button:
-        raise TemplateConfigError(f"{path}: [{name}]: an email with {{{{ link }}}} has a button")
+    for sample in (SAMPLE, {**SAMPLE, **SAMPLE_INVOICES}):
+        link = sample["link"]
+        email = compiled[language, name, "email"].render(sample)
+        paragraphs = [p.strip() for p in email.split("\n\n")]
+        if name in OUTCOMES and (link in email or has_button):
+            raise TemplateConfigError(f"{path}: [{name}] is an outcome message: no link, no button")
+        if any(link in p and p != link for p in paragraphs):
+            raise TemplateConfigError(f"{path}: [{name}].email: put {{{{ link }}}} on its own line")
+        if (link in paragraphs) != has_button:
+            raise TemplateConfigError(
+                f"{path}: [{name}]: an email with {{{{ link }}}} has a button"
+            )
 
 
 def message_variables(

@@ -8,17 +8,21 @@ import pytest
 
 from workflows.conversation import (
     MERGE_WINDOW,
+    OUTCOME_GATHER,
     CaseJoined,
     CaseLeft,
     Close,
+    Conclude,
     Conversation,
     ConversationCase,
+    OutcomeDue,
     ReminderDue,
     Rest,
     Send,
     Settle,
     conversation_view,
     decide_conversation,
+    outcome_request,
 )
 from workflows.policy import Channel, Tone
 
@@ -248,3 +252,49 @@ def test_the_merge_window_is_the_policys():
     rest = decide_conversation(talk, later)
     assert isinstance(rest, Rest)
     assert rest.until == NOON + timedelta(minutes=20)
+
+
+def outcome(n: int, at: datetime, template: str = "recovered") -> OutcomeDue:
+    return OutcomeDue(
+        customer_id="cus_1",
+        case=case(n),
+        step=f"outcome-{template}",
+        template=template,
+        channels=[Channel.EMAIL],
+        due_at=at,
+        amount_paid=1000 * n,
+    )
+
+
+def test_receipts_of_cases_paid_together_go_out_as_one():
+    talk = conversation(1, 2, 3)
+    for n in (1, 2, 3):
+        at = NOON + timedelta(seconds=10 * n)
+        talk.hear(outcome(n, at), at)
+        talk.hear(CaseLeft(customer_id="cus_1", case_id=f"in_{n}", outcome="recovered"), at)
+    rest = decide_conversation(talk, NOON + timedelta(seconds=30))
+    assert isinstance(rest, Rest)
+    assert rest.until == NOON + timedelta(seconds=10) + OUTCOME_GATHER
+    step = decide_conversation(talk, rest.until)
+    assert isinstance(step, Conclude)
+    assert [o.case.case_id for o in step.outcomes] == ["in_1", "in_2", "in_3"]
+    request = outcome_request(talk, step, rest.until)
+    assert [(i.invoice_id, i.amount_due) for i in request.open_invoices] == [
+        ("in_1", 1000),
+        ("in_2", 2000),
+        ("in_3", 3000),
+    ]
+    assert request.tone is None and request.failed_at is None  # a receipt goes out regardless
+    talk.record_concluded(step)
+    talk.hear(outcome(2, rest.until), rest.until)  # a repeat, after its case left
+    assert isinstance(decide_conversation(talk, rest.until), Close)
+
+
+def test_a_hand_off_to_collections_goes_out_on_its_own():
+    talk = conversation(1, 2)
+    talk.hear(outcome(1, NOON, "collections"), NOON)
+    talk.hear(outcome(2, NOON, "collections"), NOON)
+    step = decide_conversation(talk, NOON + OUTCOME_GATHER)
+    assert isinstance(step, Conclude)
+    assert [o.case.case_id for o in step.outcomes] == ["in_1"]
+    assert outcome_request(talk, step, NOON).open_invoices == []

@@ -73,11 +73,11 @@ async def test_three_invoices_failing_within_a_day_make_one_capped_conversation(
         assert "message" in kinds
 
 
-async def test_the_conversation_shows_open_cases_and_paying_all_recovers_all(dunning: Dunning):
+async def test_paying_every_invoice_recovers_all_and_brings_one_receipt(dunning: Dunning):
     conversation_policy(dunning)
     async with dunning.worker():
         handles = await open_cases(dunning, spacing=timedelta(hours=1))
-        await dunning.env.sleep(timedelta(hours=1))
+        await dunning.env.sleep(timedelta(days=1, hours=1))  # a message has named all three
         conversation = dunning.env.client.get_workflow_handle_for(
             CustomerWorkflow.run, f"customer-{CUSTOMER}"
         )
@@ -100,6 +100,9 @@ async def test_the_conversation_shows_open_cases_and_paying_all_recovers_all(dun
 
     assert all(r.outcome == "recovered" for r in results)
     assert ended.open_invoices == []
+    receipts = [m for m in sent_messages(dunning) if m.template == "recovered"]
+    assert [m.channel for m in receipts] == ["email"]
+    assert all(f"in_three_{n}" in receipts[0].body for n in (1, 2, 3)), receipts[0].body
 
 
 async def test_a_promise_made_on_one_invoice_reaches_the_customers_other_cases(dunning: Dunning):
