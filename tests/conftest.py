@@ -99,6 +99,7 @@ _TIER_FIXTURES = {
 # test in one of them that asks for a file, server or database fixture is not pure.
 _PURE_MODULES = {
     "test_policy_core",
+    "test_case_events",
     "test_messaging_rules",
     "test_message_timing",
     "test_policy_files",

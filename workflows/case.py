@@ -129,6 +129,15 @@ class CaseState(BaseModel):
     outcome_reason: str = ""
     closed_at: AwareDatetime | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    publishes_events: bool = Field(
+        default=False,
+        description="Tells the product of its events (outbound webhooks); cases started before "
+        "them publish none.",
+    )
+    events_published: list[str] = Field(
+        default_factory=list,
+        description="Ids of the outbound events already published: none goes out twice.",
+    )
 
     @classmethod
     def open(cls, case: CaseInput, policy: Policy, now: datetime) -> CaseState:
@@ -718,6 +727,11 @@ class CaseState(BaseModel):
         """End the case with an outcome the schedule reached (e.g. collections)."""
         if not self.finished:
             self._finish(outcome, reason, now)
+
+    def mark_published(self, event_id: str) -> None:
+        """Remember an outbound event as published, so it is never published again."""
+        if event_id not in self.events_published:
+            self.events_published.append(event_id)
 
     # Helpers -------------------------------------------------------------------------------
 

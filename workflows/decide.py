@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from workflows.arrangements import installment_charge_at
 from workflows.case import CaseState
+from workflows.case_events import PublishEvent, due_event, next_event_at
 from workflows.message_timing import MessageChoice, choose_message, send_time
 from workflows.policy import Channel, DeclineClass, Outcome, Tone, WriteBackAction
 
@@ -79,11 +80,14 @@ class Finish(BaseModel):
     write_back: list[WriteBackAction] = []
 
 
-Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish
+Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish | PublishEvent
 
 
 def decide(state: CaseState, now: datetime) -> Step:
     """The next step for this case at `now`, under the policy the case started with."""
+    # The product hears of the case first: its access hooks never wait for a charge or a message.
+    if (event := due_event(state, now)) is not None:
+        return event
     if state.outcome is not None:
         return _finish_in_contact_hours(state, state.outcome, state.outcome_reason, now)
     if state.blocked is not None:
@@ -119,6 +123,9 @@ def decide(state: CaseState, now: datetime) -> Step:
         # Quiet hours: the reminder waits for the morning (and, being due, before collections).
         if charge_at is not None and charge_at < contact_at:
             return Wait(until=charge_at, reason=f"before {_charge(state).label}")
+        event = next_event_at(state)
+        if event is not None and event[0] < contact_at:
+            return Wait(until=event[0], reason=event[1])
         return Wait(
             until=contact_at, reason=f"until contact hours ({_reminder_label(state, due[-1])})"
         )
@@ -135,6 +142,8 @@ def decide(state: CaseState, now: datetime) -> Step:
     ]
     if charge_at is not None:
         wakeups.append((charge_at, f"before {_charge(state).label}"))
+    if (event := next_event_at(state)) is not None:
+        wakeups.append(event)
     until, reason = min(wakeups, key=lambda w: w[0])
     if state.awaiting is not None and charge_at is None:
         return AwaitPaymentMethod(until=until, reason=reason)

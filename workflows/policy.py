@@ -231,6 +231,18 @@ class Policy(_Strict):
         gt=timedelta(0),
         description="How far ahead a customer may promise to pay; unset: no promise offered.",
     )
+    grace_period: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="How long the customer keeps full access after the failure (held time "
+        "does not count); its end publishes `case.grace_ending`. Unset: no such event.",
+    )
+    restrict_access_after: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="When the product should restrict access, from the failure (held time "
+        "does not count): publishes `case.access_restricted`. Unset: access is never restricted.",
+    )
 
     @property
     def label(self) -> str:
@@ -259,4 +271,16 @@ class Policy(_Strict):
             raise ValueError("payment_plans: one offer per number of installments")
         if len(self.retries) > self.max_charge_attempts:
             raise ValueError("retries: more scheduled retries than max_charge_attempts allows")
+        self._check_access()
         return self
+
+    def _check_access(self) -> None:
+        """Access is restricted no sooner than the grace period ends, and both before the
+        case goes to collections."""
+        for name in ("grace_period", "restrict_access_after"):
+            value = getattr(self, name)
+            if value is not None and value > self.collections_after:
+                raise ValueError(f"{name}: must not come after collections_after")
+        grace, restrict = self.grace_period, self.restrict_access_after
+        if grace is not None and restrict is not None and restrict < grace:
+            raise ValueError("restrict_access_after: must not come before the grace period ends")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from config.policies import find_policy, load_policies
 from workflows.case import CaseState
+from workflows.case_events import PublishEvent
 from workflows.decide import (
     AwaitPaymentMethod,
     Charge,
@@ -137,6 +138,8 @@ def play(
                 if step.until is None or step.until > end:
                     return steps
                 now = step.until
+            case PublishEvent():
+                state.mark_published(step.event_id)
             case Finish():
                 state.conclude(step.outcome, step.reason, now)
                 return steps
@@ -156,6 +159,8 @@ def summary(steps: list[tuple[datetime, Step]]) -> list[tuple[datetime, str, str
                 rows.append((when, step.kind, f"{step.until:%d %H:%M} {step.reason}"))
             case Finish():
                 rows.append((when, "finish", f"{step.outcome} {step.reason}"))
+            case PublishEvent():
+                rows.append((when, "publish", step.event_id))
     return rows
 
 
