@@ -18,6 +18,7 @@ from activities.store.inbox import (
 )
 from activities.store.ledger import SimulatedLedger
 from activities.store.messages import Outbox
+from activities.store.outbound import EventOutbox
 from activities.store.tables import (
     CASE_SCOPE,
     Case,
@@ -27,6 +28,9 @@ from activities.store.tables import (
     CustomerProfile,
     Message,
     MessageStatus,
+    OutboundDelivery,
+    OutboundEvent,
+    OutboundEventStatus,
     SimulatedCharge,
     Suppression,
     UTCDateTime,
@@ -38,7 +42,7 @@ from activities.store.tables import (
 )
 
 
-class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook):
+class CaseStore(CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook, EventOutbox):
     """The one store the activities, the receiver and the CLI share: every concern's methods
     on one engine; safe to share between activity threads."""
 
@@ -60,9 +64,13 @@ __all__ = [
     "CustomerProfile",
     "Database",
     "EventInbox",
+    "EventOutbox",
     "FeedbackBook",
     "Message",
     "MessageStatus",
+    "OutboundDelivery",
+    "OutboundEvent",
+    "OutboundEventStatus",
     "Outbox",
     "SimulatedCharge",
     "SimulatedLedger",
