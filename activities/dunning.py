@@ -28,6 +28,7 @@ from activities.notify.outbox import OutboxNotifier
 from activities.notify.sendgrid import SendGridNotifier
 from activities.notify.templates import Templates, message_variables
 from activities.notify.twilio import TwilioNotifier
+from activities.outbound import EventPublisher
 from activities.payments import Biller, Processor, biller_for, processor_for
 from activities.retry_training import ModelCache, ModelFileError, model_version, newest_model
 from activities.scrub import scrubbed
@@ -42,6 +43,7 @@ from activities.store import (
 from config.policies import find_policy, load_policies
 from config.settings import Settings
 from workflows import message_timing, retry_planner
+from workflows.case_events import CaseEvent
 from workflows.message_timing import MessageModel, MessagePlan
 from workflows.messaging import (
     CAP_WINDOW,
@@ -94,6 +96,7 @@ class DunningActivities:
         self_service: SelfService,
         messages_per_week: int = 4,
         retry_models_dir: Path | None = None,
+        publisher: EventPublisher | None = None,
     ) -> None:
         self.store = store
         self.processor = processor
@@ -105,6 +108,7 @@ class DunningActivities:
         self.messages_per_week = messages_per_week
         self.retry_models_dir = retry_models_dir
         self.retry_models = ModelCache()
+        self.publisher = publisher or EventPublisher(store)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DunningActivities:
@@ -129,6 +133,7 @@ class DunningActivities:
             self_service=SelfService.from_settings(settings),
             messages_per_week=settings.messages_per_week,
             retry_models_dir=settings.retry_models_dir,
+            publisher=EventPublisher.from_settings(settings, store),
         )
 
     def all(self) -> list:
@@ -142,6 +147,7 @@ class DunningActivities:
             self.notify,
             self.record,
             self.write_back,
+            self.publish_event,
         ]
 
     @activity.defn
@@ -287,6 +293,12 @@ class DunningActivities:
         except InvoiceSettledMeanwhile as settled:
             return NotifyResult(deliveries=deliveries, settled=settled.settlement)
         return NotifyResult(deliveries=deliveries)
+
+    @activity.defn
+    def publish_event(self, event: CaseEvent) -> str:
+        """Store a case event for the product once and try one signed delivery; its status
+        after (a failed delivery is retried later by the worker's loop, never here)."""
+        return self.publisher.publish(event).value
 
     @activity.defn
     def record(self, record: CaseRecord) -> None:

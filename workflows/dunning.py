@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
+    from workflows.case_events import PublishEvent, case_event, due_event
     from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
     from workflows.models import (
         CancelRequest,
@@ -77,6 +78,7 @@ HOLD_FOR_OPERATOR = "hold-for-operator-on-gateway-config-error"
 QUIET_UNLESS_MESSAGED = "no-outcome-message-to-a-customer-never-written-to"
 REPLAN_AFTER_DECLINE = "replan-after-decline"
 MESSAGE_PLAN = "message-plan"
+OUTBOUND_EVENTS = "outbound-events"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -117,6 +119,8 @@ class DunningWorkflow:
                     await self._charge(step)
                 case Notify():
                     await self._notify(step)
+                case PublishEvent():
+                    await self._publish_event(step)
                 case Wait() | AwaitPaymentMethod():
                     await self._record()
                     rolled = self._installments_paid() > installments_paid
@@ -149,6 +153,8 @@ class DunningWorkflow:
         # Replay-safe change (README, "Changing workflow code"): cases started before this
         # rule still send an outcome message to a customer they never wrote to.
         self._state.quiet_unless_messaged = workflow.patched(QUIET_UNLESS_MESSAGED)
+        # Cases started before outbound events tell the product nothing, for life.
+        self._state.publishes_events = workflow.patched(OUTBOUND_EVENTS)
         # Cases started before learned message timing was wired send reminders as written.
         if policy.message_timing == "learned" and workflow.patched(MESSAGE_PLAN):
             await self._plan_messages()
@@ -250,6 +256,19 @@ class DunningWorkflow:
             deliveries = []
         fold_message(state, step, deliveries, workflow.now())
 
+    async def _publish_event(self, step: PublishEvent) -> None:
+        """Tell the product (one activity); the activity stores the event and never waits
+        for the receiver, so the case goes on whether or not it is up."""
+        state = self._state
+        await workflow.execute_activity_method(
+            DunningActivities.publish_event,
+            case_event(state, step, workflow.now()),
+            start_to_close_timeout=PROVIDER_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"publish {step.event}",
+        )
+        state.mark_published(step.event_id)
+
     async def _wait(self, until: datetime | None, reason: str) -> None:
         """Sleep until `until` or until a signal changed the case since the step was decided."""
         timeout = wait_timeout(until, workflow.now())
@@ -262,6 +281,8 @@ class DunningWorkflow:
     async def _finish(self, step: Finish) -> CaseResult:
         state = self._state
         state.conclude(step.outcome, step.reason, workflow.now())
+        if (event := due_event(state, workflow.now())) is not None:
+            await self._publish_event(event)  # collections: the outcome was reached just now
         self._publish(step)
         if step.message is not None:
             await self._notify(step.message)
@@ -314,7 +335,7 @@ class DunningWorkflow:
         plan = self._state.latest_retry_plan
         details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
         workflow.set_current_details(details)
-        if isinstance(step, Charge | Notify):
+        if isinstance(step, Charge | Notify | PublishEvent):
             return
         wanted = case_search_attributes(self._state, getattr(step, "until", None))
         changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
@@ -542,6 +563,8 @@ def describe(step: Step) -> str:
             return f"{prefix}waiting until {step.until:%Y-%m-%d %H:%M} UTC {step.reason}"
         case Finish():
             return f"{step.outcome}: {step.reason}"
+        case PublishEvent():
+            return f"publishing {step.event}"
 
 
 SIGNALS = {
