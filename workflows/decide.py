@@ -88,6 +88,12 @@ def decide(state: CaseState, now: datetime) -> Step:
     # The product hears of the case first: its access hooks never wait for a charge or a message.
     if (event := due_event(state, now)) is not None:
         return event
+    return case_step(state, now)
+
+
+def case_step(state: CaseState, now: datetime) -> Step:
+    """The case's own next step at `now`, its events to the product aside: what operators and
+    the customer are shown while an event is being published."""
     if state.outcome is not None:
         return _finish_in_contact_hours(state, state.outcome, state.outcome_reason, now)
     if state.blocked is not None:

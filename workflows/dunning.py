@@ -20,7 +20,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
     from workflows.case_events import PublishEvent, case_event, due_event
-    from workflows.decide import AwaitPaymentMethod, Charge, Finish, Notify, Step, Wait, decide
+    from workflows.decide import (
+        AwaitPaymentMethod,
+        Charge,
+        Finish,
+        Notify,
+        Step,
+        Wait,
+        case_step,
+        decide,
+    )
     from workflows.models import (
         CancelRequest,
         CaseInput,
@@ -540,7 +549,7 @@ class DunningWorkflow:
         if state is None:
             raise ValueError("case has not started yet")
         now = workflow.now()
-        step = decide(state, now)
+        step = case_step(state, now)  # an event being published is no step an operator waits on
         return state.view(step.kind, getattr(step, "until", None), describe(step), now)
 
 

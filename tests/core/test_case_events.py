@@ -21,7 +21,7 @@ from workflows.case_events import (
     case_event_schema,
     due_event,
 )
-from workflows.decide import Finish, Wait, decide
+from workflows.decide import Finish, Wait, case_step, decide
 from workflows.models import CancelRequest, PauseRequest, PaymentReceived, ResumeRequest
 
 SCHEMA_FILE = CONFIG / "case-event.schema.json"
@@ -73,6 +73,8 @@ def test_a_pause_publishes_each_time_and_shifts_grace_and_restriction_by_its_len
     state = publishing_case()
     play(state, at(1), end=at(2, 10))
     state.hold(PauseRequest(actor="support", reason="ticket 12"), at(2, 10))
+    # Operators are shown what the case waits for, not the event being published.
+    assert isinstance(case_step(state, at(2, 10)), Wait)
     paused = publish(state, at(2, 10))
     assert (paused.id, paused.data.reason, paused.data.status) == (
         "case-1:case.paused:1",
