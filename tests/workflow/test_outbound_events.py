@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import jsonschema
 
-from activities.outbound import EventPublisher
+from activities.outbound import EventPublisher, delivering
 from activities.store import CaseStore, utcnow
 from tests.support.core import CONFIG, standard_policy
 from tests.support.fake_product import SECRET, FakeProduct
@@ -103,7 +103,7 @@ async def test_the_product_hears_of_grace_pause_restriction_and_recovery_in_orde
 
 
 async def test_a_receiver_that_is_down_never_holds_the_case_and_a_restarted_loop_delivers_once(
-    dunning: Dunning, tmp_path
+    dunning: Dunning,
 ) -> None:
     store = dunning.activities.store
     with FakeProduct() as product:
@@ -112,7 +112,6 @@ async def test_a_receiver_that_is_down_never_holds_the_case_and_a_restarted_loop
         case = await dunning.open_case(SOFT_DECLINE)
         async with dunning.worker():
             handle = await dunning.start(case)
-            await received(product, 0)
             await status_when(handle, lambda v: len(v.messages) == 1, "the day-0 reminder")
             await handle.signal(
                 DunningWorkflow.cancel, CancelRequest(reason="customer left", actor="billing")
@@ -125,18 +124,18 @@ async def test_a_receiver_that_is_down_never_holds_the_case_and_a_restarted_loop
             ("case.cancelled", "pending", 1),
         ]
 
-        # The product is back; a new worker (its own store and loop) finds what is due.
+        # The product is back; a new worker (its own store) runs its delivery loop.
         product.fail_next = 0
-        later = lambda: utcnow() + timedelta(minutes=2)  # noqa: E731 - past the first backoff
-        restarted = EventPublisher(
-            CaseStore(store.engine.url.render_as_string()), product.url, SECRET, clock=later
-        )
-        delivered = restarted.deliver_due()
-        assert restarted.deliver_due() == []
-    assert [row.event_id for row in delivered] == [
-        f"{case.case_id}:case.opened:1",
-        f"{case.case_id}:case.cancelled:1",
-    ]
-    assert product.ids == [row.event_id for row in delivered]  # each exactly once
+
+        def later() -> datetime:  # past the first backoff
+            return utcnow() + timedelta(minutes=2)
+
+        database = store.engine.url.render_as_string(hide_password=False)
+        restarted = EventPublisher(CaseStore(database), product.url, SECRET, clock=later)
+        async with delivering(restarted, every=0.05):
+            await received(product, 2)
+            await asyncio.sleep(0.3)  # a few more rounds: nothing is sent twice
+    assert product.ids == [f"{case.case_id}:case.opened:1", f"{case.case_id}:case.cancelled:1"]
+    assert {e.status for e in store.find_outbound_events(case_id=case.case_id)} == {"delivered"}
     log = store.outbound_deliveries(f"{case.case_id}:case.cancelled:1")
     assert [a.status_code for a in log] == [503, 200]
