@@ -93,3 +93,10 @@ def test_redeliver_of_an_unknown_event_or_without_a_url_is_one_line_exit_1(tmp_p
         cli_env(tmp_path, OUTBOUND_WEBHOOK_URL=down), "webhooks", "list", cwd=tmp_path
     )
     one_line(no_secret, 1, "OUTBOUND_WEBHOOK_URL needs OUTBOUND_WEBHOOK_SECRET")
+
+
+def test_status_choices_are_the_stores():
+    import cli
+    from activities.store import OutboundEventStatus
+
+    assert [s.value for s in cli.OutboundStatus] == [s.value for s in OutboundEventStatus]
