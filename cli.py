@@ -162,6 +162,7 @@ db_app = typer.Typer(name="db", help="the store's schema")
 customer_app = typer.Typer(name="customer", help="a customer's conversation over their cases")
 collections_app = typer.Typer(name="collections", help="cases handed to collections")
 tasks_app = typer.Typer(name="tasks", help="agent call tasks: whom to phone, and how calls went")
+webhooks_app = typer.Typer(name="webhooks", help="outbound case events for the product")
 
 
 def _command(group: typer.Typer, name: str, help: str, **options) -> Callable:
@@ -219,6 +220,9 @@ CASE_STATUSES = Literal[
 # An enum where the option repeats (Typer takes no list of Literal).
 EventStatus = StrEnum(
     "EventStatus", {s: s for s in ("pending", "processed", "ignored", "failed", "rejected")}
+)
+OutboundStatus = StrEnum(
+    "OutboundStatus", {s: s for s in ("pending", "delivered", "failed", "stored")}
 )
 REPORT_DIMENSIONS = Literal["policy", "variant", "segment", "decline_class", "channel"]
 CALL_OUTCOMES = Literal[
@@ -868,6 +872,57 @@ async def cmd_events_retry(
     return code
 
 
+@_command(webhooks_app, "list", "outbound case events and their deliveries, newest first")
+def cmd_webhooks_list(
+    status: Annotated[list[OutboundStatus] | None, typer.Option()] = None,
+    case: Id = None,
+    limit: Limit = 50,
+    as_json: Json = False,
+) -> None:
+    import json
+
+    events = _store(_settings()).find_outbound_events(statuses=status, case_id=case, limit=limit)
+    if as_json:
+        keys = {"event_id", "type", "case_id", "status", "attempts", "created_at"}
+        keys |= {"next_attempt_at", "delivered_at", "last_error"}
+        print(json.dumps([e.model_dump(mode="json", include=keys) for e in events], indent=2))
+        return
+    if not events:
+        print("no outbound events match")
+        return
+    rows = [
+        [
+            e.event_id,
+            e.type,
+            e.status,
+            str(e.attempts),
+            _when(e.created_at),
+            _when(e.next_attempt_at),
+            _line(e.last_error)[:80] or "-",
+        ]
+        for e in events
+    ]
+    _print_table(["EVENT", "TYPE", "STATUS", "ATTEMPTS", "CREATED", "NEXT ATTEMPT", "ERROR"], rows)
+
+
+@_command(webhooks_app, "redeliver", "send a stored outbound case event again now")
+def cmd_webhooks_redeliver(
+    event_id: Annotated[str, typer.Argument(metavar="EVENT_ID")],
+) -> int:
+    """Send the event now, signed afresh; the attempt joins its delivery log."""
+    from activities.outbound import EventPublisher
+
+    settings = _settings()
+    if not settings.outbound_webhook_url:
+        raise UserError("OUTBOUND_WEBHOOK_URL is not set: there is nowhere to deliver to")
+    row = EventPublisher.from_settings(settings, _store(settings)).redeliver(event_id)
+    if row is None:
+        raise UserError(f"{event_id}: no outbound event has this id")
+    error = f": {_line(row.last_error)}" if row.last_error else ""
+    print(f"{row.event_id} ({row.type}): {row.status} after attempt {row.attempts}{error}")
+    return 0 if row.status == "delivered" else 1
+
+
 def _event_name(event: WebhookEvent) -> str:
     return f"{event.provider} {event.event_id} ({event.type})"
 
@@ -1018,6 +1073,7 @@ app.add_typer(db_app)
 app.add_typer(customer_app)
 app.add_typer(collections_app)
 app.add_typer(tasks_app)
+app.add_typer(webhooks_app)
 
 
 # Helpers -----------------------------------------------------------------------------------

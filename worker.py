@@ -4,7 +4,8 @@
 
 Settings come from the environment (see config/settings.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, DATABASE_URL, TASK_QUEUE. Every
-EVENT_SWEEP_SECONDS the worker carries out stored billing events no delivery finished.
+EVENT_SWEEP_SECONDS the worker carries out stored billing events no delivery finished, and every
+OUTBOUND_DELIVERY_SECONDS it delivers the outbound case events that are due.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
+from activities.outbound import delivering
 from config.settings import SecretsProblem, Settings
 from intake.client import temporal
 from intake.demo import run_demo
@@ -60,6 +62,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         temporal(settings) as client,
         build_worker(client, settings, activities),
         sweeping(settings, client, activities.store),
+        delivering(activities.publisher, settings.outbound_delivery_seconds),
     ):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
         running = [asyncio.create_task(stopping.wait())]

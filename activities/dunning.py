@@ -29,6 +29,7 @@ from activities.notify.outbox import OutboxNotifier
 from activities.notify.sendgrid import SendGridNotifier
 from activities.notify.templates import Templates, message_variables
 from activities.notify.twilio import TwilioNotifier
+from activities.outbound import EventPublisher
 from activities.payments import Biller, Processor, biller_for, processor_for
 from activities.retry_training import ModelCache, ModelFileError, model_version, newest_model
 from activities.scrub import scrubbed
@@ -44,6 +45,7 @@ from config.policies import find_policy, load_policies
 from config.settings import Settings
 from workflows import message_timing, retry_planner
 from workflows.calls import CALL_WINDOW, next_call_at
+from workflows.case_events import CaseEvent
 from workflows.message_timing import MessageModel, MessagePlan
 from workflows.messaging import (
     CAP_WINDOW,
@@ -100,6 +102,7 @@ class DunningActivities:
         self_service: SelfService,
         messages_per_week: int = 4,
         retry_models_dir: Path | None = None,
+        publisher: EventPublisher | None = None,
     ) -> None:
         self.store = store
         self.processor = processor
@@ -112,6 +115,7 @@ class DunningActivities:
         self.retry_models_dir = retry_models_dir
         self.retry_models = ModelCache()
         self.conversation = ConversationActivities(store)
+        self.publisher = publisher or EventPublisher(store)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DunningActivities:
@@ -136,6 +140,7 @@ class DunningActivities:
             self_service=SelfService.from_settings(settings),
             messages_per_week=settings.messages_per_week,
             retry_models_dir=settings.retry_models_dir,
+            publisher=EventPublisher.from_settings(settings, store),
         )
 
     def all(self) -> list:
@@ -152,6 +157,7 @@ class DunningActivities:
             *self.conversation.all(),
             self.add_late_fee,
             self.create_call_task,
+            self.publish_event,
         ]
 
     @activity.defn
@@ -325,6 +331,12 @@ class DunningActivities:
         except InvoiceSettledMeanwhile as settled:
             return NotifyResult(deliveries=deliveries, settled=settled.settlement)
         return NotifyResult(deliveries=deliveries)
+
+    @activity.defn
+    def publish_event(self, event: CaseEvent) -> str:
+        """Store a case event for the product once and try one signed delivery; its status
+        after (a failed delivery is retried later by the worker's loop, never here)."""
+        return self.publisher.publish(event).value
 
     @activity.defn
     def record(self, record: CaseRecord) -> None:

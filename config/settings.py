@@ -186,6 +186,21 @@ class Settings(BaseSettings):
     in_app_webhook_url: str | None = None
     in_app_webhook_secret: SecretStr | None = None
 
+    # Outbound case events (case.opened, case.access_restricted, ...) for the product.
+    outbound_webhook_url: str | None = Field(
+        default=None,
+        description="Where signed case events are POSTed; unset: they are stored, not sent.",
+    )
+    outbound_webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs them (Dunning-Signature); needed with the URL."
+    )
+    outbound_webhook_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds a receiver has to answer one delivery."
+    )
+    outbound_delivery_seconds: int = Field(
+        default=15, ge=1, description="How often the worker retries events that are due."
+    )
+
     # At most this many messages per customer in any 7 days, across all their cases.
     messages_per_week: int = Field(default=4, ge=1)
 
@@ -252,6 +267,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "SMS_PROVIDER=twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
                 )
+        if self.outbound_webhook_url is not None:
+            if not self.outbound_webhook_url.startswith(("http://", "https://")):
+                raise ValueError("OUTBOUND_WEBHOOK_URL must start with http:// or https://")
+            secret = self.outbound_webhook_secret
+            if secret is None or not secret.get_secret_value().strip():
+                raise ValueError("OUTBOUND_WEBHOOK_URL needs OUTBOUND_WEBHOOK_SECRET to sign with")
         if not (self.self_service_secret and self.self_service_secret.get_secret_value().strip()):
             if self.demo_mode:
                 self.self_service_secret = SecretStr(demo_secret(self.demo_secret_file))
@@ -285,6 +306,8 @@ class Settings(BaseSettings):
         needed = {"SELF_SERVICE_SECRET": None if generated else self.self_service_secret}
         if self.in_app_webhook_url:
             needed["IN_APP_WEBHOOK_SECRET"] = self.in_app_webhook_secret
+        if self.outbound_webhook_url:
+            needed["OUTBOUND_WEBHOOK_SECRET"] = self.outbound_webhook_secret
         inflow = []
         if serving:
             if self.gateway == "stripe":

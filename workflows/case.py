@@ -157,6 +157,15 @@ class CaseState(BaseModel):
     late_fee_done: bool = Field(
         default=False, description="The policy's late fee was added, or could not be: never again."
     )
+    publishes_events: bool = Field(
+        default=False,
+        description="Tells the product of its events (outbound webhooks); cases started before "
+        "them publish none.",
+    )
+    events_published: list[str] = Field(
+        default_factory=list,
+        description="Ids of the outbound events already published: none goes out twice.",
+    )
 
     @classmethod
     def open(cls, case: CaseInput, policy: Policy, now: datetime) -> CaseState:
@@ -819,6 +828,11 @@ class CaseState(BaseModel):
         """End the case with an outcome the schedule reached (e.g. collections)."""
         if not self.finished:
             self._finish(outcome, reason, now)
+
+    def mark_published(self, event_id: str) -> None:
+        """Remember an outbound event as published, so it is never published again."""
+        if event_id not in self.events_published:
+            self.events_published.append(event_id)
 
     # Helpers -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from workflows.arrangements import installment_charge_at
 from workflows.case import CaseState
+from workflows.case_events import PublishEvent, due_event, next_event_at
 from workflows.late_fee import late_fee_amount, late_fee_at
 from workflows.message_timing import MessageChoice, choose_message, send_time
 from workflows.policy import Channel, DeclineClass, Outcome, Tone, WriteBackAction
@@ -99,11 +100,20 @@ class AddLateFee(BaseModel):
     label: str
 
 
-Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish | AddLateFee | Call
+Step = Charge | Notify | Wait | AwaitPaymentMethod | Finish | AddLateFee | Call | PublishEvent
 
 
 def decide(state: CaseState, now: datetime) -> Step:
     """The next step for this case at `now`, under the policy the case started with."""
+    # The product hears of the case first: its access hooks never wait for a charge or a message.
+    if (event := due_event(state, now)) is not None:
+        return event
+    return case_step(state, now)
+
+
+def case_step(state: CaseState, now: datetime) -> Step:
+    """The case's own next step at `now`, its events to the product aside: what operators and
+    the customer are shown while an event is being published."""
     if state.outcome is not None:
         return _finish_in_contact_hours(state, state.outcome, state.outcome_reason, now)
     if state.blocked is not None:
@@ -150,9 +160,13 @@ def decide(state: CaseState, now: datetime) -> Step:
         # Quiet hours: the reminder waits for the morning (and, being due, before collections).
         if charge_at is not None and charge_at < contact_at:
             return Wait(until=charge_at, reason=f"before {_charge(state).label}")
-        calls = [call_at(state, i) for i in _unmade_calls(state)]
-        if calls and calls[0] < contact_at:
-            return Wait(until=calls[0], reason="before a call task")
+        sooner = [(call_at(state, i), "before a call task") for i in _unmade_calls(state)]
+        if (event := next_event_at(state)) is not None:
+            sooner.append(event)
+        sooner = [w for w in sooner if w[0] < contact_at]
+        if sooner:
+            until, reason = min(sooner, key=lambda w: w[0])
+            return Wait(until=until, reason=reason)
         return Wait(
             until=contact_at, reason=f"until contact hours ({_reminder_label(state, due[-1])})"
         )
@@ -172,6 +186,8 @@ def decide(state: CaseState, now: datetime) -> Step:
     if fee_at is not None:
         wakeups.append((fee_at, "before the late fee"))
     wakeups += [(call_at(state, i), "before a call task") for i in _unmade_calls(state)]
+    if (event := next_event_at(state)) is not None:
+        wakeups.append(event)
     until, reason = min(wakeups, key=lambda w: w[0])
     if state.awaiting is not None and charge_at is None:
         return AwaitPaymentMethod(until=until, reason=reason)

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.conversation import ConversationActivities
     from activities.dunning import DunningActivities
     from workflows.case import CaseRun, CaseState
+    from workflows.case_events import PublishEvent, case_event, due_event
     from workflows.conversation import ConversationNote, ConversationReply
     from workflows.decide import (
         AddLateFee,
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Notify,
         Step,
         Wait,
+        case_step,
         decide,
     )
     from workflows.models import (
@@ -102,6 +104,7 @@ MESSAGE_PLAN = "message-plan"
 CUSTOMER_CONVERSATION = "customer-conversation"
 LATE_FEE = "late-fee"
 CALL_TASKS = "call-tasks"
+OUTBOUND_EVENTS = "outbound-events"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -145,6 +148,8 @@ class DunningWorkflow:
                     await self._charge(step)
                 case Notify():
                     await self._notify(step)
+                case PublishEvent():
+                    await self._publish_event(step)
                 case Wait() | AwaitPaymentMethod():
                     await self._record()
                     rolled = self._installments_paid() > installments_paid
@@ -185,6 +190,8 @@ class DunningWorkflow:
         if policy.conversation and workflow.patched(CUSTOMER_CONVERSATION):
             self._state.conversation = True
             await self._tell(joined_note(self._state, workflow.info().workflow_id))
+        # Cases started before outbound events tell the product nothing, for life.
+        self._state.publishes_events = workflow.patched(OUTBOUND_EVENTS)
         # Cases started before learned message timing was wired send reminders as written.
         if policy.message_timing == "learned" and workflow.patched(MESSAGE_PLAN):
             await self._plan_messages()
@@ -331,6 +338,19 @@ class DunningWorkflow:
             )
         fold_call_task(state, step, task, workflow.now())
 
+    async def _publish_event(self, step: PublishEvent) -> None:
+        """Tell the product (one activity); the activity stores the event and never waits
+        for the receiver, so the case goes on whether or not it is up."""
+        state = self._state
+        await workflow.execute_activity_method(
+            DunningActivities.publish_event,
+            case_event(state, step, workflow.now()),
+            start_to_close_timeout=PROVIDER_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"publish {step.event}",
+        )
+        state.mark_published(step.event_id)
+
     async def _wait(self, until: datetime | None, reason: str) -> None:
         """Sleep until `until` or until a signal changed the case since the step was decided."""
         timeout = wait_timeout(until, workflow.now())
@@ -343,6 +363,8 @@ class DunningWorkflow:
     async def _finish(self, step: Finish) -> CaseResult:
         state = self._state
         state.conclude(step.outcome, step.reason, workflow.now())
+        if (event := due_event(state, workflow.now())) is not None:
+            await self._publish_event(event)  # collections: the outcome was reached just now
         self._publish(step)
         if step.message is not None and state.conversation:
             # The conversation sends it, as one with others ending now (one receipt for all).
@@ -411,7 +433,7 @@ class DunningWorkflow:
         plan = self._state.latest_retry_plan
         details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
         workflow.set_current_details(details)
-        if isinstance(step, Charge | Notify | AddLateFee | Call):
+        if isinstance(step, Charge | Notify | AddLateFee | Call | PublishEvent):
             return
         wanted = case_search_attributes(self._state, getattr(step, "until", None))
         changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
@@ -637,7 +659,7 @@ class DunningWorkflow:
         if state is None:
             raise ValueError("case has not started yet")
         now = workflow.now()
-        step = decide(state, now)
+        step = case_step(state, now)  # an event being published is no step an operator waits on
         return state.view(step.kind, getattr(step, "until", None), describe(step), now)
 
 
@@ -664,6 +686,8 @@ def describe(step: Step) -> str:
             return f"adding {step.label}"
         case Call():
             return f"creating the call task {step.step}"
+        case PublishEvent():
+            return f"publishing {step.event}"
 
 
 SIGNALS = {

@@ -285,6 +285,18 @@ class Policy(_Strict):
     calls: list[CallStep] = Field(
         default_factory=list, description="Tasks for a person to phone the customer; none: no call."
     )
+    grace_period: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="How long the customer keeps full access after the failure (held time "
+        "does not count); its end publishes `case.grace_ending`. Unset: no such event.",
+    )
+    restrict_access_after: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="When the product should restrict access, from the failure (held time "
+        "does not count): publishes `case.access_restricted`. Unset: access is never restricted.",
+    )
 
     @property
     def label(self) -> str:
@@ -316,4 +328,16 @@ class Policy(_Strict):
             raise ValueError("retries: more scheduled retries than max_charge_attempts allows")
         if self.late_fee is not None and self.late_fee.after >= self.collections_after:
             raise ValueError("late_fee.after: must come before collections_after")
+        self._check_access()
         return self
+
+    def _check_access(self) -> None:
+        """Access is restricted no sooner than the grace period ends, and both before the
+        case goes to collections."""
+        for name in ("grace_period", "restrict_access_after"):
+            value = getattr(self, name)
+            if value is not None and value > self.collections_after:
+                raise ValueError(f"{name}: must not come after collections_after")
+        grace, restrict = self.grace_period, self.restrict_access_after
+        if grace is not None and restrict is not None and restrict < grace:
+            raise ValueError("restrict_access_after: must not come before the grace period ends")

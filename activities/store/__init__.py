@@ -20,6 +20,7 @@ from activities.store.inbox import (
 )
 from activities.store.ledger import SimulatedLedger
 from activities.store.messages import Outbox
+from activities.store.outbound import EventOutbox
 from activities.store.tables import (
     CASE_SCOPE,
     CallAttempt,
@@ -32,6 +33,9 @@ from activities.store.tables import (
     CustomerProfile,
     Message,
     MessageStatus,
+    OutboundDelivery,
+    OutboundEvent,
+    OutboundEventStatus,
     SimulatedCharge,
     Suppression,
     UTCDateTime,
@@ -44,7 +48,14 @@ from activities.store.tables import (
 
 
 class CaseStore(
-    CaseRecords, Outbox, EventInbox, SimulatedLedger, FeedbackBook, CollectionsBook, CallBook
+    CaseRecords,
+    Outbox,
+    EventInbox,
+    SimulatedLedger,
+    FeedbackBook,
+    CollectionsBook,
+    CallBook,
+    EventOutbox,
 ):
     """The one store the activities, the receiver and the CLI share: every concern's methods
     on one engine; safe to share between activity threads."""
@@ -73,9 +84,13 @@ __all__ = [
     "CustomerProfile",
     "Database",
     "EventInbox",
+    "EventOutbox",
     "FeedbackBook",
     "Message",
     "MessageStatus",
+    "OutboundDelivery",
+    "OutboundEvent",
+    "OutboundEventStatus",
     "Outbox",
     "SimulatedCharge",
     "SimulatedLedger",

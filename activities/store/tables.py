@@ -361,3 +361,50 @@ class CallAttempt(SQLModel, table=True):
     at: datetime = _timestamp(nullable=False)
     outcome: str
     actor: str
+
+
+class OutboundEventStatus(StrEnum):
+    """Where an outbound case event stands."""
+
+    PENDING = "pending"
+    """Not delivered yet: the delivery loop tries it at `next_attempt_at`."""
+    DELIVERED = "delivered"
+    """The receiver answered 2xx."""
+    FAILED = "failed"
+    """Every attempt failed; `dunning webhooks redeliver` sends it again."""
+    STORED = "stored"
+    """Kept only: no OUTBOUND_WEBHOOK_URL was set when it happened."""
+
+
+class OutboundEvent(SQLModel, table=True):
+    """A case event for the product (config/case-event.schema.json), once per event id: the
+    outbox its deliveries are made from."""
+
+    __tablename__ = "outbound_events"
+    __table_args__ = (
+        # The delivery loop's due events.
+        Index("ix_outbound_events_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True)
+    case_id: str = Field(index=True)
+    type: str
+    status: str = Field(default=OutboundEventStatus.PENDING)
+    created_at: datetime = _timestamp(nullable=False)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _timestamp(nullable=True)
+    delivered_at: datetime | None = _timestamp(nullable=True)
+    last_error: str = ""
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OutboundDelivery(SQLModel, table=True):
+    """One attempt to deliver an outbound event: the delivery log."""
+
+    __tablename__ = "outbound_deliveries"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(index=True)
+    at: datetime = _timestamp(nullable=False)
+    status_code: int | None = None
+    error: str = ""
+    duration_ms: int = 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from config.policies import find_policy, load_policies
 from workflows.case import CaseState
+from workflows.case_events import PublishEvent
 from workflows.decide import (
     AddLateFee,
     AwaitPaymentMethod,
@@ -139,6 +140,8 @@ def play(
                 if step.until is None or step.until > end:
                     return steps
                 now = step.until
+            case PublishEvent():
+                state.mark_published(step.event_id)
             case Finish():
                 state.conclude(step.outcome, step.reason, now)
                 return steps
@@ -166,6 +169,8 @@ def summary(steps: list[tuple[datetime, Step]]) -> list[tuple[datetime, str, str
                 rows.append((when, "late_fee", step.label))
             case Call():
                 rows.append((when, "call", step.step))
+            case PublishEvent():
+                rows.append((when, "publish", step.event_id))
     return rows
 
 
