@@ -18,6 +18,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
+from workflows.notice_windows import Upcoming
 
 if TYPE_CHECKING:
     from activities.store import CaseStore
@@ -58,6 +59,12 @@ class Biller(Protocol):
     def settlement(self, invoice_id: str) -> InvoiceSettled | None:
         """Whether the biller shows the invoice paid, voided or written off; None when it is
         still open or the biller keeps no invoices. Asked before every charge and reminder."""
+        ...
+
+    def upcoming(self, customer_id: str) -> Upcoming:
+        """The customer's default card (with its expiry) and the next renewals of their
+        yearly subscriptions: what pre-dunning warns about. Nothing for a customer the biller
+        does not know. Reads only: safe to retry."""
         ...
 
 

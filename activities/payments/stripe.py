@@ -27,6 +27,8 @@ from activities.payments.stripe_objects import (
     dig,
     object_id,
     payment_reference,
+    stripe_card,
+    yearly_renewal,
 )
 from activities.scrub import scrubbed
 from config.settings import Settings
@@ -37,6 +39,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
+from workflows.notice_windows import Upcoming
 from workflows.policy import DeclineCodes, WriteBackAction
 
 log = logging.getLogger("dunning.gateway")
@@ -315,6 +318,34 @@ class StripeBiller(StripeAccount):
         except stripe.StripeError as err:
             raise _translated(err, request.idempotency_key) from None
         raise ValueError(f"unknown write-back action {request.action!r}")
+
+    def upcoming(self, customer_id: str) -> Upcoming:
+        """The customer's default payment method for invoices, when it is a card, and the
+        next period end of each active yearly subscription that will renew (not one set to
+        cancel at period end). A customer Stripe does not have is answered with nothing;
+        other errors are raised like `charge`'s."""
+        try:
+            customer = self.client.v1.customers.retrieve(customer_id).to_dict()
+            method = object_id(dig(customer, "invoice_settings", "default_payment_method"))
+            card = None
+            if method is not None and not customer.get("deleted"):
+                found = self.client.v1.payment_methods.retrieve(method).to_dict()
+                card = stripe_card(method, found.get("card"))
+            listed = self.client.v1.subscriptions.list(
+                params={"customer": customer_id, "status": "active", "limit": 100}
+            ).to_dict()
+        except stripe.InvalidRequestError as err:
+            if err.code == "resource_missing":
+                return Upcoming()
+            raise _translated(err, f"upcoming:{customer_id}") from None
+        except stripe.StripeError as err:
+            raise _translated(err, f"upcoming:{customer_id}") from None
+        renewals = [
+            renewal
+            for subscription in listed.get("data") or []
+            if (renewal := yearly_renewal(subscription)) is not None
+        ]
+        return Upcoming(card=card, renewals=renewals)
 
     # The customer's pages: Stripe takes the payment and the card, 3-D Secure included.
 
