@@ -100,6 +100,7 @@ _TIER_FIXTURES = {
 _PURE_MODULES = {
     "test_policy_core",
     "test_messaging_rules",
+    "test_notice_windows",
     "test_message_timing",
     "test_policy_files",
     "test_segments",
