@@ -322,30 +322,37 @@ class StripeBiller(StripeAccount):
     def upcoming(self, customer_id: str) -> Upcoming:
         """The customer's default payment method for invoices, when it is a card, and the
         next period end of each active yearly subscription that will renew (not one set to
-        cancel at period end). A customer Stripe does not have is answered with nothing;
-        other errors are raised like `charge`'s."""
-        try:
-            customer = self.client.v1.customers.retrieve(customer_id).to_dict()
-            method = object_id(dig(customer, "invoice_settings", "default_payment_method"))
-            card = None
-            if method is not None and not customer.get("deleted"):
-                found = self.client.v1.payment_methods.retrieve(method).to_dict()
-                card = stripe_card(method, found.get("card"))
-            listed = self.client.v1.subscriptions.list(
-                params={"customer": customer_id, "status": "active", "limit": 100}
-            ).to_dict()
-        except stripe.InvalidRequestError as err:
-            if err.code == "resource_missing":
-                return Upcoming()
-            raise _translated(err, f"upcoming:{customer_id}") from None
-        except stripe.StripeError as err:
-            raise _translated(err, f"upcoming:{customer_id}") from None
+        cancel at period end). A customer (or a default method) Stripe no longer has is
+        answered with nothing; other errors are raised like `charge`'s."""
+        key = f"upcoming:{customer_id}"
+        customer = self._found(lambda: self.client.v1.customers.retrieve(customer_id), key)
+        if customer is None or customer.get("deleted"):
+            return Upcoming()
+        card = None
+        method = object_id(dig(customer, "invoice_settings", "default_payment_method"))
+        if method is not None:
+            found = self._found(lambda: self.client.v1.payment_methods.retrieve(method), key)
+            card = stripe_card(method, found.get("card")) if found else None
+        params: Any = {"customer": customer_id, "status": "active", "limit": 100}
+        listed = self._found(lambda: self.client.v1.subscriptions.list(params=params), key)
         renewals = [
             renewal
-            for subscription in listed.get("data") or []
+            for subscription in (listed or {}).get("data") or []
             if (renewal := yearly_renewal(subscription)) is not None
         ]
         return Upcoming(card=card, renewals=renewals)
+
+    @staticmethod
+    def _found(call: Any, key: str) -> dict | None:
+        """`call()`'s object as plain data; None when Stripe has no such object."""
+        try:
+            return call().to_dict()
+        except stripe.InvalidRequestError as err:
+            if err.code == "resource_missing":
+                return None
+            raise _translated(err, key) from None
+        except stripe.StripeError as err:
+            raise _translated(err, key) from None
 
     # The customer's pages: Stripe takes the payment and the card, 3-D Secure included.
 
