@@ -95,7 +95,7 @@ async def run_demo(client: Client, settings: Settings, store: CaseStore) -> list
 
 
 def demo_expiring_card(now: datetime) -> SimulatedCard:
-    """Dee's card, which expires at the end of this month: inside the 30-day (or, late in
+    """Dee's card, which expires at the end of this month: inside the 31-day (or, late in
     the month, the 7-day) window. Dee has no case, no time zone and no phone: contact hours
     cannot apply, so the notice goes out as soon as the run finds it."""
     suffix = f"{now:%H%M%S}"

@@ -1,7 +1,7 @@
 """Pre-dunning: which notice a card or a renewal is due on a day, and when each goes out.
 
 A notice warns a customer before a payment can fail: their card expires soon, or a yearly
-subscription renews soon. Each notice window (30 and 7 days before, say) sends at most one
+subscription renews soon. Each notice window (31 and 7 days before, say) sends at most one
 notice; a scan that first sees a card late sends only the window it is in, never every
 window it missed. Pure: no I/O, no Temporal import; the pre-dunning workflow and its
 activities share it.
@@ -32,7 +32,9 @@ class PreDunning(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     card_windows: list[int] = Field(
-        default=[30, 7], description="Days before a card expires that each send one notice."
+        default=[31, 7],
+        description="Days before a card expires that each send one notice (31: from the "
+        "first day of its expiry month, whatever the month's length).",
     )
     renewal_windows: list[int] = Field(
         default=[14], description="Days before a yearly subscription renews: one notice each."
@@ -71,7 +73,7 @@ def due_window(event_at: datetime, now: datetime, windows: list[int]) -> int | N
 
 
 def window_step(prefix: str, label: str, window: int) -> str:
-    """The notice's step in the message outbox, e.g. ``expiry-2027-03-P30D`` (a card's
+    """The notice's step in the message outbox, e.g. ``expiry-2027-03-P31D`` (a card's
     expiry month) or ``renewal-2027-01-15-P14D`` (a renewal's date): one notice per card or
     renewal, per expiry or date and per window, however often the scan runs. A renewed card
     (same payment method, a new expiry) gets its own notices."""

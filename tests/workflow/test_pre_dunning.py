@@ -17,7 +17,7 @@ from workflows.pre_dunning import PreDunningResult, PreDunningRun, PreDunningWor
 ANY_HOUR = PreDunning(contact_hours=ContactHours(enabled=False))
 
 
-async def seed(dunning: Dunning, window: int = 30, **profile) -> SimulatedCard:
+async def seed(dunning: Dunning, window: int = 31, **profile) -> SimulatedCard:
     """Ann, whose card expires in a month or two; virtual time skips to an hour inside the
     card's `window`-day notice."""
     later = await dunning.now() + timedelta(days=40)
@@ -62,7 +62,7 @@ async def test_a_card_gets_one_notice_per_window_however_often_the_run_repeats(
     dunning: Dunning,
 ):
     dunning.pre_dunning = ANY_HOUR
-    card = await seed(dunning, window=30)
+    card = await seed(dunning, window=31)
 
     async with dunning.worker():
         first = await run_once(dunning)
@@ -71,7 +71,7 @@ async def test_a_card_gets_one_notice_per_window_however_often_the_run_repeats(
     assert first == PreDunningResult(due=1, sent=1, held=0)
     assert again == PreDunningResult(due=0, sent=0, held=0)  # the outbox has it
     sent = notices(dunning)
-    step = f"expiry-{card.exp_year:04d}-{card.exp_month:02d}-P30D"
+    step = f"expiry-{card.exp_year:04d}-{card.exp_month:02d}-P31D"
     assert [(m.step, m.channel, m.template) for m in sent] == [
         (step, "email", "card_expiring"),
         (step, "in_app", "card_expiring"),
