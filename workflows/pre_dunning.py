@@ -9,7 +9,7 @@ is left). Which windows are due and when each notice may go out is the pure core
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
@@ -79,7 +79,7 @@ class PreDunningWorkflow:
         workflow.set_current_details(f"sent {result.sent} of {result.due} notices due")
         return result
 
-    async def _scan(self, now) -> NoticeBatch:
+    async def _scan(self, now: datetime) -> NoticeBatch:
         """Every page of the scan, as one batch."""
         batch = NoticeBatch(next_after=None)
         after = None
