@@ -709,9 +709,10 @@ def _with_store(settings: Settings, database_url: str | None) -> Settings:
     policies_app, "check", "validate every policy, segment and template file and explain errors"
 )
 def cmd_policies_check() -> None:
-    """Load every policy, the decline table, the segments and the templates as a worker would."""
+    """Load every policy, the decline table, the segments, the pre-dunning windows and the
+    templates as a worker would."""
     from activities.notify.templates import Templates
-    from config.policies import load_policies, load_segments
+    from config.policies import load_policies, load_pre_dunning, load_segments
     from config.settings import CONFIG_DIR
 
     settings = _settings()
@@ -726,6 +727,11 @@ def cmd_policies_check() -> None:
         )
     for segment in rules.segments:
         print(f"ok  segment {segment.name} → {', '.join(segment.policies)}")
+    notices = load_pre_dunning(settings.pre_dunning_file)
+    print(
+        f"ok  pre-dunning: cards {', '.join(f'{d}d' for d in notices.card_windows)} ahead, "
+        f"renewals {', '.join(f'{d}d' for d in notices.renewal_windows)} ahead"
+    )
     print(f"ok  templates: {', '.join(sorted(templates.languages))}")
 
 

@@ -5,7 +5,8 @@
 Settings come from the environment (see config/settings.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, DATABASE_URL, TASK_QUEUE. Every
 EVENT_SWEEP_SECONDS the worker carries out stored billing events no delivery finished, and every
-OUTBOUND_DELIVERY_SECONDS it delivers the outbound case events that are due.
+OUTBOUND_DELIVERY_SECONDS it delivers the outbound case events that are due. At start it
+ensures the daily pre-dunning schedule (PRE_DUNNING_AT, UTC).
 """
 
 from __future__ import annotations
@@ -21,24 +22,32 @@ from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from activities.outbound import delivering
+from activities.pre_dunning import PreDunningActivities
 from config.settings import SecretsProblem, Settings
 from intake.client import temporal
-from intake.demo import run_demo
+from intake.demo import run_demo, run_pre_dunning_demo
+from intake.pre_dunning import ensure_pre_dunning_schedule
 from webhooks.app import serve as serve_receiver
 from webhooks.sweeper import sweeping
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
+from workflows.pre_dunning import PreDunningWorkflow
 
 log = logging.getLogger("dunning.worker")
 
 
-def build_worker(client: Client, settings: Settings, activities: DunningActivities) -> Worker:
-    """A worker for dunning cases on the configured task queue."""
+def build_worker(
+    client: Client,
+    settings: Settings,
+    activities: DunningActivities,
+    pre_dunning: PreDunningActivities,
+) -> Worker:
+    """A worker for dunning cases and the daily pre-dunning runs on the configured task queue."""
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[DunningWorkflow, CustomerWorkflow],
-        activities=activities.all(),
+        workflows=[DunningWorkflow, CustomerWorkflow, PreDunningWorkflow],
+        activities=[*activities.all(), *pre_dunning.all()],
         activity_executor=ThreadPoolExecutor(max_workers=16),
     )
 
@@ -52,6 +61,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         settings = settings.in_demo_mode()
     settings.check_secrets(serving=serve)
     activities = DunningActivities.from_settings(settings)
+    pre_dunning = PreDunningActivities.from_settings(settings, activities)
     activities.warm_up()
     # SIGTERM and Ctrl-C end the wait below, so every context unwinds and the dev server
     # stops with the worker (Python's default SIGTERM would leave it running as an orphan).
@@ -60,11 +70,12 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
     async with (
         temporal(settings) as client,
-        build_worker(client, settings, activities),
+        build_worker(client, settings, activities, pre_dunning),
         sweeping(settings, client, activities.store),
         delivering(activities.publisher, settings.outbound_delivery_seconds),
     ):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
+        await ensure_pre_dunning_schedule(client, settings)
         running = [asyncio.create_task(stopping.wait())]
         if serve:
 
@@ -76,6 +87,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
             )
         if demo:
             await run_demo(client, settings, activities.store)
+            await run_pre_dunning_demo(client, activities.store)
         # Until a signal, or until the receiver stops (it handles signals once it serves).
         done, pending = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:

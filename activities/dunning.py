@@ -8,6 +8,8 @@ construction. All are synchronous and run in the worker's thread pool; all are i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -74,7 +76,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import Channel, Policy
+from workflows.policy import Channel, Policy, Tone
 from workflows.smart_retry import RetryPlan, RetryScorer
 
 log = logging.getLogger("dunning.activities")
@@ -300,37 +302,57 @@ class DunningActivities:
                 return NotifyResult(deliveries=[], settled=settled)
         customer = self.store.get_customer(request.customer_id)
         at = request.at or utcnow()
-
-        def sent() -> int:
-            capped = [c.value for c in CAPPED_CHANNELS]
-            return self.store.messages_to_customer_since(
-                request.customer_id, at - CAP_WINDOW, capped
-            )
-
         # The customer's conversation keeps its own messages within the budget.
-        if not request.conversation and gives_way_to_cap(
-            request.tone, sent, self.messages_per_week
-        ):
-            detail = f"frequency cap: {self.messages_per_week} messages in 7 days"
-            return NotifyResult(
-                deliveries=[
-                    Delivery(channel=c, status=DeliveryStatus.SKIPPED, detail=detail)
-                    for c in request.channels
-                ]
-            )
+        capped = None
+        if not request.conversation:
+            capped = self.capped(request.customer_id, request.tone, at, request.channels)
+        if capped is not None:
+            return capped
         deliveries: list[Delivery] = []
         try:
-            deliveries += [self._deliver(request, customer, c) for c in request.channels]
-            sent = {d.channel for d in deliveries if d.status is DeliveryStatus.SENT}
-            if needs_fallback(request.channels, sent):
-                for channel in fallback_channels(request.channels):
-                    delivery = self._deliver(request, customer, channel)
-                    deliveries.append(delivery)
-                    if delivery.status is DeliveryStatus.SENT:
-                        break
+            self.deliver_each(
+                request.channels, lambda c: self._deliver(request, customer, c), deliveries
+            )
         except InvoiceSettledMeanwhile as settled:
             return NotifyResult(deliveries=deliveries, settled=settled.settlement)
         return NotifyResult(deliveries=deliveries)
+
+    def capped(
+        self, customer_id: str, tone: Tone | None, at: datetime, channels: list[Channel]
+    ) -> NotifyResult | None:
+        """Every channel skipped when a message of `tone` gives way to the weekly cap on
+        messages per customer (across all their cases and notices, up to `at`); else None."""
+
+        def sent() -> int:
+            capped = [c.value for c in CAPPED_CHANNELS]
+            return self.store.messages_to_customer_since(customer_id, at - CAP_WINDOW, capped)
+
+        if not gives_way_to_cap(tone, sent, self.messages_per_week):
+            return None
+        detail = f"frequency cap: {self.messages_per_week} messages in 7 days"
+        return NotifyResult(
+            deliveries=[
+                Delivery(channel=c, status=DeliveryStatus.SKIPPED, detail=detail) for c in channels
+            ]
+        )
+
+    @staticmethod
+    def deliver_each(
+        channels: list[Channel],
+        deliver: Callable[[Channel], Delivery],
+        deliveries: list[Delivery],
+    ) -> None:
+        """Deliver on each of `channels`; when none reaches the customer, on the other
+        channels they can receive, in order, until one does. Appends to `deliveries` as it
+        goes, so what went out before an exception is still known."""
+        deliveries += [deliver(c) for c in channels]
+        sent = {d.channel for d in deliveries if d.status is DeliveryStatus.SENT}
+        if needs_fallback(channels, sent):
+            for channel in fallback_channels(channels):
+                delivery = deliver(channel)
+                deliveries.append(delivery)
+                if delivery.status is DeliveryStatus.SENT:
+                    break
 
     @activity.defn
     def publish_event(self, event: CaseEvent) -> str:
@@ -382,10 +404,66 @@ class DunningActivities:
     def _deliver(
         self, request: NotifyRequest, customer: CustomerProfile | None, channel: Channel
     ) -> Delivery:
+        def variables() -> dict[str, object]:
+            values = message_variables(
+                name=customer.name,
+                invoice_id=request.invoice_id,
+                amount=request.amount_due,
+                amount_paid=request.amount_paid,
+                currency=request.currency,
+                deadline=request.deadline,
+                link=self._link(request),
+                unsubscribe=self.self_service.unsubscribe_link_for(request.case_id, utcnow()),
+                case_id=request.case_id,
+                locale=customer.locale,
+                time_zone=customer.time_zone,
+                installments=request.installments,
+                promised_for=request.promised_for,
+                open_invoices=request.open_invoices,
+                late_fee=request.late_fee,
+            )
+            language = self.templates.language_for(customer.locale)
+            values["invoices"] = self.templates.invoice_list(language, values["invoices"])
+            return values
+
+        def still_due(row: Message) -> None:
+            # Asked again once the row exists: a payment stored before this point stops the
+            # message, and one stored after it arrived after the message was decided.
+            if request.failed_at is not None:
+                settled = self.store.invoice_settlement(
+                    request.invoice_id, request.failed_at, request.amount_due
+                )
+                if settled is not None:
+                    self.store.mark_message(row.id, MessageStatus.WITHHELD)
+                    raise InvoiceSettledMeanwhile(settled)
+
+        outgoing = Outgoing(
+            case_id=request.case_id,
+            customer_id=request.customer_id,
+            step=request.step,
+            template=request.template,
+            at=request.at,
+            hour_propensity=request.hour_propensity,
+            channel_propensity=request.channel_propensity,
+        )
+        return self.deliver_message(outgoing, customer, channel, variables, still_due)
+
+    def deliver_message(
+        self,
+        outgoing: Outgoing,
+        customer: CustomerProfile | None,
+        channel: Channel,
+        variables: Callable[[], dict[str, object]],
+        before_send: Callable[[Message], None] | None = None,
+    ) -> Delivery:
+        """Send one message on one channel, at most once per (case, step, channel): a case's
+        step or a pre-dunning notice (its notice id stands for the case). Suppressed contacts
+        are skipped; `variables` are asked for only when the message is rendered, and
+        `before_send` may still withhold it (by raising) once its row is claimed."""
         recipient = _recipient(customer, channel)
         if recipient is None:
             return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail="no contact")
-        earlier = self.store.message(request.case_id, request.step, channel.value)
+        earlier = self.store.message(outgoing.case_id, outgoing.step, channel.value)
         if earlier is not None and earlier.status in SETTLED:
             return Delivery(channel=channel, status=SETTLED[earlier.status], detail="recorded")
         if earlier is not None and earlier.status == MessageStatus.PENDING:
@@ -395,60 +473,36 @@ class DunningActivities:
             return Delivery(
                 channel=channel, status=DeliveryStatus.SENT, detail=MessageStatus.UNCONFIRMED
             )
-        suppression = self.store.suppression(CASE_SCOPE, request.case_id) or (
+        suppression = self.store.suppression(CASE_SCOPE, outgoing.case_id) or (
             self.store.suppression(channel.value, recipient)
         )
         if suppression is not None:
             detail = f"suppressed: {suppression.reason} ({suppression.source})"
             return Delivery(channel=channel, status=DeliveryStatus.SKIPPED, detail=detail)
         language = self.templates.language_for(customer.locale)
-        variables = message_variables(
-            name=customer.name,
-            invoice_id=request.invoice_id,
-            amount=request.amount_due,
-            amount_paid=request.amount_paid,
-            currency=request.currency,
-            deadline=request.deadline,
-            link=self._link(request),
-            unsubscribe=self.self_service.unsubscribe_link_for(request.case_id, utcnow()),
-            case_id=request.case_id,
-            locale=customer.locale,
-            time_zone=customer.time_zone,
-            installments=request.installments,
-            promised_for=request.promised_for,
-            open_invoices=request.open_invoices,
-            late_fee=request.late_fee,
-        )
-        variables["invoices"] = self.templates.invoice_list(language, variables["invoices"])
-        rendered = self.templates.render(language, request.template, channel, variables)
+        values = variables()
+        rendered = self.templates.render(language, outgoing.template, channel, values)
         # The row is written before the provider call: a retry finds it and never sends twice.
         row = self.store.claim_message(
             Message(
-                case_id=request.case_id,
-                customer_id=request.customer_id,
-                step=request.step,
+                case_id=outgoing.case_id,
+                customer_id=outgoing.customer_id,
+                step=outgoing.step,
                 channel=channel.value,
-                template=request.template,
+                template=outgoing.template,
                 recipient=recipient,
                 subject=rendered.subject,
                 body=rendered.text,
-                step_at=request.at or utcnow(),
-                hour_propensity=request.hour_propensity,
-                channel_propensity=request.channel_propensity,
+                step_at=outgoing.at or utcnow(),
+                hour_propensity=outgoing.hour_propensity,
+                channel_propensity=outgoing.channel_propensity,
             )
         )
         if row.status in SETTLED:
             return Delivery(channel=channel, status=SETTLED[row.status], detail="recorded")
-        # Asked again once the row exists: a payment stored before this point stops the
-        # message, and one stored after it arrived after the message was decided.
-        if request.failed_at is not None:
-            settled = self.store.invoice_settlement(
-                request.invoice_id, request.failed_at, request.amount_due
-            )
-            if settled is not None:
-                self.store.mark_message(row.id, MessageStatus.WITHHELD)
-                raise InvoiceSettledMeanwhile(settled)
-        key = f"{request.case_id}:{request.step}:{channel.value}"
+        if before_send is not None:
+            before_send(row)
+        key = f"{outgoing.case_id}:{outgoing.step}:{channel.value}"
         message = OutboundMessage(
             key=key,
             channel=channel,
@@ -456,10 +510,10 @@ class DunningActivities:
             subject=row.subject,
             body=row.body,
             html=rendered.html,
-            case_id=request.case_id,
-            step=request.step,
-            template=request.template,
-            variables={k: str(v) for k, v in variables.items()},
+            case_id=outgoing.case_id,
+            step=outgoing.step,
+            template=outgoing.template,
+            variables={k: str(v) for k, v in values.items()},
         )
         try:
             provider_id = self.notifiers[channel].send(message)
@@ -475,6 +529,21 @@ class DunningActivities:
             return Delivery(channel=channel, status=DeliveryStatus.FAILED, detail=detail)
         self.store.mark_message(row.id, MessageStatus.SENT, provider_id)
         return Delivery(channel=channel, status=DeliveryStatus.SENT, detail=provider_id)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What keys and files one message in the outbox: (case, step, channel) is sent once.
+    A pre-dunning notice's `case_id` is its notice id (card-..., renewal-...)."""
+
+    case_id: str
+    customer_id: str
+    step: str
+    template: str
+    at: datetime | None = None
+    """The sender's clock (the case's), which the weekly cap counts by; None: now."""
+    hour_propensity: float | None = None
+    channel_propensity: float | None = None
 
 
 # Message rows: written PENDING before the provider call, settled after it; a row in one of

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from config.errors import explain
+from workflows.notice_windows import PreDunning
 from workflows.policy import DeclineTable, Policy
 from workflows.segments import SegmentRules
 
@@ -93,3 +94,13 @@ def load_segments(path: Path, policies: list[Policy]) -> SegmentRules:
             if name not in known:
                 raise PolicyError(f"{path}: segment {segment.name} names unknown policy {name!r}")
     return rules
+
+
+def load_pre_dunning(path: Path) -> PreDunning:
+    """The `[pre_dunning]` table of config/pre-dunning.toml, validated (every field has a
+    default: an empty table means 30- and 7-day card notices and 14-day renewal notices)."""
+    data = _read_toml(path)
+    try:
+        return PreDunning.model_validate(data.get("pre_dunning", {}))
+    except ValidationError as exc:
+        raise _explain(path, exc) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -98,6 +99,16 @@ class Settings(BaseSettings):
         default=Path(".dunning/models"),
         description="Where `dunning model train` writes retry-model-v<N>.skops; smart retry "
         "timing uses the newest (none there: the policy's fixed schedule).",
+    )
+
+    pre_dunning_file: Path = Field(
+        default=CONFIG_DIR / "pre-dunning.toml",
+        description="Pre-dunning's windows, channels and contact hours ([pre_dunning]).",
+    )
+    pre_dunning_at: time = Field(
+        default=time(6, 0),
+        description="When (UTC, HH:MM) the daily pre-dunning schedule scans for expiring "
+        "cards and renewals; notices still wait for each customer's contact hours.",
     )
 
     gateway: Literal["simulated", "stripe"] = "simulated"

@@ -1,4 +1,5 @@
-"""The demo: three cases on the demo policy that finish within about a minute."""
+"""The demo: three cases on the demo policy that finish within about a minute, and a
+customer whose card expires this month, for the pre-dunning schedule's notice."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from datetime import UTC, datetime
 from temporalio.client import Client
 
 from activities.notify.links import SelfService
-from activities.store import CaseStore, CustomerProfile
+from activities.store import CaseStore, CustomerProfile, SimulatedCard
 from config.settings import Settings
 from intake.cases import CaseOpener, StartResult
 from intake.events import BillingEvent
+from intake.pre_dunning import run_pre_dunning_now
 
 # key, name, card, amount, currency, decline, locale, time zone: Chie reads Japanese.
 DEMO_CUSTOMERS = [
@@ -90,3 +92,41 @@ async def run_demo(client: Client, settings: Settings, store: CaseStore) -> list
         print(f"  {name}'s recovery page: {pages.link_for(result.case_id, now)}", flush=True)
     print("Watch them in the Temporal UI; they finish within about a minute.", flush=True)
     return results
+
+
+def demo_expiring_card(now: datetime) -> SimulatedCard:
+    """Dee's card, which expires at the end of this month: inside the 31-day (or, late in
+    the month, the 7-day) window. Dee has no case, no time zone and no phone: contact hours
+    cannot apply, so the notice goes out as soon as the run finds it."""
+    suffix = f"{now:%H%M%S}"
+    return SimulatedCard(
+        # New each run, as the other demo customers are: a card gets one notice per window.
+        payment_method=f"pm_demo_dee_{suffix}",
+        customer_id=f"cus_demo_dee_{suffix}",
+        brand="visa",
+        last4="4242",
+        exp_month=now.month,
+        exp_year=now.year,
+    )
+
+
+async def run_pre_dunning_demo(client: Client, store: CaseStore) -> SimulatedCard:
+    """Store Dee and her expiring card, then run the pre-dunning schedule once now (its
+    daily time may be hours away): her notice lands in the outbox."""
+    card = demo_expiring_card(datetime.now(UTC))
+    store.upsert_customer(
+        CustomerProfile(
+            customer_id=card.customer_id,
+            name="Dee Walker",
+            email="dee@example.com",
+            payment_method=card.payment_method,
+        )
+    )
+    store.save_simulated_card(card)
+    await run_pre_dunning_now(client)
+    print(
+        f"Pre-dunning: Dee's card expires at the end of {card.exp_month:02d}/{card.exp_year}; "
+        "the schedule dunning-pre-dunning (Temporal UI, Schedules) runs now and emails her.",
+        flush=True,
+    )
+    return card

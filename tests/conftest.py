@@ -104,6 +104,7 @@ _PURE_MODULES = {
     "test_case_events",
     "test_messaging_rules",
     "test_conversation",
+    "test_notice_windows",
     "test_message_timing",
     "test_policy_files",
     "test_segments",

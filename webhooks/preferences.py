@@ -195,7 +195,10 @@ class Preferences:
 
     def _customer(self, case_id: str) -> CustomerProfile | None:
         case = self.store.get_case(case_id)
-        return self.store.get_customer(case.customer_id) if case else None
+        if case is None:  # a pre-dunning notice's link names the notice (card-..., renewal-...)
+            sent = self.store.messages(case_id)
+            return self.store.get_customer(sent[0].customer_id) if sent else None
+        return self.store.get_customer(case.customer_id)
 
     async def _page(
         self,

@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from jinja2 import Environment, StrictUndefined, Template, TemplateError, UndefinedError
 from markupsafe import Markup, escape
 
@@ -41,6 +41,9 @@ TEMPLATE_NAMES = [
     "plan_confirmed",
     "promise_confirmed",
 ]
+# Pre-dunning notices: before any payment failed, so no invoice and no amount; their link is
+# the customer's account page.
+NOTICE_TEMPLATE_NAMES = ["card_expiring", "renewal_upcoming"]
 # Outcome messages: the case is over, so they carry no link and no button.
 OUTCOMES = {"recovered", "cancelled", "collections"}
 PARTS = ["subject", "email", "sms", "in_app"]
@@ -65,6 +68,10 @@ SAMPLE = {
     "schedule": "1. $24.50 on 25 November 2026\n2. $24.50 on 25 December 2026",
     "installment_count": 2,
     "promised_date": "25 November 2026",
+    "card_brand": "Visa",
+    "card_last4": "4242",
+    "expiry_month": "November 2026",
+    "renewal_date": "25 November 2026",
     "late_fee": "$5.00",
     "collections_agency": "Sample Recovery Ltd",
     "collections_contact": "collections@example.com",
@@ -157,8 +164,9 @@ class Templates:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise TemplateConfigError(f"{path}: not valid TOML: {exc}") from exc
-            required = [(n, p) for n in TEMPLATE_NAMES for p in PARTS]
-            buttons = [(n, BUTTON) for n in TEMPLATE_NAMES if BUTTON in data.get(n, {})]
+            names = [*TEMPLATE_NAMES, *NOTICE_TEMPLATE_NAMES]
+            required = [(n, p) for n in names for p in PARTS]
+            buttons = [(n, BUTTON) for n in names if BUTTON in data.get(n, {})]
             parts = [*required, SIGNATURE, FOOTER, FOOTER_LINK, INVOICE_LINE, *buttons]
             for name, part in parts:
                 source = data.get(name, {}).get(part)
@@ -171,7 +179,7 @@ class Templates:
                 except (TemplateError, UndefinedError) as exc:
                     raise TemplateConfigError(f"{path}: [{name}].{part}: {exc}") from exc
                 self._compiled[path.stem, name, part] = template
-            for name in TEMPLATE_NAMES:
+            for name in names:
                 _check_link(path, name, self._compiled, path.stem)
         if not self.languages or default_language not in self.languages:
             raise TemplateConfigError(f"{templates_dir}: no templates for {default_language!r}")
@@ -266,6 +274,7 @@ class Templates:
 def _samples() -> list[dict[str, object]]:
     """Sample variables a template must render with: all set, and the optional ones empty."""
     unset = ("name", "deadline", "support_phone", "late_fee", "collections_agency")
+    unset += ("card_brand", "card_last4")
     return [
         SAMPLE,
         {**SAMPLE, **dict.fromkeys(unset, ""), "collections_contact": ""},
@@ -369,3 +378,47 @@ def message_variables(
 
 
 _URL = re.compile(r"(https?://[^\s<>\"'()（）,，、。]+)")
+
+
+CARD_BRANDS = {
+    "amex": "American Express",
+    "diners": "Diners Club",
+    "discover": "Discover",
+    "jcb": "JCB",
+    "mastercard": "Mastercard",
+    "unionpay": "UnionPay",
+    "visa": "Visa",
+}
+"""How a card brand is written (Stripe's `card.brand` codes); any other as given."""
+
+
+def notice_variables(
+    *,
+    name: str | None,
+    link: str,
+    unsubscribe: str,
+    notice_id: str,
+    card_brand: str | None,
+    card_last4: str | None,
+    event_at: datetime,
+    locale: str | None,
+    time_zone: str | None,
+) -> dict[str, object]:
+    """The variables of a pre-dunning notice: the card's brand and last 4 digits (empty when
+    unknown; never more of the number), `expiry_month` (the month a card expiring at
+    `event_at` is marked with: "March 2027", "2027年3月") and `renewal_date` (`event_at`'s day
+    in the customer's time zone)."""
+    babel = babel_locale(locale)
+    zone = ZoneInfo(time_zone) if time_zone else UTC
+    marked = (event_at.astimezone(UTC) - timedelta(days=1)).date()  # expires at the month's end
+    brand = (card_brand or "").lower()
+    return {
+        "name": name or "",
+        "link": link,
+        "unsubscribe": unsubscribe,
+        "case_id": notice_id,
+        "card_brand": CARD_BRANDS.get(brand, card_brand or ""),
+        "card_last4": card_last4 or "",
+        "expiry_month": format_skeleton("yMMMM", marked, locale=babel),
+        "renewal_date": format_date(event_at.astimezone(zone).date(), "long", locale=babel),
+    }

@@ -20,6 +20,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
+from workflows.notice_windows import Upcoming
 
 if TYPE_CHECKING:
     from activities.store import CaseStore
@@ -65,6 +66,11 @@ class Biller(Protocol):
     def add_late_fee(self, request: LateFeeRequest) -> LateFeeResult:
         """Add a late fee to the customer's next invoice (an invoice that failed is final:
         it takes no new lines); the same key adds it once."""
+
+    def upcoming(self, customer_id: str) -> Upcoming:
+        """The customer's default card (with its expiry) and the next renewals of their
+        yearly subscriptions: what pre-dunning warns about. Nothing for a customer the biller
+        does not know. Reads only: safe to retry."""
         ...
 
 

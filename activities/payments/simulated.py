@@ -22,6 +22,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
+from workflows.notice_windows import CardOnFile, Renewal, Upcoming
 
 APPROVING_TOKENS = {
     "pm_card_visa",
@@ -113,8 +114,9 @@ class SimulatedProcessor:
 
 
 class SimulatedBiller:
-    """`Biller` for demos and tests: there is no biller behind the simulation; late fees are
-    kept in the store's ledger, by idempotency key, as Stripe keeps invoice items."""
+    """`Biller` for demos and tests: there is no biller behind the simulation, but the
+    gateway's ledger keeps late fees (by idempotency key, as Stripe keeps invoice items) and
+    holds cards and subscriptions (what pre-dunning reads)."""
 
     def __init__(self, store: CaseStore) -> None:
         self.store = store
@@ -147,6 +149,31 @@ class SimulatedBiller:
         """Log what a real biller would be told."""
         log.info("write back %s for invoice %s", request.action, request.invoice_id)
         return WriteBackResult(done=True, detail="simulated")
+
+    def upcoming(self, customer_id: str) -> Upcoming:
+        """The ledger's card for the customer's payment method, and their active yearly
+        subscriptions' renewals."""
+        if self.store is None:
+            return Upcoming()
+        customer = self.store.get_customer(customer_id)
+        held = None
+        if customer is not None and customer.payment_method:
+            held = self.store.simulated_card(customer.payment_method)
+        card = None
+        if held is not None:
+            card = CardOnFile(
+                payment_method=held.payment_method,
+                brand=held.brand,
+                last4=held.last4,
+                exp_month=held.exp_month,
+                exp_year=held.exp_year,
+            )
+        renewals = [
+            Renewal(subscription_id=s.subscription_id, renews_at=s.renews_at)
+            for s in self.store.simulated_subscriptions(customer_id)
+            if s.status == "active" and s.interval == "year"
+        ]
+        return Upcoming(card=card, renewals=renewals)
 
 
 def card_of(token: str | None) -> dict[str, str | None]:

@@ -27,6 +27,8 @@ from activities.payments.stripe_objects import (
     dig,
     object_id,
     payment_reference,
+    stripe_card,
+    yearly_renewal,
 )
 from activities.scrub import scrubbed
 from config.settings import Settings
@@ -39,6 +41,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
+from workflows.notice_windows import Upcoming
 from workflows.policy import DeclineCodes, WriteBackAction
 
 log = logging.getLogger("dunning.gateway")
@@ -336,6 +339,41 @@ class StripeBiller(StripeAccount):
         except stripe.StripeError as err:
             raise _translated(err, key) from None
         return LateFeeResult(reference=item.id)
+
+    def upcoming(self, customer_id: str) -> Upcoming:
+        """The customer's default payment method for invoices, when it is a card, and the
+        next period end of each active yearly subscription that will renew (not one set to
+        cancel at period end). A customer (or a default method) Stripe no longer has is
+        answered with nothing; other errors are raised like `charge`'s."""
+        key = f"upcoming:{customer_id}"
+        customer = self._found(lambda: self.client.v1.customers.retrieve(customer_id), key)
+        if customer is None or customer.get("deleted"):
+            return Upcoming()
+        card = None
+        method = object_id(dig(customer, "invoice_settings", "default_payment_method"))
+        if method is not None:
+            found = self._found(lambda: self.client.v1.payment_methods.retrieve(method), key)
+            card = stripe_card(method, found.get("card")) if found else None
+        params: Any = {"customer": customer_id, "status": "active", "limit": 100}
+        listed = self._found(lambda: self.client.v1.subscriptions.list(params=params), key)
+        renewals = [
+            renewal
+            for subscription in (listed or {}).get("data") or []
+            if (renewal := yearly_renewal(subscription)) is not None
+        ]
+        return Upcoming(card=card, renewals=renewals)
+
+    @staticmethod
+    def _found(call: Any, key: str) -> dict | None:
+        """`call()`'s object as plain data; None when Stripe has no such object."""
+        try:
+            return call().to_dict()
+        except stripe.InvalidRequestError as err:
+            if err.code == "resource_missing":
+                return None
+            raise _translated(err, key) from None
+        except stripe.StripeError as err:
+            raise _translated(err, key) from None
 
     # The customer's pages: Stripe takes the payment and the card, 3-D Secure included.
 

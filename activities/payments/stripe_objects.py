@@ -1,5 +1,5 @@
-"""Stripe's objects (invoices, payment errors) read as plain data, the same way by the
-gateway and by the webhook reader. Pure: no SDK, no I/O.
+"""Stripe's objects (invoices, payment errors, cards, subscriptions) read as plain data, the
+same way by the gateway and by the webhook reader. Pure: no SDK, no I/O.
 
 Webhooks expand nothing; API responses expand what was asked. Every reader here takes an
 expanded object or an id where Stripe may give either, and answers None for anything else.
@@ -8,9 +8,11 @@ expanded object or an id where Stripe may give either, and answers None for anyt
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from workflows.models import ID_PATTERN
+from workflows.notice_windows import CardOnFile, Renewal
 from workflows.policy import DeclineCodes
 
 
@@ -73,3 +75,42 @@ def payment_reference(invoice: dict) -> str | None:
         if found:
             return found
     return object_id(invoice.get("payment_intent"))
+
+
+def stripe_card(payment_method: str, card: Any) -> CardOnFile | None:
+    """A PaymentMethod's `card` as pre-dunning needs it (brand, last 4, expiry); None for a
+    method that is no card or has no readable expiry."""
+    month, year = dig(card, "exp_month"), dig(card, "exp_year")
+    if type(month) is not int or type(year) is not int or not 1 <= month <= 12:
+        return None
+    last4 = text(dig(card, "last4"), 4)
+    return CardOnFile(
+        payment_method=payment_method,
+        brand=text(dig(card, "brand"), 30),
+        last4=last4 if last4 and re.fullmatch(r"[0-9]{4}", last4) else None,
+        exp_month=month,
+        exp_year=year,
+    )
+
+
+def yearly_renewal(subscription: Any) -> Renewal | None:
+    """When an active yearly subscription renews: its period end (on its items since
+    2025-03-31.basil, on the subscription before). None for a monthly one, one that cancels
+    at period end, or one whose period Stripe does not give."""
+    subscription_id = object_id(dig(subscription, "id"))
+    if subscription_id is None or dig(subscription, "cancel_at_period_end") is True:
+        return None
+    items = dig(subscription, "items", "data")
+    items = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+    intervals = {
+        dig(item, "price", "recurring", "interval") or dig(item, "plan", "interval")
+        for item in items
+    }
+    if "year" not in intervals:
+        return None
+    ends = [dig(item, "current_period_end") for item in items]
+    ends = [end for end in ends if type(end) is int] or [dig(subscription, "current_period_end")]
+    if type(ends[0]) is not int:
+        return None
+    renews_at = datetime.fromtimestamp(min(ends), UTC)
+    return Renewal(subscription_id=subscription_id, renews_at=renews_at)

@@ -57,6 +57,15 @@ class CaseRecords(Database):
             row = session.get(Customer, customer_id)
         return None if row is None else row.profile()
 
+    def customers(self, after: str | None = None, limit: int = 200) -> list[CustomerProfile]:
+        """Up to `limit` customers by id, from the first after `after`: a page of a scan
+        over every customer the store knows."""
+        query = select(Customer).order_by(Customer.customer_id).limit(limit)
+        if after is not None:
+            query = query.where(Customer.customer_id > after)
+        with self.session() as session:
+            return [row.profile() for row in session.exec(query)]
+
     # Cases and audit -----------------------------------------------------------------------
 
     def record_case(self, record: CaseRecord) -> None:

@@ -408,3 +408,30 @@ class OutboundDelivery(SQLModel, table=True):
     status_code: int | None = None
     error: str = ""
     duration_ms: int = 0
+
+
+class SimulatedCard(SQLModel, table=True):
+    """A card the simulated gateway holds for a customer, with its expiry: what pre-dunning
+    reads where Stripe would give the customer's default payment method."""
+
+    __tablename__ = "simulated_cards"
+    payment_method: str = Field(primary_key=True)
+    customer_id: str = Field(index=True)
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int
+    exp_year: int
+    updated_at: datetime = _timestamp(nullable=False)
+
+
+class SimulatedSubscription(SQLModel, table=True):
+    """A subscription the simulated gateway bills, with when its period renews: pre-dunning
+    warns before a yearly one renews."""
+
+    __tablename__ = "simulated_subscriptions"
+    subscription_id: str = Field(primary_key=True)
+    customer_id: str = Field(index=True)
+    interval: str = Field(description="month or year, as Stripe's price intervals.")
+    renews_at: datetime = _timestamp(nullable=False)
+    status: str = "active"
+    updated_at: datetime = _timestamp(nullable=False)

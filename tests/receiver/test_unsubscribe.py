@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from activities.notify.links import SelfService, make_token
-from activities.store import CaseStore, CustomerProfile
+from activities.store import CaseStore, CustomerProfile, Message, MessageStatus
 from config.settings import Settings
 from webhooks.app import create_app
 from workflows.models import CaseRecord, CaseStatus
@@ -99,6 +99,28 @@ def test_one_click_post_as_multipart_without_fields_still_suppresses_email(http,
     assert done.status_code == 200
     assert store.suppression("email", EMAIL) is not None
     assert store.suppression("in_app", "cus_1") is None  # one-click stops email alone
+
+
+def test_a_pre_dunning_notices_link_unsubscribes_its_customer(http, store: CaseStore):
+    # A notice is sent before any case exists: its link names the notice, not a case.
+    row = store.claim_message(
+        Message(
+            case_id="card-pm_1",
+            customer_id="cus_1",
+            step="expiry-2027-03-P7D",
+            channel="email",
+            template="card_expiring",
+            recipient=EMAIL.lower(),
+            body="...",
+        )
+    )
+    store.mark_message(row.id, MessageStatus.SENT)
+
+    done = http.post(link("card-pm_1"), data={"List-Unsubscribe": "One-Click"})
+
+    assert done.status_code == 200
+    assert store.suppression("email", EMAIL.lower()) is not None
+    assert http.get(link("card-pm_unknown")).status_code == 404
 
 
 NOT_WORKING = "This link doesn&#39;t work"

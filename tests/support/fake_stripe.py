@@ -124,6 +124,10 @@ class Subscription:
     status: str = "active"
     cancel_at_period_end: bool = False
     canceled_at: int | None = None
+    interval: str = "month"
+    """Its price's billing interval: month or year."""
+    current_period_end: int | None = None
+    """When the period ends and it renews (unix seconds); default: ten days from now."""
 
 
 @dataclass
@@ -259,6 +263,9 @@ class FakeStripe(LocalServer):
         """Statuses answered to `POST /v1/invoiceitems` before it runs, one per request."""
         self.lose_invoice_item_responses = 0
         """Invoice items created and stored under their key whose answer is then lost."""
+        self.card_expiries: dict[str, tuple[str, int, int]] = {}
+        """Last 4 digits, expiry month and year of payment methods (a test's); any other
+        is 4242, expiring 12/2034."""
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._lock = threading.RLock()
         self._start_server(self._handler())
@@ -462,6 +469,8 @@ class FakeStripe(LocalServer):
             ("POST", r"^/v1/customers/([^/]+)$", self._update_customer),
             ("POST", r"^/v1/invoiceitems()$", self._create_invoice_item),
             ("GET", r"^/v1/customers/([^/]+)$", self._get_customer),
+            ("GET", r"^/v1/payment_methods/([^/]+)$", self._get_payment_method),
+            ("GET", r"^/v1/subscriptions()$", self._list_subscriptions),
         ]
         try:
             for method, pattern, route in routes:
@@ -833,6 +842,44 @@ class FakeStripe(LocalServer):
             "metadata": {},
         }
 
+    def _get_payment_method(self, method: str, form: dict) -> dict:
+        if method in self.detached_payment_methods:
+            raise _missing("payment_method", method)
+        brand, country = self.cards.get(method, ("visa", "US"))
+        last4, month, year = self.card_expiries.get(method, ("4242", 12, 2034))
+        return {
+            "id": method,
+            "object": "payment_method",
+            "billing_details": {"email": None, "name": None, "phone": None},
+            "card": {
+                "brand": brand,
+                "country": country,
+                "exp_month": month,
+                "exp_year": year,
+                "funding": "credit",
+                "last4": last4,
+            },
+            "customer": None,
+            "livemode": False,
+            "metadata": {},
+            "type": "card",
+        }
+
+    def _list_subscriptions(self, _: str, form: dict) -> dict:
+        """`GET /v1/subscriptions`: by `customer`; `status` filters (default: all but
+        canceled, as Stripe's)."""
+        status = form.get("status")
+        found = [
+            self._subscription_body(subscription, form)
+            for subscription in self.subscriptions.values()
+            if subscription.customer == form.get("customer", subscription.customer)
+            and (
+                subscription.status == status
+                or (status is None and subscription.status != "canceled")
+            )
+        ]
+        return {"object": "list", "data": found, "has_more": False, "url": "/v1/subscriptions"}
+
     def _default_method(self, customer_id: str) -> str | None:
         return self.customers.get(customer_id, {}).get("default_payment_method")
 
@@ -1133,9 +1180,30 @@ class FakeStripe(LocalServer):
         error.update({name: value for name, value in optional.items() if value is not None})
         return {"error": error}
 
-    def _subscription_body(self, subscription: Subscription) -> dict:
+    def _subscription_body(self, subscription: Subscription, form: dict | None = None) -> dict:
+        """The subscription in the version asked: its period end on its items since basil,
+        on the subscription itself before."""
         now = int(time.time())
-        return {
+        period_end = subscription.current_period_end or now + 86400 * 10
+        item = {
+            "id": f"si_{subscription.id}",
+            "object": "subscription_item",
+            "current_period_end": period_end,
+            "current_period_start": period_end
+            - 86400 * (365 if subscription.interval == "year" else 30),
+            "price": {
+                "id": f"price_{subscription.interval}",
+                "object": "price",
+                "recurring": {"interval": subscription.interval, "interval_count": 1},
+                "unit_amount": 4980,
+            },
+            "quantity": 1,
+            "subscription": subscription.id,
+        }
+        legacy = form is not None and self._legacy(form)
+        if legacy:
+            del item["current_period_end"], item["current_period_start"]
+        body = {
             "id": subscription.id,
             "object": "subscription",
             "billing_cycle_anchor": now - 86400 * 20,
@@ -1149,7 +1217,7 @@ class FakeStripe(LocalServer):
             "ended_at": subscription.canceled_at if subscription.status == "canceled" else None,
             "items": {
                 "object": "list",
-                "data": [],
+                "data": [item],
                 "has_more": False,
                 "url": f"/v1/subscription_items?subscription={subscription.id}",
             },
@@ -1157,6 +1225,9 @@ class FakeStripe(LocalServer):
             "metadata": {},
             "status": subscription.status,
         }
+        if legacy:
+            body["current_period_end"] = period_end
+        return body
 
 
 def _invoice_parent(invoice: Invoice) -> dict | None:

