@@ -301,6 +301,8 @@ def run_case(
     simulation = _CaseSimulation(
         case, policy, world, Outbox(MESSAGES_PER_WEEK), dispute_lost_after, False, message_model
     )
+    if policy.conversation:
+        return _drive_conversations([simulation], policy, retry_model, world)[0]
     return _drive([simulation], policy, retry_model)[0]
 
 

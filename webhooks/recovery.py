@@ -34,6 +34,7 @@ from activities.store import CaseStore, CustomerProfile
 from activities.store.tables import Case
 from config.settings import Settings
 from webhooks.cases import CaseDesk
+from webhooks.intake import OPENING_TYPES
 from webhooks.pages import PageProblem, Pages, case_of_link, page_url
 from webhooks.self_service import (
     ACTOR,
@@ -50,6 +51,7 @@ from workflows.dunning import DunningWorkflow
 from workflows.models import (
     CaseStatus,
     CaseView,
+    PaymentMethodUpdated,
     PayNow,
     PlanChosen,
     PromiseToPay,
@@ -180,7 +182,27 @@ class Recovery(SelfServicePage):
         answer = await self._update(visit, DunningWorkflow.record_payment_method, update)
         if isinstance(answer, str):
             return self._refused(visit, answer)
+        await self._tell_other_cases(visit, update)
         return self._back(visit, done="card_saved")
+
+    async def _tell_other_cases(self, visit: Visit, update: PaymentMethodUpdated) -> None:
+        """The card is the customer's, not one invoice's: their other open cases charge it too,
+        as with Stripe, where `checkout.session.completed` tells every open case. A case that
+        refuses goes on as it was."""
+        customer_id, case_id = visit.case.customer_id, visit.case.case_id
+        case_ids = await run_in_threadpool(
+            lambda: self.store.open_case_ids(
+                customer_id=customer_id, opened_by=tuple(OPENING_TYPES)
+            )
+        )
+        for other in case_ids:
+            if other == case_id:
+                continue
+            answer = await self.ask_case(
+                other, visit.language, DunningWorkflow.record_payment_method, update
+            )
+            if isinstance(answer, str):
+                log.info("case %s kept its card: %s", other, answer)
 
     @kindly
     async def plan(self, request: Request) -> Response:

@@ -153,6 +153,26 @@ async def test_a_declined_card_is_explained_and_a_new_card_recovers_the_case(
     assert kinds(result).count("payment_received") == 0  # recovered by the case's own charge
 
 
+async def test_a_new_card_on_one_invoices_page_reaches_the_customers_other_cases(
+    pages: Receiver, dunning: Dunning
+) -> None:
+    async with dunning.worker():
+        first = await running_case(dunning, SOFT_DECLINE)
+        second = await running_case(dunning, SOFT_DECLINE)  # the same customer's
+        token = token_for(dunning, first.case_id)
+        saved = await post(pages, "/recover/card", token=token, card="pm_card_visa")
+        results = [
+            await finish(dunning, case_handle(dunning, case.invoice_id))
+            for case in (first, second)
+        ]
+
+    assert redirected_query(saved)["done"] == "card_saved"
+    for result in results:
+        assert result.outcome is Outcome.RECOVERED
+        updates = [e for e in result.timeline if e.kind == "payment_method_updated"]
+        assert [(e.actor, e.detail) for e in updates] == [("customer", "pm_card_visa")]
+
+
 async def test_after_a_hard_decline_a_new_card_leads(pages: Receiver, dunning: Dunning) -> None:
     async with dunning.worker():
         case = await running_case(

@@ -66,7 +66,9 @@ CONFIG = Path(__file__).resolve().parents[2] / "config"
 POLICIES = load_policies(CONFIG / "policies", CONFIG / "declines.toml")
 STANDARD = find_policy(POLICIES, "standard")
 DEMO = find_policy(POLICIES, "demo")
-SMART = find_policy(POLICIES, "smart")
+# Smart timing's parity: v2, whose cases send their own reminders (v3's conversation has
+# tests of its own, tests/simulation/test_conversation_sim.py).
+SMART = find_policy(POLICIES, "smart", 2)
 START = datetime(2026, 3, 2, tzinfo=UTC)
 # The workflow acts a few milliseconds after the moment it decided on; on a loaded machine
 # (two cores, a full suite beside it) its first steps have been seen two seconds late. Every
