@@ -162,8 +162,7 @@ async def test_a_new_card_on_one_invoices_page_reaches_the_customers_other_cases
         token = token_for(dunning, first.case_id)
         saved = await post(pages, "/recover/card", token=token, card="pm_card_visa")
         results = [
-            await finish(dunning, case_handle(dunning, case.invoice_id))
-            for case in (first, second)
+            await finish(dunning, case_handle(dunning, case.invoice_id)) for case in (first, second)
         ]
 
     assert redirected_query(saved)["done"] == "card_saved"
