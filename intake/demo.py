@@ -1,5 +1,6 @@
-"""The demo: three cases on the demo policy that finish within about a minute, and a
-customer whose card expires this month, for the pre-dunning schedule's notice."""
+"""The demo: three cases on the demo policy that finish within about a minute, a customer
+with two failed invoices and one conversation, and a customer whose card expires this month,
+for the pre-dunning schedule's notice."""
 
 from __future__ import annotations
 
@@ -78,6 +79,37 @@ def demo_events(now: datetime) -> list[BillingEvent]:
     ]
 
 
+# Eve has two invoices that failed a moment apart: one conversation tells her of both.
+TOGETHER = ("eve", "Eve Martin", "pm_card_chargeDeclinedInsufficientFunds", "GBP", "en-GB")
+TOGETHER_AMOUNTS = (2500, 1200)
+
+
+def together_events(now: datetime) -> list[BillingEvent]:
+    """Eve's two failed invoices, on the demo policy with the customer's conversation."""
+    key, name, payment_method, currency, locale = TOGETHER
+    suffix = f"{now:%H%M%S}"
+    customer = CustomerProfile(
+        customer_id=f"cus_demo_{key}_{suffix}",
+        name=name,
+        email=f"{key}@example.com",
+        payment_method=payment_method,
+        locale=locale,
+        time_zone="Europe/London",
+    )
+    return [
+        BillingEvent(
+            invoice_id=f"in_demo_{key}_{n}_{suffix}",
+            customer=customer,
+            amount_due=amount,
+            currency=currency,
+            decline_code="insufficient_funds",
+            failed_at=now,
+            policy="demo_together",
+        )
+        for n, amount in enumerate(TOGETHER_AMOUNTS, start=1)
+    ]
+
+
 async def run_demo(client: Client, settings: Settings, store: CaseStore) -> list[StartResult]:
     """Start the demo cases and say where to watch them, with each case's recovery page: the
     link its messages carry, so the customer's side can be tried in a browser."""
@@ -90,6 +122,15 @@ async def run_demo(client: Client, settings: Settings, store: CaseStore) -> list
         print(result.message, flush=True)
         name = event.customer.name or event.customer.customer_id
         print(f"  {name}'s recovery page: {pages.link_for(result.case_id, now)}", flush=True)
+    together = together_events(now)
+    results += [await opener.start(client, store, event) for event in together]
+    customer_id = together[0].customer.customer_id
+    print(
+        f"{together[0].customer.name} owes two invoices and hears of both in one conversation: "
+        f"`dunning customer show {customer_id}` (workflow customer-{customer_id})",
+        flush=True,
+    )
+    print(f"  her account page: {pages.account_link_for(customer_id, now)}", flush=True)
     print("Watch them in the Temporal UI; they finish within about a minute.", flush=True)
     return results
 

@@ -52,3 +52,16 @@ async def test_the_demo_prints_each_cases_recovery_page(env: WorkflowEnvironment
         case_id = verify_token(token, SECRET, datetime.now(UTC))
         assert re.fullmatch(rf"in_demo_{key}_\d{{6}}", case_id)
         assert await case_run_status(env.client, f"dunning-{case_id}") is not None
+    # Eve's two invoices: one conversation, one account page for both.
+    account = re.search(r"^  her account page: (\S+)$", done.stdout, re.M)
+    assert account, done.stdout
+    url = urlsplit(account.group(1))
+    assert f"{url.scheme}://{url.netloc}{url.path}" == "http://demo.example:8123/account"
+    customer_id = verify_token(
+        parse_qs(url.query)["token"][0], SECRET, datetime.now(UTC), use="account"
+    )
+    assert re.fullmatch(r"cus_demo_eve_\d{6}", customer_id)
+    suffix = customer_id.rpartition("_")[2]
+    for n in (1, 2):
+        case = f"dunning-in_demo_eve_{n}_{suffix}"
+        assert await case_run_status(env.client, case) is not None

@@ -97,6 +97,7 @@ def reminders(*spec: tuple[int, str]) -> list[dict[str, object]]:
 def test_shipped_policies_load(shipped: list[Policy]) -> None:
     assert sorted(p.label for p in shipped) == [
         "demo v1",
+        "demo_together v1",
         "smart v1",
         "smart v2",
         "smart v3",
@@ -161,9 +162,8 @@ def test_find_policy_returns_the_pinned_version(tmp_path: Path) -> None:
 
 
 def test_unknown_policy_name_names_the_known_ones(shipped: list[Policy]) -> None:
-    with pytest.raises(
-        PolicyError, match=re.escape("unknown policy 'gold' (known: demo, smart, standard)")
-    ):
+    known = "known: demo, demo_together, smart, standard"
+    with pytest.raises(PolicyError, match=re.escape(f"unknown policy 'gold' ({known})")):
         find_policy(shipped, "gold")
 
 
