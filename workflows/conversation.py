@@ -29,9 +29,10 @@ firmly) is settled by it, and any other waits this long after the last message, 
 reminders of invoices that failed the same day travel as one."""
 
 OUTCOME_GATHER = timedelta(minutes=2)
-"""Receipts of cases that end within this long of each other go out as one: paying every
-invoice on the account page brings one receipt, not one per invoice. Other outcome messages
-(a hand-off to collections) go one per case, after the same short wait."""
+"""Receipts of cases that end within this long of each other (or the merge window, if
+shorter) go out as one: paying every invoice on the account page brings one receipt, not one
+per invoice. Other outcome messages (a hand-off to collections) go one per case, after the
+same short wait."""
 
 MERGED_OUTCOMES = frozenset({"recovered"})
 
@@ -327,8 +328,9 @@ def decide_conversation(conversation: Conversation, now: datetime) -> Conversati
         alike = [o for o in conversation.outcomes if o.template == template]
         if template not in MERGED_OUTCOMES:
             alike = alike[:1]
+        gather = min(OUTCOME_GATHER, conversation.merge_window)
         gathered_at = conversation.contact_hours.next_contact_time(
-            min(o.due_at for o in alike) + OUTCOME_GATHER, conversation.time_zones
+            min(o.due_at for o in alike) + gather, conversation.time_zones
         )
         if now >= gathered_at:
             channels = {c for o in alike for c in o.channels}

@@ -1,4 +1,5 @@
-"""Saved histories of every outcome path replay against today's DunningWorkflow.
+"""Saved histories of every outcome path replay against today's DunningWorkflow (and a
+customer's conversation against today's CustomerWorkflow).
 
 A change that cases already running could not follow (a command added, dropped or reordered
 without `workflow.patched`) fails here, before it is released. The histories in
@@ -18,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.workflow.histories.record import PATHS, personal_data
+from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -40,13 +42,17 @@ def name(path: Path) -> str:
 
 def test_every_outcome_path_has_a_saved_history() -> None:
     # A case that continued as new is saved run by run: <path>-run1.json, <path>-run2.json.
-    assert {path.stem.partition("-run")[0] for path in FOLDER.glob("*.json")} == set(PATHS)
+    # The customer's conversation of a path is saved beside it: <path>-customer.json.
+    stems = {path.stem.partition("-run")[0] for path in FOLDER.glob("*.json")}
+    assert {stem.removesuffix("-customer") for stem in stems} == set(PATHS)
     assert len(PATHS) >= 8
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=name)
 async def test_saved_history_replays_on_todays_workflow(path: Path) -> None:
-    replayer = Replayer(workflows=[DunningWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[DunningWorkflow, CustomerWorkflow], data_converter=pydantic_data_converter
+    )
     await replayer.replay_workflow(saved(path))  # raises on any nondeterminism
 
 

@@ -1,4 +1,5 @@
-"""Record one DunningWorkflow history per outcome path into tests/workflow/histories/<path>.json.
+"""Record one DunningWorkflow history per outcome path into tests/workflow/histories/<path>.json
+(and, for a path whose customer has a conversation, its CustomerWorkflow's: <path>-customer.json).
 
     .venv/bin/python -m tests.workflow.histories.record            # every path, ~90 s
     .venv/bin/python -m tests.workflow.histories.record cancelled  # only those named
@@ -42,8 +43,9 @@ from activities.payments.simulated import SimulatedProcessor
 from activities.store import CaseStore, CustomerProfile
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings
-from intake.client import bundled_binary
+from intake.client import bundled_binary, case_run_status
 from tests.support.harness import status_when
+from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     CallNoted,
@@ -225,6 +227,16 @@ async def collections(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     return await rec.start("collections", SOFT_DECLINE), Outcome.COLLECTIONS
 
 
+async def conversation(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
+    """Two invoices of one customer on the demo policy with the conversation: both hand their
+    reminders to the customer's CustomerWorkflow, which merges them; both go to collections,
+    and the conversation closes (its history is saved beside the first case's)."""
+    first = await rec.start("conversation", SOFT_DECLINE, policy="demo_together")
+    await asyncio.sleep(2)
+    await rec.start("conversation", SOFT_DECLINE, policy="demo_together")
+    return first, Outcome.COLLECTIONS
+
+
 async def hard_decline_new_method(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     """Retry 1 meets a stolen card: the case waits for a new method, which recovers it."""
     handle = await rec.start("hard_decline_new_method", STOLEN_CARD)
@@ -332,6 +344,7 @@ PATHS: dict[str, Drive] = {
         promise_kept,
         late_fee,
         call_task,
+        conversation,
     ]
 }
 
@@ -374,10 +387,17 @@ async def record(rec: Recording, name: str) -> None:
         started = history.events[0].workflow_execution_started_event_attributes
         if not (run_id := started.continued_execution_run_id):
             break
-    for number, history in enumerate(runs, start=1):
+    files = [f"{name}-run{n}.json" for n in range(1, len(runs) + 1)]
+    if len(runs) == 1:
+        files = [f"{name}.json"]
+    talk = rec.client.get_workflow_handle(f"customer-cus_rec_{name}")
+    if await case_run_status(rec.client, talk.id) is not None:  # the customer's conversation
+        await asyncio.wait_for(talk.result(), timeout=180)
+        runs.append((await talk.fetch_history()).to_json())
+        files.append(f"{name}-customer.json")
+    for history, file in zip(runs, files, strict=True):
         if found := personal_data(history):
             raise RuntimeError(f"{name}: the history holds personal data: {sorted(set(found))}")
-        file = f"{name}.json" if len(runs) == 1 else f"{name}-run{number}.json"
         (HISTORIES / file).write_text(history + "\n")
         print(f"{file}: {result.outcome}, {len(history) // 1024} KiB")
 
@@ -415,7 +435,7 @@ async def main(names: list[str]) -> None:
                 Worker(
                     env.client,
                     task_queue=TASK_QUEUE,
-                    workflows=[DunningWorkflow],
+                    workflows=[DunningWorkflow, CustomerWorkflow],
                     activities=activities.all(),
                     activity_executor=executor,
                     workflow_failure_exception_types=[Exception],
