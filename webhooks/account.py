@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from activities.store import CustomerProfile
+from activities.store.tables import Case
 from webhooks.intake import OPENING_TYPES
 from webhooks.pages import PageProblem, customer_of_link, page_url
 from webhooks.self_service import (
@@ -58,6 +59,8 @@ class Account:
     customer_id: str
     customer: CustomerProfile | None
     cases: list[CaseView] = field(default_factory=list)
+    handed_on: list[Case] = field(default_factory=list)
+    """With nothing open: the invoices that went to collections, still owed there."""
 
     @property
     def payable(self) -> list[CaseView]:
@@ -196,7 +199,12 @@ class AccountPage(SelfServicePage):
             view = await self.case_status(case_id, language)
             if view is not None and view.status not in FINISHED:
                 cases.append(view)
-        return Account(token, language, customer_id, customer, cases)
+        handed_on = []
+        if not cases:
+            handed_on = await run_in_threadpool(
+                self.store.customer_cases, customer_id, CaseStatus.COLLECTIONS.value
+            )
+        return Account(token, language, customer_id, customer, cases, handed_on)
 
     # Answers -------------------------------------------------------------------------------
 
@@ -224,9 +232,19 @@ class AccountPage(SelfServicePage):
         totals: dict[str, int] = defaultdict(int)
         for view in account.cases:
             totals[view.currency] += view.amount_due
+        handed: dict[str, int] = defaultdict(int)
+        for case in account.handed_on:
+            handed[case.currency] += case.amount_due
+        state = "due" if account.cases else "handed" if account.handed_on else "clear"
+        contact = self.settings.collections_contact or self.settings.support_email
         return {
-            "state": "due" if account.cases else "clear",
+            "state": state,
             "count": len(account.cases),
+            "handed_count": len(account.handed_on),
+            "handed_total": " + ".join(
+                self._money(account, amount, currency) for currency, amount in handed.items()
+            ),
+            "contact": contact,
             "invoices": [
                 {
                     "invoice_id": view.invoice_id,

@@ -102,6 +102,12 @@ class CaseRecords(Database):
         with self.session() as session:
             return session.get(Case, case_id)
 
+    def customer_cases(self, customer_id: str, status: str) -> list[Case]:
+        """A customer's cases that stand at `status` (e.g. collections), by invoice."""
+        with self.session() as session:
+            found = select(Case).where(Case.customer_id == customer_id, Case.status == status)
+            return list(session.exec(found.order_by(Case.invoice_id)).all())
+
     def customer_events(self, kinds: Collection[str]) -> list[tuple[str, CaseEvent]]:
         """Every audit line of `kinds`, with the customer of its case, oldest first."""
         with self.session() as session:

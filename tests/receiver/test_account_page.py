@@ -181,6 +181,24 @@ async def test_the_link_in_a_merged_reminder_pays_every_invoice_it_names(
     assert [r.amount_recovered for r in results] == [1000, 2000]
 
 
+async def test_invoices_passed_to_collections_are_not_called_paid_up(
+    pages: Receiver, dunning: Dunning
+) -> None:
+    async with dunning.worker():
+        case = await running_case(dunning, SOFT_DECLINE)
+        result = await finish(dunning, case_handle(dunning, case.invoice_id))
+        page = await get(pages, "/account", token=account_token(dunning))
+
+    assert result.outcome is Outcome.COLLECTIONS
+    assert page.status_code == 200
+    assert by_id(page, "heading") == "Passed to collections"
+    assert by_id(page, "intro") == (
+        "Your unpaid invoice (¥4,980) has been passed to our collections team, so it can no "
+        "longer be paid here. To settle it, please contact support@example.com."
+    )
+    assert 'id="pay-all"' not in page.text
+
+
 async def test_declines_are_listed_and_a_new_card_is_told_to_every_open_case(
     pages: Receiver, dunning: Dunning
 ) -> None:
