@@ -904,7 +904,7 @@ def cmd_webhooks_list(
             str(e.attempts),
             _when(e.created_at),
             _when(e.next_attempt_at),
-            _line(e.last_error)[:80] or "-",
+            _line(e.last_error)[:80] if e.last_error else "-",
         ]
         for e in events
     ]

@@ -9,7 +9,6 @@ a 390 px phone and a 600 px desktop column.
 
 from __future__ import annotations
 
-import math
 import re
 
 import pytest
@@ -25,6 +24,8 @@ from tests.support.messages import (
     ACCOUNT_LINK,
     BRAND,
     CUSTOMERS,
+    GSM_BASIC,
+    GSM_EXTENSION,
     INVOICE,
     LINK,
     MESSAGES,
@@ -33,9 +34,11 @@ from tests.support.messages import (
     TOTAL,
     UNSUBSCRIBE,
     ZERO,
+    ascii_punctuation_by_cjk,
     brand_templates,
     render,
     render_open_invoices,
+    sms_segments,
 )
 from workflows.models import OpenInvoice
 from workflows.policy import Channel
@@ -158,19 +161,6 @@ def test_every_text_message_names_the_company_where_it_fits(templates, language,
 
 # CJK punctuation -------------------------------------------------------------------------------
 
-# Kana, CJK ideographs, CJK symbols and full-width forms.
-CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
-ASCII_BY_CJK = re.compile(f"[{CJK}][,.:()!?]|[,.:()!?][{CJK}]")
-# Not prose: URLs, e-mail addresses, amounts and phone numbers keep their ASCII punctuation.
-NOT_PROSE = re.compile(
-    r"https?://\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[A-Z]{0,3}[¥￥$€][\d.,]*\d|\+[\d -]+"
-)
-
-
-def ascii_punctuation_by_cjk(text: str) -> list[str]:
-    """Each place `text` puts ASCII punctuation beside a CJK character: the pair, e.g. "書("."""
-    return ASCII_BY_CJK.findall(NOT_PROSE.sub(" ", text))
-
 
 def test_the_punctuation_checker_finds_ascii_beside_cjk_and_spares_urls_and_amounts():
     assert ascii_punctuation_by_cjk("請求書(￥4,980)のお支払い: 完了") == ["書(", ")の", "い:"]
@@ -203,25 +193,6 @@ def test_japanese_is_written_politely(templates):
 
 
 # SMS segments ----------------------------------------------------------------------------------
-
-GSM_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM_EXTENSION = set("\f^{}\\[~]|€")  # an escape and the character: two septets each
-
-
-def sms_segments(text: str) -> int:
-    """How many segments a carrier bills for `text`: GSM-7 when every character is in the
-    GSM 03.38 alphabet (160 septets, or 153 per part), otherwise UCS-2 (70 UTF-16 units, or 67
-    per part)."""
-    if set(text) <= GSM_BASIC | GSM_EXTENSION:
-        units = len(text) + sum(c in GSM_EXTENSION for c in text)
-        single, part = 160, 153
-    else:
-        units = len(text.encode("utf-16-le")) // 2
-        single, part = 70, 67
-    return 1 if units <= single else math.ceil(units / part)
 
 
 def test_segments_are_counted_as_a_carrier_counts_them():

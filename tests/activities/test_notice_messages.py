@@ -13,13 +13,16 @@ import pytest
 
 from activities.notify.links import make_token
 from activities.notify.templates import NOTICE_TEMPLATE_NAMES, notice_variables
-from tests.activities.test_every_message import (
+from tests.support.messages import (
+    BRAND,
+    CUSTOMERS,
     GSM_BASIC,
     GSM_EXTENSION,
+    UNSUBSCRIBE,
     ascii_punctuation_by_cjk,
+    brand_templates,
     sms_segments,
 )
-from tests.support.messages import BRAND, CUSTOMERS, UNSUBSCRIBE, brand_templates
 from workflows.policy import Channel
 
 # The account page's link as a customer gets it: a customer id of Stripe's length.

@@ -15,8 +15,7 @@ import pytest
 
 from activities.store import CallTaskStatus, CaseStore, CustomerProfile
 from cli import CALL_OUTCOMES
-from tests.cli.test_cli import cli_env, dunning, one_line
-from tests.workflow.test_call_tasks import zone_at_local_hour
+from tests.support.cli import cli_env, dunning, one_line, zone_at_local_hour
 from workflows.models import CallOutcome, CaseRecord, CaseStatus
 
 NOW = datetime.now(UTC)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from activities.outbound import EventPublisher
 from activities.store import CaseStore
-from tests.cli.test_cli import cli_env, one_line
-from tests.cli.test_cli import dunning as dunning_cli
+from tests.support.cli import cli_env, one_line
+from tests.support.cli import dunning as dunning_cli
 from tests.support.fake_product import SECRET, FakeProduct
 from workflows.case_events import CaseEvent, CaseEventData, CaseEventType, event_id
 
@@ -51,6 +51,7 @@ def test_list_filters_by_status_and_case_and_speaks_json(tmp_path):
         ["in_2:case.opened:1", "case.opened", "pending"],
         ["in_1:case.opened:1", "case.opened", "delivered"],
     ]
+    assert lines[2].split()[-1] == "-"  # delivered: no error to show
     pending = dunning_cli(env, "webhooks", "list", "--status", "pending", "--json", cwd=tmp_path)
     [row] = json.loads(pending.stdout)
     assert (row["event_id"], row["attempts"]) == ("in_2:case.opened:1", 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 DUNNING = str(Path(sys.executable).parent / "dunning")
@@ -42,3 +43,11 @@ def one_line(done: subprocess.CompletedProcess, code: int, words: str) -> str:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("dunning: ") and words in lines[0], lines[0]
     return lines[0]
+
+
+def zone_at_local_hour(hour: int) -> str:
+    """A fixed-offset zone where it is `hour` o'clock now (wall clock): the CLI checks quiet
+    hours on the real clock, the case runs on the server's."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"

@@ -4,6 +4,8 @@ the messages (tests/activities) and those that open them in a browser (tests/bro
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime, timedelta
 
 from activities.notify.links import make_token
@@ -128,3 +130,39 @@ def render_open_invoices(
         open_invoices=invoices,
     )
     return templates.render(language, name, channel, values)
+
+
+# CJK punctuation and SMS segments: what a message is checked for, in any test.
+
+# Kana, CJK ideographs, CJK symbols and full-width forms.
+CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+ASCII_BY_CJK = re.compile(f"[{CJK}][,.:()!?]|[,.:()!?][{CJK}]")
+# Not prose: URLs, e-mail addresses, amounts and phone numbers keep their ASCII punctuation.
+NOT_PROSE = re.compile(
+    r"https?://\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[A-Z]{0,3}[¥￥$€][\d.,]*\d|\+[\d -]+"
+)
+
+
+def ascii_punctuation_by_cjk(text: str) -> list[str]:
+    """Each place `text` puts ASCII punctuation beside a CJK character: the pair, e.g. "書("."""
+    return ASCII_BY_CJK.findall(NOT_PROSE.sub(" ", text))
+
+
+GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENSION = set("\f^{}\\[~]|€")  # an escape and the character: two septets each
+
+
+def sms_segments(text: str) -> int:
+    """How many segments a carrier bills for `text`: GSM-7 when every character is in the
+    GSM 03.38 alphabet (160 septets, or 153 per part), otherwise UCS-2 (70 UTF-16 units, or 67
+    per part)."""
+    if set(text) <= GSM_BASIC | GSM_EXTENSION:
+        units = len(text) + sum(c in GSM_EXTENSION for c in text)
+        single, part = 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, part = 70, 67
+    return 1 if units <= single else math.ceil(units / part)

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from activities.store import CallTaskStatus, CustomerProfile
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR
-from tests.cli.test_cli import cli_env
-from tests.cli.test_cli import dunning as run_dunning
+from tests.support.cli import cli_env, zone_at_local_hour
+from tests.support.cli import dunning as run_dunning
 from tests.support.harness import Dunning, status_when
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseInput, Failure, PaymentReceived
@@ -28,14 +28,6 @@ CALLING_POLICY = (CONFIG_DIR / "policies/standard-v1.toml").read_text().replace(
 ).replace(
     'retries = ["P1D", "P3D", "P5D", "P7D"]', 'retries = ["P10D"]'
 ) + '\n[[calls]]\nafter = "P2D"\nmax_attempts = 3\n'
-
-
-def zone_at_local_hour(hour: int) -> str:
-    """A fixed-offset zone where it is `hour` o'clock now (wall clock): the CLI checks quiet
-    hours on the real clock, the case runs on the server's."""
-    offset = (hour - datetime.now(UTC).hour) % 24
-    offset = offset - 24 if offset > 14 else offset
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 async def calling_case(dunning: Dunning, tmp_path: Path, zone: str) -> tuple[CaseInput, dict]:
