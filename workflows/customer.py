@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.messaging import CAP_WINDOW
     from workflows.models import DeliveryStatus, RecentMessagesRequest
-    from workflows.search import conversation_search_attributes
+    from workflows.search import conversation_search_attributes, upsert_changed
 
 from workflows.dunning import NOTIFY_RETRY, PROVIDER_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
 
@@ -196,13 +196,8 @@ class CustomerWorkflow:
         workflow.set_current_details(describe_conversation_step(step))
         if isinstance(step, Send | Settle):
             return
-        wanted = conversation_search_attributes(conversation, getattr(step, "until", None))
-        changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
-        if changed:
-            workflow.upsert_search_attributes(
-                [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
-            )
-            self._published.update({k.name: v for k, v in changed})
+        until = getattr(step, "until", None)
+        upsert_changed(self._published, conversation_search_attributes(conversation, until))
 
     def _hear(self, note: ConversationNote) -> None:
         if self._conversation is None:
@@ -242,6 +237,3 @@ class CustomerWorkflow:
         if self._conversation is None:
             raise ValueError("conversation has not started yet")
         return conversation_view(self._conversation, workflow.now())
-
-
-_UNSET = object()

@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
         WriteBackRequest,
     )
     from workflows.policy import WriteBackAction
-    from workflows.search import case_search_attributes
+    from workflows.search import case_search_attributes, upsert_changed
     from workflows.steps import (
         call_task_request,
         charge_request,
@@ -435,13 +435,8 @@ class DunningWorkflow:
         workflow.set_current_details(details)
         if isinstance(step, Charge | Notify | AddLateFee | Call | PublishEvent):
             return
-        wanted = case_search_attributes(self._state, getattr(step, "until", None))
-        changed = [(k, v) for k, v in wanted if self._published.get(k.name, _UNSET) != v]
-        if changed:
-            workflow.upsert_search_attributes(
-                [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
-            )
-            self._published.update({k.name: v for k, v in changed})
+        until = getattr(step, "until", None)
+        upsert_changed(self._published, case_search_attributes(self._state, until))
 
     # Signals, update and query -------------------------------------------------------------
 
@@ -661,9 +656,6 @@ class DunningWorkflow:
         now = workflow.now()
         step = case_step(state, now)  # an event being published is no step an operator waits on
         return state.view(step.kind, getattr(step, "until", None), describe(step), now)
-
-
-_UNSET = object()
 
 
 def describe(step: Step) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 from workflows.case import CaseState
@@ -86,3 +87,20 @@ def conversation_search_attributes(
         (CURRENCY, next(iter(owed)) if len(owed) == 1 else None),
         (NEXT_ACTION_AT, next_contact_at),
     ]
+
+
+def upsert_changed(
+    published: dict[str, object], wanted: list[tuple[SearchAttributeKey, object]]
+) -> None:
+    """From a workflow: upsert those of `wanted` whose value differs from what `published`
+    says was last set (each upsert is an action on Temporal Cloud; None unsets), and note
+    them in `published`."""
+    changed = [(k, v) for k, v in wanted if published.get(k.name, _UNSET) != v]
+    if changed:
+        workflow.upsert_search_attributes(
+            [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
+        )
+        published.update({k.name: v for k, v in changed})
+
+
+_UNSET = object()
