@@ -13,6 +13,7 @@ any string a translation lacks, so a page never renders blank or fails for a mis
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -259,16 +260,9 @@ async def case_of_link(
     answer in (`requested`, else the customer's); `PageProblem` for a link that does not
     work: expired (410, in its customer's language), altered (400), an unknown case (404),
     or a store that cannot answer (503)."""
-    header = pages.language_from_header(accept_language)
-    fallback = pages.language_for(requested) if requested else header
-    try:
-        case_id = verify_token(token, secret, datetime.now(UTC), use="pay")
-    except ExpiredToken as err:
-        customer = None if requested else await _customer_of(store, err.case_id)
-        language = pages.language_for(None, customer.locale) if customer else fallback
-        raise PageProblem(410, "expired", language) from err
-    except InvalidToken as err:
-        raise PageProblem(400, "invalid", fallback) from err
+    case_id, fallback = await _verified(
+        pages, token, secret, "pay", requested, accept_language, lambda i: _customer_of(store, i)
+    )
     try:
         case = await run_in_threadpool(store.get_case, case_id)
         customer = await _customer_of(store, case_id) if case else None
@@ -304,21 +298,38 @@ async def customer_of_link(
     (None when the store has none) and the language to answer in (`requested`, else the
     customer's); `PageProblem` for a link that does not work: expired (410, in the customer's
     language), altered or for another use (400), or a store that cannot answer (503)."""
-    header = pages.language_from_header(accept_language)
-    fallback = pages.language_for(requested) if requested else header
-    try:
-        customer_id = verify_token(token, secret, datetime.now(UTC), use="account")
-    except ExpiredToken as err:
-        customer = None if requested else await _profile(store, err.case_id)
-        language = pages.language_for(None, customer.locale) if customer else fallback
-        raise PageProblem(410, "expired", language) from err
-    except InvalidToken as err:
-        raise PageProblem(400, "invalid", fallback) from err
+    customer_id, fallback = await _verified(
+        pages, token, secret, "account", requested, accept_language, lambda i: _profile(store, i)
+    )
     try:
         customer = await run_in_threadpool(store.get_customer, customer_id)
     except SQLAlchemyError as err:
         raise PageProblem(503, "unavailable", fallback) from err
     return customer_id, customer, pages.language_for(requested, customer and customer.locale)
+
+
+async def _verified(
+    pages: Pages,
+    token: str,
+    secret: str,
+    use: str,
+    requested: str | None,
+    accept_language: str | None,
+    customer_of: Callable[[str], Awaitable[CustomerProfile | None]],
+) -> tuple[str, str]:
+    """The id a link's token for `use` names, and the language to fall back to; an expired
+    link is answered in its customer's language (`customer_of` the named id), unless the
+    visitor asked for one."""
+    header = pages.language_from_header(accept_language)
+    fallback = pages.language_for(requested) if requested else header
+    try:
+        return verify_token(token, secret, datetime.now(UTC), use=use), fallback
+    except ExpiredToken as err:
+        customer = None if requested else await customer_of(err.case_id)
+        language = pages.language_for(None, customer.locale) if customer else fallback
+        raise PageProblem(410, "expired", language) from err
+    except InvalidToken as err:
+        raise PageProblem(400, "invalid", fallback) from err
 
 
 async def _profile(store: CaseStore, customer_id: str) -> CustomerProfile | None:
