@@ -506,6 +506,12 @@ class ConversationStart(_Model):
 
     customer_id: str
     carried: Conversation | None = None
+    history_limit: int = Field(
+        default=2_000,
+        ge=10,
+        description="Events after which a run hands the conversation to a new one, when the "
+        "server has not suggested it sooner (the time-skipping test server never does).",
+    )
 
 
 class ConversationView(_Model):

@@ -48,10 +48,6 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.dunning import NOTIFY_RETRY, PROVIDER_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
 
-HISTORY_LIMIT = 2_000
-"""Events after which a run hands its conversation to a new one, when the server has not
-suggested it sooner (the time-skipping test server never does)."""
-
 
 @workflow.defn
 class CustomerWorkflow:
@@ -70,6 +66,7 @@ class CustomerWorkflow:
             self._conversation = start.carried
         else:
             self._conversation = await self._open(start.customer_id)
+        self._history_limit = start.history_limit
         conversation = self._conversation
         for note in self._early:
             conversation.hear(note, workflow.now())
@@ -179,15 +176,20 @@ class CustomerWorkflow:
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > (
-            HISTORY_LIMIT
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self._history_limit
         )
 
     async def _continue_as_new(self) -> NoReturn:
         await workflow.wait_condition(workflow.all_handlers_finished)
         conversation = self._conversation
         workflow.continue_as_new(
-            ConversationStart(customer_id=conversation.customer_id, carried=conversation)
+            ConversationStart(
+                customer_id=conversation.customer_id,
+                carried=conversation,
+                history_limit=self._history_limit,
+            )
         )
 
     def _publish(self, step) -> None:

@@ -8,12 +8,19 @@ Real worker, real activities (simulated gateway, outbox); the cases and the cust
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from activities.store import Message, MessageStatus
 from tests.support.conversation import CUSTOMER, conversation_policy, open_cases
 from tests.support.harness import Dunning, status_when
-from workflows.conversation import OUTCOME_GATHER, ConversationView
+from workflows.conversation import (
+    OUTCOME_GATHER,
+    CaseJoined,
+    ConversationCase,
+    ConversationStart,
+    ConversationView,
+)
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.messaging import CAP_WINDOW
@@ -126,3 +133,37 @@ async def test_a_promise_made_on_one_invoice_reaches_the_customers_other_cases(d
     assert made and made[0].detail.endswith("(made on in_three_1)")
     # Confirmed once, by the case it was made on.
     assert told.messages == [] or all(m.template != "promise_confirmed" for m in told.messages)
+
+
+async def test_a_long_conversation_continues_as_new_and_keeps_what_it_knows(dunning: Dunning):
+    conversation_policy(dunning)
+    async with dunning.worker():
+        handle = await dunning.env.client.start_workflow(
+            CustomerWorkflow.run,
+            ConversationStart(customer_id=CUSTOMER, history_limit=10),
+            id=f"customer-{CUSTOMER}",
+            task_queue=dunning.task_queue,
+        )
+        first_run = handle.result_run_id
+        for n in range(1, 6):  # five cases join: each signal adds events to the history
+            case = ConversationCase(
+                case_id=f"in_long_{n}",
+                invoice_id=f"in_long_{n}",
+                workflow_id=f"dunning-in_long_{n}",
+                amount_due=100 * n,
+                currency="USD",
+            )
+            note = CaseJoined(customer_id=CUSTOMER, case=case)
+            await handle.signal(CustomerWorkflow.case_joined, note)
+        latest = dunning.env.client.get_workflow_handle_for(CustomerWorkflow.run, handle.id)
+        view = None
+        for _ in range(200):
+            view = await latest.query(CustomerWorkflow.summary)
+            if len(view.open_invoices) == 5:
+                break
+            await asyncio.sleep(0.05)
+        first = dunning.env.client.get_workflow_handle(handle.id, run_id=first_run)
+        events = (await first.fetch_history()).events
+
+    assert events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    assert view is not None and view.owed == {"USD": 1500}
