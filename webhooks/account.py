@@ -28,7 +28,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from activities.store import CustomerProfile
-from activities.store.tables import Case
 from webhooks.intake import OPENING_TYPES
 from webhooks.pages import PageProblem, customer_of_link, page_url
 from webhooks.self_service import (
@@ -59,8 +58,9 @@ class Account:
     customer_id: str
     customer: CustomerProfile | None
     cases: list[CaseView] = field(default_factory=list)
-    handed_on: list[Case] = field(default_factory=list)
-    """With nothing open: the invoices that went to collections, still owed there."""
+    handed_on: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """With nothing open: the invoices that went to collections (amount and currency by
+    case), still owed there."""
 
     @property
     def payable(self) -> list[CaseView]:
@@ -194,16 +194,18 @@ class AccountPage(SelfServicePage):
                 customer_id=customer_id, opened_by=tuple(OPENING_TYPES)
             )
         )
-        cases = []
+        cases, handed_on = [], {}
         for case_id in case_ids:
             view = await self.case_status(case_id, language)
             if view is not None and view.status not in FINISHED:
                 cases.append(view)
-        handed_on = []
-        if not cases:
-            handed_on = await run_in_threadpool(
+            elif view is not None and view.status is CaseStatus.COLLECTIONS:
+                handed_on[view.case_id] = (view.amount_due, view.currency)
+        if not cases:  # the store knows the cases handed on earlier
+            stored = await run_in_threadpool(
                 self.store.customer_cases, customer_id, CaseStatus.COLLECTIONS.value
             )
+            handed_on |= {case.case_id: (case.amount_due, case.currency) for case in stored}
         return Account(token, language, customer_id, customer, cases, handed_on)
 
     # Answers -------------------------------------------------------------------------------
@@ -233,8 +235,8 @@ class AccountPage(SelfServicePage):
         for view in account.cases:
             totals[view.currency] += view.amount_due
         handed: dict[str, int] = defaultdict(int)
-        for case in account.handed_on:
-            handed[case.currency] += case.amount_due
+        for amount, currency in account.handed_on.values():
+            handed[currency] += amount
         state = "due" if account.cases else "handed" if account.handed_on else "clear"
         contact = self.settings.collections_contact or self.settings.support_email
         return {
