@@ -148,12 +148,7 @@ class AccountPage(SelfServicePage):
         if method is None:
             return self._card_page(account, chosen=chosen, typed=typed, error=True)
         update = await self.save_card(account.customer_id, account.customer, method)
-        for view in account.cases:
-            answer = await self.ask_case(
-                view.case_id, account.language, DunningWorkflow.record_payment_method, update
-            )
-            if isinstance(answer, str):  # the card is kept; this case goes on as it was
-                log.info("case %s kept its card: %s", view.case_id, answer)
+        await self.tell_card([view.case_id for view in account.cases], account.language, update)
         return self._back(account, done="card_saved")
 
     # Reading the account -------------------------------------------------------------------

@@ -186,23 +186,15 @@ class Recovery(SelfServicePage):
         return self._back(visit, done="card_saved")
 
     async def _tell_other_cases(self, visit: Visit, update: PaymentMethodUpdated) -> None:
-        """The card is the customer's, not one invoice's: their other open cases charge it too,
-        as with Stripe, where `checkout.session.completed` tells every open case. A case that
-        refuses goes on as it was."""
+        """The customer's other open cases charge the new card too, as with Stripe, where
+        `checkout.session.completed` tells every open case."""
         customer_id, case_id = visit.case.customer_id, visit.case.case_id
         case_ids = await run_in_threadpool(
             lambda: self.store.open_case_ids(
                 customer_id=customer_id, opened_by=tuple(OPENING_TYPES)
             )
         )
-        for other in case_ids:
-            if other == case_id:
-                continue
-            answer = await self.ask_case(
-                other, visit.language, DunningWorkflow.record_payment_method, update
-            )
-            if isinstance(answer, str):
-                log.info("case %s kept its card: %s", other, answer)
+        await self.tell_card([i for i in case_ids if i != case_id], visit.language, update)
 
     @kindly
     async def plan(self, request: Request) -> Response:

@@ -124,6 +124,18 @@ class SelfServicePage:
             log.warning("%s page: Temporal did not answer: %s", self.path, one_line(err))
             raise PageProblem(503, "unavailable", language) from err
 
+    async def tell_card(
+        self, case_ids: list[str], language: str, update: PaymentMethodUpdated
+    ) -> None:
+        """A new card is the customer's, not one invoice's: each of `case_ids` charges it soon.
+        A case that refuses goes on as it was (the card stays saved)."""
+        for case_id in case_ids:
+            answer = await self.ask_case(
+                case_id, language, DunningWorkflow.record_payment_method, update
+            )
+            if isinstance(answer, str):
+                log.info("case %s kept its card: %s", case_id, answer)
+
     async def ask_case(
         self,
         case_id: str,

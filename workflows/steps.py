@@ -119,9 +119,7 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         amount_due=state.amount_due,
         amount_paid=state.amount_recovered,
         currency=state.case.currency,
-        # The collections message names the day the debt passed on: the day the case ended.
-        deadline=step.deadline
-        or (state.closed_at if state.outcome is Outcome.COLLECTIONS else None),
+        deadline=message_deadline(state, step),
         installments=state.plan if step.template == "plan_confirmed" else [],
         promised_for=state.promise.pay_on if state.promise else None,
         at=now,
@@ -131,6 +129,14 @@ def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyReque
         channel_propensity=step.channel_propensity,
         late_fee=state.late_fee,
     )
+
+
+def message_deadline(state: CaseState, step: Notify) -> datetime | None:
+    """The day a message names: the step's (a final notice's collections date), or for the
+    collections message the day the debt passed on, the day the case ended."""
+    if step.deadline is not None:
+        return step.deadline
+    return state.closed_at if state.outcome is Outcome.COLLECTIONS else None
 
 
 def late_fee_request(state: CaseState, step: AddLateFee) -> LateFeeRequest | None:
@@ -272,7 +278,7 @@ def outcome_note(state: CaseState, step: Notify, workflow_id: str, now: datetime
         channels=step.channels,
         due_at=now,
         amount_paid=state.amount_recovered,
-        deadline=notify_request(state, step, now).deadline,
+        deadline=message_deadline(state, step),
     )
 
 
