@@ -392,8 +392,7 @@ async def test_stripe_failure_declined_retry_then_paid_recovers_without_write_ba
     async with dunning.worker():
         await open_case(receiver, dunning, invoice_id)
         handle = case_handle(dunning, invoice_id)
-        await dunning.env.sleep(timedelta(days=1, hours=2))
-        view = await status_when(handle, lambda v: len(v.attempts) == 1, "the first retry")
+        view = await dunning.sleep_to_first_retry(handle)
         assert view.attempts[0].decline_code == "insufficient_funds"
         assert view.attempts[0].payment_method == SOFT_DECLINE
 
@@ -514,8 +513,7 @@ async def test_dispute_found_by_charge_pauses_then_won_resumes(
     async with dunning.worker():
         await open_case(receiver, dunning, invoice_id)
         handle = case_handle(dunning, invoice_id)
-        await dunning.env.sleep(timedelta(days=1, hours=2))
-        await status_when(handle, lambda v: len(v.attempts) == 1, "the first retry")
+        await dunning.sleep_to_first_retry(handle)
         [attempt] = receiver.store.attempts(invoice_id)
 
         opened = stripe_event(

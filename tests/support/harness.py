@@ -152,6 +152,16 @@ class Dunning:
         """The server's virtual time; read it before awaiting a result, never after."""
         return await self.env.get_current_time()
 
+    async def sleep_to_first_retry(self, handle: WorkflowHandle) -> CaseView:
+        """Sleep just past the case's first retry and return its status once it was tried.
+
+        A policy that explores (smart v3) draws the first retry's time per case, so a fixed
+        sleep would miss it for some invoice ids.
+        """
+        planned = await status_when(handle, lambda v: "before retry 1" in v.details, "the plan")
+        await self.env.sleep(planned.next_action_at - await self.now() + timedelta(hours=1))
+        return await status_when(handle, lambda v: len(v.attempts) == 1, "the first retry")
+
     async def search_attributes(self, handle: WorkflowHandle) -> dict[str, object]:
         """The case's search attributes by name, as the server holds them.
 
