@@ -124,7 +124,7 @@ class DunningActivities:
         """The activities as configured; bad policies or templates fail here, at start-up."""
         store = CaseStore(settings.database_url)
         store.upgrade()
-        outbox = OutboxNotifier()
+        outbox = OutboxNotifier(settings.fault_rate)
         notifiers: dict[Channel, Notifier] = {channel: outbox for channel in Channel}
         if settings.email_provider == "sendgrid":
             notifiers[Channel.EMAIL] = SendGridNotifier.from_settings(settings)
