@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.store import CaseStore
+from activities.store import CaseStore, MessageStatus
 from config.settings import Settings
 from intake.cases import CaseOpener
 from tests.support.workers import (
@@ -106,6 +107,9 @@ async def test_a_killed_worker_leaves_every_case_to_the_others_with_nothing_twic
 
     sends = outbox_sends(*(w.log for w in workers))
     assert sends and max(sends.values()) == 1, [k for k, n in sends.items() if n > 1]
+    # Faults did strike: sends whose answer was lost were retried and not sent again.
+    statuses = Counter(m.status for invoice in methods for m in store.messages(invoice))
+    assert statuses[MessageStatus.UNCONFIRMED] > 0, statuses
     for invoice, result in zip(methods, results, strict=True):
         outcome, charges = CASES[methods[invoice]]
         assert result.outcome == outcome, (invoice, result)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,13 +22,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import CaseStore
-from config.settings import CONFIG_DIR
-from workflows.dunning import DunningWorkflow
 from tests.support.workers import FAST_POLICY, WorkerProcess, fast_policy_files
+from workflows.dunning import DunningWorkflow
 from workflows.models import CaseResult
 
-ROOT = Path(__file__).resolve().parents[2]
 DUNNING = str(Path(sys.executable).parent / "dunning")
+
 
 @pytest.fixture
 def service_env(dev_server: WorkflowEnvironment, tmp_path: Path) -> dict[str, str]:
