@@ -15,7 +15,7 @@ cases, waits for every one to close, then checks and prints:
   of a key in the workers' logs): all must be 0;
 - cases/s (first start to last close), billable actions per case and p50/p99 step latency
   (activity scheduled → completed, retries included) from the histories of a sample of cases,
-  and each worker's peak RSS (VmHWM from /proc).
+  and each worker's peak RSS (VmHWM) and CPU time (from /proc).
 
 A benchmark: it prints figures and asserts nothing; a broken check prints as such.
 """
@@ -77,6 +77,15 @@ BILLED = {
     EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
     EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
 }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (from /proc); 0 once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -257,6 +266,7 @@ async def measure(
     reached = await wait_closed(client, settings.task_queue, args.cases, workers)
     ended = reached[1.0]
     rss = [peak_rss_mib(w.process.pid) for w in workers]
+    cpu = [cpu_seconds(w.process.pid) for w in workers]
 
     query = f"TaskQueue = '{settings.task_queue}' AND ExecutionStatus = 'Completed'"
     completed = (await client.count_workflows(query)).count
@@ -284,6 +294,9 @@ async def measure(
           f"{quantiles[49] * 1000:.0f} ms, p99 {quantiles[98] * 1000:.0f} ms "
           f"(retry backoff of faulted steps included)")  # fmt: skip
     print("worker peak RSS: " + ", ".join(f"{r:.0f} MiB" for r in rss))
+    load = f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    print("worker CPU: " + ", ".join(f"{c:.0f} s ({c / elapsed:.0%} of a core)" for c in cpu))
+    print(load)
     if args.cases < 10_000:
         print(f"extrapolated to 10,000 cases at the steady rate: {10_000 / steady:.0f} s")
     store.engine.dispose()
