@@ -20,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import metrics
 from activities.dunning import DunningActivities
+from activities.logs import configure_logging
 from activities.outbound import delivering
 from activities.pre_dunning import PreDunningActivities
 from config.settings import SecretsProblem, Settings
@@ -73,6 +75,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         build_worker(client, settings, activities, pre_dunning),
         sweeping(settings, client, activities.store),
         delivering(activities.publisher, settings.outbound_delivery_seconds),
+        metrics.serving(settings, activities.store),
     ):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
         await ensure_pre_dunning_schedule(client, settings)
@@ -99,9 +102,10 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
 
 def main(settings: Settings | None = None, demo: bool = False, serve: bool = False) -> None:
     """Entry point of `python worker.py` and `dunning worker`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = settings or Settings()
+    configure_logging(settings.log_format)
     try:
-        asyncio.run(run(settings or Settings(), demo, serve))
+        asyncio.run(run(settings, demo, serve))
     except SecretsProblem as err:
         sys.exit(f"worker: {err}")  # one line on stderr, exit status 1
 
