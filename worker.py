@@ -6,7 +6,8 @@ Settings come from the environment (see config/settings.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, DATABASE_URL, TASK_QUEUE. Every
 EVENT_SWEEP_SECONDS the worker carries out stored billing events no delivery finished, and every
 OUTBOUND_DELIVERY_SECONDS it delivers the outbound case events that are due. At start it
-ensures the daily pre-dunning schedule (PRE_DUNNING_AT, UTC).
+ensures the daily pre-dunning schedule (PRE_DUNNING_AT, UTC). With METRICS_PORT set it serves
+Prometheus /metrics there (dunning's and the SDK's); LOG_FORMAT=json logs JSON lines.
 """
 
 from __future__ import annotations
