@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -44,8 +45,24 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+# Dates, times and IPv4 addresses look like phone numbers to the scrubber; they are kept.
+_NOT_A_PHONE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?!\d)"  # 2026-01-05 09:00
+    r"|(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])"  # 127.0.0.1
+)
+
+
 def _clean(text: str) -> str:
-    return scrubbed(redact_tokens(text), limit=None)
+    kept: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        kept.append(match.group())
+        return chr(0xE000 + len(kept) - 1)  # a private-use character: no digit, no space
+
+    text = scrubbed(redact_tokens(_NOT_A_PHONE.sub(keep, text)), limit=None)
+    for index, original in enumerate(kept):
+        text = text.replace(chr(0xE000 + index), original)
+    return text
 
 
 def _workflow_of(record: logging.LogRecord) -> tuple[str | None, str | None]:

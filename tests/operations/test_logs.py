@@ -77,8 +77,8 @@ def test_the_json_formatter_scrubs_what_a_caller_forgot(tmp_path: Path) -> None:
         "from activities.logs import configure_logging\n"
         "configure_logging('json')\n"
         "logging.getLogger('dunning.example').warning(\n"
-        "    'sent to %s at %s: https://pay.example.com/recover?token=abc.def', 'a@b.example',"
-        " '+81 90 1234 5678')\n"
+        "    'sent to %s at %s on 2026-01-05 09:00 via 127.0.0.1: '\n"
+        "    'https://pay.example.com/recover?token=abc.def', 'a@b.example', '+81 90 1234 5678')\n"
     )
     ran = subprocess.run(
         [sys.executable, "-c", script],
@@ -93,5 +93,6 @@ def test_the_json_formatter_scrubs_what_a_caller_forgot(tmp_path: Path) -> None:
     assert line["logger"] == "dunning.example"
     assert "case_id" not in line  # outside any workflow or activity
     assert line["message"] == (
-        "sent to <email> at <phone>: https://pay.example.com/recover?token=<redacted>"
+        "sent to <email> at <phone> on 2026-01-05 09:00 via 127.0.0.1: "
+        "https://pay.example.com/recover?token=<redacted>"
     )
