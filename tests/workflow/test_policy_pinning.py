@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, Worker
 
 from config.policies import find_policy
 from config.settings import Settings
@@ -68,6 +69,9 @@ async def test_a_case_opened_by_intake_carries_no_policy_in_its_history(dunning:
     for key in POLICY_ONLY_KEYS:
         assert key not in text
     assert canonical_json(standard)[:200] not in text
+    # A worker that knows the version replays the pinned case as it ran.
+    replayer = Replayer(workflows=[DunningWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def test_a_running_case_keeps_its_version_when_the_file_changes(dunning: Dunning):
