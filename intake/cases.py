@@ -62,7 +62,9 @@ class CaseOpener:
         self.settings = settings
         self.policies = policies
         self.segments = segments
-        self.hashes = {id(policy): POLICY_VERSIONS.add(policy).hash for policy in policies}
+        self.hashes = {
+            (policy.name, policy.version): POLICY_VERSIONS.add(policy).hash for policy in policies
+        }
         self._saved: set[str] = set()
 
     @classmethod
@@ -111,7 +113,7 @@ class CaseOpener:
             schedule_from=max(failure.failed_at, now),
             policy_name=policy.name,
             policy_version=policy.version,
-            policy_hash=self.hashes[id(policy)],
+            policy_hash=self.hashes[policy.name, policy.version],
             payment_method=event.customer.payment_method,
             subscription_id=event.subscription_id,
             segment=assignment.segment,

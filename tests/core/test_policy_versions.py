@@ -120,3 +120,11 @@ def test_a_case_opened_before_pinning_carries_its_policy_as_it_did() -> None:
 def test_a_reference_holds_nothing_but_a_sha256_hash() -> None:
     with pytest.raises(ValueError):
         PolicyRef(name="small", version=1, hash="not-a-hash")
+
+
+def test_a_continued_run_pinned_to_an_unknown_version_fails_clearly_not_as_bad_input() -> None:
+    policy = make_policy(description="forgotten")
+    carried = CaseState.open(case_for(policy, policy_hash(policy)), policy, at(1))
+    # Never added to the process's registry: the retried task finds it once the worker has.
+    with pytest.raises(UnknownPolicyVersion, match="is not known to this worker"):
+        CaseState.model_validate_json(carried.model_dump_json())
