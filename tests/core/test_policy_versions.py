@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 
 import pytest
 
+from activities.store import CustomerProfile
+from config.settings import Settings
+from intake.cases import CaseOpener
+from intake.events import BillingEvent
 from tests.support.core import at, make_policy
 from workflows.case import CaseState
 from workflows.models import CaseInput, Failure, PolicyRef
@@ -128,3 +133,32 @@ def test_a_continued_run_pinned_to_an_unknown_version_fails_clearly_not_as_bad_i
     # Never added to the process's registry: the retried task finds it once the worker has.
     with pytest.raises(UnknownPolicyVersion, match="is not known to this worker"):
         CaseState.model_validate_json(carried.model_dump_json())
+
+
+def test_a_policy_file_edited_in_place_pins_new_cases_to_another_hash(tmp_path) -> None:
+    shipped = Settings(_env_file=None)
+    edited_dir = tmp_path / "policies"
+    shutil.copytree(shipped.policies_dir, edited_dir)
+    standard = edited_dir / "standard-v1.toml"
+    text = standard.read_text()
+    assert 'retries = ["P1D", "P3D", "P5D", "P7D"]' in text
+    standard.write_text(text.replace('"P1D", "P3D", "P5D", "P7D"', '"P2D", "P4D"'))
+    event = BillingEvent(
+        invoice_id="in_1",
+        customer=CustomerProfile(customer_id="c"),
+        amount_due=4900,
+        currency="USD",
+        policy="standard",
+        policy_version=1,
+    )
+
+    before = CaseOpener.from_settings(shipped).case_input(event)
+    after = CaseOpener.from_settings(
+        shipped.model_copy(update={"policies_dir": edited_dir})
+    ).case_input(event)
+
+    assert (before.policy_name, before.policy_version) == (after.policy_name, after.policy_version)
+    assert before.policy_hash != after.policy_hash
+    assert POLICY_VERSIONS.get(PolicyRef(name="standard", version=1, hash=before.policy_hash))
+    edited = POLICY_VERSIONS.get(PolicyRef(name="standard", version=1, hash=after.policy_hash))
+    assert len(edited.retries) == 2
