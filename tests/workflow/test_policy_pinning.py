@@ -4,6 +4,7 @@ fails the case's task with a clear error until it finds the version in the store
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +19,7 @@ from intake.cases import CaseOpener
 from intake.events import BillingEvent
 from tests.support.harness import Dunning, status_when
 from workflows.dunning import DunningWorkflow
-from workflows.models import CaseInput
+from workflows.models import CaseInput, PlanChosen
 from workflows.policy import Outcome, Policy
 from workflows.policy_versions import POLICY_VERSIONS, canonical_json, policy_hash
 
@@ -137,3 +138,22 @@ async def test_a_worker_lacking_a_version_fails_the_task_until_the_store_has_it(
     ]
     assert failures and "is not known to this worker" in failures[0]
     assert case.policy_hash in failures[0]
+
+
+async def test_a_pinned_payment_plan_continues_as_new_with_its_reference_only(dunning: Dunning):
+    case = (await opened_by_intake(dunning)).model_copy(update={"payment_method": "pm_card_visa"})
+    dunning.customer("pm_card_visa")
+    async with dunning.worker():
+        handle = await dunning.start(case)
+        await status_when(handle, lambda v: bool(v.plan_offers), "the plan offers")
+        await handle.execute_update(DunningWorkflow.choose_plan, PlanChosen(installments=2))
+        result = await handle.result()
+    assert (result.outcome, result.amount_recovered) == (Outcome.RECOVERED, 4900)
+
+    # The last run began from the state the first carried over: its input names the policy.
+    started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+    assert started.continued_execution_run_id
+    carried = json.loads(started.input.payloads[0].data)["carried"]
+    assert carried["policy"] == {"name": "standard", "version": 1, "hash": case.policy_hash}
+    for key in POLICY_ONLY_KEYS:
+        assert key not in started.input.payloads[0].data.decode()
