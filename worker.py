@@ -34,6 +34,7 @@ from webhooks.app import serve as serve_receiver
 from webhooks.sweeper import sweeping
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
+from workflows.policy_versions import POLICY_VERSIONS
 from workflows.pre_dunning import PreDunningWorkflow
 
 log = logging.getLogger("dunning.worker")
@@ -66,6 +67,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
     activities = DunningActivities.from_settings(settings)
     pre_dunning = PreDunningActivities.from_settings(settings, activities)
     activities.warm_up()
+    activities.store.fill_policy_versions(POLICY_VERSIONS, activities.policies)
     # SIGTERM and Ctrl-C end the wait below, so every context unwinds and the dev server
     # stops with the worker (Python's default SIGTERM would leave it running as an orphan).
     stopping = asyncio.Event()
