@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
+from activities.metrics import runtime
 from config.settings import Settings
 from workflows.search import SEARCH_ATTRIBUTES
 
@@ -42,6 +43,7 @@ async def connect(settings: Settings) -> Client:
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls,
         data_converter=pydantic_data_converter,
+        runtime=runtime(settings),
     )
 
 
@@ -61,6 +63,7 @@ async def temporal(settings: Settings) -> AsyncIterator[Client]:
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_existing_path=bundled_binary("temporal"),
         dev_server_database_filename=str(settings.dev_server_db),
+        runtime=runtime(settings),
     )
     async with env:
         print(f"Temporal dev server on localhost:{settings.dev_server_port}", flush=True)
