@@ -125,7 +125,7 @@ class DunningActivities:
         """The activities as configured; bad policies or templates fail here, at start-up."""
         store = CaseStore(settings.database_url)
         store.upgrade()
-        outbox = OutboxNotifier()
+        outbox = OutboxNotifier(settings.fault_rate)
         notifiers: dict[Channel, Notifier] = {channel: outbox for channel in Channel}
         if settings.email_provider == "sendgrid":
             notifiers[Channel.EMAIL] = SendGridNotifier.from_settings(settings)
@@ -506,6 +506,10 @@ class DunningActivities:
             return Delivery(channel=channel, status=SETTLED[row.status], detail="recorded")
         if before_send is not None:
             before_send(row)
+        if row.status == MessageStatus.REFUSED:
+            # Taken again after a refusal: pending until the provider answers, so a try that
+            # dies mid-call leaves it unconfirmed, never sent a second time.
+            self.store.mark_message(row.id, MessageStatus.PENDING)
         key = f"{outgoing.case_id}:{outgoing.step}:{channel.value}"
         message = OutboundMessage(
             key=key,

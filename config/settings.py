@@ -230,6 +230,15 @@ class Settings(BaseSettings):
     # At most this many messages per customer in any 7 days, across all their cases.
     messages_per_week: int = Field(default=4, ge=1)
 
+    fault_rate: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Testing aid, never for production: the share of calls the simulated "
+        "gateway and the outbox notifier fail (half as a 5xx, half as a timeout after acting), "
+        "drawn per idempotency key and attempt so retries can succeed. 0: off.",
+    )
+
     self_service_url: str = Field(
         default="",
         description="The page where a customer settles a case ({token} names the case and the "

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 
+from activities.faults import Fault, injected_fault
 from activities.payments import BILLERS, PROCESSORS, IdempotencyConflict
 from activities.store import CaseStore, SimulatedCharge, utcnow
 from workflows.models import (
@@ -79,15 +80,24 @@ def simulated_answer(request: ChargeRequest) -> ChargeResult:
     return ChargeResult(approved=False, decline_code="invalid_payment_method")
 
 
-class SimulatedProcessor:
-    """`Processor` for demos and tests; charges are rows in the store."""
+class GatewayUnavailable(RuntimeError):
+    """An injected 5xx or timeout (`FAULT_RATE`): transient, the activity retries."""
 
-    def __init__(self, store: CaseStore) -> None:
+
+class SimulatedProcessor:
+    """`Processor` for demos and tests; charges are rows in the store. With a `fault_rate`,
+    that share of calls fails as a flaky gateway's would (see `activities.faults`)."""
+
+    def __init__(self, store: CaseStore, fault_rate: float = 0.0) -> None:
         self.store = store
+        self.fault_rate = fault_rate
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Answer by token; replay the stored answer for a key already seen."""
         key = request.idempotency_key
+        fault = injected_fault(self.fault_rate, key)
+        if fault is Fault.UNAVAILABLE:
+            raise GatewayUnavailable(f"simulated gateway: 503 for {key}")
         fingerprint = _fingerprint(request)
         stored = self.store.simulated_charge(key)
         if stored is None:
@@ -104,6 +114,8 @@ class SimulatedProcessor:
             )
         if stored.fingerprint != fingerprint:
             raise IdempotencyConflict(f"idempotency key {key} was used with other parameters")
+        if fault is Fault.TIMEOUT:  # charged, but the answer is lost: the retry replays it
+            raise GatewayUnavailable(f"simulated gateway: timed out on {key}")
         return ChargeResult(
             approved=stored.approved,
             decline_code=stored.decline_code,
@@ -197,5 +209,5 @@ def _fingerprint(request: ChargeRequest | LateFeeRequest) -> str:
     return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
 
 
-PROCESSORS["simulated"] = lambda settings, store: SimulatedProcessor(store)
+PROCESSORS["simulated"] = lambda settings, store: SimulatedProcessor(store, settings.fault_rate)
 BILLERS["simulated"] = lambda settings, store: SimulatedBiller(store)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,94 +22,25 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import CaseStore
-from config.settings import CONFIG_DIR
+from tests.support.workers import FAST_POLICY, WorkerProcess, fast_policy_files
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseResult
 
-ROOT = Path(__file__).resolve().parents[2]
 DUNNING = str(Path(sys.executable).parent / "dunning")
-
-FAST_POLICY = """
-name = "fast"
-version = 1
-retries = ["PT3S", "PT6S", "PT9S"]
-min_retry_gap = "PT1S"
-retry_after_method_update = "PT1S"
-max_charge_attempts = 5
-collections_after = "PT14S"
-
-[contact_hours]
-enabled = false
-
-[[reminders]]
-after = "PT0S"
-tone = "gentle"
-channels = ["email", "in_app"]
-
-[[reminders]]
-after = "PT4S"
-tone = "firm"
-channels = ["email", "sms"]
-
-[[reminders]]
-after = "PT11S"
-tone = "final"
-channels = ["email", "sms", "in_app"]
-
-[outcome_messages]
-recovered = ["email"]
-collections = ["email"]
-"""
 
 
 @pytest.fixture
 def service_env(dev_server: WorkflowEnvironment, tmp_path: Path) -> dict[str, str]:
     """Environment for worker and CLI processes: the dev server, a fresh DB and task queue."""
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "fast-v1.toml").write_text(FAST_POLICY)
-    (policies / "standard-v1.toml").write_text(
-        (CONFIG_DIR / "policies/standard-v1.toml").read_text()
-    )
-    segments = tmp_path / "segments.toml"
-    segments.write_text('[[segments]]\nname = "all"\npolicy = "fast"\n')
     return {
         **os.environ,
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'dunning.db'}",
         "TASK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
-        "POLICIES_DIR": str(policies),
-        "SEGMENTS_FILE": str(segments),
+        **fast_policy_files(tmp_path),
         "SELF_SERVICE_SECRET": "self-service-secret-for-tests-3b9e",
         "PYTHONUNBUFFERED": "1",
     }
-
-
-class WorkerProcess:
-    """`python worker.py` in a subprocess, its output kept in a file for inspection."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "worker.py")],
-                cwd=log.parent,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
