@@ -250,6 +250,9 @@ def test_an_answer_without_a_reason_or_with_too_many_words_is_asked_again(offlin
         ),
         (f"/recover/feedback?token={token('in_unknown')}", 404, "We can&#39;t find this payment"),
     ],
+    # Named, not numbered by their time-stamped tokens: pytest-xdist's workers must collect
+    # the same test ids.
+    ids=["garbage", "another-use", "expired", "unknown-case"],
 )
 def test_a_link_that_cannot_be_used_gets_a_friendly_page(offline: Receiver, url, status, title):
     for page in (offline.http.get(url), offline.http.post(url, data={"reason": "other"})):

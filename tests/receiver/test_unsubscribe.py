@@ -153,6 +153,7 @@ NOT_WORKING = "This link doesn&#39;t work"
             "This link has expired",
         ),
     ],
+    ids=["garbage", "no-token", "recovery-link", "foreign-secret", "expired"],  # xdist: stable
 )
 def test_a_link_that_does_not_work_says_so_kindly(http: TestClient, store: CaseStore, url, title):
     answer = http.post(url)
