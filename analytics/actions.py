@@ -4,9 +4,9 @@ Counted per event: a run's start (the first and each continue-as-new), each acti
 plus each retry attempt, each timer, each signal and accepted update the case received, each
 search-attribute upsert, each marker but a version marker, each signal the case sent and each
 child it started. Version markers (`workflow.patched`) are not counted: Temporal Cloud bills a
-side effect or a local activity, and exempts versioning (its change-version attribute); a
-patch records no work on the server. Queries and heartbeats are billed too but leave no event,
-so a history cannot show them.
+side effect or a local activity, and exempts versioning: its marker records no work on the
+server, and the upsert of `TemporalChangeVersion` it brings is exempt by name. Queries and
+heartbeats are billed too but leave no event, so a history cannot show them.
 
 The bound the issue sets: at most ``2 x steps + support actions + 3``, where a step is a
 charge attempt or a notify step, a support action a signal or update received, and the three
@@ -24,6 +24,9 @@ from temporalio.api.history.v1 import HistoryEvent
 
 PATCH_MARKER = "core_patch"
 """The marker `workflow.patched` records: versioning, not billed."""
+
+CHANGE_VERSION = "TemporalChangeVersion"
+"""The search attribute `workflow.patched` upserts: exempt from billing."""
 
 HISTORY_LIMIT = 12 * 1024
 """The encoded size a whole case's history should stay under (issue 15)."""
@@ -57,11 +60,18 @@ def billable_actions(events: Iterable[HistoryEvent]) -> Counter[str]:
             continue
         if kind == "marker" and event.marker_recorded_event_attributes.marker_name == PATCH_MARKER:
             continue
+        if kind == "upsert" and _versioning_only(event):
+            continue
         actions[kind] += 1
         if kind == "activity":
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             actions[f"activity:{name}"] += 1
     return actions
+
+
+def _versioning_only(event: HistoryEvent) -> bool:
+    fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+    return set(fields.indexed_fields) == {CHANGE_VERSION}
 
 
 def total(actions: Counter[str]) -> int:

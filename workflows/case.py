@@ -166,6 +166,12 @@ class CaseState(BaseModel):
         default_factory=list,
         description="Ids of the outbound events already published: none goes out twice.",
     )
+    lean: bool = Field(
+        default=False,
+        description="Opens with one activity, writes its audit lines with the steps that run "
+        "anyway and upserts search attributes only when its status or amount changes; cases "
+        "started before this keep their bookkeeping activities, for life.",
+    )
 
     @classmethod
     def open(cls, case: CaseInput, policy: Policy, now: datetime) -> CaseState:
@@ -486,8 +492,7 @@ class CaseState(BaseModel):
         )
         if step == self.confirmation:
             self.confirmation = None
-        summary = ", ".join(f"{d.channel}: {d.status}" for d in deliveries)
-        self.note(now, "message", detail=f"{step} ({template}) {summary}")
+        self.note(now, "message", detail=message_line(step, template, deliveries))
 
     def mark_reminders_done(self, indexes: list[int], tone: Tone | None, now: datetime) -> None:
         """Reminders sent or passed over; the final notice's time moves the collections date."""
@@ -900,6 +905,12 @@ class CaseState(BaseModel):
         self.outcome_reason = reason
         self.closed_at = now
         self.note(now, outcome.value, detail=reason)
+
+
+def message_line(step: str, template: str, deliveries: list[Delivery]) -> str:
+    """The audit line of a message step, e.g. ``reminder-1 (soft) email: sent, sms: skipped``."""
+    summary = ", ".join(f"{d.channel}: {d.status}" for d in deliveries)
+    return f"{step} ({template}) {summary}"
 
 
 def _describe(codes: DeclineCodes) -> str:
