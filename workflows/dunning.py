@@ -167,7 +167,7 @@ class DunningWorkflow:
                     rolled = self._installments_paid() > installments_paid
                     renew = rolled or workflow.info().is_continue_as_new_suggested()
                     # A lean case's lines go with its next step, unless a reader of the
-                    # case row would see a stale status or amount in the meantime.
+                    # case row would see a stale amount in the meantime.
                     if not self._state.lean or renew or self._stored != self._row():
                         await self._record()
                     if renew:
@@ -535,12 +535,14 @@ class DunningWorkflow:
         """The activity that carried `record` wrote it."""
         if record is not None:
             self._recorded += len(record.entries)
-            self._stored = (record.status, record.amount_due, record.closed_at)
+            self._stored = (record.amount_due, record.closed_at)
 
     def _row(self) -> tuple[object, ...]:
-        """What readers of the case row see of the case now: status, amount due, closing."""
+        """What readers of the case row act on: the amount due and whether the case closed.
+        An open case's status is its workflow's to answer (the status query, `DunningStatus`):
+        the row catches up with it at the next step."""
         state = self._state
-        return (state.status, state.amount_due, state.closed_at)
+        return (state.amount_due, state.closed_at)
 
     async def _record(self) -> None:
         """Write the case row and the audit lines not yet written (one activity, idempotent)."""

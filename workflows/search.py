@@ -75,11 +75,12 @@ def case_search_attributes(
 
 
 def upsert_status(published: dict[str, object], state: CaseState) -> None:
-    """From a lean case's workflow: upsert when what operators filter on changed, its status
-    or amount due; the retry count (and retry model) ride along, so charges cost no upsert
-    of their own. The next step's time is in the current details, which cost nothing."""
+    """From a lean case's workflow: upsert when what operators filter on changed (its status,
+    amount due, or the retry model it was pinned to); the retry count rides along, so a
+    charge costs no upsert of its own. `NextActionAt` stays unset: the next step's time is
+    in the current details, which cost nothing."""
     wanted = [(k, v) for k, v in case_search_attributes(state, None) if k is not NEXT_ACTION_AT]
-    status = [(k, v) for k, v in wanted if k in (DUNNING_STATUS, AMOUNT_DUE)]
+    status = [(k, v) for k, v in wanted if k in (DUNNING_STATUS, AMOUNT_DUE, RETRY_MODEL)]
     if any(published.get(k.name, _UNSET) != v for k, v in status):
         upsert_changed(published, wanted)
 
