@@ -85,6 +85,14 @@ async def payment_plan(dunning: Dunning) -> tuple[WorkflowHandle, Outcome]:
     return handle, Outcome.RECOVERED
 
 
+async def conversation(dunning: Dunning) -> tuple[WorkflowHandle, Outcome]:
+    """The full schedule on a policy whose reminders go through the customer's conversation
+    (smart v3): each reminder is a tell activity and the conversation's reply signal."""
+    case = await dunning.open_case(SOFT_DECLINE)
+    case = case.model_copy(update={"policy_name": "smart", "policy_version": 3})
+    return await dunning.start(case), Outcome.COLLECTIONS
+
+
 PATHS: dict[str, Drive] = {
     path.__name__: path
     for path in [
@@ -94,6 +102,7 @@ PATHS: dict[str, Drive] = {
         full_schedule,
         paused_and_resumed,
         payment_plan,
+        conversation,
     ]
 }
 
