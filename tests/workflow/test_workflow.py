@@ -807,15 +807,16 @@ async def test_signal_during_record_before_a_wait_is_not_lost(
                 break
             await asyncio.sleep(0.05)
         store.armed = True
-        # The dispute makes the case record itself, then wait with no timer for the verdict.
-        await handle.signal(DunningWorkflow.dispute_opened, DisputeOpened(reason="chargeback"))
+        # A partial payment lowers the amount due: the case records itself before it waits.
+        await handle.signal(DunningWorkflow.payment_received, PaymentReceived(amount=1000))
         assert await asyncio.to_thread(store.holding.wait, 10)
-        # The verdict arrives while that record is still running.
-        await handle.signal(DunningWorkflow.dispute_resolved, DisputeResolved(won=False))
-        await status_when(handle, lambda v: v.status is CaseStatus.CANCELLED, "the verdict")
+        # The cancel arrives while that record is still running.
+        cancel = CancelRequest(reason="deleted", actor="billing")
+        await handle.signal(DunningWorkflow.cancel, cancel)
+        await status_when(handle, lambda v: v.status is CaseStatus.CANCELLED, "the cancel")
         store.release.set()
         result = await finish(handle)
 
     assert result.outcome is Outcome.CANCELLED
-    assert result.reason == "dispute lost"
+    assert result.reason == "deleted"
     assert store.get_case(case.case_id).status == CaseStatus.CANCELLED
