@@ -243,7 +243,7 @@ class DunningWorkflow:
             retry_policy=STORE_RETRY,
             summary="open the case",
         )
-        self._recorded, self._stored = len(request.record.entries), self._row()
+        self._written(request.record)  # not the state now: a signal may have come meanwhile
         if opened is not None:
             state.mark_published(opened.event_id)
         state.time_zones = result.time_zones
