@@ -33,7 +33,14 @@ from activities.notify.sendgrid import SendGridNotifier
 from activities.notify.templates import Templates, message_variables
 from activities.notify.twilio import TwilioNotifier
 from activities.outbound import EventPublisher
-from activities.payments import Biller, Processor, biller_for, processor_for
+from activities.payments import (
+    Biller,
+    GatewayConfigError,
+    IdempotencyConflict,
+    Processor,
+    biller_for,
+    processor_for,
+)
 from activities.retry_training import ModelCache, ModelFileError, model_version, newest_model
 from activities.scrub import scrubbed
 from activities.store import (
@@ -74,13 +81,25 @@ from workflows.models import (
     NotifyResult,
     PlanRequest,
     PolicyRef,
+    TimelineEntry,
     WriteBackRequest,
     WriteBackResult,
 )
 from workflows.policy import Channel, Policy, Tone
 from workflows.smart_retry import RetryPlan, RetryScorer
+from workflows.steps import (
+    CaseClosed,
+    CaseOpened,
+    CloseCaseRequest,
+    OpenCaseRequest,
+    WriteBackDone,
+    closing_lines,
+)
 
 log = logging.getLogger("dunning.activities")
+
+OPERATOR_ERRORS = (GatewayConfigError, IdempotencyConflict)
+"""The biller's errors retrying cannot fix (the workflow's `OPERATOR_ERRORS`, by type)."""
 
 
 class InvoiceSettledMeanwhile(Exception):
@@ -151,6 +170,8 @@ class DunningActivities:
         return [
             self.load_policy,
             self.contact_facts,
+            self.open_case,
+            self.close_case,
             self.plan_retries,
             self.plan_messages,
             self.charge,
@@ -175,6 +196,54 @@ class DunningActivities:
         if customer is None:
             return ContactFacts()
         return ContactFacts(time_zones=contact_zones(customer.time_zone, customer.phone))
+
+    @activity.defn
+    def open_case(self, request: OpenCaseRequest) -> CaseOpened:
+        """Open a case in one activity: look up the customer's time zones, write the case row
+        and its first audit lines, publish `case.opened` and plan the reminders and retries
+        the policy asks for. Idempotent: the row is an upsert, the lines and the event are
+        stored once each, and the plans only read."""
+        zones = self.contact_facts(request.customer_id).time_zones
+        self.store.record_case(request.record)
+        if request.opened is not None:
+            self.publisher.publish(request.opened)
+        opened = CaseOpened(time_zones=zones)
+        if request.message_plan is not None:
+            opened.message_plan = self.plan_messages(request.message_plan)
+        if request.retry_plan is not None:
+            facts = request.retry_plan.model_copy(update={"time_zones": zones})
+            opened.retry_plan = self.plan_retries(facts)
+        return opened
+
+    @activity.defn
+    def close_case(self, request: CloseCaseRequest) -> CaseClosed:
+        """Close a finished case in one activity: publish its outcome event, send its outcome
+        message, write the outcome back to the biller, then write the case row with every
+        audit line, this activity's own included. Idempotent part by part: the event is
+        stored once, a message goes out at most once per channel, the biller dedupes each
+        write-back, the lines are stored once each. Trouble retrying may fix is raised (the
+        activity is retried); trouble it cannot is kept as the part's audit line."""
+        if request.event is not None:
+            self.publisher.publish(request.event)
+        closed = CaseClosed()
+        if request.message is not None:
+            try:
+                closed.deliveries = self.notify(request.message).deliveries
+            except NotifierConfigError as err:
+                closed.message_error = str(err)
+        for write_back in request.write_backs:
+            try:
+                done = WriteBackDone(action=write_back.action, result=self.write_back(write_back))
+            except OPERATOR_ERRORS as err:
+                done = WriteBackDone(action=write_back.action, error=str(err))
+            closed.write_backs.append(done)
+        lines = [
+            TimelineEntry(seq=request.next_seq + n, at=request.at, kind=kind, detail=detail)
+            for n, (kind, detail) in enumerate(closing_lines(request.message, closed))
+        ]
+        entries = [*request.record.entries, *lines]
+        self.record(request.record.model_copy(update={"entries": entries}))
+        return closed
 
     @activity.defn
     def plan_retries(self, request: PlanRequest) -> RetryPlan:
@@ -239,6 +308,8 @@ class DunningActivities:
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Charge once per attempt: the processor dedupes on the attempt's idempotency key.
         An invoice the biller already settled is not charged (`settled` says why)."""
+        if request.record is not None:
+            self.store.record_case(request.record)
         settled = self._settlement(request.invoice_id, request.failed_at, request.amount)
         if settled is not None:
             return ChargeResult(approved=False, settled=settled, message="invoice settled")
@@ -299,6 +370,8 @@ class DunningActivities:
         tried. A reminder yields to the weekly cap on messages per customer, across all
         their cases; a final notice or an outcome message never does. Nothing goes out for
         an invoice the biller already settled (`settled` says why)."""
+        if request.record is not None:
+            self.store.record_case(request.record)
         if request.failed_at is not None:
             settled = self._settlement(request.invoice_id, request.failed_at, request.amount_due)
             if settled is not None:

@@ -168,6 +168,12 @@ class CaseState(BaseModel):
         default_factory=list,
         description="Ids of the outbound events already published: none goes out twice.",
     )
+    lean: bool = Field(
+        default=False,
+        description="Opens with one activity, writes its audit lines with the steps that run "
+        "anyway and upserts search attributes only when its status or amount changes; cases "
+        "started before this keep their bookkeeping activities, for life.",
+    )
 
     @field_serializer("policy")
     def _pin_policy(self, policy: Policy) -> dict:
@@ -505,8 +511,7 @@ class CaseState(BaseModel):
         )
         if step == self.confirmation:
             self.confirmation = None
-        summary = ", ".join(f"{d.channel}: {d.status}" for d in deliveries)
-        self.note(now, "message", detail=f"{step} ({template}) {summary}")
+        self.note(now, "message", detail=message_line(step, template, deliveries))
 
     def mark_reminders_done(self, indexes: list[int], tone: Tone | None, now: datetime) -> None:
         """Reminders sent or passed over; the final notice's time moves the collections date."""
@@ -919,6 +924,12 @@ class CaseState(BaseModel):
         self.outcome_reason = reason
         self.closed_at = now
         self.note(now, outcome.value, detail=reason)
+
+
+def message_line(step: str, template: str, deliveries: list[Delivery]) -> str:
+    """The audit line of a message step, e.g. ``reminder-1 (soft) email: sent, sms: skipped``."""
+    summary = ", ".join(f"{d.channel}: {d.status}" for d in deliveries)
+    return f"{step} ({template}) {summary}"
 
 
 def _describe(codes: DeclineCodes) -> str:

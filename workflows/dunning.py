@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         CallNoted,
         CancelRequest,
         CaseInput,
+        CaseRecord,
         CaseResult,
         CaseView,
         DisputeOpened,
@@ -57,14 +58,17 @@ with workflow.unsafe.imports_passed_through():
         RetryRequest,
         WriteBackRequest,
     )
-    from workflows.policy import WriteBackAction
+    from workflows.policy import Policy, WriteBackAction
     from workflows.policy_versions import POLICY_VERSIONS
-    from workflows.search import case_search_attributes, upsert_changed
+    from workflows.search import case_search_attributes, upsert_changed, upsert_status
     from workflows.steps import (
+        CloseCaseRequest,
+        OpenCaseRequest,
         call_task_request,
         charge_request,
         fold_call_task,
         fold_charge,
+        fold_closing,
         fold_late_fee,
         fold_message,
         fold_settlement,
@@ -107,6 +111,7 @@ LATE_FEE = "late-fee"
 CALL_TASKS = "call-tasks"
 OUTBOUND_EVENTS = "outbound-events"
 POLICY_BY_HASH = "policy-by-hash"
+LEAN_CASE = "lean-case"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -120,6 +125,7 @@ class DunningWorkflow:
         self._state: CaseState | None = None
         self._changed = False
         self._recorded = 0
+        self._stored: tuple[object, ...] | None = None
         self._published: dict[str, object] = {}
         self._early: list[object] = []
 
@@ -132,6 +138,9 @@ class DunningWorkflow:
         else:
             self._state = case.carried
             self._recorded = len(case.carried.timeline)
+            self._stored = self._row()
+            if self._state.lean:
+                self._published = current_search_attributes()
         for signal in self._early:
             self._apply(signal)
         installments_paid = self._installments_paid()
@@ -144,6 +153,10 @@ class DunningWorkflow:
             # The step sees every signal so far; one arriving from here on wakes the next wait.
             self._changed = False
             step = decide(self._state, workflow.now())
+            if self._state.lean and isinstance(step, PublishEvent):
+                # A lean case's closing activity publishes its outcome event.
+                own = case_step(self._state, workflow.now())
+                step = own if isinstance(own, Finish) else step
             self._publish(step)
             match step:
                 case Charge():
@@ -153,9 +166,13 @@ class DunningWorkflow:
                 case PublishEvent():
                     await self._publish_event(step)
                 case Wait() | AwaitPaymentMethod():
-                    await self._record()
                     rolled = self._installments_paid() > installments_paid
-                    if rolled or workflow.info().is_continue_as_new_suggested():
+                    renew = rolled or workflow.info().is_continue_as_new_suggested()
+                    # A lean case's lines go with its next step, unless a reader of the
+                    # case row would see a stale amount in the meantime.
+                    if not self._state.lean or renew or self._stored != self._row():
+                        await self._record()
+                    if renew:
                         await self._continue_as_new()
                     await self._wait(step.until, step.reason)
                 case Finish():
@@ -184,6 +201,10 @@ class DunningWorkflow:
                 retry_policy=STORE_RETRY,
                 summary=f"load policy {case.policy_name} v{case.policy_version}",
             )
+        # Cases started before the lean case keep their bookkeeping activities, for life.
+        if workflow.patched(LEAN_CASE):
+            await self._open_case(case, policy)
+            return
         contact = await workflow.execute_activity_method(
             DunningActivities.contact_facts,
             case.customer_id,
@@ -208,6 +229,42 @@ class DunningWorkflow:
         if policy.retry_timing == "smart":
             await self._plan_retries()
 
+    async def _open_case(self, case: CaseInput, policy: Policy) -> None:
+        """Open a lean case with one activity (`OpenCaseRequest`): every rule the patches
+        before it brought holds from the start."""
+        now = workflow.now()
+        state = self._state = CaseState.open(case, policy, now)
+        state.lean = state.publishes_events = True
+        self._published = current_search_attributes()
+        opened = due_event(state, now)
+        request = OpenCaseRequest(
+            customer_id=case.customer_id,
+            record=state.record(state.timeline),
+            opened=None if opened is None else case_event(state, opened, now),
+        )
+        if policy.message_timing == "learned":
+            request.message_plan = self._message_plan_request()
+        if policy.retry_timing == "smart":
+            request.retry_plan = self._plan_request()
+        result = await workflow.execute_activity_method(
+            DunningActivities.open_case,
+            request,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary="open the case",
+        )
+        self._written(request.record)  # not the state now: a signal may have come meanwhile
+        if opened is not None:
+            state.mark_published(opened.event_id)
+        state.time_zones = result.time_zones
+        if result.message_plan is not None:
+            state.follow_message_plan(result.message_plan, now)
+        if result.retry_plan is not None:
+            state.follow_plan(result.retry_plan, now)
+        if policy.conversation:
+            state.conversation = True
+            await self._tell(joined_note(state, workflow.info().workflow_id))
+
     def _installments_paid(self) -> int:
         return sum(installment.paid for installment in self._state.plan)
 
@@ -221,47 +278,53 @@ class DunningWorkflow:
     async def _plan_retries(self) -> None:
         """Smart timing: ask when to make the retries still to come; the plan lives in the
         case's history, so a replay follows it even after a newer model is trained."""
+        plan = await workflow.execute_activity_method(
+            DunningActivities.plan_retries,
+            self._plan_request(),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary="plan the retry times",
+        )
+        self._state.follow_plan(plan, workflow.now())
+
+    def _plan_request(self) -> PlanRequest:
         state = self._state
-        request = PlanRequest(
+        return PlanRequest(
             **state.plan_facts(workflow.now()).model_dump(),
             invoice_id=state.case.invoice_id,
             customer_id=state.case.customer_id,
             policy_name=state.policy.name,
             policy_version=state.policy.version,
         )
-        plan = await workflow.execute_activity_method(
-            DunningActivities.plan_retries,
-            request,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-            summary="plan the retry times",
-        )
-        state.follow_plan(plan, workflow.now())
 
     async def _plan_messages(self) -> None:
         """Learned message timing: ask how the reminders go out, once; the plan lives in the
         case's state, so it holds for the case's life, across continue-as-new."""
-        state = self._state
-        request = MessagePlanRequest(
-            customer_id=state.case.customer_id,
-            policy_name=state.policy.name,
-            policy_version=state.policy.version,
-        )
         plan = await workflow.execute_activity_method(
             DunningActivities.plan_messages,
-            request,
+            self._message_plan_request(),
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
             summary="plan the reminders' hour and channels",
         )
-        state.follow_message_plan(plan, workflow.now())
+        self._state.follow_message_plan(plan, workflow.now())
+
+    def _message_plan_request(self) -> MessagePlanRequest:
+        state = self._state
+        return MessagePlanRequest(
+            customer_id=state.case.customer_id,
+            policy_name=state.policy.name,
+            policy_version=state.policy.version,
+        )
 
     async def _charge(self, step: Charge) -> None:
         state = self._state
+        request = charge_request(state, step, workflow.now())
+        request.record = self._unwritten()
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.charge,
-                charge_request(state, step, workflow.now()),
+                request,
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
                 summary=f"charge attempt {step.attempt}: {step.label}",
@@ -275,6 +338,7 @@ class DunningWorkflow:
             else:
                 state.record_charge_error(step.attempt, str(cause or err), workflow.now())
             return
+        self._written(request.record)
         if result.settled is not None:
             fold_settlement(state, result.settled, workflow.now())
             return
@@ -315,14 +379,17 @@ class DunningWorkflow:
             await self._tell(note)
             state.hand_over(step.step, step.covers, step.tone, workflow.now())
             return
+        request = notify_request(state, step, workflow.now())
+        request.record = self._unwritten()
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.notify,
-                notify_request(state, step, workflow.now()),
+                request,
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
                 summary=f"send {step.template} ({', '.join(step.channels)})",
             )
+            self._written(request.record)
             if result.settled is not None:
                 fold_settlement(state, result.settled, workflow.now())
                 return
@@ -373,6 +440,8 @@ class DunningWorkflow:
     async def _finish(self, step: Finish) -> CaseResult:
         state = self._state
         state.conclude(step.outcome, step.reason, workflow.now())
+        if state.lean and await self._close(step):
+            return state.result(workflow.now())
         if (event := due_event(state, workflow.now())) is not None:
             await self._publish_event(event)  # collections: the outcome was reached just now
         self._publish(step)
@@ -389,6 +458,46 @@ class DunningWorkflow:
         await self._record()
         return state.result(workflow.now())
 
+    async def _close(self, step: Finish) -> bool:
+        """Close a lean case with one activity (`CloseCaseRequest`); the customer's
+        conversation, when it has one, hears the outcome and the goodbye on either side.
+        False when closing failed for good: the case then closes step by step, as before
+        (every part is idempotent)."""
+        state, now, wid = self._state, workflow.now(), workflow.info().workflow_id
+        event = due_event(state, now)
+        self._publish(step)
+        message = step.message
+        if message is not None and state.conversation:
+            await self._tell(outcome_note(state, message, wid, now))
+            message = None
+        entries = state.timeline[self._recorded :]
+        request = CloseCaseRequest(
+            record=state.record(entries),
+            next_seq=len(state.timeline) + 1,
+            at=now,
+            event=None if event is None else case_event(state, event, now),
+            message=None if message is None else notify_request(state, message, now),
+            write_backs=[self._write_back_request(action) for action in step.write_back],
+        )
+        try:
+            closed = await workflow.execute_activity_method(
+                DunningActivities.close_case,
+                request,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=CHARGE_RETRY,
+                summary=f"close the case: {step.outcome}",
+            )
+        except ActivityError as err:
+            state.note(now, "close_error", detail=f"{err.cause or err}")
+            return False
+        if event is not None:
+            state.mark_published(event.event_id)
+        fold_closing(state, message, closed, now)
+        self._recorded = len(state.timeline)
+        if state.conversation:
+            await self._tell(left_note(state))
+        return True
+
     async def _tell(self, note: ConversationNote) -> None:
         """Tell the customer's conversation (signal-with-start: the first case starts it)."""
         await workflow.execute_activity_method(
@@ -402,16 +511,10 @@ class DunningWorkflow:
     async def _write_back(self, action: WriteBackAction) -> None:
         """Tell the biller how the case ended; a failure is recorded, the outcome stands."""
         state = self._state
-        request = WriteBackRequest(
-            case_id=state.case.case_id,
-            invoice_id=state.case.invoice_id,
-            subscription_id=state.case.subscription_id,
-            action=action,
-        )
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.write_back,
-                request,
+                self._write_back_request(action),
                 start_to_close_timeout=PROVIDER_TIMEOUT,
                 retry_policy=CHARGE_RETRY,
                 summary=f"write back: {action}",
@@ -421,6 +524,35 @@ class DunningWorkflow:
             return
         done = "done" if result.done else "nothing to do"
         state.note(workflow.now(), "write_back", detail=f"{action}: {done} {result.detail}".strip())
+
+    def _write_back_request(self, action: WriteBackAction) -> WriteBackRequest:
+        case = self._state.case
+        return WriteBackRequest(
+            case_id=case.case_id,
+            invoice_id=case.invoice_id,
+            subscription_id=case.subscription_id,
+            action=action,
+        )
+
+    def _unwritten(self) -> CaseRecord | None:
+        """A lean case's row and audit lines not yet written, for the next step to write."""
+        state = self._state
+        if not state.lean or len(state.timeline) == self._recorded:
+            return None
+        return state.record(state.timeline[self._recorded :])
+
+    def _written(self, record: CaseRecord | None) -> None:
+        """The activity that carried `record` wrote it."""
+        if record is not None:
+            self._recorded += len(record.entries)
+            self._stored = (record.amount_due, record.closed_at)
+
+    def _row(self) -> tuple[object, ...]:
+        """What readers of the case row act on: the amount due and whether the case closed.
+        An open case's status is its workflow's to answer (the status query, `DunningStatus`):
+        the row catches up with it at the next step."""
+        state = self._state
+        return (state.amount_due, state.closed_at)
 
     async def _record(self) -> None:
         """Write the case row and the audit lines not yet written (one activity, idempotent)."""
@@ -434,7 +566,7 @@ class DunningWorkflow:
             retry_policy=STORE_RETRY,
             summary=f"record case ({state.status}, {len(entries)} audit lines)",
         )
-        self._recorded += len(entries)
+        self._written(record)
 
     def _publish(self, step: Step) -> None:
         """Keep the Temporal UI current: details always, search attributes once the case
@@ -444,6 +576,9 @@ class DunningWorkflow:
         details = describe(step) if plan is None else f"{describe(step)}\nretry plan: {plan}"
         workflow.set_current_details(details)
         if isinstance(step, Charge | Notify | AddLateFee | Call | PublishEvent):
+            return
+        if self._state.lean:
+            upsert_status(self._published, self._state)
             return
         until = getattr(step, "until", None)
         upsert_changed(self._published, case_search_attributes(self._state, until))
@@ -666,6 +801,11 @@ class DunningWorkflow:
         now = workflow.now()
         step = case_step(state, now)  # an event being published is no step an operator waits on
         return state.view(step.kind, getattr(step, "until", None), describe(step), now)
+
+
+def current_search_attributes() -> dict[str, object]:
+    """The search attributes the run started with, by name (a continued run inherits them)."""
+    return {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
 
 
 def describe(step: Step) -> str:

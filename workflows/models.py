@@ -284,6 +284,11 @@ class ChargeRequest(_Model):
         description="The card network's reattempt cap, which the activity checks over all of "
         "the customer's cases' charges of the card before charging.",
     )
+    record: CaseRecord | None = Field(
+        default=None,
+        description="The case row and the audit lines not yet written, which the activity "
+        "writes first (lean cases: no activity of its own for them).",
+    )
 
     @property
     def idempotency_key(self) -> str:
@@ -406,6 +411,11 @@ class NotifyRequest(_Model):
         description="A message of the customer's conversation: every open invoice it names "
         "(more than one: its link is the account page, which pays them all). Empty: the "
         "case's own invoice alone.",
+    )
+    record: CaseRecord | None = Field(
+        default=None,
+        description="The case row and the audit lines not yet written, which the activity "
+        "writes first (lean cases: no activity of its own for them).",
     )
     conversation: bool = Field(
         default=False,

@@ -74,6 +74,17 @@ def case_search_attributes(
     return values
 
 
+def upsert_status(published: dict[str, object], state: CaseState) -> None:
+    """From a lean case's workflow: upsert when what operators filter on changed (its status,
+    amount due, or the retry model it was pinned to); the retry count rides along, so a
+    charge costs no upsert of its own. `NextActionAt` stays unset: the next step's time is
+    in the current details, which cost nothing."""
+    wanted = [(k, v) for k, v in case_search_attributes(state, None) if k is not NEXT_ACTION_AT]
+    status = [(k, v) for k, v in wanted if k in (DUNNING_STATUS, AMOUNT_DUE, RETRY_MODEL)]
+    if any(published.get(k.name, _UNSET) != v for k, v in status):
+        upsert_changed(published, wanted)
+
+
 def conversation_search_attributes(
     conversation: Conversation, next_contact_at: datetime | None
 ) -> list[tuple[SearchAttributeKey, object]]:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows.case import CaseState
+from pydantic import AwareDatetime, BaseModel, Field
+
+from workflows.case import CaseState, message_line
+from workflows.case_events import CaseEvent
 from workflows.conversation import (
     CaseJoined,
     CaseLeft,
@@ -22,11 +25,13 @@ from workflows.conversation import (
     ReminderDue,
 )
 from workflows.decide import AddLateFee, Call, Charge, Notify, collections_at
+from workflows.message_timing import MessagePlan
 from workflows.models import (
     CallNoted,
     CallTaskCreated,
     CallTaskRequest,
     CancelRequest,
+    CaseRecord,
     ChargeRequest,
     ChargeResult,
     Delivery,
@@ -35,6 +40,7 @@ from workflows.models import (
     FeedbackGiven,
     InvoiceSettled,
     LateFeeRequest,
+    MessagePlanRequest,
     NotifyRequest,
     PauseRequest,
     PaymentFailed,
@@ -42,11 +48,15 @@ from workflows.models import (
     PaymentReceived,
     PayNow,
     PlanChosen,
+    PlanRequest,
     PromiseToPay,
     ResumeRequest,
     RetryRequest,
+    WriteBackRequest,
+    WriteBackResult,
 )
-from workflows.policy import Outcome
+from workflows.policy import Outcome, WriteBackAction
+from workflows.smart_retry import RetryPlan
 
 Signal = (
     PaymentReceived
@@ -322,3 +332,85 @@ def fold_settlement(state: CaseState, settled: InvoiceSettled, now: datetime) ->
 def wait_timeout(until: datetime | None, now: datetime) -> timedelta | None:
     """How long a wait for `until` lasts from `now`: None waits for a signal alone."""
     return None if until is None else max(until - now, SHORTEST_WAIT)
+
+
+# A lean case's opening and closing: one activity each -------------------------------------
+
+
+class OpenCaseRequest(BaseModel):
+    """Everything a new case asks of the world before its first step, in one activity: the
+    customer's time zones, the case row and its first audit lines, the `case.opened` event and
+    the plans its policy asks for (which need the time zones: the activity fills them in)."""
+
+    customer_id: str
+    record: CaseRecord
+    opened: CaseEvent | None = None
+    message_plan: MessagePlanRequest | None = None
+    retry_plan: PlanRequest | None = None
+
+
+class CaseOpened(BaseModel):
+    """What opening found: where the customer may be, and the plans asked for."""
+
+    time_zones: list[str] = Field(default_factory=list)
+    message_plan: MessagePlan | None = None
+    retry_plan: RetryPlan | None = None
+
+
+class CloseCaseRequest(BaseModel):
+    """Everything a finished case does in one activity: its outcome event, its outcome
+    message, the write-backs to the biller, then the case row with every audit line (those
+    of this activity's own work numbered from `next_seq`, at `at`)."""
+
+    record: CaseRecord
+    next_seq: int
+    at: AwareDatetime
+    event: CaseEvent | None = None
+    message: NotifyRequest | None = None
+    write_backs: list[WriteBackRequest] = Field(default_factory=list)
+
+
+class WriteBackDone(BaseModel):
+    """One write-back's answer, or why it could not be made."""
+
+    action: WriteBackAction
+    result: WriteBackResult | None = None
+    error: str = ""
+
+
+class CaseClosed(BaseModel):
+    """What closing did: the outcome message's deliveries (None: it could not be sent,
+    `message_error` says why) and each write-back's answer, in order."""
+
+    deliveries: list[Delivery] | None = None
+    message_error: str = ""
+    write_backs: list[WriteBackDone] = Field(default_factory=list)
+
+
+def write_back_line(done: WriteBackDone) -> tuple[str, str]:
+    """The audit line (kind, detail) of one write-back: the workflow's and the store's."""
+    if done.result is None:
+        return "write_back_failed", f"{done.action}: {done.error}"
+    said = "done" if done.result.done else "nothing to do"
+    return "write_back", f"{done.action}: {said} {done.result.detail}".strip()
+
+
+def closing_lines(step: Notify | NotifyRequest | None, closed: CaseClosed) -> list[tuple[str, str]]:
+    """The audit lines (kind, detail) closing adds, in order: the outcome message's, then
+    each write-back's. The activity writes them; `fold_closing` adds the same to the case."""
+    lines = []
+    if step is not None and closed.deliveries is not None:
+        lines.append(("message", message_line(step.step, step.template, closed.deliveries)))
+    elif step is not None:
+        lines.append(("message_error", f"{step.step}: {closed.message_error}"))
+    return lines + [write_back_line(done) for done in closed.write_backs]
+
+
+def fold_closing(state: CaseState, step: Notify | None, closed: CaseClosed, at: datetime) -> None:
+    """Fold what closing did into the finished case, adding the lines the activity wrote."""
+    lines = closing_lines(step, closed)
+    if step is not None and closed.deliveries is not None:
+        fold_message(state, step, closed.deliveries, at)  # the message and its line
+        lines = lines[1:]
+    for kind, detail in lines:
+        state.note(at, kind, detail=detail)
