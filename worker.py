@@ -28,6 +28,7 @@ from intake.client import temporal
 from intake.demo import run_demo, run_pre_dunning_demo
 from intake.pre_dunning import ensure_pre_dunning_schedule
 from webhooks.app import serve as serve_receiver
+from webhooks.codec_server import serve_codec
 from webhooks.sweeper import sweeping
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
@@ -85,6 +86,9 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
             running.append(
                 asyncio.create_task(serve_receiver(settings, worker_client, activities.store))
             )
+        if demo and settings.uses_dev_server:
+            # The dev UI shows payloads decrypted through it (it can send no token).
+            running.append(asyncio.create_task(serve_codec(settings, without_token=True)))
         if demo:
             await run_demo(client, settings, activities.store)
             await run_pre_dunning_demo(client, activities.store)
