@@ -46,4 +46,6 @@ def ui_views(now: datetime, customer_id: str | None = None) -> list[tuple[str, s
 
 def ui_link(ui_url: str, namespace: str, query: str) -> str:
     """The UI's workflow list for `namespace`, filtered by `query`."""
-    return f"{ui_url}/namespaces/{quote(namespace, safe='')}/workflows?query={quote(query, safe='')}"
+    return (
+        f"{ui_url}/namespaces/{quote(namespace, safe='')}/workflows?query={quote(query, safe='')}"
+    )

@@ -124,8 +124,11 @@ async def serve_codec(settings: Settings, without_token: bool = False) -> None:
         await asyncio.sleep(0.05)
     if server.started:
         auth = "no token (this machine only)" if without_token else "bearer token"
-        print(f"Codec server on http://{where} ({auth}; UI origins: "
-              f"{', '.join(settings.codec_origins)})", flush=True)
+        print(
+            f"Codec server on http://{where} ({auth}; UI origins: "
+            f"{', '.join(settings.codec_origins)})",
+            flush=True,
+        )
     try:
         await serving
     except SystemExit as err:  # uvicorn exits when it cannot bind

@@ -55,7 +55,7 @@ def initial_search_attributes(case: CaseInput) -> TypedSearchAttributes:
             SearchAttributePair(CUSTOMER_ID, case.customer_id),
             SearchAttributePair(INVOICE_ID, case.invoice_id),
             SearchAttributePair(AMOUNT_DUE, case.amount_due),
-            SearchAttributePair(AMOUNT_DUE_MAJOR, float(major_units(case.amount_due, case.currency))),
+            SearchAttributePair(AMOUNT_DUE_MAJOR, _major(case.amount_due, case.currency)),
             SearchAttributePair(CURRENCY, case.currency),
             SearchAttributePair(DUNNING_POLICY, case.policy_name),
             SearchAttributePair(RETRY_COUNT, 0),
@@ -72,7 +72,7 @@ def case_search_attributes(
     values: list[tuple[SearchAttributeKey, object]] = [
         (DUNNING_STATUS, state.status.value),
         (AMOUNT_DUE, state.amount_due),
-        (AMOUNT_DUE_MAJOR, float(major_units(state.amount_due, state.case.currency))),
+        (AMOUNT_DUE_MAJOR, _major(state.amount_due, state.case.currency)),
         (RETRY_COUNT, len(state.attempts)),
         (NEXT_ACTION_AT, next_action_at),
     ]
@@ -92,7 +92,7 @@ def conversation_search_attributes(
         (CUSTOMER_ID, conversation.customer_id),
         (OPEN_INVOICES, sorted(c.invoice_id for c in conversation.cases.values()) or None),
         (AMOUNT_DUE, single[1] if single else None),
-        (AMOUNT_DUE_MAJOR, float(major_units(single[1], single[0])) if single else None),
+        (AMOUNT_DUE_MAJOR, _major(single[1], single[0]) if single else None),
         (CURRENCY, single[0] if single else None),
         (NEXT_ACTION_AT, next_contact_at),
     ]
@@ -110,6 +110,11 @@ def upsert_changed(
             [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
         )
         published.update({k.name: v for k, v in changed})
+
+
+def _major(amount: int, currency: str) -> float:
+    """`AmountDueMajor`'s value: the amount as an operator reads it (a Double attribute)."""
+    return float(major_units(amount, currency))
 
 
 _UNSET = object()

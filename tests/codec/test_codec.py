@@ -62,7 +62,9 @@ async def test_after_a_rotation_the_new_key_encrypts_and_the_old_one_still_decry
 async def test_a_tampered_or_relabelled_payload_fails_to_open() -> None:
     codec = EncryptionCodec([("k2", K2), ("k1", K1)])
     [sealed] = await codec.encode([plain("x")])
-    flipped = Payload(metadata=sealed.metadata, data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
+    flipped = Payload(
+        metadata=sealed.metadata, data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
+    )
     relabelled = Payload(metadata={**sealed.metadata, KEY_ID: b"k1"}, data=sealed.data)
     for bad in (flipped, relabelled):
         with pytest.raises(PayloadKeyError, match="fails authentication"):

@@ -47,6 +47,8 @@ def test_the_command_prints_links_for_the_configured_ui_and_namespace(tmp_path: 
     assert done.returncode == 0, done.stderr
     links = [line.strip() for line in done.stdout.splitlines() if line.startswith("  ")]
     assert len(links) == 8
-    assert all(link.startswith("https://cloud.example/namespaces/ops/workflows?query=") for link in links)
+    assert all(
+        link.startswith("https://cloud.example/namespaces/ops/workflows?query=") for link in links
+    )
     assert "customer cus_ann:" in done.stdout
     assert links[-1].endswith("CustomerId%20%3D%20%22cus_ann%22")
