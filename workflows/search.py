@@ -113,8 +113,12 @@ def upsert_changed(
 
 
 def _major(amount: int, currency: str) -> float:
-    """`AmountDueMajor`'s value: the amount as an operator reads it (a Double attribute)."""
-    return float(major_units(amount, currency))
+    """`AmountDueMajor`'s value: the amount as an operator reads it (a Double attribute).
+
+    Babel reads its currency table from a file the first time (the sandbox forbids `open`);
+    the table is fixed, so reading it is deterministic."""
+    with workflow.unsafe.sandbox_unrestricted():
+        return float(major_units(amount, currency))
 
 
 _UNSET = object()
