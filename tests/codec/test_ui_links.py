@@ -7,8 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from intake.ui_links import ui_link, ui_views
-from tests.support.cli import cli_env, dunning
+from tests.support.cli import cli_env
+from tests.support.cli import dunning as run_dunning
+from tests.support.harness import Dunning, status_when
+from workflows.models import CaseStatus
 from workflows.search import SEARCH_ATTRIBUTES
 
 THURSDAY = datetime(2026, 12, 3, 15, 30, tzinfo=UTC)
@@ -41,9 +46,21 @@ def test_a_link_opens_the_namespace_workflow_list_with_the_query_encoded() -> No
     assert parse_qs(parts.query) == {"query": [query]}
 
 
+@pytest.mark.parametrize(("currency", "major"), [("USD", 49.8), ("JPY", 4980.0), ("KWD", 4.98)])
+async def test_cases_show_the_amount_due_in_major_units_beside_minor_units(
+    dunning: Dunning, currency: str, major: float
+) -> None:
+    case = await dunning.open_case("pm_sim_recovers_on_attempt_2", currency=currency)
+    async with dunning.worker():
+        handle = await dunning.start(case)
+        await status_when(handle, lambda v: v.status is CaseStatus.ACTIVE, "the start")
+        attributes = await dunning.search_attributes(handle)
+    assert (attributes["AmountDue"], attributes["AmountDueMajor"]) == (4980, major)
+
+
 def test_the_command_prints_links_for_the_configured_ui_and_namespace(tmp_path: Path) -> None:
     env = cli_env(tmp_path, TEMPORAL_UI_URL="https://cloud.example/", TEMPORAL_NAMESPACE="ops")
-    done = dunning(env, "ui-links", "--customer", "cus_ann", cwd=tmp_path)
+    done = run_dunning(env, "ui-links", "--customer", "cus_ann", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     links = [line.strip() for line in done.stdout.splitlines() if line.startswith("  ")]
     assert len(links) == 8
