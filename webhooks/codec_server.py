@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
@@ -25,6 +26,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from config.settings import Settings, weakness
 from intake.codec import EncryptionCodec, PayloadKeyError, codec
+
+log = logging.getLogger("dunning.codec_server")
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -133,3 +136,14 @@ async def serve_codec(settings: Settings, without_token: bool = False) -> None:
         await serving
     except SystemExit as err:  # uvicorn exits when it cannot bind
         raise OSError(f"cannot serve the codec server on {where} (set CODEC_SERVER_PORT)") from err
+
+
+async def serve_demo_codec(settings: Settings) -> None:
+    """The demo's codec server for the dev UI (no token, loopback only), when the dev server
+    runs; a port in use costs only the UI's decoding, so it is said and the demo goes on."""
+    if not settings.uses_dev_server:
+        return
+    try:
+        await serve_codec(settings, without_token=True)
+    except (OSError, CodecServerProblem) as err:
+        log.warning("no codec server, the UI shows payloads encrypted: %s", err)
