@@ -122,20 +122,23 @@ async def serve_codec(settings: Settings, without_token: bool = False) -> None:
             log_level="warning",
         )
     )
-    serving = asyncio.create_task(server.serve())
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit as err:  # uvicorn exits when it cannot bind
+            raise OSError(
+                f"cannot serve the codec server on {where} (in use? set CODEC_SERVER_PORT)"
+            ) from err
+
+    serving = asyncio.create_task(run())
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if server.started:
         auth = "no token (this machine only)" if without_token else "bearer token"
-        print(
-            f"Codec server on http://{where} ({auth}; UI origins: "
-            f"{', '.join(settings.codec_origins)})",
-            flush=True,
-        )
-    try:
-        await serving
-    except SystemExit as err:  # uvicorn exits when it cannot bind
-        raise OSError(f"cannot serve the codec server on {where} (set CODEC_SERVER_PORT)") from err
+        origins = ", ".join(settings.codec_origins)
+        print(f"Codec server on http://{where} ({auth}; UI origins: {origins})", flush=True)
+    await serving
 
 
 async def serve_demo_codec(settings: Settings) -> None:

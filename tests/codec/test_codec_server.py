@@ -3,9 +3,13 @@ payloads round-tripping through /encode and /decode in the remote codec JSON for
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
+import socket
 
+import httpx
 import pytest
 from google.protobuf import json_format
 from starlette.testclient import TestClient
@@ -13,7 +17,12 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from config.settings import Settings
 from intake.codec import ENCODING
-from webhooks.codec_server import CodecServerProblem, checked_codec_app
+from webhooks.codec_server import (
+    CodecServerProblem,
+    checked_codec_app,
+    serve_codec,
+    serve_demo_codec,
+)
 
 TOKEN = "codec-test-token-6be1c0d9a4"
 UI = "http://localhost:8233"
@@ -124,3 +133,30 @@ def test_the_no_token_mode_serves_only_on_loopback_and_decodes_without_a_header(
 def test_the_server_refuses_to_start_unsafe_or_useless(values: dict, words: str) -> None:
     with pytest.raises(CodecServerProblem, match=words):
         checked_codec_app(settings(**values))
+
+
+async def test_the_demo_goes_on_without_a_codec_server_when_its_port_is_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        demo = Settings(payload_keys=KEYS, codec_server_port=port, _env_file=None)
+        await asyncio.wait_for(serve_demo_codec(demo), timeout=30)
+    assert f"cannot serve the codec server on 127.0.0.1:{port}" in caplog.text
+
+
+async def test_the_served_codec_server_answers_over_http(unused_tcp_port: int) -> None:
+    serving = asyncio.create_task(serve_codec(settings(codec_server_port=unused_tcp_port)))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{unused_tcp_port}") as http:
+            for _ in range(100):
+                with contextlib.suppress(httpx.ConnectError):
+                    response = await http.post("/decode", content=body('"x"'))
+                    break
+                await asyncio.sleep(0.1)
+        assert response.status_code == 401
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
