@@ -6,7 +6,8 @@ Settings come from the environment (see config/settings.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, DATABASE_URL, TASK_QUEUE. Every
 EVENT_SWEEP_SECONDS the worker carries out stored billing events no delivery finished, and every
 OUTBOUND_DELIVERY_SECONDS it delivers the outbound case events that are due. At start it
-ensures the daily pre-dunning schedule (PRE_DUNNING_AT, UTC).
+ensures the daily pre-dunning schedule (PRE_DUNNING_AT, UTC). With METRICS_PORT set it serves
+Prometheus /metrics there (dunning's and the SDK's); LOG_FORMAT=json logs JSON lines.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import metrics
 from activities.dunning import DunningActivities
+from activities.logs import configure_logging
 from activities.outbound import delivering
 from activities.pre_dunning import PreDunningActivities
 from config.settings import SecretsProblem, Settings
@@ -32,6 +35,7 @@ from webhooks.codec_server import serve_demo_codec
 from webhooks.sweeper import sweeping
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
+from workflows.policy_versions import POLICY_VERSIONS
 from workflows.pre_dunning import PreDunningWorkflow
 
 log = logging.getLogger("dunning.worker")
@@ -64,6 +68,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
     activities = DunningActivities.from_settings(settings)
     pre_dunning = PreDunningActivities.from_settings(settings, activities)
     activities.warm_up()
+    activities.store.fill_policy_versions(POLICY_VERSIONS, activities.policies)
     # SIGTERM and Ctrl-C end the wait below, so every context unwinds and the dev server
     # stops with the worker (Python's default SIGTERM would leave it running as an orphan).
     stopping = asyncio.Event()
@@ -74,6 +79,7 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         build_worker(client, settings, activities, pre_dunning),
         sweeping(settings, client, activities.store),
         delivering(activities.publisher, settings.outbound_delivery_seconds),
+        metrics.serving(settings, activities.store),
     ):
         print(f"Worker polling task queue {settings.task_queue!r}", flush=True)
         await ensure_pre_dunning_schedule(client, settings)
@@ -105,9 +111,10 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
 
 def main(settings: Settings | None = None, demo: bool = False, serve: bool = False) -> None:
     """Entry point of `python worker.py` and `dunning worker`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = settings or Settings()
+    configure_logging(settings.log_format)
     try:
-        asyncio.run(run(settings or Settings(), demo, serve))
+        asyncio.run(run(settings, demo, serve))
     except SecretsProblem as err:
         sys.exit(f"worker: {err}")  # one line on stderr, exit status 1
 

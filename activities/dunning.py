@@ -15,6 +15,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities import metrics
 from activities.conversation import ConversationActivities
 from activities.message_training import message_model_version, newest_message_model
 from activities.notify import (
@@ -234,6 +235,7 @@ class DunningActivities:
         return newest_model(self.retry_models_dir, self.retry_models.read)
 
     @activity.defn
+    @metrics.counts_charges
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Charge once per attempt: the processor dedupes on the attempt's idempotency key.
         An invoice the biller already settled is not charged (`settled` says why)."""
@@ -288,6 +290,7 @@ class DunningActivities:
         return self.biller.add_late_fee(request)
 
     @activity.defn
+    @metrics.counts_messages
     def notify(self, request: NotifyRequest) -> NotifyResult:
         """Send one step, at most once per (case, step, channel).
 
@@ -361,6 +364,7 @@ class DunningActivities:
         return self.publisher.publish(event).value
 
     @activity.defn
+    @metrics.counts_cases
     def record(self, record: CaseRecord) -> None:
         """Keep the case row current and append its new audit lines; a finished case's open
         call tasks are cancelled, so nobody calls a customer who has paid."""

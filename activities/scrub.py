@@ -13,10 +13,10 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"(?<!\w)\+?\d[\d ().-]{5,}\d(?!\w)")
 
 
-def scrubbed(text: str, recipient: str = "") -> str:
-    """`text` on one line (at most 300 characters), without `recipient` and without any
+def scrubbed(text: str, recipient: str = "", limit: int | None = 300) -> str:
+    """`text` on one line (at most `limit` characters), without `recipient` and without any
     email address or phone number."""
     text = " ".join(text.split())
     for contact in filter(None, dict.fromkeys([recipient, recipient.removeprefix("+")])):
         text = re.sub(re.escape(contact), "<recipient>", text, flags=re.IGNORECASE)
-    return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))[:300]
+    return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))[:limit]

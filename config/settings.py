@@ -125,6 +125,21 @@ class Settings(BaseSettings):
     dev_server_port: int = 7233
     dev_server_ui_port: int = 8233
 
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        default=None,
+        description="Serve the worker's Prometheus /metrics (dunning's and the SDK's) here; "
+        "unset: none (the receiver always serves /metrics on its own port).",
+    )
+    temporal_metrics_address: str | None = Field(
+        default=None,
+        description="host:port the Temporal SDK's own Prometheus exporter binds; unset with "
+        "METRICS_PORT set: a free local port, read through the worker's /metrics.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one object per line (time, level, logger, case id)."
+    )
+
     policies_dir: Path = CONFIG_DIR / "policies"
     declines_file: Path = CONFIG_DIR / "declines.toml"
     segments_file: Path = CONFIG_DIR / "segments.toml"

@@ -21,9 +21,10 @@ from config.settings import Settings
 from intake.client import case_run_status
 from intake.events import BillingEvent, InvalidEvent
 from workflows.dunning import DunningWorkflow, signal_name
-from workflows.models import CaseInput, Failure, PaymentFailed
+from workflows.models import CaseInput, Failure, PaymentFailed, PolicyRef
 from workflows.money import format_money
 from workflows.policy import DeclineCodes, Policy
+from workflows.policy_versions import POLICY_VERSIONS
 from workflows.search import initial_search_attributes
 from workflows.segments import Assignment, CaseFacts, SegmentRules
 
@@ -50,12 +51,21 @@ def workflow_id_for(case_id: str) -> str:
 class CaseOpener:
     """Turns a checked billing event into a case start. Holds the policies and segment rules,
     read once when it is built (`from_settings`), so a burst of events reads no files.
-    Safe to share between requests and threads: it changes nothing after it is built."""
+    Safe to share between requests and threads: after it is built it only notes which
+    policy versions it has saved to the store.
+
+    Each case is pinned to its policy's content hash (`PolicyRef`); the version goes into the
+    process's registry here and into the store's `policy_versions` before its first case
+    starts, so a worker anywhere can read it and no case carries its policy in its history."""
 
     def __init__(self, settings: Settings, policies: list[Policy], segments: SegmentRules):
         self.settings = settings
         self.policies = policies
         self.segments = segments
+        self.hashes = {
+            (policy.name, policy.version): POLICY_VERSIONS.add(policy).hash for policy in policies
+        }
+        self._saved: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CaseOpener:
@@ -103,6 +113,7 @@ class CaseOpener:
             schedule_from=max(failure.failed_at, now),
             policy_name=policy.name,
             policy_version=policy.version,
+            policy_hash=self.hashes[policy.name, policy.version],
             payment_method=event.customer.payment_method,
             subscription_id=event.subscription_id,
             segment=assignment.segment,
@@ -125,6 +136,7 @@ class CaseOpener:
         `case` is the event's `case_input`, when the caller has checked it already."""
         case = case or self.case_input(event)
         store.upsert_customer(customer_of(event))
+        self._save_policy_version(store, case)
         workflow_id = workflow_id_for(case.invoice_id)
         answer = partial(StartResult, workflow_id=workflow_id, case_id=case.case_id)
         amount = format_money(case.amount_due, case.currency)
@@ -166,6 +178,14 @@ class CaseOpener:
             return answer(started=False, signalled=True, message=message)
         message = f"started {workflow_id}: {amount} on {case.policy_name} v{case.policy_version}"
         return answer(started=True, message=message)
+
+    def _save_policy_version(self, store: CaseStore, case: CaseInput) -> None:
+        """Save the case's policy version to the store, once per version and opener."""
+        if case.policy_hash is None or case.policy_hash in self._saved:
+            return
+        ref = PolicyRef(name=case.policy_name, version=case.policy_version, hash=case.policy_hash)
+        store.save_policy_version(POLICY_VERSIONS.get(ref))
+        self._saved.add(case.policy_hash)
 
 
 def customer_of(event: BillingEvent) -> CustomerProfile:

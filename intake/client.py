@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
+from activities.metrics import runtime
 from config.settings import Settings
 from intake.codec import data_converter
 from workflows.search import SEARCH_ATTRIBUTES
@@ -42,6 +43,7 @@ async def connect(settings: Settings) -> Client:
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls,
         data_converter=data_converter(settings),
+        runtime=runtime(settings),
     )
 
 
@@ -62,6 +64,7 @@ async def temporal(settings: Settings) -> AsyncIterator[Client]:
         dev_server_existing_path=bundled_binary("temporal"),
         dev_server_database_filename=str(settings.dev_server_db),
         dev_server_extra_args=_ui_codec_args(settings),
+        runtime=runtime(settings),
     )
     async with env:
         print(f"Temporal dev server on localhost:{settings.dev_server_port}", flush=True)

@@ -107,6 +107,7 @@ _PURE_MODULES = {
     "test_notice_windows",
     "test_message_timing",
     "test_policy_files",
+    "test_policy_versions",
     "test_segments",
     "test_smart_retry",
     "test_stripe_shapes",

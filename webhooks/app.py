@@ -15,6 +15,7 @@
     GET  /account?token=...        the customer's account page (webhooks/account.py): every
                                    open invoice; POST /account/pay pays them all, /account/card
     GET  /healthz                  {"ok": true, ...}; 503 when Temporal or the store is down
+    GET  /metrics                  Prometheus metrics (activities/metrics.py)
 
 Every authentic event is stored before a 2xx answer and deduplicated by its id. Answers are
 one JSON object (empty TwiML to an inbound SMS); an error is one line, ``{"error": "..."}``,
@@ -37,6 +38,7 @@ from urllib.parse import parse_qsl
 
 import stripe
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -47,7 +49,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
-from activities import signing
+from activities import metrics, signing
+from activities.logs import configure_logging
 from activities.payments import GatewayConfigError
 from activities.payments.stripe import StripeBiller
 from activities.scrub import scrubbed
@@ -108,6 +111,7 @@ def create_app(settings: Settings, client_provider: ClientProvider, store: CaseS
             Route("/preferences", choices.handle, methods=["GET", "POST"]),
             Route("/unsubscribe", choices.handle, methods=["GET", "POST"]),
             Route("/healthz", receiver.health, methods=["GET"]),
+            Route("/metrics", receiver.metrics, methods=["GET"]),
             Route("/recover", recovery.page, methods=["GET"]),
             Route("/recover/pay", recovery.pay, methods=["POST"]),
             Route("/recover/card", recovery.card_form, methods=["GET"]),
@@ -143,8 +147,15 @@ def connect_lazily(settings: Settings) -> ClientProvider:
 async def serve(settings: Settings, client_provider: ClientProvider, store: CaseStore) -> None:
     """Serve the receiver on RECEIVER_HOST:RECEIVER_PORT until interrupted."""
     app = create_app(settings, client_provider, store)
+    json_logs = settings.log_format == "json"
+    if json_logs:  # uvicorn's own loggers then reach the JSON handler too
+        configure_logging("json")
     config = uvicorn.Config(
-        app, host=settings.receiver_host, port=settings.receiver_port, lifespan="off"
+        app,
+        host=settings.receiver_host,
+        port=settings.receiver_port,
+        lifespan="off",
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config above
     if not any(isinstance(f, preferences.RedactTokens) for f in access.filters):
@@ -180,16 +191,18 @@ def _answering(
     @functools.wraps(handler)
     async def answer(self: Receiver, request: Request) -> Response:
         try:
-            return await handler(self, request)
+            response = await handler(self, request)
         except Problem as problem:
-            return _error(problem.status, problem.reason)
+            response = _error(problem.status, problem.reason)
         except OperationalError as err:
             # SQLAlchemy quotes the statement's parameters: contacts must not reach the log.
             log.warning("store unavailable: %s", scrubbed(one_line(err, 500)))
-            return _error(503, "the store is unavailable; retry later")
+            response = _error(503, "the store is unavailable; retry later")
         except Exception:
             log.exception("unexpected error on %s", request.url.path)
-            return _error(500, "internal error; the receiver's log has the details")
+            response = _error(500, "internal error; the receiver's log has the details")
+        metrics.count_event(request.url.path, response.status_code)
+        return response
 
     return answer
 
@@ -202,6 +215,7 @@ class Receiver:
         self.desk = desk
         self.store = store
         self._stripe: StripeBiller | None = None
+        self._metrics = metrics.registry(store, metrics.sdk_metrics_address(settings))
 
     @_answering
     async def stripe_webhook(self, request: Request) -> JSONResponse:
@@ -443,6 +457,12 @@ class Receiver:
             },
             status_code=200 if ok else 503,
         )
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus's text format: the counters, the open cases by status (one query) and,
+        when configured, the Temporal SDK's metrics."""
+        body = await run_in_threadpool(generate_latest, self._metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def _ping_temporal(self) -> None:
         """Ask the cluster itself: a client connected earlier says nothing of it now."""

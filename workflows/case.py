@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_serializer, field_validator
 
 from workflows.arrangements import quote
 from workflows.conversation import ConversationReply
@@ -40,12 +40,14 @@ from workflows.models import (
     PayNow,
     PlanChosen,
     PlanQuote,
+    PolicyRef,
     PromiseToPay,
     ResumeRequest,
     RetryRequest,
     TimelineEntry,
 )
 from workflows.policy import DeclineClass, DeclineCodes, Outcome, PlanOffer, Policy, Tone
+from workflows.policy_versions import POLICY_VERSIONS
 from workflows.smart_retry import PlanFacts, RetryPlan
 
 DECLINE_FIELDS = frozenset(DeclineCodes.model_fields)
@@ -166,6 +168,23 @@ class CaseState(BaseModel):
         default_factory=list,
         description="Ids of the outbound events already published: none goes out twice.",
     )
+
+    @field_serializer("policy")
+    def _pin_policy(self, policy: Policy) -> dict:
+        """A case pinned by hash carries only its `PolicyRef` into a continued run; one opened
+        before pinning carries its policy, as it always did."""
+        case = self.case
+        if case.policy_hash is None:
+            return policy.model_dump(mode="json")
+        return {"name": case.policy_name, "version": case.policy_version, "hash": case.policy_hash}
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _resolve_policy(cls, value: object) -> object:
+        """A `PolicyRef` (what `_pin_policy` wrote) reads its version from the registry."""
+        if isinstance(value, dict) and value.get("hash") is not None:
+            return POLICY_VERSIONS.get(PolicyRef.model_validate(value))
+        return value
 
     @classmethod
     def open(cls, case: CaseInput, policy: Policy, now: datetime) -> CaseState:

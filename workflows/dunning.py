@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         WriteBackRequest,
     )
     from workflows.policy import WriteBackAction
+    from workflows.policy_versions import POLICY_VERSIONS
     from workflows.search import case_search_attributes, upsert_changed
     from workflows.steps import (
         call_task_request,
@@ -105,6 +106,7 @@ CUSTOMER_CONVERSATION = "customer-conversation"
 LATE_FEE = "late-fee"
 CALL_TASKS = "call-tasks"
 OUTBOUND_EVENTS = "outbound-events"
+POLICY_BY_HASH = "policy-by-hash"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -167,13 +169,21 @@ class DunningWorkflow:
 
     async def _open(self, case: CaseInput) -> None:
         """Load the pinned policy and the customer's time zones, and open the case."""
-        policy = await workflow.execute_activity_method(
-            DunningActivities.load_policy,
-            PolicyRef(name=case.policy_name, version=case.policy_version),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-            summary=f"load policy {case.policy_name} v{case.policy_version}",
-        )
+        # A case pinned by hash reads its policy from the worker's registry of versions (an
+        # unknown one fails the task until the worker has it), so no policy body enters its
+        # history; cases opened before, or by a starter that pins no hash, load it.
+        if case.policy_hash is not None and workflow.patched(POLICY_BY_HASH):
+            policy = POLICY_VERSIONS.get(
+                PolicyRef(name=case.policy_name, version=case.policy_version, hash=case.policy_hash)
+            )
+        else:
+            policy = await workflow.execute_activity_method(
+                DunningActivities.load_policy,
+                PolicyRef(name=case.policy_name, version=case.policy_version),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=f"load policy {case.policy_name} v{case.policy_version}",
+            )
         contact = await workflow.execute_activity_method(
             DunningActivities.contact_facts,
             case.customer_id,

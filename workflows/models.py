@@ -69,6 +69,12 @@ class CaseInput(_Model):
     )
     policy_name: str = "standard"
     policy_version: int = Field(ge=1)
+    policy_hash: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The pinned version's content hash; unset in cases opened before "
+        "policies were pinned by hash (they loaded their policy into their history).",
+    )
     payment_method: str | None = Field(default=None, pattern=ID_PATTERN)
     subscription_id: str | None = Field(default=None, pattern=ID_PATTERN)
     segment: str | None = Field(default=None, description="The segment that chose the policy.")
@@ -81,10 +87,13 @@ class CaseInput(_Model):
 
 
 class PolicyRef(_Model):
-    """Which policy file to load; the version is pinned for the life of a case."""
+    """Which policy a case runs on, pinned for its life: by name and version, and (cases
+    opened since policies are content-addressed) by the sha256 of the policy's canonical JSON,
+    which the worker's registry of policy versions resolves (`workflows.policy_versions`)."""
 
     name: str
     version: int | None = None
+    hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 # Signals -----------------------------------------------------------------------------------

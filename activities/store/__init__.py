@@ -21,6 +21,7 @@ from activities.store.inbox import (
 from activities.store.ledger import SimulatedLedger
 from activities.store.messages import Outbox
 from activities.store.outbound import EventOutbox
+from activities.store.policy_versions import PolicyVersion, PolicyVersionBook
 from activities.store.tables import (
     CASE_SCOPE,
     CallAttempt,
@@ -58,6 +59,7 @@ class CaseStore(
     CollectionsBook,
     CallBook,
     EventOutbox,
+    PolicyVersionBook,
 ):
     """The one store the activities, the receiver and the CLI share: every concern's methods
     on one engine; safe to share between activity threads."""
@@ -94,6 +96,8 @@ __all__ = [
     "OutboundEvent",
     "OutboundEventStatus",
     "Outbox",
+    "PolicyVersion",
+    "PolicyVersionBook",
     "SimulatedCard",
     "SimulatedCharge",
     "SimulatedSubscription",

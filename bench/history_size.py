@@ -1,0 +1,143 @@
+"""How big a full-schedule case's history is, against the 12 KiB bound (issue 15).
+
+    .venv/bin/python bench/history_size.py
+
+Runs one `standard` v1 case from a soft decline through every retry and reminder to
+collections on the time-skipping test server, twice: pinned by content hash (as intake opens
+cases now) and unpinned (as cases were opened before: the policy loaded into the history).
+The size is the server's encoded size: the sum of `event.ByteSize()` over the fetched
+history's events (the serialized `History` message is printed beside it, a few bytes more
+for the field tags). Also prints the five largest contributors by event kind (activity
+scheduled and completed events by activity name). A benchmark: it prints, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.api.history.v1 import History, HistoryEvent  # noqa: E402
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from activities.dunning import DunningActivities  # noqa: E402
+from activities.store import CustomerProfile  # noqa: E402
+from config.policies import find_policy  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from intake.client import bundled_binary  # noqa: E402
+from workflows.dunning import DunningWorkflow  # noqa: E402
+from workflows.models import CaseInput, Failure  # noqa: E402
+from workflows.policy_versions import POLICY_VERSIONS  # noqa: E402
+from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes  # noqa: E402
+
+BOUND = 12 * 1024
+DECLINED = "pm_card_chargeDeclinedInsufficientFunds"
+
+
+def contributor(event: HistoryEvent) -> str:
+    """An event's kind, activity events named by their activity."""
+    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    if event.HasField("activity_task_scheduled_event_attributes"):
+        return f"{kind} {event.activity_task_scheduled_event_attributes.activity_type.name}"
+    return kind
+
+
+async def full_schedule_history(
+    env: WorkflowEnvironment, queue: str, policy_hash: str | None
+) -> list[HistoryEvent]:
+    """The events of one case run to collections."""
+    invoice = f"in_bench_{uuid.uuid4().hex[:10]}"
+    case = CaseInput(
+        case_id=invoice,
+        invoice_id=invoice,
+        customer_id="cus_bench",
+        amount_due=4900,
+        currency="USD",
+        failure=Failure(decline_code="insufficient_funds", failed_at=await env.get_current_time()),
+        policy_version=1,
+        policy_hash=policy_hash,
+        payment_method=DECLINED,
+    )
+    handle = await env.client.start_workflow(
+        DunningWorkflow.run,
+        case,
+        id=f"dunning-{invoice}",
+        task_queue=queue,
+        search_attributes=initial_search_attributes(case),
+    )
+    result = await handle.result()
+    assert result.outcome == "collections", result.outcome
+    return list((await handle.fetch_history()).events)
+
+
+def report(label: str, events: list[HistoryEvent]) -> int:
+    """Print the history's size and top five contributors; the size."""
+    size = sum(event.ByteSize() for event in events)
+    serialized = History(events=events).ByteSize()
+    verdict = "within" if size <= BOUND else "over"
+    print(
+        f"{label}: {len(events)} events, {size:,} B encoded ({size / 1024:.1f} KiB; "
+        f"serialized History {serialized:,} B) = {size / BOUND:.2f}x the 12 KiB bound, {verdict}"
+    )
+    by_kind: Counter[str] = Counter()
+    for event in events:
+        by_kind[contributor(event)] += event.ByteSize()
+    for kind, total in by_kind.most_common(5):
+        print(f"    {total:6,} B  {kind}")
+    return size
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+    )
+    async with env:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
+            )
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            activities = DunningActivities.from_settings(
+                Settings(database_url=f"sqlite:///{tmp}/bench.db")
+            )
+            activities.store.upsert_customer(
+                CustomerProfile(customer_id="cus_bench", email="bench@example.com")
+            )
+            activities.store.fill_policy_versions(POLICY_VERSIONS, activities.policies)
+            pinned = POLICY_VERSIONS.add(find_policy(activities.policies, "standard", 1))
+            async with Worker(
+                env.client,
+                task_queue="bench-history",
+                workflows=[DunningWorkflow],
+                activities=activities.all(),
+                activity_executor=ThreadPoolExecutor(16),
+            ):
+                before = report(
+                    "before (policy loaded into the history)",
+                    await full_schedule_history(env, "bench-history", None),
+                )
+                after = report(
+                    "pinned by hash",
+                    await full_schedule_history(env, "bench-history", pinned.hash),
+                )
+    print(f"pinned/before: {after / before:.2f} ({before - after:,} B less per case)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)  # sdk-python#300 can crash the interpreter's exit after a good run
