@@ -1072,6 +1072,34 @@ async def cmd_tasks_complete(
     print(f"{outcome} logged on {handle.id}: {view.details}; {describe_task(done, call.zones)}")
 
 
+@_command(
+    app,
+    "codec-server",
+    "decrypt payloads for the Temporal UI and CLI: POST /decode, /encode (bearer token, CORS)",
+)
+async def cmd_codec_server(
+    no_token: Annotated[
+        bool,
+        typer.Option(
+            "--no-token",
+            help="serve without CODEC_SERVER_TOKEN (the dev UI sends none): loopback only",
+        ),
+    ] = False,
+) -> None:
+    from webhooks.codec_server import serve_codec
+
+    await serve_codec(_settings(), without_token=no_token)  # CodecServerProblem: one line
+
+
+@_command(app, "ui-links", "print saved-view links of the Temporal UI (collections, paused, ...)")
+def cmd_ui_links(customer: Id = None) -> None:
+    from intake.ui_links import ui_link, ui_views
+
+    settings = _settings()
+    for title, query in ui_views(datetime.now(UTC), customer):
+        print(f"{title}:\n  {ui_link(settings.ui_url, settings.temporal_namespace, query)}")
+
+
 app.add_typer(model_app)
 app.add_typer(policies_app)
 app.add_typer(events_app)

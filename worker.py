@@ -31,6 +31,7 @@ from intake.client import temporal
 from intake.demo import run_demo, run_pre_dunning_demo
 from intake.pre_dunning import ensure_pre_dunning_schedule
 from webhooks.app import serve as serve_receiver
+from webhooks.codec_server import serve_demo_codec
 from webhooks.sweeper import sweeping
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
@@ -91,6 +92,8 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
             running.append(
                 asyncio.create_task(serve_receiver(settings, worker_client, activities.store))
             )
+        # The demo's dev UI shows payloads decrypted through it; the demo goes on without it.
+        codec = asyncio.create_task(serve_demo_codec(settings)) if demo else None
         if demo:
             await run_demo(client, settings, activities.store)
             await run_pre_dunning_demo(client, activities.store)
@@ -98,6 +101,9 @@ async def run(settings: Settings, demo: bool = False, serve: bool = False) -> No
         done, pending = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
+        if codec is not None:
+            codec.cancel()
+            pending.add(codec)
         await asyncio.gather(*pending, return_exceptions=True)
         for task in done:
             task.result()  # a receiver that failed (its port taken) fails the worker

@@ -8,13 +8,17 @@ usable default: `serve` and `worker` refuse to start without them outside demo m
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
+import re
 import secrets
 from datetime import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).parent
@@ -60,6 +64,35 @@ def demo_secret(path: Path) -> str:
         file.write(secret + "\n")
     os.replace(draft, path)  # atomic: a reader sees no secret or the whole one
     return secret
+
+
+AES_KEY_BYTES = (16, 24, 32)  # AES-128, AES-192, AES-256
+PAYLOAD_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def payload_key_ring(text: str) -> list[tuple[str, bytes]]:
+    """`PAYLOAD_KEYS` ("k2:<base64>,k1:<base64>") as (key id, AES key) pairs, the encrypting
+    key first; a `ValueError` naming the bad entry (never the key) otherwise."""
+    ring: list[tuple[str, bytes]] = []
+    for number, entry in enumerate(text.split(","), start=1):
+        key_id, colon, encoded = entry.strip().partition(":")
+        if not colon or not PAYLOAD_KEY_ID.fullmatch(key_id):
+            raise ValueError(
+                f"entry {number} is not <key id>:<base64 key> (ids: letters, digits, . _ -)"
+            )
+        if any(key_id == known for known, _ in ring):
+            raise ValueError(f"key id {key_id!r} is given twice")
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except binascii.Error:
+            raise ValueError(f"key {key_id!r} is not valid base64") from None
+        if len(key) not in AES_KEY_BYTES:
+            raise ValueError(
+                f"key {key_id!r} is {len(key)} bytes; AES needs 16, 24 or 32 "
+                "(make one: openssl rand -base64 32)"
+            )
+        ring.append((key_id, key))
+    return ring
 
 
 def weakness(value: str) -> str | None:
@@ -263,6 +296,31 @@ class Settings(BaseSettings):
     )
     demo_secret_file: Path = Path(".dunning/demo-self-service-secret")
 
+    payload_keys: SecretStr | None = Field(
+        default=None,
+        description="Encrypts every payload in Temporal histories (AES-GCM): "
+        '"k2:<base64>,k1:<base64>", the first encrypts, all decrypt (rotation). Unset: with '
+        "the bundled dev server, a key kept in DEMO_PAYLOAD_KEY_FILE; with a cluster, none.",
+    )
+    demo_payload_key_file: Path = Path(".dunning/demo-payload-key")
+    codec_server_port: int = 8081
+    codec_server_host: str = "127.0.0.1"
+    codec_server_token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token the Temporal UI (or `temporal --codec-auth`) must send "
+        "to `dunning codec-server`.",
+    )
+    codec_server_origins: str = Field(
+        default="",
+        description="Comma-separated origins whose pages may call the codec server (CORS); "
+        "default: the dev server's UI (localhost and 127.0.0.1, DEV_SERVER_UI_PORT).",
+    )
+    temporal_ui_url: str = Field(
+        default="",
+        description="The Temporal UI `dunning ui-links` links to; default: the dev server's "
+        "UI, http://localhost:DEV_SERVER_UI_PORT.",
+    )
+
     # True when SELF_SERVICE_SECRET was unset and this process signs with a random one.
     _self_service_secret_generated: bool = PrivateAttr(default=False)
 
@@ -275,6 +333,39 @@ class Settings(BaseSettings):
     def account_link(self) -> str:
         """The customer's account page: every open invoice, one payment, the card."""
         return f"{self.public_base_url}/account?token={{token}}"
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _payload_keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            payload_key_ring(value.get_secret_value())
+            return value
+        return None
+
+    def payload_key_ring(self) -> list[tuple[str, bytes]]:
+        """The keys payloads are encrypted (first) and decrypted with; empty: no encryption.
+
+        With the bundled dev server and no PAYLOAD_KEYS, a key kept beside the dev server's
+        state (every `dunning` command of the demo reads the same one)."""
+        if self.payload_keys is not None:
+            return payload_key_ring(self.payload_keys.get_secret_value())
+        if self.uses_dev_server:
+            # A kept random secret of 256 bits, hashed to exactly an AES-256 key.
+            kept = demo_secret(self.demo_payload_key_file)
+            return [("demo", hashlib.sha256(kept.encode()).digest())]
+        return []
+
+    @property
+    def ui_url(self) -> str:
+        """The Temporal UI's address, without a trailing slash."""
+        return (self.temporal_ui_url or f"http://localhost:{self.dev_server_ui_port}").rstrip("/")
+
+    @property
+    def codec_origins(self) -> list[str]:
+        """The origins allowed to call the codec server."""
+        given = [o.strip().rstrip("/") for o in self.codec_server_origins.split(",")]
+        port = self.dev_server_ui_port
+        return [o for o in given if o] or [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

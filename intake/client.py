@@ -11,12 +11,12 @@ from pathlib import Path
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
 from activities.metrics import runtime
 from config.settings import Settings
+from intake.codec import data_converter
 from workflows.search import SEARCH_ATTRIBUTES
 
 
@@ -42,7 +42,7 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime(settings),
     )
 
@@ -56,19 +56,28 @@ async def temporal(settings: Settings) -> AsyncIterator[Client]:
     settings.dev_server_db.parent.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_local(
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         port=settings.dev_server_port,
         ui=True,
         ui_port=settings.dev_server_ui_port,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_existing_path=bundled_binary("temporal"),
         dev_server_database_filename=str(settings.dev_server_db),
+        dev_server_extra_args=_ui_codec_args(settings),
         runtime=runtime(settings),
     )
     async with env:
         print(f"Temporal dev server on localhost:{settings.dev_server_port}", flush=True)
         print(f"Temporal UI: http://localhost:{settings.dev_server_ui_port}", flush=True)
         yield env.client
+
+
+def _ui_codec_args(settings: Settings) -> list[str]:
+    """The demo's UI decrypts payloads through the codec server the demo worker serves."""
+    if not (settings.demo_mode and settings.payload_key_ring()):
+        return []
+    where = f"{settings.codec_server_host}:{settings.codec_server_port}"
+    return ["--ui-codec-endpoint", f"http://{where}"]
 
 
 async def case_run_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:

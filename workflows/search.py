@@ -14,11 +14,15 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from workflows.case import CaseState
 from workflows.conversation import Conversation
 from workflows.models import CaseInput
+from workflows.money import major_units
 
 DUNNING_STATUS = SearchAttributeKey.for_keyword("DunningStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
 AMOUNT_DUE = SearchAttributeKey.for_int("AmountDue")
+"""In the currency's minor units (cents; yen are whole): exact, for sums and comparisons."""
+AMOUNT_DUE_MAJOR = SearchAttributeKey.for_float("AmountDueMajor")
+"""The same amount as an operator reads it, in major units: 49.8 for 4980 USD, 4980 for JPY."""
 CURRENCY = SearchAttributeKey.for_keyword("Currency")
 DUNNING_POLICY = SearchAttributeKey.for_keyword("DunningPolicy")
 RETRY_COUNT = SearchAttributeKey.for_int("RetryCount")
@@ -39,6 +43,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
     NEXT_ACTION_AT,
     RETRY_MODEL,
     OPEN_INVOICES,
+    AMOUNT_DUE_MAJOR,
 ]
 
 
@@ -50,6 +55,7 @@ def initial_search_attributes(case: CaseInput) -> TypedSearchAttributes:
             SearchAttributePair(CUSTOMER_ID, case.customer_id),
             SearchAttributePair(INVOICE_ID, case.invoice_id),
             SearchAttributePair(AMOUNT_DUE, case.amount_due),
+            SearchAttributePair(AMOUNT_DUE_MAJOR, _major(case.amount_due, case.currency)),
             SearchAttributePair(CURRENCY, case.currency),
             SearchAttributePair(DUNNING_POLICY, case.policy_name),
             SearchAttributePair(RETRY_COUNT, 0),
@@ -66,6 +72,7 @@ def case_search_attributes(
     values: list[tuple[SearchAttributeKey, object]] = [
         (DUNNING_STATUS, state.status.value),
         (AMOUNT_DUE, state.amount_due),
+        (AMOUNT_DUE_MAJOR, _major(state.amount_due, state.case.currency)),
         (RETRY_COUNT, len(state.attempts)),
         (NEXT_ACTION_AT, next_action_at),
     ]
@@ -91,11 +98,13 @@ def conversation_search_attributes(
     """What a customer's conversation shows: its open invoices, what they owe (when in one
     currency) and when it next writes."""
     owed = conversation.owed()
+    single = next(iter(owed.items())) if len(owed) == 1 else None
     return [
         (CUSTOMER_ID, conversation.customer_id),
         (OPEN_INVOICES, sorted(c.invoice_id for c in conversation.cases.values()) or None),
-        (AMOUNT_DUE, next(iter(owed.values())) if len(owed) == 1 else None),
-        (CURRENCY, next(iter(owed)) if len(owed) == 1 else None),
+        (AMOUNT_DUE, single[1] if single else None),
+        (AMOUNT_DUE_MAJOR, _major(single[1], single[0]) if single else None),
+        (CURRENCY, single[0] if single else None),
         (NEXT_ACTION_AT, next_contact_at),
     ]
 
@@ -112,6 +121,15 @@ def upsert_changed(
             [k.value_unset() if v is None else k.value_set(v) for k, v in changed]
         )
         published.update({k.name: v for k, v in changed})
+
+
+def _major(amount: int, currency: str) -> float:
+    """`AmountDueMajor`'s value: the amount as an operator reads it (a Double attribute).
+
+    Babel reads its currency table from a file the first time (the sandbox forbids `open`);
+    the table is fixed, so reading it is deterministic."""
+    with workflow.unsafe.sandbox_unrestricted():
+        return float(major_units(amount, currency))
 
 
 _UNSET = object()
