@@ -204,7 +204,7 @@ class DunningActivities:
         the policy asks for. Idempotent: the row is an upsert, the lines and the event are
         stored once each, and the plans only read."""
         zones = self.contact_facts(request.customer_id).time_zones
-        self.store.record_case(request.record)
+        self.record(request.record)
         if request.opened is not None:
             self.publisher.publish(request.opened)
         opened = CaseOpened(time_zones=zones)
