@@ -34,10 +34,12 @@ from temporalio.worker import Worker
 from activities.dunning import DunningActivities
 from activities.pre_dunning import PreDunningActivities
 from activities.store import CustomerProfile
+from config.policies import find_policy
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseInput, CaseResult, CaseView, Failure
 from workflows.notice_windows import PreDunning
+from workflows.policy_versions import POLICY_VERSIONS
 from workflows.pre_dunning import PreDunningWorkflow
 from workflows.search import initial_search_attributes
 
@@ -139,7 +141,12 @@ class Dunning:
                 yield worker
 
     async def start(self, case: CaseInput) -> WorkflowHandle[DunningWorkflow, CaseResult]:
-        """Start the case as billing does: one workflow per invoice, findable from its start."""
+        """Start the case as billing does: one workflow per invoice, findable from its start,
+        pinned to its policy's content hash (unless the test pinned one, or none: the case then
+        loads its policy by name and version, as cases started before pinning did)."""
+        if case.policy_hash is None:
+            policy = find_policy(self.activities.policies, case.policy_name, case.policy_version)
+            case = case.model_copy(update={"policy_hash": POLICY_VERSIONS.add(policy).hash})
         return await self.env.client.start_workflow(
             DunningWorkflow.run,
             case,
