@@ -7,6 +7,7 @@ go to the store; the workflow only ever sees ids and amounts.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from functools import partial
 
@@ -124,7 +125,8 @@ class CaseOpener:
         (`finished`). Without, a second start for the invoice is refused (`started` False).
         `case` is the event's `case_input`, when the caller has checked it already."""
         case = case or self.case_input(event)
-        store.upsert_customer(customer_of(event))
+        # Off the event loop: a receiver's other requests go on while the store writes.
+        await asyncio.to_thread(store.upsert_customer, customer_of(event))
         workflow_id = workflow_id_for(case.invoice_id)
         answer = partial(StartResult, workflow_id=workflow_id, case_id=case.case_id)
         amount = format_money(case.amount_due, case.currency)
