@@ -214,8 +214,10 @@ def pgserver_database() -> Iterator[str]:
     try:
         server = pgserver.get_server(folder, cleanup_mode="delete")
         try:
-            yield make_url(server.get_uri()).set(drivername="postgresql+psycopg").render_as_string(
-                hide_password=False
+            yield (
+                make_url(server.get_uri())
+                .set(drivername="postgresql+psycopg")
+                .render_as_string(hide_password=False)
             )
         finally:
             server.cleanup()
