@@ -29,7 +29,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio import workflow  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
@@ -39,6 +38,7 @@ from temporalio.worker import Worker  # noqa: E402
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.pre_dunning import PreDunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
+from bench.no_op import NoOpWorkflow  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
@@ -50,15 +50,6 @@ BOUND = 0.7
 ACTIVITY_COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
 # Starts in flight at once, as a receiver under a burst of events would have.
 CONCURRENT_STARTS = 50
-
-
-@workflow.defn
-class NoOpWorkflow:
-    """The yardstick: a workflow that completes in its first task."""
-
-    @workflow.run
-    async def run(self) -> None:
-        return None
 
 
 async def started_together(starts: list) -> list:
