@@ -14,7 +14,8 @@ creates and drops; without one, a PostgreSQL from pgserver) it upgrades first, t
 weekly cap's count (`messages_to_customer_since`) and the budget's (`message_times_since`),
 and prints each query's plan, which must use an index, and the median time PostgreSQL took
 to run it (EXPLAIN ANALYZE) beside the median of the store's whole call (connection check,
-round trips, this process's share of the machine). Prints medians and ratios.
+round trips, this process's share of the machine: the best of three medians, the counts
+taking turns). Prints medians and ratios.
 A benchmark, not a test: it prints figures and asserts nothing.
 """
 
@@ -193,12 +194,15 @@ def on_postgres(url: str, rows: int, customers: list[str]) -> None:
     fill_postgres(store, rows)
     print(f"PostgreSQL: {rows:,} messages written in {time.perf_counter() - began:.1f} s")
     figures = []
-    for label, count in [("weekly cap", weekly_cap(store)), ("conversation budget", budget(store))]:
+    counts = [("weekly cap", weekly_cap(store)), ("conversation budget", budget(store))]
+    # Timed turn by turn, so a busy moment of the machine weighs on both counts alike.
+    calls = [median_ms(count, customers) for _ in range(3) for _, count in counts]
+    for n, (label, count) in enumerate(counts):
         shown = "\n".join(explain(store, sent_by(store, count, customers[0])))
         indexed = "Index" in shown and "Seq Scan" not in shown
         print(f"plan of the {label} count ({'indexed' if indexed else 'NOT indexed'}):")
         print("  " + shown.replace("\n", "\n  "))
-        figures.append((label, median_ms(count, customers), server_ms(store, count, customers)))
+        figures.append((label, min(calls[n :: len(counts)]), server_ms(store, count, customers)))
     store.engine.dispose()
     print(f"median of {len(customers)} counts at {rows:,} rows, one customer each:")
     for label, client, server in figures:
