@@ -5,10 +5,10 @@ at 10,000 cases).
 
 Runs the bundled dev server, and `python worker.py` as a subprocess against it (its own
 SQLite store; WORKER_CACHE_SIZE and the other settings from this environment). Starts
-`--cases` cases the way intake does, a thousand at a time, and waits until each went to
+`--cases` cases the way intake does, `--batch` at a time, and waits until each went to
 sleep (its first timer in its history), then reads the worker's resident memory (VmRSS of
 /proc/<pid>/status). Prints the RSS before any case and at the end, per case, and against the
-bound; every 1,000 cases a progress line. When the cases take too long to start, Ctrl-C
+bound; after every batch a progress line. When the cases take too long to start, Ctrl-C
 prints the figures reached so far.
 A benchmark, not a test: it prints figures and asserts nothing.
 """
@@ -43,7 +43,6 @@ from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUND_MIB = 300
-BATCH = 1_000
 TIMER_STARTED = EventType.EVENT_TYPE_TIMER_STARTED
 
 
@@ -73,7 +72,7 @@ def event(prefix: str, n: int, now: datetime) -> BillingEvent:
     )
 
 
-async def main(cases: int, port: int) -> None:
+async def main(cases: int, batch: int, port: int) -> None:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         port=port,
@@ -113,22 +112,24 @@ async def main(cases: int, port: int) -> None:
                 await asyncio.sleep(2)
                 before = rss_mib(worker.pid)
                 print(f"worker RSS before any case: {before:.0f} MiB", flush=True)
-                await run_cases(settings, store, env, worker.pid, cases, before)
+                await run_cases(settings, store, env, worker.pid, cases, batch, before)
             finally:
                 worker.terminate()
                 worker.wait(30)
                 store.engine.dispose()
 
 
-async def run_cases(settings, store, env, pid: int, cases: int, before: float) -> None:
+async def run_cases(
+    settings, store, env, pid: int, cases: int, batch_size: int, before: float
+) -> None:
     opener = CaseOpener.from_settings(settings)
     prefix = f"in_mem_{uuid.uuid4().hex[:6]}_"
     now = datetime.now(UTC)
     began = time.perf_counter()
     asleep = 0
     try:
-        for first in range(0, cases, BATCH):
-            batch = range(first, min(first + BATCH, cases))
+        for first in range(0, cases, batch_size):
+            batch = range(first, min(first + batch_size, cases))
             results = await started_together(
                 [opener.start(env.client, store, event(prefix, n, now)) for n in batch]
             )
@@ -154,6 +155,7 @@ async def run_cases(settings, store, env, pid: int, cases: int, before: float) -
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=500, help="cases started before a wait")
     parser.add_argument("--port", type=int, default=7322)
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.port))
+    asyncio.run(main(args.cases, args.batch, args.port))
