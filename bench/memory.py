@@ -5,10 +5,10 @@ at 10,000 cases).
 
 Runs the bundled dev server, and `python worker.py` as a subprocess against it (its own
 SQLite store; WORKER_CACHE_SIZE and the other settings from this environment). Starts
-`--cases` cases the way intake does and waits until each took its first step and went to
-sleep until its first retry, then reads the worker's resident memory (VmRSS of
+`--cases` cases the way intake does, `--batch` at a time, and waits until each went to
+sleep (its first timer in its history), then reads the worker's resident memory (VmRSS of
 /proc/<pid>/status). Prints the RSS before any case and at the end, per case, and against the
-bound; every 1,000 cases a progress line. When the cases take too long to start, Ctrl-C
+bound; after every batch a progress line. When the cases take too long to start, Ctrl-C
 prints the figures reached so far.
 A benchmark, not a test: it prints figures and asserts nothing.
 """
@@ -29,11 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.store import CaseStore, CustomerProfile  # noqa: E402
-from bench.throughput import cases_stepped, started_together  # noqa: E402
+from bench.throughput import all_reached, started_together  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
@@ -42,7 +43,7 @@ from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUND_MIB = 300
-BATCH = 1_000
+TIMER_STARTED = EventType.EVENT_TYPE_TIMER_STARTED
 
 
 def rss_mib(pid: int) -> float:
@@ -71,7 +72,7 @@ def event(prefix: str, n: int, now: datetime) -> BillingEvent:
     )
 
 
-async def main(cases: int, port: int) -> None:
+async def main(cases: int, batch: int, port: int) -> None:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         port=port,
@@ -111,27 +112,29 @@ async def main(cases: int, port: int) -> None:
                 await asyncio.sleep(2)
                 before = rss_mib(worker.pid)
                 print(f"worker RSS before any case: {before:.0f} MiB", flush=True)
-                await run_cases(settings, store, env, worker.pid, cases, before)
+                await run_cases(settings, store, env, worker.pid, cases, batch, before)
             finally:
                 worker.terminate()
                 worker.wait(30)
                 store.engine.dispose()
 
 
-async def run_cases(settings, store, env, pid: int, cases: int, before: float) -> None:
+async def run_cases(
+    settings, store, env, pid: int, cases: int, batch_size: int, before: float
+) -> None:
     opener = CaseOpener.from_settings(settings)
     prefix = f"in_mem_{uuid.uuid4().hex[:6]}_"
     now = datetime.now(UTC)
     began = time.perf_counter()
     asleep = 0
     try:
-        for first in range(0, cases, BATCH):
-            batch = range(first, min(first + BATCH, cases))
-            await started_together(
+        for first in range(0, cases, batch_size):
+            batch = range(first, min(first + batch_size, cases))
+            results = await started_together(
                 [opener.start(env.client, store, event(prefix, n, now)) for n in batch]
             )
-            while (asleep := await asyncio.to_thread(cases_stepped, store, prefix)) < batch.stop:
-                await asyncio.sleep(0.5)
+            await all_reached(env.client, [r.workflow_id for r in results], TIMER_STARTED)
+            asleep = batch.stop
             rss = rss_mib(pid)
             print(
                 f"{asleep:6,} cases asleep after {time.perf_counter() - began:5.0f} s: "
@@ -152,6 +155,7 @@ async def run_cases(settings, store, env, pid: int, cases: int, before: float) -
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=500, help="cases started before a wait")
     parser.add_argument("--port", type=int, default=7322)
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.port))
+    asyncio.run(main(args.cases, args.batch, args.port))

@@ -159,6 +159,9 @@ class CaseOpener:
                     else WorkflowIDConflictPolicy.USE_EXISTING
                 ),
                 start_signal=None if failure is None else signal_name(PaymentFailed),
+                # A worker in this process (`dunning worker --serve`) takes the first workflow
+                # task in the start's reply, a round trip through the task queue sooner.
+                request_eager_start=failure is None,
                 start_signal_args=[] if failure is None else [failure],
                 static_summary=(
                     f"Invoice {case.invoice_id} · {amount} · "
