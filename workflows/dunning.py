@@ -112,6 +112,7 @@ CALL_TASKS = "call-tasks"
 OUTBOUND_EVENTS = "outbound-events"
 POLICY_BY_HASH = "policy-by-hash"
 LEAN_CASE = "lean-case"
+LEAN_CONVERSATION = "lean-conversation"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -128,6 +129,7 @@ class DunningWorkflow:
         self._stored: tuple[object, ...] | None = None
         self._published: dict[str, object] = {}
         self._early: list[object] = []
+        self._lean_conversation = False
 
     @workflow.run
     async def run(self, case: CaseRun) -> CaseResult:
@@ -141,6 +143,8 @@ class DunningWorkflow:
             self._stored = self._row()
             if self._state.lean:
                 self._published = current_search_attributes()
+            if self._state.lean and self._state.conversation:
+                self._lean_conversation = workflow.patched(LEAN_CONVERSATION)
         for signal in self._early:
             self._apply(signal)
         installments_paid = self._installments_paid()
@@ -246,6 +250,12 @@ class DunningWorkflow:
             request.message_plan = self._message_plan_request()
         if policy.retry_timing == "smart":
             request.retry_plan = self._plan_request()
+        if policy.conversation:
+            state.conversation = True
+            # Cases opened before the lean conversation join it with an activity of their own.
+            self._lean_conversation = workflow.patched(LEAN_CONVERSATION)
+            if self._lean_conversation:
+                request.joined = joined_note(state, workflow.info().workflow_id)
         result = await workflow.execute_activity_method(
             DunningActivities.open_case,
             request,
@@ -261,8 +271,7 @@ class DunningWorkflow:
             state.follow_message_plan(result.message_plan, now)
         if result.retry_plan is not None:
             state.follow_plan(result.retry_plan, now)
-        if policy.conversation:
-            state.conversation = True
+        if policy.conversation and not self._lean_conversation:
             await self._tell(joined_note(state, workflow.info().workflow_id))
 
     def _installments_paid(self) -> int:
@@ -321,6 +330,8 @@ class DunningWorkflow:
         state = self._state
         request = charge_request(state, step, workflow.now())
         request.record = self._unwritten()
+        if self._may_replan(step):
+            request.replan = self._plan_request()
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.charge,
@@ -346,7 +357,22 @@ class DunningWorkflow:
         # Smart timing: a declined retry taught the planner something; plan the rest again.
         # Cases started before this rule keep their first plan.
         if state.plan_outdated and workflow.patched(REPLAN_AFTER_DECLINE):
-            await self._plan_retries()
+            if result.retry_plan is not None:  # the charge planned the rest itself
+                state.follow_plan(result.retry_plan, workflow.now())
+            else:
+                await self._plan_retries()
+
+    def _may_replan(self, step: Charge) -> bool:
+        """Whether a soft decline of this charge would plan the retries still to come (smart
+        timing, retries left after it; `CaseState._replans_after`): if so, the charge
+        activity plans them, saving an activity. A history recorded before replays as it
+        ran: its results carry no plan, so the case asks `plan_retries`."""
+        state = self._state
+        if state.policy.retry_timing != "smart" or state.planned_retries is None:
+            return False
+        if step.requested or step.installment is not None or step.promised:
+            return False
+        return state.scheduled_retries_done + step.scheduled < len(state.policy.retries)
 
     async def _add_late_fee(self, step: AddLateFee) -> None:
         """Add the policy's late fee through the biller, once: the request's idempotency key
@@ -466,10 +492,15 @@ class DunningWorkflow:
         state, now, wid = self._state, workflow.now(), workflow.info().workflow_id
         event = due_event(state, now)
         self._publish(step)
-        message = step.message
+        message, outcome, left = step.message, None, None
         if message is not None and state.conversation:
-            await self._tell(outcome_note(state, message, wid, now))
+            outcome = outcome_note(state, message, wid, now)
             message = None
+        if self._lean_conversation:  # the closing activity tells the conversation
+            left = left_note(state)
+        elif outcome is not None:
+            await self._tell(outcome)
+            outcome = None
         entries = state.timeline[self._recorded :]
         request = CloseCaseRequest(
             record=state.record(entries),
@@ -478,6 +509,8 @@ class DunningWorkflow:
             event=None if event is None else case_event(state, event, now),
             message=None if message is None else notify_request(state, message, now),
             write_backs=[self._write_back_request(action) for action in step.write_back],
+            outcome=outcome,
+            left=left,
         )
         try:
             closed = await workflow.execute_activity_method(
@@ -494,7 +527,7 @@ class DunningWorkflow:
             state.mark_published(event.event_id)
         fold_closing(state, message, closed, now)
         self._recorded = len(state.timeline)
-        if state.conversation:
+        if state.conversation and left is None:
             await self._tell(left_note(state))
         return True
 
@@ -590,8 +623,16 @@ class DunningWorkflow:
         if self._state is None:
             self._early.append(signal)
             return
-        fold_signal(self._state, signal, workflow.now())
-        self._changed = True
+        state, now = self._state, workflow.now()
+        # The conversation's reply to a reminder is news for the status view and the audit
+        # trail, but rarely for the next step: waking the wait for it only to start the same
+        # timer again costs an action. It wakes the case when it moves the next step (a late
+        # final notice moves the collections date).
+        quiet = self._lean_conversation and isinstance(signal, ConversationReply)
+        before = describe(case_step(state, now)) if quiet else None
+        fold_signal(state, signal, now)
+        if not quiet or describe(case_step(state, now)) != before:
+            self._changed = True
 
     @workflow.signal
     def payment_received(self, payment: PaymentReceived) -> None:
