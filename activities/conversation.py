@@ -18,10 +18,12 @@ from workflows.conversation import (
     CaseJoined,
     CaseLeft,
     ConversationNote,
+    ConversationReply,
     ConversationStart,
     CustomerPromised,
     OutcomeDue,
     ReminderDue,
+    ReplyWanted,
 )
 from workflows.models import RecentMessagesRequest
 
@@ -47,7 +49,7 @@ class ConversationActivities:
         self.store = store
 
     def all(self) -> list:
-        return [self.tell_conversation, self.recent_messages]
+        return [self.tell_conversation, self.hand_over_reminder, self.recent_messages]
 
     @activity.defn
     async def tell_conversation(self, note: ConversationNote) -> None:
@@ -62,6 +64,21 @@ class ConversationActivities:
             start_signal=SIGNALS[type(note)],
             start_signal_args=[note],
             static_summary=f"Conversation with customer {note.customer_id}",
+        )
+
+    @activity.defn
+    async def hand_over_reminder(self, note: ReminderDue) -> ConversationReply | None:
+        """Hand a reminder to the customer's conversation and answer what became of it, when
+        the conversation sends or settles it at once: the case then needs no reply signal
+        (an action on its history), nor wakes from its wait for one. None when the reminder
+        waits (to merge, or for the weekly budget): the reply comes as a signal then.
+        Retried, the note is ignored and the answer given again."""
+        await self.tell_conversation(note)
+        handle = activity.client().get_workflow_handle(conversation_id(note.customer_id))
+        return await handle.execute_update(
+            "reminder_reply",
+            ReplyWanted(workflow_id=note.case.workflow_id, step=note.step),
+            result_type=ConversationReply | None,
         )
 
     @activity.defn

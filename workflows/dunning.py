@@ -402,8 +402,22 @@ class DunningWorkflow:
         if state.conversation and step.tone is not None:
             # A reminder: the customer's conversation sends it, with their other cases'.
             note = reminder_note(state, step, workflow.info().workflow_id, workflow.now())
-            await self._tell(note)
+            if not self._lean_conversation:
+                await self._tell(note)
+                state.hand_over(step.step, step.covers, step.tone, workflow.now())
+                return
+            # The hand-over answers what became of the reminder when it went out at once,
+            # so the case needs no reply signal for it.
+            reply = await workflow.execute_activity_method(
+                ConversationActivities.hand_over_reminder,
+                note,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=f"hand {step.step} to the customer's conversation",
+            )
             state.hand_over(step.step, step.covers, step.tone, workflow.now())
+            if reply is not None:
+                fold_signal(state, reply, workflow.now())
             return
         request = notify_request(state, step, workflow.now())
         request.record = self._unwritten()
