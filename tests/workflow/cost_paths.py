@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from analytics.actions import CaseCost, billable_actions, case_cost
 from tests.support.harness import Dunning, status_when
+from workflows.conversation import OUTCOME_GATHER
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     CaseStatus,
@@ -130,6 +131,18 @@ def support_actions(events: list[HistoryEvent]) -> int:
         e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     ]
     return sum(name not in INTERNAL_SIGNALS for name in signals) + len(updates)
+
+
+async def conversation_actions(dunning: Dunning, customer_id: str = "cus_ann") -> Counter[str]:
+    """The billable actions of a customer's conversation (`CustomerWorkflow`, every run),
+    once its last case left and it closed. They are shared by all of the customer's cases,
+    so they are no case's own: the bench prints them beside the case, divided among the
+    cases the conversation served. Every path's customer is the harness's, ``cus_ann``."""
+    handle = dunning.env.client.get_workflow_handle(f"customer-{customer_id}")
+    # A handle got by id does not skip time: skip the outcome message's gathering by hand.
+    await dunning.env.sleep(OUTCOME_GATHER + timedelta(seconds=5))
+    await handle.result()
+    return billable_actions(await case_events(dunning.env.client, handle.id))
 
 
 async def run_path(dunning: Dunning, name: str) -> tuple[CaseCost, Counter[str]]:
