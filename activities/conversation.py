@@ -23,7 +23,6 @@ from workflows.conversation import (
     CustomerPromised,
     OutcomeDue,
     ReminderDue,
-    ReplyWanted,
 )
 from workflows.models import RecentMessagesRequest
 
@@ -68,17 +67,22 @@ class ConversationActivities:
 
     @activity.defn
     async def hand_over_reminder(self, note: ReminderDue) -> ConversationReply | None:
-        """Hand a reminder to the customer's conversation and answer what became of it, when
-        the conversation sends or settles it at once: the case then needs no reply signal
-        (an action on its history), nor wakes from its wait for one. None when the reminder
+        """Hand a reminder to the customer's conversation (started if it is not running) by
+        its `hand_over_reminder` update, which answers what became of the reminder when the
+        conversation sends or settles it at once: the case then needs no reply signal (an
+        action on its history) nor wakes from its wait for one. None when the reminder
         waits (to merge, or for the weekly budget): the reply comes as a signal then.
         Retried, the note is ignored and the answer given again."""
-        await self.tell_conversation(note)
-        handle = activity.client().get_workflow_handle(conversation_id(note.customer_id))
+        handle = await activity.client().start_workflow(
+            "CustomerWorkflow",
+            ConversationStart(customer_id=note.customer_id),
+            id=conversation_id(note.customer_id),
+            task_queue=activity.info().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"Conversation with customer {note.customer_id}",
+        )
         return await handle.execute_update(
-            "reminder_reply",
-            ReplyWanted(workflow_id=note.case.workflow_id, step=note.step),
-            result_type=ConversationReply | None,
+            "hand_over_reminder", note, result_type=ConversationReply | None
         )
 
     @activity.defn

@@ -150,13 +150,6 @@ class ConversationReply(_Model):
     detail: str = ""
 
 
-class ReplyWanted(_Model):
-    """A case waits, in the activity that handed its reminder over, for what became of it."""
-
-    workflow_id: str
-    step: str
-
-
 class Send(_Model):
     """Send one message for every reminder waiting, naming every open invoice."""
 

@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         OutcomeDue,
         PassOn,
         ReminderDue,
-        ReplyWanted,
         Rest,
         Send,
         Settle,
@@ -175,7 +174,7 @@ class CustomerWorkflow:
     async def _reply(self, answers: list[tuple[str, ConversationReply]]) -> None:
         """Tell each case what became of its reminder; a case that has finished meanwhile
         no longer listens, and that is no error. A case still handing the reminder over
-        (`reminder_reply`) takes its answer there, without a signal."""
+        (`hand_over_reminder`) takes its answer there, without a signal."""
         for workflow_id, reply in answers:
             if (workflow_id, reply.step) in self._asked:
                 self._answers[workflow_id, reply.step] = reply
@@ -245,11 +244,12 @@ class CustomerWorkflow:
         self._hear(note)
 
     @workflow.update
-    async def reminder_reply(self, wanted: ReplyWanted) -> ConversationReply | None:
-        """What became of a reminder just handed over, once the conversation has sent or
-        settled it; None if it waits (its case hears by `conversation_reply` then). Answers
-        are kept for the run, so a retried hand-over hears the same."""
-        key = (wanted.workflow_id, wanted.step)
+    async def hand_over_reminder(self, note: ReminderDue) -> ConversationReply | None:
+        """`reminder_due`, answered with what became of the reminder once the conversation
+        has sent or settled it; None if it waits (its case hears by `conversation_reply`
+        then). Answers are kept for the run, so a retried hand-over hears the same."""
+        self._hear(note)
+        key = (note.case.workflow_id, note.step)
         self._asked.add(key)
         await workflow.wait_condition(lambda: key in self._answers or self._resting)
         self._asked.discard(key)
