@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         fold_closing,
         fold_late_fee,
         fold_message,
+        fold_reply,
         fold_settlement,
         fold_signal,
         joined_note,
@@ -637,16 +638,13 @@ class DunningWorkflow:
         if self._state is None:
             self._early.append(signal)
             return
-        state, now = self._state, workflow.now()
-        # The conversation's reply to a reminder is news for the status view and the audit
-        # trail, but rarely for the next step: waking the wait for it only to start the same
-        # timer again costs an action. It wakes the case when it moves the next step (a late
-        # final notice moves the collections date).
-        quiet = self._lean_conversation and isinstance(signal, ConversationReply)
-        before = describe(case_step(state, now)) if quiet else None
-        fold_signal(state, signal, now)
-        if not quiet or describe(case_step(state, now)) != before:
-            self._changed = True
+        if self._lean_conversation and isinstance(signal, ConversationReply):
+            # News for the status view and the audit trail, rarely for the next step: the
+            # wait goes on unless it did (waking only to start the same timer costs one).
+            self._changed |= fold_reply(self._state, signal, workflow.now())
+            return
+        fold_signal(self._state, signal, workflow.now())
+        self._changed = True
 
     @workflow.signal
     def payment_received(self, payment: PaymentReceived) -> None:

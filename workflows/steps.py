@@ -24,7 +24,7 @@ from workflows.conversation import (
     OutcomeDue,
     ReminderDue,
 )
-from workflows.decide import AddLateFee, Call, Charge, Notify, collections_at
+from workflows.decide import AddLateFee, Call, Charge, Notify, case_step, collections_at
 from workflows.message_timing import MessagePlan
 from workflows.models import (
     CallNoted,
@@ -255,6 +255,15 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.hear_conversation(signal, now)
         case CallNoted():
             state.note_call(signal, now)
+
+
+def fold_reply(state: CaseState, reply: ConversationReply, now: datetime) -> bool:
+    """Fold the conversation's reply to a reminder into the case; True when it moved the
+    case's next step (a final notice sent late moves the collections date). Only then is
+    it worth waking a waiting case: else the case would start the same timer again."""
+    before = case_step(state, now)
+    state.hear_conversation(reply, now)
+    return case_step(state, now) != before
 
 
 def conversation_case(state: CaseState, workflow_id: str) -> ConversationCase:
