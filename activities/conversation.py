@@ -18,6 +18,7 @@ from workflows.conversation import (
     CaseJoined,
     CaseLeft,
     ConversationNote,
+    ConversationReply,
     ConversationStart,
     CustomerPromised,
     OutcomeDue,
@@ -47,7 +48,7 @@ class ConversationActivities:
         self.store = store
 
     def all(self) -> list:
-        return [self.tell_conversation, self.recent_messages]
+        return [self.tell_conversation, self.hand_over_reminder, self.recent_messages]
 
     @activity.defn
     async def tell_conversation(self, note: ConversationNote) -> None:
@@ -62,6 +63,26 @@ class ConversationActivities:
             start_signal=SIGNALS[type(note)],
             start_signal_args=[note],
             static_summary=f"Conversation with customer {note.customer_id}",
+        )
+
+    @activity.defn
+    async def hand_over_reminder(self, note: ReminderDue) -> ConversationReply | None:
+        """Hand a reminder to the customer's conversation (started if it is not running) by
+        its `hand_over_reminder` update, which answers what became of the reminder when the
+        conversation sends or settles it at once: the case then needs no reply signal (an
+        action on its history) nor wakes from its wait for one. None when the reminder
+        waits (to merge, or for the weekly budget): the reply comes as a signal then.
+        Retried, the note is ignored and the answer given again."""
+        handle = await activity.client().start_workflow(
+            "CustomerWorkflow",
+            ConversationStart(customer_id=note.customer_id),
+            id=conversation_id(note.customer_id),
+            task_queue=activity.info().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"Conversation with customer {note.customer_id}",
+        )
+        return await handle.execute_update(
+            "hand_over_reminder", note, result_type=ConversationReply | None
         )
 
     @activity.defn

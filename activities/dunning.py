@@ -7,6 +7,7 @@ construction. All are synchronous and run in the worker's thread pool; all are i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import Channel, Policy, Tone
+from workflows.policy import Channel, DeclineClass, Policy, Tone
 from workflows.smart_retry import RetryPlan, RetryScorer
 from workflows.steps import (
     CaseClosed,
@@ -94,6 +95,7 @@ from workflows.steps import (
     OpenCaseRequest,
     WriteBackDone,
     closing_lines,
+    replan_facts,
 )
 
 log = logging.getLogger("dunning.activities")
@@ -198,11 +200,19 @@ class DunningActivities:
         return ContactFacts(time_zones=contact_zones(customer.time_zone, customer.phone))
 
     @activity.defn
-    def open_case(self, request: OpenCaseRequest) -> CaseOpened:
+    async def open_case(self, request: OpenCaseRequest) -> CaseOpened:
         """Open a case in one activity: look up the customer's time zones, write the case row
-        and its first audit lines, publish `case.opened` and plan the reminders and retries
-        the policy asks for. Idempotent: the row is an upsert, the lines and the event are
-        stored once each, and the plans only read."""
+        and its first audit lines, publish `case.opened`, plan the reminders and retries the
+        policy asks for, and join the customer's conversation (async: signal-with-start needs
+        the worker's client). Idempotent: the row is an upsert, the lines and the event are
+        stored once each, the plans only read and the conversation ignores a repeated note."""
+        opened = await asyncio.to_thread(self._open_case, request)
+        if request.joined is not None:
+            joined = request.joined.model_copy(update={"time_zones": opened.time_zones})
+            await self.conversation.tell_conversation(joined)
+        return opened
+
+    def _open_case(self, request: OpenCaseRequest) -> CaseOpened:
         zones = self.contact_facts(request.customer_id).time_zones
         self.record(request.record)
         if request.opened is not None:
@@ -216,13 +226,23 @@ class DunningActivities:
         return opened
 
     @activity.defn
-    def close_case(self, request: CloseCaseRequest) -> CaseClosed:
-        """Close a finished case in one activity: publish its outcome event, send its outcome
-        message, write the outcome back to the biller, then write the case row with every
-        audit line, this activity's own included. Idempotent part by part: the event is
-        stored once, a message goes out at most once per channel, the biller dedupes each
-        write-back, the lines are stored once each. Trouble retrying may fix is raised (the
-        activity is retried); trouble it cannot is kept as the part's audit line."""
+    async def close_case(self, request: CloseCaseRequest) -> CaseClosed:
+        """Close a finished case in one activity: hand its outcome message to the customer's
+        conversation, publish its outcome event, send its outcome message, write the outcome
+        back to the biller, write the case row with every audit line, this activity's own
+        included, and leave the conversation. Idempotent part by part: the event is stored
+        once, a message goes out at most once per channel, the biller dedupes each
+        write-back, the lines are stored once each, the conversation ignores repeated notes.
+        Trouble retrying may fix is raised (the activity is retried); trouble it cannot is
+        kept as the part's audit line."""
+        if request.outcome is not None:
+            await self.conversation.tell_conversation(request.outcome)
+        closed = await asyncio.to_thread(self._close_case, request)
+        if request.left is not None:
+            await self.conversation.tell_conversation(request.left)
+        return closed
+
+    def _close_case(self, request: CloseCaseRequest) -> CaseClosed:
         if request.event is not None:
             self.publisher.publish(request.event)
         closed = CaseClosed()
@@ -333,7 +353,19 @@ class DunningActivities:
         if result.payment_method is None:
             result = result.model_copy(update={"payment_method": request.payment_method})
         self.store.record_attempt(request, result)
+        if request.replan is not None and not result.approved:
+            return result.model_copy(update={"retry_plan": self._replan(request, result)})
         return result
+
+    def _replan(self, request: ChargeRequest, result: ChargeResult) -> RetryPlan | None:
+        """After a soft decline, the plan for the retries still to come (`plan_retries` from
+        the facts the decline leaves); None after any other answer, which keeps the plan."""
+        sent = request.replan
+        policy = find_policy(self.policies, sent.policy_name, sent.policy_version)
+        decline_class = policy.declines.classify(result)
+        if decline_class is not DeclineClass.RETRY_LATER:
+            return None
+        return self.plan_retries(replan_facts(sent, request.scheduled, result, decline_class))
 
     def _network_hold(self, request: ChargeRequest) -> datetime | None:
         """When the card's network next allows a charge, if its cap is reached counting every

@@ -28,11 +28,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
-from analytics.actions import HISTORY_LIMIT  # noqa: E402
+from analytics.actions import HISTORY_LIMIT, total  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
 from tests.support.harness import Dunning  # noqa: E402
-from tests.workflow.cost_paths import PATHS, run_path  # noqa: E402
+from tests.workflow.cost_paths import PATHS, conversation_actions, run_path  # noqa: E402
 from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 
@@ -67,6 +67,17 @@ async def main() -> None:
                         f"{cost.bound:>5} {cost.ratio:>5.2f} "
                         f"{cost.history_bytes / 1024:>5.1f}/{HISTORY_LIMIT // 1024} KiB  {kinds}"
                     )
+                    if name == "conversation":
+                        await print_conversation(dunning)
+
+
+async def print_conversation(dunning: Dunning) -> None:
+    """The customer's conversation of the `conversation` path, per case: shared by all of a
+    customer's open cases, its actions are no case's own and stay out of the bound; here it
+    served one case, so all of them fall to that case (two cases would halve the share)."""
+    spent = await conversation_actions(dunning)
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(spent.items()) if n)
+    print(f"{'  its conversation':<20} {total(spent):>7} {'':>6} (per case, 1 case)  {kinds}")
 
 
 if __name__ == "__main__":

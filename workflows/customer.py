@@ -58,6 +58,9 @@ class CustomerWorkflow:
         self._early: list[ConversationNote] = []
         self._changed = False
         self._published: dict[str, object] = {}
+        self._resting = False
+        self._asked: set[tuple[str, str]] = set()
+        self._answers: dict[tuple[str, str], ConversationReply] = {}
 
     @workflow.run
     async def run(self, start: ConversationStart) -> ConversationView:
@@ -72,7 +75,7 @@ class CustomerWorkflow:
             conversation.hear(note, workflow.now())
 
         while True:
-            self._changed = False
+            self._changed = self._resting = False
             step = decide_conversation(conversation, workflow.now())
             self._publish(step)
             match step:
@@ -87,6 +90,7 @@ class CustomerWorkflow:
                     conversation.record_settled(step)
                     await self._reply(replies(step.reminders, workflow.now(), step.detail))
                 case Rest():
+                    self._resting = True  # the reminders still waiting are answered later
                     if self._history_is_long():
                         await self._continue_as_new()
                     timeout = None if step.until is None else step.until - workflow.now()
@@ -97,6 +101,7 @@ class CustomerWorkflow:
                             timeout_summary=f"wait {step.reason}",
                         )
                 case Close():
+                    self._resting = True
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     return conversation_view(conversation, workflow.now())
 
@@ -168,8 +173,12 @@ class CustomerWorkflow:
 
     async def _reply(self, answers: list[tuple[str, ConversationReply]]) -> None:
         """Tell each case what became of its reminder; a case that has finished meanwhile
-        no longer listens, and that is no error."""
+        no longer listens, and that is no error. A case still handing the reminder over
+        (`hand_over_reminder`) takes its answer there, without a signal."""
         for workflow_id, reply in answers:
+            if (workflow_id, reply.step) in self._asked:
+                self._answers[workflow_id, reply.step] = reply
+                continue
             handle = workflow.get_external_workflow_handle(workflow_id)
             with suppress(FailureError):
                 await handle.signal("conversation_reply", reply)
@@ -207,6 +216,7 @@ class CustomerWorkflow:
             return
         self._conversation.hear(note, workflow.now())
         self._changed = True
+        self._resting = False
 
     @workflow.signal
     def case_joined(self, note: CaseJoined) -> None:
@@ -232,6 +242,18 @@ class CustomerWorkflow:
     def case_left(self, note: CaseLeft) -> None:
         """A case finished: its invoice leaves the messages."""
         self._hear(note)
+
+    @workflow.update
+    async def hand_over_reminder(self, note: ReminderDue) -> ConversationReply | None:
+        """`reminder_due`, answered with what became of the reminder once the conversation
+        has sent or settled it; None if it waits (its case hears by `conversation_reply`
+        then). Answers are kept for the run, so a retried hand-over hears the same."""
+        self._hear(note)
+        key = (note.case.workflow_id, note.step)
+        self._asked.add(key)
+        await workflow.wait_condition(lambda: key in self._answers or self._resting)
+        self._asked.discard(key)
+        return self._answers.get(key)
 
     @workflow.query
     def summary(self) -> ConversationView:

@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         fold_closing,
         fold_late_fee,
         fold_message,
+        fold_reply,
         fold_settlement,
         fold_signal,
         joined_note,
@@ -112,6 +113,7 @@ CALL_TASKS = "call-tasks"
 OUTBOUND_EVENTS = "outbound-events"
 POLICY_BY_HASH = "policy-by-hash"
 LEAN_CASE = "lean-case"
+LEAN_CONVERSATION = "lean-conversation"
 # Short timeouts: when a worker dies mid-activity, another retries it after this long.
 STORE_TIMEOUT = timedelta(seconds=10)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
@@ -128,6 +130,7 @@ class DunningWorkflow:
         self._stored: tuple[object, ...] | None = None
         self._published: dict[str, object] = {}
         self._early: list[object] = []
+        self._lean_conversation = False
 
     @workflow.run
     async def run(self, case: CaseRun) -> CaseResult:
@@ -141,6 +144,8 @@ class DunningWorkflow:
             self._stored = self._row()
             if self._state.lean:
                 self._published = current_search_attributes()
+            if self._state.lean and self._state.conversation:
+                self._lean_conversation = workflow.patched(LEAN_CONVERSATION)
         for signal in self._early:
             self._apply(signal)
         installments_paid = self._installments_paid()
@@ -246,6 +251,12 @@ class DunningWorkflow:
             request.message_plan = self._message_plan_request()
         if policy.retry_timing == "smart":
             request.retry_plan = self._plan_request()
+        if policy.conversation:
+            state.conversation = True
+            # Cases opened before the lean conversation join it with an activity of their own.
+            self._lean_conversation = workflow.patched(LEAN_CONVERSATION)
+            if self._lean_conversation:
+                request.joined = joined_note(state, workflow.info().workflow_id)
         result = await workflow.execute_activity_method(
             DunningActivities.open_case,
             request,
@@ -261,8 +272,7 @@ class DunningWorkflow:
             state.follow_message_plan(result.message_plan, now)
         if result.retry_plan is not None:
             state.follow_plan(result.retry_plan, now)
-        if policy.conversation:
-            state.conversation = True
+        if policy.conversation and not self._lean_conversation:
             await self._tell(joined_note(state, workflow.info().workflow_id))
 
     def _installments_paid(self) -> int:
@@ -321,6 +331,8 @@ class DunningWorkflow:
         state = self._state
         request = charge_request(state, step, workflow.now())
         request.record = self._unwritten()
+        if self._may_replan(step):
+            request.replan = self._plan_request()
         try:
             result = await workflow.execute_activity_method(
                 DunningActivities.charge,
@@ -346,7 +358,22 @@ class DunningWorkflow:
         # Smart timing: a declined retry taught the planner something; plan the rest again.
         # Cases started before this rule keep their first plan.
         if state.plan_outdated and workflow.patched(REPLAN_AFTER_DECLINE):
-            await self._plan_retries()
+            if result.retry_plan is not None:  # the charge planned the rest itself
+                state.follow_plan(result.retry_plan, workflow.now())
+            else:
+                await self._plan_retries()
+
+    def _may_replan(self, step: Charge) -> bool:
+        """Whether a soft decline of this charge would plan the retries still to come (smart
+        timing, retries left after it; `CaseState._replans_after`): if so, the charge
+        activity plans them, saving an activity. A history recorded before replays as it
+        ran: its results carry no plan, so the case asks `plan_retries`."""
+        state = self._state
+        if state.policy.retry_timing != "smart" or state.planned_retries is None:
+            return False
+        if step.requested or step.installment is not None or step.promised:
+            return False
+        return state.scheduled_retries_done + step.scheduled < len(state.policy.retries)
 
     async def _add_late_fee(self, step: AddLateFee) -> None:
         """Add the policy's late fee through the biller, once: the request's idempotency key
@@ -376,8 +403,22 @@ class DunningWorkflow:
         if state.conversation and step.tone is not None:
             # A reminder: the customer's conversation sends it, with their other cases'.
             note = reminder_note(state, step, workflow.info().workflow_id, workflow.now())
-            await self._tell(note)
+            if not self._lean_conversation:
+                await self._tell(note)
+                state.hand_over(step.step, step.covers, step.tone, workflow.now())
+                return
+            # The hand-over answers what became of the reminder when it went out at once,
+            # so the case needs no reply signal for it.
+            reply = await workflow.execute_activity_method(
+                ConversationActivities.hand_over_reminder,
+                note,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=f"hand {step.step} to the customer's conversation",
+            )
             state.hand_over(step.step, step.covers, step.tone, workflow.now())
+            if reply is not None:
+                fold_signal(state, reply, workflow.now())
             return
         request = notify_request(state, step, workflow.now())
         request.record = self._unwritten()
@@ -466,10 +507,15 @@ class DunningWorkflow:
         state, now, wid = self._state, workflow.now(), workflow.info().workflow_id
         event = due_event(state, now)
         self._publish(step)
-        message = step.message
+        message, outcome, left = step.message, None, None
         if message is not None and state.conversation:
-            await self._tell(outcome_note(state, message, wid, now))
+            outcome = outcome_note(state, message, wid, now)
             message = None
+        if self._lean_conversation:  # the closing activity tells the conversation
+            left = left_note(state)
+        elif outcome is not None:
+            await self._tell(outcome)
+            outcome = None
         entries = state.timeline[self._recorded :]
         request = CloseCaseRequest(
             record=state.record(entries),
@@ -478,6 +524,8 @@ class DunningWorkflow:
             event=None if event is None else case_event(state, event, now),
             message=None if message is None else notify_request(state, message, now),
             write_backs=[self._write_back_request(action) for action in step.write_back],
+            outcome=outcome,
+            left=left,
         )
         try:
             closed = await workflow.execute_activity_method(
@@ -494,7 +542,7 @@ class DunningWorkflow:
             state.mark_published(event.event_id)
         fold_closing(state, message, closed, now)
         self._recorded = len(state.timeline)
-        if state.conversation:
+        if state.conversation and left is None:
             await self._tell(left_note(state))
         return True
 
@@ -589,6 +637,11 @@ class DunningWorkflow:
         """Fold a signal into the case (or keep it until the case has started)."""
         if self._state is None:
             self._early.append(signal)
+            return
+        if self._lean_conversation and isinstance(signal, ConversationReply):
+            # News for the status view and the audit trail, rarely for the next step: the
+            # wait goes on unless it did (waking only to start the same timer costs one).
+            self._changed |= fold_reply(self._state, signal, workflow.now())
             return
         fold_signal(self._state, signal, workflow.now())
         self._changed = True

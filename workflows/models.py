@@ -22,7 +22,7 @@ from workflows.policy import (
     Tone,
     WriteBackAction,
 )
-from workflows.smart_retry import PlanFacts
+from workflows.smart_retry import PlanFacts, RetryPlan
 from workflows.values import MinorAmount
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
@@ -289,6 +289,11 @@ class ChargeRequest(_Model):
         description="The case row and the audit lines not yet written, which the activity "
         "writes first (lean cases: no activity of its own for them).",
     )
+    replan: PlanRequest | None = Field(
+        default=None,
+        description="Smart timing: the case's planning facts before the charge. A soft "
+        "decline plans the retries still to come from them (`replan_facts`), in the result.",
+    )
 
     @property
     def idempotency_key(self) -> str:
@@ -310,6 +315,9 @@ class ChargeResult(DeclineCodes):
         default=None,
         description="Not charged: the card's network allows no reattempt before this, counted "
         "over all of the customer's cases.",
+    )
+    retry_plan: RetryPlan | None = Field(
+        default=None, description="The retries still to come, planned after a soft decline."
     )
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from workflows.case import CaseState, message_line
+from workflows.case import DECLINE_FIELDS, CaseState, message_line
 from workflows.case_events import CaseEvent
 from workflows.conversation import (
     CaseJoined,
@@ -24,7 +24,7 @@ from workflows.conversation import (
     OutcomeDue,
     ReminderDue,
 )
-from workflows.decide import AddLateFee, Call, Charge, Notify, collections_at
+from workflows.decide import AddLateFee, Call, Charge, Notify, case_step, collections_at
 from workflows.message_timing import MessagePlan
 from workflows.models import (
     CallNoted,
@@ -55,7 +55,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import Outcome, WriteBackAction
+from workflows.policy import DeclineClass, Outcome, WriteBackAction
 from workflows.smart_retry import RetryPlan
 
 Signal = (
@@ -114,6 +114,28 @@ def fold_charge(state: CaseState, step: Charge, result: ChargeResult, now: datet
         state.record_promised_charge(step.attempt, result, now)
     else:
         state.record_attempt(step.attempt, step.scheduled, result, now, step.method_updated_at)
+
+
+def replan_facts(
+    sent: PlanRequest, scheduled: bool, result: ChargeResult, decline_class: DeclineClass
+) -> PlanRequest:
+    """The facts smart timing plans the rest of the retries from after the charge that carried
+    `sent` (the case's facts just before it) declined with `result`: what
+    `CaseState.plan_facts` gives once the decline is folded in, at the charge's time. The
+    charge activity plans from them, so a declined retry needs no planning activity."""
+    codes = result.model_dump(include=DECLINE_FIELDS)
+    codes["card_brand"] = codes["card_brand"] or sent.card_brand
+    done = 1 if scheduled else 0
+    return sent.model_copy(
+        update={
+            **codes,
+            "decline_class": decline_class,
+            "last_charge_at": sent.planned_at,
+            "attempt": sent.attempt + done,
+            "retries_done": sent.retries_done + done,
+            "declines": sent.declines + 1,
+        }
+    )
 
 
 def notify_request(state: CaseState, step: Notify, now: datetime) -> NotifyRequest:
@@ -235,6 +257,15 @@ def fold_signal(state: CaseState, signal: Signal, now: datetime) -> None:
             state.note_call(signal, now)
 
 
+def fold_reply(state: CaseState, reply: ConversationReply, now: datetime) -> bool:
+    """Fold the conversation's reply to a reminder into the case; True when it moved the
+    case's next step (a final notice sent late moves the collections date). Only then is
+    it worth waking a waiting case: else the case would start the same timer again."""
+    before = case_step(state, now)
+    state.hear_conversation(reply, now)
+    return case_step(state, now) != before
+
+
 def conversation_case(state: CaseState, workflow_id: str) -> ConversationCase:
     """The case as its customer's conversation lists it."""
     return ConversationCase(
@@ -347,6 +378,11 @@ class OpenCaseRequest(BaseModel):
     opened: CaseEvent | None = None
     message_plan: MessagePlanRequest | None = None
     retry_plan: PlanRequest | None = None
+    joined: CaseJoined | None = Field(
+        default=None,
+        description="The note joining the customer's conversation, sent last (the activity "
+        "fills in the time zones it found).",
+    )
 
 
 class CaseOpened(BaseModel):
@@ -368,6 +404,12 @@ class CloseCaseRequest(BaseModel):
     event: CaseEvent | None = None
     message: NotifyRequest | None = None
     write_backs: list[WriteBackRequest] = Field(default_factory=list)
+    outcome: OutcomeDue | None = Field(
+        default=None, description="The outcome message, handed to the customer's conversation."
+    )
+    left: CaseLeft | None = Field(
+        default=None, description="The goodbye to the customer's conversation, sent last."
+    )
 
 
 class WriteBackDone(BaseModel):

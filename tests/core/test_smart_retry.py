@@ -19,7 +19,7 @@ import pytest
 from config.policies import find_policy, load_policies
 from tests.support.core import charge, open_case, play, send
 from workflows.decide import Charge, Wait, decide, next_charge_at
-from workflows.models import PaymentMethodUpdated
+from workflows.models import ChargeResult, PaymentMethodUpdated, PlanRequest
 from workflows.policy import DeclineClass, Policy
 from workflows.retry_model import RetryModel, evaluate, fit, weights
 from workflows.retry_planner import (
@@ -36,6 +36,7 @@ from workflows.smart_retry import (
     PlanFacts,
     RetryPlan,
 )
+from workflows.steps import fold_charge, replan_facts
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 FAILED_AT = datetime(2026, 11, 3, 9, 17, tzinfo=UTC)
@@ -502,3 +503,31 @@ def test_the_last_retry_of_the_budget_asks_for_no_plan(smart: Policy) -> None:
 
     assert state.scheduled_retries_done == len(smart.retries)
     assert not state.plan_outdated  # nothing left to plan
+
+
+def test_the_charge_replans_from_the_facts_the_case_has_after_the_decline(smart: Policy) -> None:
+    # The charge activity plans a declined retry's successors itself (`replan_facts`, from
+    # the facts sent with the charge and its answer): they must be the case's own facts once
+    # the decline is folded in, or the plan would differ from `plan_retries`'.
+    state = open_case(smart)
+    origin = state.case.failure.failed_at
+    state.follow_plan(RetryPlan(offsets=[timedelta(days=1), timedelta(days=3)], reason="t"), origin)
+    due = origin + timedelta(days=1)
+    step = decide(state, due)
+    assert isinstance(step, Charge) and step.scheduled
+    sent = PlanRequest(
+        **state.plan_facts(due).model_dump(),
+        invoice_id="in_1",
+        customer_id="cus_1",
+        policy_name=smart.name,
+        policy_version=smart.version,
+    )
+    result = ChargeResult(approved=False, decline_code="card_velocity_exceeded")
+    fold_charge(state, step, result, due)
+
+    assert state.plan_outdated
+    decline_class = smart.declines.classify(result)
+    replanned = replan_facts(sent, step.scheduled, result, decline_class)
+    assert PlanFacts.model_validate(replanned.model_dump(include=set(PlanFacts.model_fields))) == (
+        state.plan_facts(due)
+    )

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from analytics.actions import CaseCost, billable_actions, case_cost
 from tests.support.harness import Dunning, status_when
+from workflows.conversation import OUTCOME_GATHER
 from workflows.dunning import DunningWorkflow
 from workflows.models import (
     CaseStatus,
@@ -31,6 +32,8 @@ SOFT_DECLINE = "pm_card_chargeDeclinedInsufficientFunds"
 STOLEN_CARD = "pm_card_chargeDeclinedStolenCard"
 RECOVERS_ON_2 = "pm_sim_recovers_on_attempt_2"
 SUPPORT = "support:bench"
+CONVERSING = "cus_conversing"
+"""The customer of the `conversation` path."""
 INTERNAL_SIGNALS = {"conversation_reply"}
 """Signals one workflow of ours sends another: billed, but no support action."""
 
@@ -87,9 +90,13 @@ async def payment_plan(dunning: Dunning) -> tuple[WorkflowHandle, Outcome]:
 
 async def conversation(dunning: Dunning) -> tuple[WorkflowHandle, Outcome]:
     """The full schedule on a policy whose reminders go through the customer's conversation
-    (smart v3): each reminder is a tell activity and the conversation's reply signal."""
+    (smart v3): each reminder is one hand-over activity, which answers what became of it.
+    Its own customer, so the other paths' messages to theirs leave its weekly budget alone
+    (a reminder waiting for the budget hears its reply by signal: one action more)."""
     case = await dunning.open_case(SOFT_DECLINE)
-    case = case.model_copy(update={"policy_name": "smart", "policy_version": 3})
+    dunning.customer(SOFT_DECLINE, customer_id=CONVERSING)
+    update = {"policy_name": "smart", "policy_version": 3, "customer_id": CONVERSING}
+    case = case.model_copy(update=update)
     return await dunning.start(case), Outcome.COLLECTIONS
 
 
@@ -130,6 +137,18 @@ def support_actions(events: list[HistoryEvent]) -> int:
         e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     ]
     return sum(name not in INTERNAL_SIGNALS for name in signals) + len(updates)
+
+
+async def conversation_actions(dunning: Dunning, customer_id: str = CONVERSING) -> Counter[str]:
+    """The billable actions of a customer's conversation (`CustomerWorkflow`, every run),
+    once its last case left and it closed. They are shared by all of the customer's cases,
+    so they are no case's own: the bench prints them beside the case, divided among the
+    cases the conversation served."""
+    handle = dunning.env.client.get_workflow_handle(f"customer-{customer_id}")
+    # A handle got by id does not skip time: skip the outcome message's gathering by hand.
+    await dunning.env.sleep(OUTCOME_GATHER + timedelta(seconds=5))
+    await handle.result()
+    return billable_actions(await case_events(dunning.env.client, handle.id))
 
 
 async def run_path(dunning: Dunning, name: str) -> tuple[CaseCost, Counter[str]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.harness import Dunning
-from tests.workflow.cost_paths import run_path
+from tests.workflow.cost_paths import conversation_actions, run_path
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,28 @@ async def test_a_pause_costs_its_signals_status_event_and_the_wait_it_cut(
     assert paused.actions - unpaused.actions == 6, spent
     assert (spent["signal"], spent["upsert"], spent["activity:publish_event"]) == (2, 3, 1)
     assert paused.actions - spent["activity:load_policy"] <= paused.bound + 4
+
+
+async def test_a_conversation_case_costs_at_most_two_actions_a_step_plus_three(
+    dunning: Dunning,
+) -> None:
+    """The full schedule on smart v3, whose reminders go through the customer's conversation.
+    Counted in the case's own history: the conversation's actions are shared by all of the
+    customer's cases (bench/actions.py prints them per case)."""
+    async with dunning.worker():
+        cost, spent = await run_path(dunning, "conversation")
+        shared = await conversation_actions(dunning)
+
+    assert cost.actions <= cost.bound, spent
+    # Joining and leaving ride on opening and closing, a declined retry's new plan on the
+    # charge's result, and each reminder's hand-over answers what became of it: no note
+    # activity, no planning activity and no reply signal of their own.
+    assert spent["activity:tell_conversation"] == spent["activity:plan_retries"] == 0, spent
+    assert spent["signal"] == 0, spent
+    assert spent["activity:hand_over_reminder"] >= 4, spent
+    # A reply no longer wakes the case's wait only to start the same timer again.
+    assert spent["timer"] <= cost.steps, spent
+    # The conversation still sent each reminder and answered through the hand-over update.
+    assert shared["activity:notify"] >= spent["activity:hand_over_reminder"], shared
+    assert shared["update"] == spent["activity:hand_over_reminder"], shared
+    assert shared["signal sent"] == 0, shared

@@ -237,6 +237,16 @@ async def conversation(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     return first, Outcome.COLLECTIONS
 
 
+async def lean_conversation(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
+    """`conversation` as cases opened since the lean conversation run it: each case joins in
+    its opening activity and leaves in its closing one, and a reminder's hand-over answers
+    what became of it (or, merged later, the reply comes by signal)."""
+    first = await rec.start("lean_conversation", SOFT_DECLINE, policy="demo_together")
+    await asyncio.sleep(2)
+    await rec.start("lean_conversation", SOFT_DECLINE, policy="demo_together")
+    return first, Outcome.COLLECTIONS
+
+
 async def hard_decline_new_method(rec: Recording) -> tuple[WorkflowHandle, Outcome]:
     """Retry 1 meets a stolen card: the case waits for a new method, which recovers it."""
     handle = await rec.start("hard_decline_new_method", STOLEN_CARD)
@@ -345,6 +355,7 @@ PATHS: dict[str, Drive] = {
         late_fee,
         call_task,
         conversation,
+        lean_conversation,
     ]
 }
 
