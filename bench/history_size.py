@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.api.history.v1 import History, HistoryEvent  # noqa: E402
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
+from config.converter import compact_data_converter  # noqa: E402
 from config.policies import find_policy  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
@@ -100,7 +100,7 @@ def report(label: str, events: list[HistoryEvent]) -> int:
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         test_server_existing_path=bundled_binary("temporal-test-server"),
     )
     async with env:
