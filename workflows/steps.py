@@ -32,6 +32,7 @@ from workflows.models import (
     CallTaskRequest,
     CancelRequest,
     CaseRecord,
+    CaseUpdate,
     ChargeRequest,
     ChargeResult,
     Delivery,
@@ -52,6 +53,7 @@ from workflows.models import (
     PromiseToPay,
     ResumeRequest,
     RetryRequest,
+    TimelineEntry,
     WriteBackRequest,
     WriteBackResult,
 )
@@ -329,6 +331,21 @@ def fold_settlement(state: CaseState, settled: InvoiceSettled, now: datetime) ->
         fold_signal(state, CancelRequest(reason=reason, actor="biller"), now)
 
 
+def case_update(state: CaseState, entries: list[TimelineEntry]) -> CaseUpdate:
+    """The case row's changes for the store, with `entries` as the audit lines to add: what a
+    step writes once the case's opening wrote the whole row (`CaseState.record`)."""
+    return CaseUpdate(
+        case_id=state.case.case_id,
+        currency=state.case.currency,
+        status=state.status,
+        amount_due=state.amount_due,
+        amount_recovered=state.amount_recovered,
+        closed_at=state.closed_at,
+        late_fee=state.late_fee,
+        entries=entries,
+    )
+
+
 def wait_timeout(until: datetime | None, now: datetime) -> timedelta | None:
     """How long a wait for `until` lasts from `now`: None waits for a signal alone."""
     return None if until is None else max(until - now, SHORTEST_WAIT)
@@ -362,7 +379,7 @@ class CloseCaseRequest(BaseModel):
     message, the write-backs to the biller, then the case row with every audit line (those
     of this activity's own work numbered from `next_seq`, at `at`)."""
 
-    record: CaseRecord
+    record: CaseRecord | CaseUpdate
     next_seq: int
     at: AwareDatetime
     event: CaseEvent | None = None
