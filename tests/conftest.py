@@ -101,6 +101,7 @@ _PURE_MODULES = {
     "test_policy_core",
     "test_late_fees",
     "test_call_rules",
+    "test_compact_converter",
     "test_case_events",
     "test_messaging_rules",
     "test_conversation",
