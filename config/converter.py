@@ -4,13 +4,17 @@ happened and not the models' empty slots (issue 15: a full case history at most 
 
 A field left out reads back as its default, so every model round-trips exactly. A `Literal`
 field (the tag of a discriminated union, e.g. a conversation note's `kind`) is always
-written: a union picks its member by it. Payloads keep the `json/plain` encoding, and
-histories written in full before this converter still decode as they did.
+written: a union picks its member by it. Times drop the trailing zeros of their fraction
+(workflow time has milliseconds; pydantic writes microseconds). Payloads keep the
+`json/plain` encoding, and histories written in full before this converter still decode
+as they did.
 """
 
 from __future__ import annotations
 
+import re
 import typing
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -57,7 +61,13 @@ def compact(value: Any, dumped: Any) -> Any:
         return [compact(item, out) for item, out in zip(value, dumped, strict=True)]
     if isinstance(value, dict) and isinstance(dumped, dict):
         return {key: compact(value.get(key), out) for key, out in dumped.items()}
+    if isinstance(value, datetime) and isinstance(dumped, str):
+        return _FRACTION.sub(lambda zeros: zeros[1].rstrip("."), dumped)
     return dumped
+
+
+_FRACTION = re.compile(r"(\.\d*?)0+(?=Z$|[+-]\d\d:\d\d$)")
+"""A time's fraction ending in zeros: they go (and the point, when nothing is left)."""
 
 
 def _at_default(field: FieldInfo, value: Any) -> bool:

@@ -57,7 +57,7 @@ from workflows.models import (
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import Outcome, WriteBackAction
+from workflows.policy import NetworkRules, Outcome, WriteBackAction
 from workflows.smart_retry import RetryPlan
 
 Signal = (
@@ -100,8 +100,17 @@ def charge_request(state: CaseState, step: Charge, now: datetime) -> ChargeReque
         plan_facts=state.plan_facts(now) if step.scheduled else None,
         propensity=state.next_retry_propensity if step.scheduled else None,
         retry_model_version=state.retry_model_version if step.scheduled else None,
-        network_rules=state.policy.declines.network(state.card_brand),
+        network_rules=network_cap(state),
     )
+
+
+def network_cap(state: CaseState) -> NetworkRules | None:
+    """The card network's reattempt cap, all a charge checks of its rules (the never-retry
+    codes are the policy core's, so they stay out of every charge's history); None: no cap."""
+    rules = state.policy.declines.network(state.card_brand)
+    if rules is None or rules.max_attempts is None:
+        return None
+    return NetworkRules(max_attempts=rules.max_attempts, window=rules.window)
 
 
 def fold_charge(state: CaseState, step: Charge, result: ChargeResult, now: datetime) -> None:

@@ -165,3 +165,16 @@ def test_a_payload_keeps_the_json_plain_encoding() -> None:
 
     assert payload.metadata["encoding"] == b"json/plain"
     assert isinstance(payload, Payload)
+
+
+@pytest.mark.parametrize("microsecond", [0, 400000, 466000, 1, 100100])
+def test_a_time_drops_the_trailing_zeros_of_its_fraction_and_reads_back_equal(
+    microsecond: int,
+) -> None:
+    pause = models.PauseRequest(
+        reason="ticket", actor="support", until=AT.replace(microsecond=microsecond)
+    )
+    [payload] = CONVERTER.to_payloads([pause])
+
+    assert b'0Z"' not in payload.data
+    assert round_trip(pause) == pause
