@@ -4,10 +4,19 @@ step, one action per support signal or update, three to open and close."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from analytics.actions import HISTORY_LIMIT
+from config.settings import Settings
 from tests.support.harness import Dunning
 from tests.workflow.cost_paths import run_path
+
+FULL_SCHEDULE_CEILING = 20 * 1024
+"""What a full-schedule case's history stays within today (about 19 KiB; 25.5 KiB before
+the compact converter and the lean step requests): over issue 15's 12 KiB, which needs
+fewer events too (the events' own fields are about 6.5 KiB of it)."""
 
 
 @pytest.mark.parametrize(
@@ -50,3 +59,25 @@ async def test_a_pause_costs_its_signals_status_event_and_the_wait_it_cut(
     assert paused.actions - unpaused.actions == 6, spent
     assert (spent["signal"], spent["upsert"], spent["activity:publish_event"]) == (2, 3, 1)
     assert paused.actions - spent["activity:load_policy"] <= paused.bound + 4
+
+
+def on_production_queue(dunning: Dunning) -> Dunning:
+    """The test's world on production's task queue name, which every task event carries."""
+    return dataclasses.replace(dunning, task_queue=Settings.model_fields["task_queue"].default)
+
+
+async def test_a_full_schedule_history_stays_within_its_ceiling(dunning: Dunning) -> None:
+    dunning = on_production_queue(dunning)
+    async with dunning.worker():
+        cost, _ = await run_path(dunning, "full_schedule")
+
+    assert cost.history_bytes <= FULL_SCHEDULE_CEILING, cost.history_bytes
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15's bound, not met yet: see FULL_SCHEDULE_CEILING")
+async def test_a_full_schedule_history_is_at_most_12_kib(dunning: Dunning) -> None:
+    dunning = on_production_queue(dunning)
+    async with dunning.worker():
+        cost, _ = await run_path(dunning, "full_schedule")
+
+    assert cost.history_bytes <= HISTORY_LIMIT, cost.history_bytes
