@@ -774,17 +774,19 @@ async def cmd_list(
                 attributes.get("DunningStatus", ""),
                 format_money(attributes.get("AmountDue", 0), attributes.get("Currency", "USD")),
                 str(attributes.get("RetryCount", 0)),
-                _when(attributes.get("NextActionAt")),
+                # Cases no longer upsert their next step's time (an action each on Temporal
+                # Cloud): it is in `dunning status CASE` and the UI's current details.
+                _when(execution.start_time),
             ]
         )
     if as_json:
-        keys = ["case", "customer", "status", "amount_due", "charges", "next_action_at"]
+        keys = ["case", "customer", "status", "amount_due", "charges", "opened_at"]
         print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
         return
     if not rows:
         print("no cases match")
         return
-    _print_table(["CASE", "CUSTOMER", "STATUS", "DUE", "CHARGES", "NEXT ACTION"], rows)
+    _print_table(["CASE", "CUSTOMER", "STATUS", "DUE", "CHARGES", "OPENED"], rows)
 
 
 @_command(db_app, "upgrade", "migrate the store's schema to the newest revision (every start does)")

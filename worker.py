@@ -19,7 +19,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import metrics
 from activities.dunning import DunningActivities
@@ -41,6 +42,12 @@ from workflows.pre_dunning import PreDunningWorkflow
 log = logging.getLogger("dunning.worker")
 
 
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox when WORKER_SANDBOX asks for it; else workflows run as plain code, loaded
+    once per process instead of once per case."""
+    return SandboxedWorkflowRunner() if settings.worker_sandbox else UnsandboxedWorkflowRunner()
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -53,7 +60,12 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[DunningWorkflow, CustomerWorkflow, PreDunningWorkflow],
         activities=[*activities.all(), *pre_dunning.all()],
-        activity_executor=ThreadPoolExecutor(max_workers=16),
+        # A thread for every slot: an activity the worker accepts starts at once, instead of
+        # queueing for a thread while its start-to-close timeout runs.
+        max_concurrent_activities=settings.worker_activity_slots,
+        activity_executor=ThreadPoolExecutor(max_workers=settings.worker_activity_slots),
+        max_cached_workflows=settings.worker_cache_size,
+        workflow_runner=workflow_runner(settings),
     )
 
 

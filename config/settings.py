@@ -139,6 +139,28 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one object per line (time, level, logger, case id)."
     )
+    # Worker tuning (README, "Performance").
+    worker_activity_slots: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Activities one worker runs at once, and the threads it runs them on: an "
+        "activity accepted beyond the threads would wait with its timeout running.",
+    )
+    worker_cache_size: int = Field(
+        default=500,
+        ge=0,
+        le=100_000,
+        description="Cases a worker keeps in memory between steps (max_cached_workflows). A "
+        "sleeping case evicted from the cache is replayed from its history when it wakes.",
+    )
+    worker_sandbox: bool = Field(
+        default=False,
+        description="Run workflows in the SDK's sandbox, which re-imports the workflow modules "
+        "for every case it loads (about 60 ms of CPU and a copy of the modules per cached "
+        "case). Off by default: the tests run every workflow sandboxed and replay recorded "
+        "histories, which is where a nondeterministic call is caught.",
+    )
 
     policies_dir: Path = CONFIG_DIR / "policies"
     declines_file: Path = CONFIG_DIR / "declines.toml"

@@ -7,6 +7,7 @@ go to the store; the workflow only ever sees ids and amounts.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from functools import partial
 
@@ -135,8 +136,10 @@ class CaseOpener:
         (`finished`). Without, a second start for the invoice is refused (`started` False).
         `case` is the event's `case_input`, when the caller has checked it already."""
         case = case or self.case_input(event)
-        store.upsert_customer(customer_of(event))
-        self._save_policy_version(store, case)
+        # Off the event loop: a receiver's other requests go on while the store writes.
+        await asyncio.to_thread(store.upsert_customer, customer_of(event))
+        if case.policy_hash not in self._saved:  # a new version is stored once per opener
+            await asyncio.to_thread(self._save_policy_version, store, case)
         workflow_id = workflow_id_for(case.invoice_id)
         answer = partial(StartResult, workflow_id=workflow_id, case_id=case.case_id)
         amount = format_money(case.amount_due, case.currency)
@@ -156,6 +159,9 @@ class CaseOpener:
                     else WorkflowIDConflictPolicy.USE_EXISTING
                 ),
                 start_signal=None if failure is None else signal_name(PaymentFailed),
+                # A worker in this process (`dunning worker --serve`) takes the first workflow
+                # task in the start's reply, a round trip through the task queue sooner.
+                request_eager_start=failure is None,
                 start_signal_args=[] if failure is None else [failure],
                 static_summary=(
                     f"Invoice {case.invoice_id} · {amount} · "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -18,6 +18,24 @@ from activities.store.tables import (
     Suppression,
     contact_key,
     utcnow,
+)
+
+# What went out or may have: the weekly cap and the conversation's budget count these.
+_COUNTED = [MessageStatus.SENT, MessageStatus.UNCONFIRMED]
+_SENT_ON_CHANNELS_SINCE = select(func.count()).where(
+    Message.customer_id == bindparam("customer_id"),
+    Message.channel.in_(bindparam("channels", expanding=True)),
+    Message.status.in_(_COUNTED),
+    Message.step_at >= bindparam("since"),
+)
+_STEPS_SENT_SINCE = (
+    select(func.min(Message.step_at))
+    .where(
+        Message.customer_id == bindparam("customer_id"),
+        Message.status.in_(_COUNTED),
+        Message.step_at >= bindparam("since"),
+    )
+    .group_by(Message.case_id, Message.step)
 )
 
 
@@ -83,30 +101,25 @@ class Outbox(Database):
         self, customer_id: str, since: datetime, channels: list[str]
     ) -> int:
         """Messages on `channels` that went out (or may have: unconfirmed) to a customer since
-        `since` (by the cases' clock: `step_at`), across all their cases."""
-        with self.session() as session:
-            return session.exec(
-                select(func.count()).where(
-                    Message.customer_id == customer_id,
-                    Message.channel.in_(channels),
-                    Message.status.in_([MessageStatus.SENT, MessageStatus.UNCONFIRMED]),
-                    Message.step_at >= since,
-                )
-            ).one()
+        `since` (by the cases' clock: `step_at`), across all their cases. Every message step
+        counts: a statement built once, through a plain connection (an ORM session and a
+        statement built per call cost it 4 ms more than PostgreSQL takes to count)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                _SENT_ON_CHANNELS_SINCE,
+                {"customer_id": customer_id, "channels": channels, "since": since},
+            ).scalar_one()
 
     def message_times_since(self, customer_id: str, since: datetime) -> list[datetime]:
         """When each message (a step, on however many channels) that went out to a customer
-        since `since` was sent, by the cases' clock: what a new conversation's budget counts."""
-        with self.session() as session:
-            rows = session.exec(
-                select(func.min(Message.step_at))
-                .where(
-                    Message.customer_id == customer_id,
-                    Message.status.in_([MessageStatus.SENT, MessageStatus.UNCONFIRMED]),
-                    Message.step_at >= since,
-                )
-                .group_by(Message.case_id, Message.step)
-            ).all()
+        since `since` was sent, by the cases' clock: what a new conversation's budget counts
+        (through a plain connection, like the weekly cap)."""
+        with self.engine.connect() as connection:
+            rows = (
+                connection.execute(_STEPS_SENT_SINCE, {"customer_id": customer_id, "since": since})
+                .scalars()
+                .all()
+            )
         return sorted(at for at in rows if at is not None)
 
     def messages_with_customers(

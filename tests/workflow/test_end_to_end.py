@@ -157,6 +157,8 @@ async def test_cli_pause_resume_list_and_status(service_env, worker):
     # The case id, as every other command takes it, not the workflow id.
     assert listing.stdout.splitlines()[1].split()[0] == invoice
     assert "$25.00" in listing.stdout
+    assert listing.stdout.splitlines()[0].split()[-1] == "OPENED"
+    assert listing.stdout.splitlines()[1].endswith(" UTC")  # when it opened, never "-"
 
     status = dunning(service_env, "status", invoice, "--json")
     view = json.loads(status.stdout)
