@@ -69,6 +69,7 @@ from workflows.models import (
     CallTaskCreated,
     CallTaskRequest,
     CaseRecord,
+    CaseUpdate,
     ChargeRequest,
     ChargeResult,
     ContactFacts,
@@ -470,7 +471,7 @@ class DunningActivities:
 
     @activity.defn
     @metrics.counts_cases
-    def record(self, record: CaseRecord) -> None:
+    def record(self, record: CaseRecord | CaseUpdate) -> None:
         """Keep the case row current and append its new audit lines; a finished case's open
         call tasks are cancelled, so nobody calls a customer who has paid."""
         self.store.record_case(record)

@@ -32,7 +32,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities.store import Case, CaseStore
 from config.settings import Settings
-from workflows.models import CaseRecord, ChargeResult, NotifyResult
+from workflows.models import CaseRecord, CaseUpdate, ChargeResult, NotifyResult
 from workflows.policy import DeclineTable, Outcome
 
 log = logging.getLogger("dunning.metrics")
@@ -125,7 +125,7 @@ def counts_cases(record: Activity) -> Activity:
     """Count the cases a record activity opens and finishes, and what they recovered."""
 
     @functools.wraps(record)
-    def counted(self: Any, case: CaseRecord) -> None:
+    def counted(self: Any, case: CaseRecord | CaseUpdate) -> None:
         record(self, case)
         count_case(case)
 
@@ -141,7 +141,7 @@ def charge_class(result: ChargeResult, declines: DeclineTable) -> str:
     return declines.classify(result).value
 
 
-def count_case(case: CaseRecord) -> None:
+def count_case(case: CaseRecord | CaseUpdate) -> None:
     """Count what a case's new audit lines say: it opened, or it finished (each is written
     once per case, so a case counts once)."""
     for entry in case.entries:

@@ -24,11 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from analytics.actions import HISTORY_LIMIT, total  # noqa: E402
+from config.converter import compact_data_converter  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
 from tests.support.harness import Dunning  # noqa: E402
@@ -38,7 +38,7 @@ from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         test_server_existing_path=bundled_binary("temporal-test-server"),
     )
     async with env:

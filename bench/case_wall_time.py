@@ -25,12 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
+from config.converter import compact_data_converter  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
 from workflows.dunning import DunningWorkflow  # noqa: E402
@@ -70,7 +70,7 @@ async def run_case(
 
 async def main(runs: int) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         test_server_existing_path=bundled_binary("temporal-test-server"),
     )
     async with env:

@@ -7,8 +7,11 @@ collections on the time-skipping test server, twice: pinned by content hash (as 
 cases now) and unpinned (as cases were opened before: the policy loaded into the history).
 The size is the server's encoded size: the sum of `event.ByteSize()` over the fetched
 history's events (the serialized `History` message is printed beside it, a few bytes more
-for the field tags). Also prints the five largest contributors by event kind (activity
-scheduled and completed events by activity name). A benchmark: it prints, it asserts nothing.
+for the field tags). Also prints the largest contributors by event kind (activity scheduled
+and completed events by activity name), then the bytes of payloads by what carries them
+(each activity's input and result, the case's input and result, signals), of user metadata
+(summaries), and of everything else (the events' own fields, which no payload change
+shrinks). A benchmark: it prints, it asserts nothing.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.api.history.v1 import History, HistoryEvent  # noqa: E402
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
+from config.converter import compact_data_converter  # noqa: E402
 from config.policies import find_policy  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
@@ -43,6 +46,8 @@ from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes  # noq
 
 BOUND = 12 * 1024
 DECLINED = "pm_card_chargeDeclinedInsufficientFunds"
+QUEUE = Settings.model_fields["task_queue"].default
+"""Production's task queue: its name is in every task event, so its length counts."""
 
 
 def contributor(event: HistoryEvent) -> str:
@@ -81,8 +86,34 @@ async def full_schedule_history(
     return list((await handle.fetch_history()).events)
 
 
+def payload_bytes(events: list[HistoryEvent]) -> Counter[str]:
+    """Bytes of payloads in `events` by what carries them, and of user metadata."""
+    activities: dict[int, str] = {}
+    carried: Counter[str] = Counter()
+    for event in events:
+        carried["user metadata (summaries)"] += event.user_metadata.ByteSize()
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled = event.activity_task_scheduled_event_attributes
+            activities[event.event_id] = scheduled.activity_type.name
+            carried[f"{scheduled.activity_type.name} input"] += scheduled.input.ByteSize()
+        elif event.HasField("activity_task_completed_event_attributes"):
+            completed = event.activity_task_completed_event_attributes
+            name = activities.get(completed.scheduled_event_id, "?")
+            carried[f"{name} result"] += completed.result.ByteSize()
+        elif event.HasField("workflow_execution_started_event_attributes"):
+            started = event.workflow_execution_started_event_attributes
+            carried["case input"] += started.input.ByteSize()
+        elif event.HasField("workflow_execution_completed_event_attributes"):
+            completed = event.workflow_execution_completed_event_attributes
+            carried["case result"] += completed.result.ByteSize()
+        elif event.HasField("workflow_execution_signaled_event_attributes"):
+            signaled = event.workflow_execution_signaled_event_attributes
+            carried[f"signal {signaled.signal_name}"] += signaled.input.ByteSize()
+    return carried
+
+
 def report(label: str, events: list[HistoryEvent]) -> int:
-    """Print the history's size and top five contributors; the size."""
+    """Print the history's size, its top contributors and its payloads; the size."""
     size = sum(event.ByteSize() for event in events)
     serialized = History(events=events).ByteSize()
     verdict = "within" if size <= BOUND else "over"
@@ -95,12 +126,17 @@ def report(label: str, events: list[HistoryEvent]) -> int:
         by_kind[contributor(event)] += event.ByteSize()
     for kind, total in by_kind.most_common(5):
         print(f"    {total:6,} B  {kind}")
+    carried = payload_bytes(events)
+    print(f"  payloads and metadata {carried.total():,} B, of which:")
+    for what, total in carried.most_common():
+        print(f"    {total:6,} B  {what}")
+    print(f"  the rest of {len(events)} events: {size - carried.total():,} B")
     return size
 
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         test_server_existing_path=bundled_binary("temporal-test-server"),
     )
     async with env:
@@ -121,18 +157,18 @@ async def main() -> None:
             pinned = POLICY_VERSIONS.add(find_policy(activities.policies, "standard", 1))
             async with Worker(
                 env.client,
-                task_queue="bench-history",
+                task_queue=QUEUE,
                 workflows=[DunningWorkflow],
                 activities=activities.all(),
                 activity_executor=ThreadPoolExecutor(16),
             ):
                 before = report(
                     "before (policy loaded into the history)",
-                    await full_schedule_history(env, "bench-history", None),
+                    await full_schedule_history(env, QUEUE, None),
                 )
                 after = report(
                     "pinned by hash",
-                    await full_schedule_history(env, "bench-history", pinned.hash),
+                    await full_schedule_history(env, QUEUE, pinned.hash),
                 )
     print(f"pinned/before: {after / before:.2f} ({before - after:,} B less per case)")
 

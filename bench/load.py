@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.store import CaseStore  # noqa: E402
+from config.converter import compact_data_converter  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
@@ -210,7 +210,7 @@ async def run(args: argparse.Namespace) -> None:
         database = stack.enter_context(own_database(server_url, prefix="load"))
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dunning-load-")))
         env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
+            data_converter=compact_data_converter,
             search_attributes=SEARCH_ATTRIBUTES,
             dev_server_existing_path=bundled_binary("temporal"),
             port=args.port,

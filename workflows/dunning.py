@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         CaseInput,
         CaseRecord,
         CaseResult,
+        CaseUpdate,
         CaseView,
         DisputeOpened,
         DisputeResolved,
@@ -65,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         CloseCaseRequest,
         OpenCaseRequest,
         call_task_request,
+        case_update,
         charge_request,
         fold_call_task,
         fold_charge,
@@ -518,7 +520,7 @@ class DunningWorkflow:
             outcome = None
         entries = state.timeline[self._recorded :]
         request = CloseCaseRequest(
-            record=state.record(entries),
+            record=case_update(state, entries),
             next_seq=len(state.timeline) + 1,
             at=now,
             event=None if event is None else case_event(state, event, now),
@@ -582,14 +584,14 @@ class DunningWorkflow:
             action=action,
         )
 
-    def _unwritten(self) -> CaseRecord | None:
-        """A lean case's row and audit lines not yet written, for the next step to write."""
+    def _unwritten(self) -> CaseUpdate | None:
+        """A lean case's row changes and audit lines not yet written, for the next step."""
         state = self._state
         if not state.lean or len(state.timeline) == self._recorded:
             return None
-        return state.record(state.timeline[self._recorded :])
+        return case_update(state, state.timeline[self._recorded :])
 
-    def _written(self, record: CaseRecord | None) -> None:
+    def _written(self, record: CaseRecord | CaseUpdate | None) -> None:
         """The activity that carried `record` wrote it."""
         if record is not None:
             self._recorded += len(record.entries)
@@ -606,7 +608,8 @@ class DunningWorkflow:
         """Write the case row and the audit lines not yet written (one activity, idempotent)."""
         state = self._state
         entries = state.timeline[self._recorded :]
-        record = state.record(entries)
+        # A lean case's opening wrote the whole row: from then on, only what changes.
+        record = case_update(state, entries) if state.lean else state.record(entries)
         await workflow.execute_activity_method(
             DunningActivities.record,
             record,

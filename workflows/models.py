@@ -284,10 +284,10 @@ class ChargeRequest(_Model):
         description="The card network's reattempt cap, which the activity checks over all of "
         "the customer's cases' charges of the card before charging.",
     )
-    record: CaseRecord | None = Field(
+    record: CaseRecord | CaseUpdate | None = Field(
         default=None,
-        description="The case row and the audit lines not yet written, which the activity "
-        "writes first (lean cases: no activity of its own for them).",
+        description="The case row's changes and the audit lines not yet written, which the "
+        "activity writes first (lean cases: no activity of its own for them).",
     )
     replan: PlanRequest | None = Field(
         default=None,
@@ -420,10 +420,10 @@ class NotifyRequest(_Model):
         "(more than one: its link is the account page, which pays them all). Empty: the "
         "case's own invoice alone.",
     )
-    record: CaseRecord | None = Field(
+    record: CaseRecord | CaseUpdate | None = Field(
         default=None,
-        description="The case row and the audit lines not yet written, which the activity "
-        "writes first (lean cases: no activity of its own for them).",
+        description="The case row's changes and the audit lines not yet written, which the "
+        "activity writes first (lean cases: no activity of its own for them).",
     )
     conversation: bool = Field(
         default=False,
@@ -549,6 +549,20 @@ class CaseRecord(CaseFigures):
     entries: list[TimelineEntry] = Field(default_factory=list)
     failed_at: AwareDatetime | None = Field(default=None, description="When the payment failed.")
     late_fee: int | None = Field(default=None, description="The late fee added (minor units).")
+
+
+class CaseUpdate(_Model):
+    """What a step changes of a case row its opening wrote: where the case stands and the
+    audit lines not yet written. The row's ids and dates stay out of every step's history."""
+
+    case_id: str
+    currency: str = Field(description="Counts what a finished case recovered (metrics).")
+    status: CaseStatus
+    amount_due: int
+    amount_recovered: int
+    closed_at: AwareDatetime | None = None
+    late_fee: int | None = None
+    entries: list[TimelineEntry] = Field(default_factory=list)
 
 
 # Status and outcome ------------------------------------------------------------------------

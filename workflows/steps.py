@@ -32,6 +32,7 @@ from workflows.models import (
     CallTaskRequest,
     CancelRequest,
     CaseRecord,
+    CaseUpdate,
     ChargeRequest,
     ChargeResult,
     Delivery,
@@ -52,10 +53,11 @@ from workflows.models import (
     PromiseToPay,
     ResumeRequest,
     RetryRequest,
+    TimelineEntry,
     WriteBackRequest,
     WriteBackResult,
 )
-from workflows.policy import DeclineClass, Outcome, WriteBackAction
+from workflows.policy import DeclineClass, NetworkRules, Outcome, WriteBackAction
 from workflows.smart_retry import RetryPlan
 
 Signal = (
@@ -98,8 +100,17 @@ def charge_request(state: CaseState, step: Charge, now: datetime) -> ChargeReque
         plan_facts=state.plan_facts(now) if step.scheduled else None,
         propensity=state.next_retry_propensity if step.scheduled else None,
         retry_model_version=state.retry_model_version if step.scheduled else None,
-        network_rules=state.policy.declines.network(state.card_brand),
+        network_rules=network_cap(state),
     )
+
+
+def network_cap(state: CaseState) -> NetworkRules | None:
+    """The card network's reattempt cap, all a charge checks of its rules (the never-retry
+    codes are the policy core's, so they stay out of every charge's history); None: no cap."""
+    rules = state.policy.declines.network(state.card_brand)
+    if rules is None or rules.max_attempts is None:
+        return None
+    return NetworkRules(max_attempts=rules.max_attempts, window=rules.window)
 
 
 def fold_charge(state: CaseState, step: Charge, result: ChargeResult, now: datetime) -> None:
@@ -360,6 +371,21 @@ def fold_settlement(state: CaseState, settled: InvoiceSettled, now: datetime) ->
         fold_signal(state, CancelRequest(reason=reason, actor="biller"), now)
 
 
+def case_update(state: CaseState, entries: list[TimelineEntry]) -> CaseUpdate:
+    """The case row's changes for the store, with `entries` as the audit lines to add: what a
+    step writes once the case's opening wrote the whole row (`CaseState.record`)."""
+    return CaseUpdate(
+        case_id=state.case.case_id,
+        currency=state.case.currency,
+        status=state.status,
+        amount_due=state.amount_due,
+        amount_recovered=state.amount_recovered,
+        closed_at=state.closed_at,
+        late_fee=state.late_fee,
+        entries=entries,
+    )
+
+
 def wait_timeout(until: datetime | None, now: datetime) -> timedelta | None:
     """How long a wait for `until` lasts from `now`: None waits for a signal alone."""
     return None if until is None else max(until - now, SHORTEST_WAIT)
@@ -398,7 +424,7 @@ class CloseCaseRequest(BaseModel):
     message, the write-backs to the biller, then the case row with every audit line (those
     of this activity's own work numbered from `next_seq`, at `at`)."""
 
-    record: CaseRecord
+    record: CaseRecord | CaseUpdate
     next_seq: int
     at: AwareDatetime
     event: CaseEvent | None = None

@@ -21,7 +21,14 @@ from activities.store.tables import (
     WebhookEventStatus,
     utcnow,
 )
-from workflows.models import CaseRecord, CaseStatus, ChargeRequest, ChargeResult, TimelineEntry
+from workflows.models import (
+    CaseRecord,
+    CaseStatus,
+    CaseUpdate,
+    ChargeRequest,
+    ChargeResult,
+    TimelineEntry,
+)
 
 PAID_EVENT_TYPES = [kind for kind, settled in SETTLEMENT_KINDS.items() if settled == "paid"]
 """Billing events saying an invoice was paid (Stripe's `invoice.paid`, ...)."""
@@ -68,24 +75,28 @@ class CaseRecords(Database):
 
     # Cases and audit -----------------------------------------------------------------------
 
-    def record_case(self, record: CaseRecord) -> None:
-        """Upsert the case row and add audit lines not already stored."""
+    def record_case(self, record: CaseRecord | CaseUpdate) -> None:
+        """Upsert the case row (a `CaseUpdate` changes the row its opening wrote) and add
+        audit lines not already stored."""
         try:
             self._record_case(record)
         except IntegrityError:
             # A timed-out attempt of the same activity wrote first: now it is an update.
             self._record_case(record)
 
-    def _record_case(self, record: CaseRecord) -> None:
+    def _record_case(self, record: CaseRecord | CaseUpdate) -> None:
         with self.session() as session:
-            row = session.get(Case, record.case_id) or Case(
+            row = session.get(Case, record.case_id)
+            if row is None and isinstance(record, CaseUpdate):
+                raise LookupError(f"case {record.case_id} has no row to update")
+            row = row or Case(
                 case_id=record.case_id, opened_at=record.opened_at, **_case_ids(record)
             )
             for field in ("status", "amount_due", "amount_recovered", "closed_at"):
                 setattr(row, field, getattr(record, field))
             # Rows of cases recorded before these were kept gain them on their next record.
             for field in ("failed_at", "late_fee"):
-                if getattr(record, field) is not None:
+                if getattr(record, field, None) is not None:
                     setattr(row, field, getattr(record, field))
             row.updated_at = utcnow()
             session.add(row)

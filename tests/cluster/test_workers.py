@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import CaseStore, MessageStatus
+from config.converter import compact_data_converter
 from config.settings import Settings
 from intake.cases import CaseOpener
 from tests.support.workers import (
@@ -76,7 +76,7 @@ async def test_a_killed_worker_leaves_every_case_to_the_others_with_nothing_twic
         settings = Settings(_env_file=None, **{n.lower(): cluster_env[n] for n in names})
         store = CaseStore(settings.database_url)
         client = await Client.connect(
-            cluster_env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter
+            cluster_env["TEMPORAL_ADDRESS"], data_converter=compact_data_converter
         )
         opener = CaseOpener.from_settings(settings)
         methods = {}

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
+from config.converter import compact_data_converter
 from config.errors import explain
 from config.settings import Settings
 from intake.codec import ENCODING, KEY_ID, EncryptionCodec, PayloadKeyError, data_converter
@@ -86,7 +86,7 @@ async def test_the_data_converter_encrypts_pydantic_models_and_failures() -> Non
 
 def test_without_keys_a_cluster_client_keeps_plain_pydantic_payloads() -> None:
     settings = Settings(temporal_address="cluster:7233", _env_file=None)
-    assert data_converter(settings) is pydantic_data_converter
+    assert data_converter(settings) is compact_data_converter
 
 
 def test_the_dev_server_keeps_one_demo_key_across_restarts(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.history.v1 import History, HistoryEvent
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.converter import compact_data_converter
 from config.settings import Settings
 from intake.codec import ENCODING, KEY_ID, PayloadKeyError, data_converter
 from tests.support.harness import Dunning, status_when
@@ -32,7 +32,7 @@ K2 = f"k2:{base64.b64encode(os.urandom(32)).decode()}"
 def keyed_client(env: WorkflowEnvironment, payload_keys: str | None) -> Client:
     """A client on the test server's connection whose data converter is the one
     `intake.client.connect` builds for PAYLOAD_KEYS (None: none, plain pydantic)."""
-    converter = pydantic_data_converter
+    converter = compact_data_converter
     if payload_keys is not None:
         settings = Settings(payload_keys=payload_keys, temporal_address="test", _env_file=None)
         converter = data_converter(settings)

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities import metrics
 from activities.pre_dunning import PreDunningActivities
 from activities.store import CaseStore
+from config.converter import compact_data_converter
 from config.settings import Settings
 from tests.support.harness import Dunning
 from tests.support.receiver import (
@@ -80,7 +80,7 @@ async def test_worker_metrics_count_a_recovered_case_and_pass_the_sdks_through(
     metered = await Client.connect(
         dunning.env.client.service_client.config.target_host,
         namespace=dunning.env.client.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         runtime=metrics.runtime(settings),
     )
     case = await dunning.open_case(RECOVERS_ON_2)

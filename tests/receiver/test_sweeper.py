@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.store import CaseStore, WebhookEvent, WebhookEventStatus
+from config.converter import compact_data_converter
 from intake.client import case_run_status
 from tests.support.harness import Dunning, status_when
 from tests.support.receiver import (
@@ -154,7 +154,7 @@ def test_only_unfinished_unclaimed_billing_events_are_due(tmp_path: Path) -> Non
 async def test_worker_sweeper_logs_a_failed_round_and_tries_again(tmp_path: Path, caplog) -> None:
     store = CaseStore(f"sqlite:///{tmp_path / 'no-tables.db'}")  # every round fails: no table
     settings = receiver_settings(tmp_path).model_copy(update={"event_sweep_seconds": 1})
-    client = await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
+    client = await Client.connect("127.0.0.1:1", lazy=True, data_converter=compact_data_converter)
 
     with caplog.at_level(logging.WARNING, logger="dunning.webhooks"):
         async with sweeping(settings, client, store):

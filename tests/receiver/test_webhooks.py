@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.payments.stripe import STRIPE_API_VERSION
@@ -30,6 +29,7 @@ from activities.store import (
     WebhookEvent,
     WebhookEventStatus,
 )
+from config.converter import compact_data_converter
 from config.settings import Settings
 from intake.client import bundled_binary
 from tests.support.fake_stripe import Decline, FakeStripe
@@ -742,7 +742,7 @@ async def test_receiver_without_a_webhook_secret_says_so(tmp_path: Path) -> None
 
 async def closed_port_client() -> Client:
     """A client for a port nothing listens on: every call fails to connect."""
-    return await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
+    return await Client.connect("127.0.0.1:1", lazy=True, data_converter=compact_data_converter)
 
 
 @pytest.mark.parametrize("down", [temporal_is_down, closed_port_client], ids=["raises", "closed"])
@@ -994,7 +994,7 @@ async def test_healthz_asks_the_cluster_not_the_client_it_connected_earlier(
     tmp_path: Path,
 ) -> None:
     async with await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         test_server_existing_path=bundled_binary("temporal-test-server"),
     ) as env:
 

@@ -4,10 +4,18 @@ step, one action per support signal or update, three to open and close."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from config.settings import Settings
 from tests.support.harness import Dunning
 from tests.workflow.cost_paths import conversation_actions, run_path
+
+FULL_SCHEDULE_CEILING = 20 * 1024
+"""What a full-schedule case's history stays within today (about 19 KiB; 25.5 KiB before
+the compact converter and the lean step requests): over issue 15's 12 KiB, which needs
+fewer events too (the events' own fields are about 6.5 KiB of it)."""
 
 
 @pytest.mark.parametrize(
@@ -75,3 +83,16 @@ async def test_a_conversation_case_costs_at_most_two_actions_a_step_plus_three(
     assert shared["activity:notify"] >= spent["activity:hand_over_reminder"], shared
     assert shared["update"] == spent["activity:hand_over_reminder"], shared
     assert shared["signal sent"] == 0, shared
+
+
+def on_production_queue(dunning: Dunning) -> Dunning:
+    """The test's world on production's task queue name, which every task event carries."""
+    return dataclasses.replace(dunning, task_queue=Settings.model_fields["task_queue"].default)
+
+
+async def test_a_full_schedule_history_stays_within_its_ceiling(dunning: Dunning) -> None:
+    dunning = on_production_queue(dunning)
+    async with dunning.worker():
+        cost, _ = await run_path(dunning, "full_schedule")
+
+    assert cost.history_bytes <= FULL_SCHEDULE_CEILING, cost.history_bytes

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import CaseStore
+from config.converter import compact_data_converter
 from tests.support.workers import FAST_POLICY, WorkerProcess, fast_policy_files
 from workflows.dunning import DunningWorkflow
 from workflows.models import CaseResult
@@ -78,7 +78,7 @@ def billing_event(invoice: str, payment_method: str, **extra: object) -> str:
 
 
 async def client_for(env: dict[str, str]) -> Client:
-    return await Client.connect(env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    return await Client.connect(env["TEMPORAL_ADDRESS"], data_converter=compact_data_converter)
 
 
 async def wait_for(predicate, timeout: float = 30.0) -> None:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.message_training import write_message_model
 from activities.store import CustomerProfile
+from config.converter import compact_data_converter
 from config.settings import Settings
 from intake.cases import CaseOpener
 from intake.events import BillingEvent
@@ -75,7 +75,7 @@ async def test_a_learned_case_follows_its_segments_message_plan(
     assert later.hour_propensity == 0.96 and later.channel_propensity is not None
 
     # The history of the new path replays on today's code.
-    replayer = Replayer(workflows=[DunningWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[DunningWorkflow], data_converter=compact_data_converter)
     await replayer.replay_workflow(await handle.fetch_history())
 
 

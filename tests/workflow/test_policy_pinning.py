@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
+from config.converter import compact_data_converter
 from config.policies import find_policy
 from config.settings import Settings
 from intake.cases import CaseOpener
@@ -71,7 +71,7 @@ async def test_a_case_opened_by_intake_carries_no_policy_in_its_history(dunning:
         assert key not in text
     assert canonical_json(standard)[:200] not in text
     # A worker that knows the version replays the pinned case as it ran.
-    replayer = Replayer(workflows=[DunningWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[DunningWorkflow], data_converter=compact_data_converter)
     await replayer.replay_workflow(await handle.fetch_history())
 
 

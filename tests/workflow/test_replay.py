@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from config.converter import compact_data_converter
 from tests.workflow.histories.record import PATHS, personal_data
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
@@ -51,7 +51,7 @@ def test_every_outcome_path_has_a_saved_history() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=name)
 async def test_saved_history_replays_on_todays_workflow(path: Path) -> None:
     replayer = Replayer(
-        workflows=[DunningWorkflow, CustomerWorkflow], data_converter=pydantic_data_converter
+        workflows=[DunningWorkflow, CustomerWorkflow], data_converter=compact_data_converter
     )
     await replayer.replay_workflow(saved(path))  # raises on any nondeterminism
 
@@ -79,9 +79,7 @@ class ReorderedDunningWorkflow:
 
 
 async def test_a_change_that_is_not_replay_safe_fails_the_replay() -> None:
-    replayer = Replayer(
-        workflows=[ReorderedDunningWorkflow], data_converter=pydantic_data_converter
-    )
+    replayer = Replayer(workflows=[ReorderedDunningWorkflow], data_converter=compact_data_converter)
     with pytest.raises(
         workflow.NondeterminismError, match="scheduled event 'load_policy' does not match"
     ):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.retry_training import write_model
 from activities.store import CustomerProfile
+from config.converter import compact_data_converter
 from tests.support.harness import Dunning, status_when
 from tests.support.retry_history import GOOD_HOUR, ZONE, local_hour, synthetic_history
 from workflows.dunning import DunningWorkflow
@@ -104,7 +104,7 @@ async def test_a_smart_case_plans_again_after_a_declined_retry_with_its_pinned_m
     assert (retry.card_brand, retry.card_country) == ("visa", "US")
 
     # The history of the new path replays on today's code.
-    replayer = Replayer(workflows=[DunningWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[DunningWorkflow], data_converter=compact_data_converter)
     await replayer.replay_workflow(await handle.fetch_history())
 
 

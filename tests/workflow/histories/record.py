@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -41,6 +40,7 @@ from activities.dunning import DunningActivities
 from activities.payments import GatewayConfigError
 from activities.payments.simulated import SimulatedProcessor
 from activities.store import CaseStore, CustomerProfile
+from config.converter import compact_data_converter
 from config.policies import find_policy, load_policies
 from config.settings import CONFIG_DIR, Settings
 from intake.client import bundled_binary, case_run_status
@@ -435,7 +435,7 @@ async def main(names: list[str]) -> None:
         processor = Processor(activities.store)
         activities.processor = processor
         env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
+            data_converter=compact_data_converter,
             search_attributes=SEARCH_ATTRIBUTES,
             dev_server_existing_path=bundled_binary("temporal"),
             identity=IDENTITY,
