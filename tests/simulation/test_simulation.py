@@ -59,7 +59,7 @@ from workflows.models import (
 from workflows.policy import DeclineClass, DeclineCodes, Outcome, Policy
 from workflows.retry_model import RetryModel
 from workflows.smart_retry import SLOT_HOURS
-from workflows.steps import wait_timeout
+from workflows.steps import CloseCaseRequest, wait_timeout
 
 UPDATE_CARD, PAY, DISPUTE = ActionKind.UPDATE_CARD, ActionKind.PAY, ActionKind.DISPUTE
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -164,6 +164,11 @@ async def workflow_steps(dunning: Dunning, handle: WorkflowHandle) -> list[Compa
             elif attributes.activity_type.name == "notify":
                 (request,) = await converter.decode(payloads, [NotifyRequest])
                 rows.append(("notify", f"{request.step} {request.template}", request.at))
+            elif attributes.activity_type.name == "close_case":
+                # A lean case sends its outcome message with the rest of its closing.
+                (closing,) = await converter.decode(payloads, [CloseCaseRequest])
+                if (message := closing.message) is not None:
+                    rows.append(("notify", f"{message.step} {message.template}", message.at))
         elif event.HasField("timer_started_event_attributes"):
             timeout = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
             rows.append(("wait", "", at + timeout))
