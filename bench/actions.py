@@ -23,31 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from analytics.actions import HISTORY_LIMIT, total  # noqa: E402
-from config.converter import compact_data_converter  # noqa: E402
+from bench.servers import time_skipping_server  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from intake.client import bundled_binary  # noqa: E402
 from tests.support.harness import Dunning  # noqa: E402
 from tests.workflow.cost_paths import PATHS, conversation_actions, run_path  # noqa: E402
-from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=compact_data_converter,
-        test_server_existing_path=bundled_binary("temporal-test-server"),
-    )
-    async with env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
-            )
-        )
+    async with time_skipping_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", _env_file=None)
             activities = DunningActivities.from_settings(settings)

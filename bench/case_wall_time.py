@@ -24,18 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
-from config.converter import compact_data_converter  # noqa: E402
+from bench.servers import time_skipping_server  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from intake.client import bundled_binary  # noqa: E402
 from workflows.dunning import DunningWorkflow  # noqa: E402
 from workflows.models import CaseInput, CaseResult, Failure, PauseRequest  # noqa: E402
-from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes  # noqa: E402
+from workflows.search import initial_search_attributes  # noqa: E402
 
 
 async def run_case(
@@ -69,17 +67,7 @@ async def run_case(
 
 
 async def main(runs: int) -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=compact_data_converter,
-        test_server_existing_path=bundled_binary("temporal-test-server"),
-    )
-    async with env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
-            )
-        )
+    async with time_skipping_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             activities = DunningActivities.from_settings(
                 Settings(database_url=f"sqlite:///{tmp}/bench.db")

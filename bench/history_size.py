@@ -29,20 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.api.history.v1 import History, HistoryEvent  # noqa: E402
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
-from config.converter import compact_data_converter  # noqa: E402
+from bench.servers import time_skipping_server  # noqa: E402
 from config.policies import find_policy  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from intake.client import bundled_binary  # noqa: E402
 from workflows.dunning import DunningWorkflow  # noqa: E402
 from workflows.models import CaseInput, Failure  # noqa: E402
 from workflows.policy_versions import POLICY_VERSIONS  # noqa: E402
-from workflows.search import SEARCH_ATTRIBUTES, initial_search_attributes  # noqa: E402
+from workflows.search import initial_search_attributes  # noqa: E402
 
 BOUND = 12 * 1024
 DECLINED = "pm_card_chargeDeclinedInsufficientFunds"
@@ -135,17 +133,7 @@ def report(label: str, events: list[HistoryEvent]) -> int:
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=compact_data_converter,
-        test_server_existing_path=bundled_binary("temporal-test-server"),
-    )
-    async with env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
-            )
-        )
+    async with time_skipping_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             activities = DunningActivities.from_settings(
                 Settings(database_url=f"sqlite:///{tmp}/bench.db")

@@ -39,13 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.store import CaseStore  # noqa: E402
-from config.converter import compact_data_converter  # noqa: E402
+from bench.servers import dev_server  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
-from intake.client import bundled_binary  # noqa: E402
 from tests.support.harness import postgres_for_tests  # noqa: E402
 from tests.support.workers import (  # noqa: E402
     WorkerProcess,
@@ -54,7 +52,6 @@ from tests.support.workers import (  # noqa: E402
     outbox_sends,
     own_database,
 )
-from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 # A mix of endings under the fast policy: recovered at once, on a retry, or to collections.
 METHODS = [
@@ -209,15 +206,8 @@ async def run(args: argparse.Namespace) -> None:
             server_url = stack.enter_context(postgres_for_tests())
         database = stack.enter_context(own_database(server_url, prefix="load"))
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dunning-load-")))
-        env = await WorkflowEnvironment.start_local(
-            data_converter=compact_data_converter,
-            search_attributes=SEARCH_ATTRIBUTES,
-            dev_server_existing_path=bundled_binary("temporal"),
-            port=args.port,
-            ui=False,
-            dev_server_log_level="never",  # an overloaded server's complaints drown the figures
-        )
-        async with env:
+        # An overloaded server's complaints would drown the figures.
+        async with dev_server(args.port, dev_server_log_level="never") as env:
             worker_env = {
                 **os.environ,
                 "TEMPORAL_ADDRESS": f"127.0.0.1:{args.port}",

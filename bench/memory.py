@@ -30,16 +30,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.store import CaseStore, CustomerProfile  # noqa: E402
+from bench.servers import dev_server  # noqa: E402
 from bench.throughput import all_reached, started_together  # noqa: E402
-from config.converter import compact_data_converter  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
-from intake.client import bundled_binary  # noqa: E402
 from intake.events import BillingEvent  # noqa: E402
-from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUND_MIB = 300
@@ -73,14 +70,7 @@ def event(prefix: str, n: int, now: datetime) -> BillingEvent:
 
 
 async def main(cases: int, batch: int, port: int) -> None:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=compact_data_converter,
-        port=port,
-        ui=False,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=bundled_binary("temporal"),
-    )
-    async with env:
+    async with dev_server(port) as env:
         with tempfile.TemporaryDirectory() as folder:
             settings = Settings(
                 _env_file=None,

@@ -31,20 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.pre_dunning import PreDunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
 from bench.no_op import NoOpWorkflow  # noqa: E402
-from config.converter import compact_data_converter  # noqa: E402
+from bench.servers import dev_server  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
-from intake.client import bundled_binary  # noqa: E402
 from intake.events import BillingEvent  # noqa: E402
 from worker import build_worker, workflow_runner  # noqa: E402
-from workflows.search import SEARCH_ATTRIBUTES  # noqa: E402
 
 BOUND = 0.7
 ACTIVITY_COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
@@ -135,14 +132,7 @@ async def case_rate(
 
 
 async def main(cases: int, port: int, profile: bool) -> None:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=compact_data_converter,
-        port=port,
-        ui=False,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=bundled_binary("temporal"),
-    )
-    async with env:
+    async with dev_server(port) as env:
         with tempfile.TemporaryDirectory() as folder:
             settings = Settings(
                 _env_file=None,
