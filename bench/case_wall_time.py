@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from temporalio.client import WorkflowHandle  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
@@ -36,10 +37,10 @@ from workflows.models import CaseInput, CaseResult, Failure, PauseRequest  # noq
 from workflows.search import initial_search_attributes  # noqa: E402
 
 
-async def run_case(
-    env: WorkflowEnvironment, payment_method: str, queue: str, paused_days: int = 0
-) -> CaseResult:
-    """One case from failure to outcome; support pauses it for `paused_days` at the start."""
+async def start_case(
+    env: WorkflowEnvironment, queue: str, payment_method: str, policy_hash: str | None = None
+) -> WorkflowHandle[DunningWorkflow, CaseResult]:
+    """A case whose payment failed just now, on `payment_method`, as billing starts one."""
     invoice = f"in_bench_{uuid.uuid4().hex[:10]}"
     case = CaseInput(
         case_id=invoice,
@@ -49,17 +50,26 @@ async def run_case(
         currency="USD",
         failure=Failure(decline_code="insufficient_funds", failed_at=await env.get_current_time()),
         policy_version=1,
+        policy_hash=policy_hash,
         payment_method=payment_method,
     )
-    handle = await env.client.start_workflow(
+    return await env.client.start_workflow(
         DunningWorkflow.run,
         case,
         id=f"dunning-{invoice}",
         task_queue=queue,
         search_attributes=initial_search_attributes(case),
     )
+
+
+async def run_case(
+    env: WorkflowEnvironment, payment_method: str, queue: str, paused_days: int = 0
+) -> CaseResult:
+    """One case from failure to outcome; support pauses it for `paused_days` at the start."""
+    failed_at = await env.get_current_time()
+    handle = await start_case(env, queue, payment_method)
     if paused_days:
-        until = case.failure.failed_at + timedelta(days=paused_days)
+        until = failed_at + timedelta(days=paused_days)
         await handle.signal(
             DunningWorkflow.pause, PauseRequest(reason="bench", actor="bench", until=until)
         )

@@ -20,7 +20,6 @@ import asyncio
 import os
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,13 +33,12 @@ from temporalio.worker import Worker  # noqa: E402
 
 from activities.dunning import DunningActivities  # noqa: E402
 from activities.store import CustomerProfile  # noqa: E402
+from bench.case_wall_time import start_case  # noqa: E402
 from bench.servers import time_skipping_server  # noqa: E402
 from config.policies import find_policy  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from workflows.dunning import DunningWorkflow  # noqa: E402
-from workflows.models import CaseInput, Failure  # noqa: E402
 from workflows.policy_versions import POLICY_VERSIONS  # noqa: E402
-from workflows.search import initial_search_attributes  # noqa: E402
 
 BOUND = 12 * 1024
 DECLINED = "pm_card_chargeDeclinedInsufficientFunds"
@@ -60,25 +58,7 @@ async def full_schedule_history(
     env: WorkflowEnvironment, queue: str, policy_hash: str | None
 ) -> list[HistoryEvent]:
     """The events of one case run to collections."""
-    invoice = f"in_bench_{uuid.uuid4().hex[:10]}"
-    case = CaseInput(
-        case_id=invoice,
-        invoice_id=invoice,
-        customer_id="cus_bench",
-        amount_due=4900,
-        currency="USD",
-        failure=Failure(decline_code="insufficient_funds", failed_at=await env.get_current_time()),
-        policy_version=1,
-        policy_hash=policy_hash,
-        payment_method=DECLINED,
-    )
-    handle = await env.client.start_workflow(
-        DunningWorkflow.run,
-        case,
-        id=f"dunning-{invoice}",
-        task_queue=queue,
-        search_attributes=initial_search_attributes(case),
-    )
+    handle = await start_case(env, queue, DECLINED, policy_hash)
     result = await handle.result()
     assert result.outcome == "collections", result.outcome
     return list((await handle.fetch_history()).events)

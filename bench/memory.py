@@ -31,12 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 
-from activities.store import CaseStore, CustomerProfile  # noqa: E402
+from activities.store import CaseStore  # noqa: E402
 from bench.servers import dev_server  # noqa: E402
-from bench.throughput import all_reached, started_together  # noqa: E402
+from bench.throughput import all_reached, declining_card_event, started_together  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from intake.cases import CaseOpener  # noqa: E402
-from intake.events import BillingEvent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUND_MIB = 300
@@ -49,24 +48,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def event(prefix: str, n: int, now: datetime) -> BillingEvent:
-    """A card that keeps declining softly: the case sends its first reminder, then sleeps
-    until its first retry a day later."""
-    return BillingEvent(
-        invoice_id=f"{prefix}{n}",
-        customer=CustomerProfile(
-            customer_id=f"cus_mem_{n}",
-            email=f"mem{n}@example.com",
-            payment_method="pm_card_chargeDeclinedInsufficientFunds",
-            time_zone="UTC",
-        ),
-        amount_due=4900,
-        currency="USD",
-        decline_code="insufficient_funds",
-        failed_at=now,
-    )
 
 
 async def main(cases: int, batch: int, port: int) -> None:
@@ -121,7 +102,12 @@ async def run_cases(
         for first in range(0, cases, batch_size):
             batch = range(first, min(first + batch_size, cases))
             results = await started_together(
-                [opener.start(env.client, store, event(prefix, n, now)) for n in batch]
+                [
+                    opener.start(
+                        env.client, store, declining_card_event(f"{prefix}{n}", f"cus_mem_{n}", now)
+                    )
+                    for n in batch
+                ]
             )
             await all_reached(env.client, [r.workflow_id for r in results], TIMER_STARTED)
             asleep = batch.stop

@@ -97,6 +97,24 @@ async def all_reached(client: Client, workflow_ids: list[str], event_type: Event
     return max(await asyncio.gather(*(one(workflow_id) for workflow_id in workflow_ids)))
 
 
+def declining_card_event(invoice_id: str, customer_id: str, now: datetime) -> BillingEvent:
+    """A failed payment on a card that keeps declining softly: the case sends its first
+    reminder, then sleeps until its first retry a day later."""
+    return BillingEvent(
+        invoice_id=invoice_id,
+        customer=CustomerProfile(
+            customer_id=customer_id,
+            email=f"{customer_id}@example.com",
+            payment_method="pm_card_chargeDeclinedInsufficientFunds",
+            time_zone="UTC",
+        ),
+        amount_due=4900,
+        currency="USD",
+        decline_code="insufficient_funds",
+        failed_at=now,
+    )
+
+
 async def case_rate(
     client: Client, settings: Settings, activities: DunningActivities, count: int
 ) -> float:
@@ -106,22 +124,7 @@ async def case_rate(
     opener = CaseOpener.from_settings(settings)
     prefix = f"in_bench_{uuid.uuid4().hex[:6]}_"
     now = datetime.now(UTC)
-    events = [
-        BillingEvent(
-            invoice_id=f"{prefix}{n}",
-            customer=CustomerProfile(
-                customer_id=f"cus_bench_{n}",
-                email=f"bench{n}@example.com",
-                payment_method="pm_card_chargeDeclinedInsufficientFunds",
-                time_zone="UTC",
-            ),
-            amount_due=4900,
-            currency="USD",
-            decline_code="insufficient_funds",
-            failed_at=now,
-        )
-        for n in range(count)
-    ]
+    events = [declining_card_event(f"{prefix}{n}", f"cus_bench_{n}", now) for n in range(count)]
     async with build_worker(client, settings, activities, pre_dunning):
         began = datetime.now(UTC)
         results = await started_together([opener.start(client, store, event) for event in events])
