@@ -81,6 +81,26 @@ class EncryptionCodec(PayloadCodec):
             raise PayloadKeyError(f"payload under key {key_id!r} fails authentication") from None
 
 
+class WithoutKeys(PayloadCodec):
+    """No keys configured: nothing is encrypted, and an encrypted payload met anyway (a
+    client pointed at a service that encrypts) is one clear error, not the converter's
+    "Unknown payload encoding"."""
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        for payload in payloads:
+            if payload.metadata.get("encoding") == ENCODING:
+                key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
+                raise PayloadKeyError(
+                    f"payloads are encrypted (key {key_id!r}) and PAYLOAD_KEYS is unset: set it "
+                    "to the service's keys (make run keeps its own in .dunning/demo-payload-key "
+                    "and uses it when TEMPORAL_ADDRESS is unset)"
+                )
+        return list(payloads)
+
+
 def codec(settings: Settings) -> EncryptionCodec | None:
     """The settings' encryption codec, or None when they configure no key."""
     keys = settings.payload_key_ring()
@@ -93,7 +113,7 @@ def data_converter(settings: Settings) -> DataConverter:
     Failure messages and stack traces are encrypted too (they may quote what failed)."""
     payload_codec = codec(settings)
     if payload_codec is None:
-        return compact_data_converter
+        return dataclasses.replace(compact_data_converter, payload_codec=WithoutKeys())
     return dataclasses.replace(
         compact_data_converter,
         payload_codec=payload_codec,

@@ -84,9 +84,15 @@ async def test_the_data_converter_encrypts_pydantic_models_and_failures() -> Non
     assert str(await converter.decode_failure(failure)) == "card of ann@example.com declined"
 
 
-def test_without_keys_a_cluster_client_keeps_plain_pydantic_payloads() -> None:
-    settings = Settings(temporal_address="cluster:7233", _env_file=None)
-    assert data_converter(settings) is compact_data_converter
+async def test_without_keys_a_cluster_client_keeps_plain_payloads_and_names_what_it_lacks() -> None:
+    converter = data_converter(Settings(temporal_address="cluster:7233", _env_file=None))
+    plain = await converter.encode([{"reason": "ticket 4411"}])
+    assert plain == await compact_data_converter.encode([{"reason": "ticket 4411"}])
+    sealed = await data_converter(Settings(payload_keys=f"k1:{b64(K1)}", _env_file=None)).encode(
+        ["x"]
+    )
+    with pytest.raises(PayloadKeyError, match="PAYLOAD_KEYS is unset"):
+        await converter.decode(sealed)
 
 
 def test_the_dev_server_keeps_one_demo_key_across_restarts(tmp_path: Path) -> None:
