@@ -99,7 +99,10 @@ async def page(
     """A page in a fresh context (no cookies, storage or cache from another test); a
     screenshot of it is kept when the test fails."""
     context = await browser.new_context(viewport=VIEWPORTS[viewport], locale=locale)
-    context.set_default_timeout(10_000)
+    # A form that asks a case (choosing a plan charges its first installment and continues the
+    # case as new) answers once the workflow has: on a loaded machine a workflow task that
+    # timed out is retried after 10 s, so allow for one such retry before calling it stuck.
+    context.set_default_timeout(30_000)
     opened = await context.new_page()
     try:
         yield opened
