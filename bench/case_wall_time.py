@@ -37,6 +37,17 @@ from workflows.models import CaseInput, CaseResult, Failure, PauseRequest  # noq
 from workflows.search import initial_search_attributes  # noqa: E402
 
 
+def bench_activities(folder: str) -> DunningActivities:
+    """The real activities over a SQLite store in `folder`, with the bench's customer."""
+    activities = DunningActivities.from_settings(
+        Settings(database_url=f"sqlite:///{folder}/bench.db")
+    )
+    activities.store.upsert_customer(
+        CustomerProfile(customer_id="cus_bench", email="bench@example.com")
+    )
+    return activities
+
+
 async def start_case(
     env: WorkflowEnvironment, queue: str, payment_method: str, policy_hash: str | None = None
 ) -> WorkflowHandle[DunningWorkflow, CaseResult]:
@@ -79,12 +90,7 @@ async def run_case(
 async def main(runs: int) -> None:
     async with time_skipping_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
-            activities = DunningActivities.from_settings(
-                Settings(database_url=f"sqlite:///{tmp}/bench.db")
-            )
-            activities.store.upsert_customer(
-                CustomerProfile(customer_id="cus_bench", email="bench@example.com")
-            )
+            activities = bench_activities(tmp)
             queue = "bench"
             async with Worker(
                 env.client,

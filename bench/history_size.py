@@ -31,9 +31,7 @@ from temporalio.api.history.v1 import History, HistoryEvent  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities.dunning import DunningActivities  # noqa: E402
-from activities.store import CustomerProfile  # noqa: E402
-from bench.case_wall_time import start_case  # noqa: E402
+from bench.case_wall_time import bench_activities, start_case  # noqa: E402
 from bench.servers import time_skipping_server  # noqa: E402
 from config.policies import find_policy  # noqa: E402
 from config.settings import Settings  # noqa: E402
@@ -115,12 +113,7 @@ def report(label: str, events: list[HistoryEvent]) -> int:
 async def main() -> None:
     async with time_skipping_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
-            activities = DunningActivities.from_settings(
-                Settings(database_url=f"sqlite:///{tmp}/bench.db")
-            )
-            activities.store.upsert_customer(
-                CustomerProfile(customer_id="cus_bench", email="bench@example.com")
-            )
+            activities = bench_activities(tmp)
             activities.store.fill_policy_versions(POLICY_VERSIONS, activities.policies)
             pinned = POLICY_VERSIONS.add(find_policy(activities.policies, "standard", 1))
             async with Worker(

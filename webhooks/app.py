@@ -160,25 +160,32 @@ async def serve(settings: Settings, client_provider: ClientProvider, store: Case
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config above
     if not any(isinstance(f, preferences.RedactTokens) for f in access.filters):
         access.addFilter(preferences.RedactTokens())
-    server = uvicorn.Server(config)
     where = f"{settings.receiver_host}:{settings.receiver_port}"
+    await serve_until_stopped(
+        uvicorn.Server(config),
+        f"the receiver on {where}",
+        "RECEIVER_PORT",
+        f"Billing-event receiver on http://{where} (POST /webhooks/stripe, POST /events)",
+    )
+
+
+async def serve_until_stopped(
+    server: uvicorn.Server, what: str, port_setting: str, started: str
+) -> None:
+    """Serve until cancelled, saying `started` once it listens. A port it cannot bind is an
+    `OSError` naming `port_setting`: uvicorn itself would exit the whole process."""
 
     async def run() -> None:
         try:
             await server.serve()
         except SystemExit as err:  # uvicorn exits when it cannot bind
-            raise OSError(
-                f"cannot serve the receiver on {where} (in use? set RECEIVER_PORT)"
-            ) from err
+            raise OSError(f"cannot serve {what} (in use? set {port_setting})") from err
 
     serving = asyncio.create_task(run())
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if server.started:
-        print(
-            f"Billing-event receiver on http://{where} (POST /webhooks/stripe, POST /events)",
-            flush=True,
-        )
+        print(started, flush=True)
     await serving
 
 

@@ -9,7 +9,6 @@ serve without one, on a loopback address only.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +25,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from config.settings import Settings, weakness
 from intake.codec import EncryptionCodec, PayloadKeyError, codec
+from webhooks.app import serve_until_stopped
 
 log = logging.getLogger("dunning.codec_server")
 
@@ -123,22 +123,14 @@ async def serve_codec(settings: Settings, without_token: bool = False) -> None:
         )
     )
 
-    async def run() -> None:
-        try:
-            await server.serve()
-        except SystemExit as err:  # uvicorn exits when it cannot bind
-            raise OSError(
-                f"cannot serve the codec server on {where} (in use? set CODEC_SERVER_PORT)"
-            ) from err
-
-    serving = asyncio.create_task(run())
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.05)
-    if server.started:
-        auth = "no token (this machine only)" if without_token else "bearer token"
-        origins = ", ".join(settings.codec_origins)
-        print(f"Codec server on http://{where} ({auth}; UI origins: {origins})", flush=True)
-    await serving
+    auth = "no token (this machine only)" if without_token else "bearer token"
+    origins = ", ".join(settings.codec_origins)
+    await serve_until_stopped(
+        server,
+        f"the codec server on {where}",
+        "CODEC_SERVER_PORT",
+        f"Codec server on http://{where} ({auth}; UI origins: {origins})",
+    )
 
 
 async def serve_demo_codec(settings: Settings) -> None:
